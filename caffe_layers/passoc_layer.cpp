@@ -1,0 +1,132 @@
+#include <string>
+#include <vector>
+
+#include "caffe/layers/passoc_layer.hpp"
+#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+
+template <typename Dtype>
+void PassocLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+                                    const vector<Blob<Dtype>*>& top) {
+  ssn::read_grid(this->layer_param_, &grid_h_, &grid_w_);
+  const SpixelFeatureTwoParameter& param = this->layer_param_.spixel_feature2_param();
+  scale_ = param.has_scale_value() ? param.scale_value() : 1;
+  invalid_distance_ = param.invalid_distance();
+}
+
+template <typename Dtype>
+void PassocLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
+                                 const vector<Blob<Dtype>*>& top) {
+  const std::string name = "Passoc '" + this->layer_param_.name() + "'";
+  const Blob<Dtype>& pixels = *bottom[0];
+  const Blob<Dtype>& spixels = *bottom[1];
+  const Blob<Dtype>& cells = *bottom[2];
+  CHECK(pixels.num_axes() == 4 && spixels.num_axes() == 4 && cells.num_axes() == 4)
+      << name << ": inputs must be 4-D";
+  CHECK(spixels.num() == pixels.num() && cells.num() == pixels.num())
+      << name << ": batch sizes differ";
+  CHECK_EQ(spixels.channels(), pixels.channels())
+      << name << ": pixel and superpixel features differ in channels";
+  CHECK(spixels.height() == 1 && spixels.width() == grid_h_ * grid_w_)
+      << name << ": superpixel features must be N x C x 1 x " << grid_h_ * grid_w_
+      << " for a " << grid_h_ << "x" << grid_w_ << " grid";
+  CHECK_EQ(cells.channels(), 1) << name << ": the cell map must have 1 channel";
+  CHECK(cells.height() == pixels.height() && cells.width() == pixels.width())
+      << name << ": cell map and features differ in size";
+  top[0]->Reshape(pixels.num(), ssn::kNumNeighbours, pixels.height(),
+                  pixels.width());
+}
+
+// Pixels are visited in runs of equal initial cell along a row, so the 9
+// candidate superpixels are fixed within a run and the inner loops run over
+// contiguous pixels.
+template <typename Dtype>
+void PassocLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+                                     const vector<Blob<Dtype>*>& top) {
+  const std::string where = "Passoc '" + this->layer_param_.name() + "' cell map";
+  const int num = bottom[0]->num(), channels = bottom[0]->channels();
+  const int height = bottom[0]->height(), width = bottom[0]->width();
+  const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
+  for (int n = 0; n < num; ++n) {
+    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n);
+    const Dtype* spixels = bottom[1]->cpu_data() + bottom[1]->offset(n);
+    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n);
+    Dtype* dist = top[0]->mutable_cpu_data() + top[0]->offset(n);
+    for (int y = 0; y < height; ++y) {
+      ssn::for_each_cell_run(cells + y * width, width, num_spixels, where, n, y,
+          [&](int begin, int end, int cell) {
+        const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
+        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+          Dtype* out = dist + c * spatial + y * width;
+          const int j = neighbours.index[c];
+          if (j < 0) {
+            for (int x = begin; x < end; ++x) out[x] = scale_ * invalid_distance_;
+            continue;
+          }
+          for (int x = begin; x < end; ++x) out[x] = 0;
+          for (int k = 0; k < channels; ++k) {
+            const Dtype* f = pixels + k * spatial + y * width;
+            const Dtype s = spixels[k * num_spixels + j];
+            for (int x = begin; x < end; ++x) out[x] += (f[x] - s) * (f[x] - s);
+          }
+          for (int x = begin; x < end; ++x) out[x] *= scale_;
+        }
+      });
+    }
+  }
+}
+
+template <typename Dtype>
+void PassocLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
+                                      const vector<bool>& propagate_down,
+                                      const vector<Blob<Dtype>*>& bottom) {
+  CHECK(!propagate_down[2]) << "Passoc '" << this->layer_param_.name()
+                            << "': cannot backpropagate to the cell map";
+  if (!propagate_down[0] && !propagate_down[1]) return;
+  const std::string where = "Passoc '" + this->layer_param_.name() + "' cell map";
+  const int num = bottom[0]->num(), channels = bottom[0]->channels();
+  const int height = bottom[0]->height(), width = bottom[0]->width();
+  const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
+  Dtype* pixel_diff_all = bottom[0]->mutable_cpu_diff();
+  Dtype* spixel_diff_all = bottom[1]->mutable_cpu_diff();
+  caffe_set(bottom[0]->count(), Dtype(0), pixel_diff_all);
+  caffe_set(bottom[1]->count(), Dtype(0), spixel_diff_all);
+  for (int n = 0; n < num; ++n) {
+    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n);
+    const Dtype* spixels = bottom[1]->cpu_data() + bottom[1]->offset(n);
+    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n);
+    const Dtype* dist_diff = top[0]->cpu_diff() + top[0]->offset(n);
+    Dtype* pixel_diff = pixel_diff_all + bottom[0]->offset(n);
+    Dtype* spixel_diff = spixel_diff_all + bottom[1]->offset(n);
+    for (int y = 0; y < height; ++y) {
+      ssn::for_each_cell_run(cells + y * width, width, num_spixels, where, n, y,
+          [&](int begin, int end, int cell) {
+        const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
+        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+          const int j = neighbours.index[c];
+          if (j < 0) continue;
+          const Dtype* g = dist_diff + c * spatial + y * width;
+          for (int k = 0; k < channels; ++k) {
+            const Dtype* f = pixels + k * spatial + y * width;
+            Dtype* df = pixel_diff + k * spatial + y * width;
+            const Dtype s = spixels[k * num_spixels + j];
+            Dtype ds = 0;
+            for (int x = begin; x < end; ++x) {
+              const Dtype step = 2 * scale_ * g[x] * (f[x] - s);
+              df[x] += step;
+              ds -= step;
+            }
+            spixel_diff[k * num_spixels + j] += ds;
+          }
+        }
+      });
+    }
+  }
+}
+
+INSTANTIATE_CLASS(PassocLayer);
+REGISTER_LAYER_CLASS(Passoc);
+
+}  // namespace caffe

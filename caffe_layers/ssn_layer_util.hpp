@@ -1,0 +1,73 @@
+// CPU-side helpers shared by the SSN layers: checked index reads, the runs of
+// equal initial superpixel along an image row, and the grid parameters.
+#ifndef CAFFE_SSN_LAYER_UTIL_HPP_
+#define CAFFE_SSN_LAYER_UTIL_HPP_
+
+#include <string>
+
+#include "caffe/proto/caffe.pb.h"
+#include "caffe/ssn/ssn_math.cuh"
+#include "glog/logging.h"
+
+namespace caffe {
+namespace ssn {
+
+// Reads an id from an index map and dies with a clear message when it lies
+// outside [0, limit). `where` names the layer and input for the message.
+template <typename Dtype>
+inline int checked_index(Dtype value, int limit, const std::string& where,
+                         int n, int pixel, int width) {
+  const int index = index_value(value);
+  if (index < 0 || index >= limit) {
+    LOG(FATAL) << where << ": index " << value << " at image " << n
+               << ", row " << pixel / width << ", column " << pixel % width
+               << " is outside [0, " << limit << ")";
+  }
+  return index;
+}
+
+// Calls visit(x_begin, x_end, cell) for each maximal run of pixels of one row
+// of an initial-superpixel map that share the same cell (checked in [0, K)).
+template <typename Dtype, typename Visit>
+inline void for_each_cell_run(const Dtype* init_row, int width, int num_cells,
+                              const std::string& where, int n, int y,
+                              Visit visit) {
+  int begin = 0;
+  while (begin < width) {
+    const int cell = checked_index(init_row[begin], num_cells, where, n,
+                                   y * width + begin, width);
+    int end = begin + 1;
+    while (end < width && index_value(init_row[end]) == cell) ++end;
+    visit(begin, end, cell);
+    begin = end;
+  }
+}
+
+// The superpixel grid of Passoc and SpixelFeature2. Neighbour ids of a cell.
+struct CellNeighbours {
+  int index[kNumNeighbours];  // -1 where the neighbour is outside the grid
+  CellNeighbours(int cell, int grid_h, int grid_w) {
+    for (int c = 0; c < kNumNeighbours; ++c) {
+      index[c] = neighbour_index(cell, c, grid_h, grid_w);
+    }
+  }
+};
+
+// Reads num_spixels_h/w of a SpixelFeatureTwoParameter, which must be set.
+inline void read_grid(const LayerParameter& param, int* grid_h, int* grid_w) {
+  const SpixelFeatureTwoParameter& grid = param.spixel_feature2_param();
+  CHECK(grid.has_num_spixels_h() && grid.has_num_spixels_w())
+      << param.type() << " layer '" << param.name()
+      << "': spixel_feature2_param.num_spixels_h and num_spixels_w are required";
+  *grid_h = static_cast<int>(grid.num_spixels_h());
+  *grid_w = static_cast<int>(grid.num_spixels_w());
+  CHECK(*grid_h >= 1 && *grid_w >= 1)
+      << param.type() << " layer '" << param.name()
+      << "': the superpixel grid must be at least 1x1, got " << *grid_h << "x"
+      << *grid_w;
+}
+
+}  // namespace ssn
+}  // namespace caffe
+
+#endif  // CAFFE_SSN_LAYER_UTIL_HPP_

@@ -1,0 +1,489 @@
+// C++ tests of the SSN layers: the spec's test vectors, Caffe's finite
+// difference GradientChecker on every differentiable bottom (odd sizes,
+// batch 2), and a check that the checked gradients are not all zero.
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/interp_layer.hpp"
+#include "caffe/layers/loss_without_softmax_layer.hpp"
+#include "caffe/layers/passoc_layer.hpp"
+#include "caffe/layers/pixel_feature_layer.hpp"
+#include "caffe/layers/rel_to_abs_index_layer.hpp"
+#include "caffe/layers/smear_layer.hpp"
+#include "caffe/layers/spixel_feature2_layer.hpp"
+#include "caffe/layers/spixel_feature_layer.hpp"
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+// Fills an N x 1 x H x W blob with the floor-rule grid: cell of (y, x) is
+// floor(y * grid_h / H) * grid_w + floor(x * grid_w / W).
+template <typename Dtype>
+void FillGridCells(Blob<Dtype>* cells, int grid_h, int grid_w) {
+  const int height = cells->height(), width = cells->width();
+  Dtype* data = cells->mutable_cpu_data();
+  for (int n = 0; n < cells->num(); ++n) {
+    for (int y = 0; y < height; ++y) {
+      for (int x = 0; x < width; ++x) {
+        data[(n * height + y) * width + x] =
+            (y * grid_h / height) * grid_w + x * grid_w / width;
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+void FillGaussian(Blob<Dtype>* blob, Dtype std = 1) {
+  FillerParameter param;
+  param.set_std(std);
+  GaussianFiller<Dtype>(param).Fill(blob);
+}
+
+template <typename Dtype>
+void FillUniform(Blob<Dtype>* blob, Dtype min, Dtype max) {
+  FillerParameter param;
+  param.set_min(min);
+  param.set_max(max);
+  UniformFiller<Dtype>(param).Fill(blob);
+}
+
+// The 1 x 2 x 4 x 6 features of the spec's test vectors (section 15).
+template <typename Dtype>
+void FillSpecFeatures(Blob<Dtype>* features) {
+  features->Reshape(1, 2, 4, 6);
+  Dtype* data = features->mutable_cpu_data();
+  for (int p = 0; p < 24; ++p) {
+    data[p] = p;
+    data[24 + p] = 2 * (p % 5);
+  }
+}
+
+// Runs forward and backward with a top diff of ones and expects some nonzero
+// entry in bottom[index]'s diff (GradientChecker accepts all-zero gradients).
+template <typename Dtype>
+void ExpectNonzeroGradient(Layer<Dtype>* layer, const vector<Blob<Dtype>*>& bottom,
+                           const vector<Blob<Dtype>*>& top, int index) {
+  layer->Forward(bottom, top);
+  for (int t = 0; t < top.size(); ++t) {
+    caffe_set(top[t]->count(), Dtype(1), top[t]->mutable_cpu_diff());
+  }
+  vector<bool> propagate_down(bottom.size(), false);
+  propagate_down[index] = true;
+  layer->Backward(top, propagate_down, bottom);
+  EXPECT_GT(caffe_cpu_asum(bottom[index]->count(), bottom[index]->cpu_diff()), 0)
+      << "bottom " << index << " received an all-zero gradient";
+}
+
+template <typename TypeParam>
+class SsnLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  SsnLayerTest()
+      : features_(new Blob<Dtype>(2, 3, 7, 9)),
+        spixels_(new Blob<Dtype>(2, 3, 1, 6)),
+        assoc_(new Blob<Dtype>(2, 9, 7, 9)),
+        cells_(new Blob<Dtype>(2, 1, 7, 9)),
+        top_(new Blob<Dtype>()),
+        top2_(new Blob<Dtype>()) {
+    Caffe::set_random_seed(1701);
+    FillGaussian(features_);
+    FillGaussian(spixels_);
+    FillUniform(assoc_, Dtype(0.1), Dtype(1));
+    FillGridCells(cells_, 2, 3);
+    top_vec_.push_back(top_);
+  }
+  virtual ~SsnLayerTest() {
+    delete features_;
+    delete spixels_;
+    delete assoc_;
+    delete cells_;
+    delete top_;
+    delete top2_;
+  }
+
+  static LayerParameter GridParam(int grid_h, int grid_w) {
+    LayerParameter param;
+    param.mutable_spixel_feature2_param()->set_num_spixels_h(grid_h);
+    param.mutable_spixel_feature2_param()->set_num_spixels_w(grid_w);
+    return param;
+  }
+
+  Blob<Dtype>* features_;  // 2 x 3 x 7 x 9 pixel features
+  Blob<Dtype>* spixels_;   // 2 x 3 x 1 x 6 superpixel features (2 x 3 grid)
+  Blob<Dtype>* assoc_;     // 2 x 9 x 7 x 9 associations
+  Blob<Dtype>* cells_;     // 2 x 1 x 7 x 9 initial cells of a 2 x 3 grid
+  Blob<Dtype>* top_;
+  Blob<Dtype>* top2_;
+  vector<Blob<Dtype>*> top_vec_;
+};
+
+TYPED_TEST_CASE(SsnLayerTest, TestDtypesAndDevices);
+
+// ---- PixelFeature ----
+
+TYPED_TEST(SsnLayerTest, PixelFeaturePositionAndRgb) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param;
+  PixelFeatureParameter* pf = param.mutable_pixel_feature_param();
+  pf->set_type(PixelFeatureParameter_Feature_POSITION_AND_RGB);
+  pf->set_pos_scale(0.5);
+  pf->set_color_scale(0.26);
+  pf->set_offset_h(1);
+  vector<Blob<Dtype>*> bottom(1, this->features_);
+  PixelFeatureLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  ASSERT_EQ(this->top_->channels(), 5);
+  for (int n = 0; n < 2; ++n) {
+    for (int y = 0; y < 7; ++y) {
+      for (int x = 0; x < 9; ++x) {
+        EXPECT_FLOAT_EQ(this->top_->data_at(n, 0, y, x), 0.5 * y + 1);
+        EXPECT_FLOAT_EQ(this->top_->data_at(n, 1, y, x), 0.5 * x);
+        for (int c = 0; c < 3; ++c) {
+          EXPECT_NEAR(this->top_->data_at(n, 2 + c, y, x),
+                      0.26 * this->features_->data_at(n, c, y, x), 1e-6);
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(SsnLayerTest, PixelFeatureGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param;
+  param.mutable_pixel_feature_param()->set_type(
+      PixelFeatureParameter_Feature_RGB_AND_POSITION);
+  param.mutable_pixel_feature_param()->set_color_scale(0.7);
+  vector<Blob<Dtype>*> bottom(1, this->features_);
+  PixelFeatureLayer<Dtype> layer(param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+// ---- SpixelFeature ----
+
+TYPED_TEST(SsnLayerTest, SpixelFeatureSpecVector) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> features, cells(1, 1, 4, 6);
+  FillSpecFeatures(&features);
+  FillGridCells(&cells, 2, 3);
+  LayerParameter param;
+  SpixelFeatureParameter* sf = param.mutable_spixel_feature_param();
+  sf->set_type(SpixelFeatureParameter_Feature_AVGRGB);
+  sf->set_max_spixels(6);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&features);
+  bottom.push_back(&cells);
+  SpixelFeatureLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  const double expected[2][6] = {{3.5, 5.5, 7.5, 15.5, 17.5, 19.5},
+                                 {2, 6, 2.5, 6, 2.5, 4}};
+  for (int k = 0; k < 2; ++k) {
+    for (int j = 0; j < 6; ++j) {
+      EXPECT_NEAR(this->top_->data_at(0, k, 0, j), expected[k][j], 1e-5);
+    }
+  }
+}
+
+TYPED_TEST(SsnLayerTest, SpixelFeatureIgnoresAndMarksEmpty) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> features(1, 1, 1, 4), ids(1, 1, 1, 4);
+  const Dtype values[] = {1, 2, 3, 4}, labels[] = {0, -10, 0, 2};
+  caffe_copy(4, values, features.mutable_cpu_data());
+  caffe_copy(4, labels, ids.mutable_cpu_data());
+  LayerParameter param;
+  SpixelFeatureParameter* sf = param.mutable_spixel_feature_param();
+  sf->set_type(SpixelFeatureParameter_Feature_AVGRGB);
+  sf->set_max_spixels(3);
+  sf->set_ignore_idx_value(-10);
+  sf->set_ignore_feature_value(255);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&features);
+  bottom.push_back(&ids);
+  this->top_vec_.push_back(this->top2_);
+  SpixelFeatureLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  EXPECT_NEAR(this->top_->cpu_data()[0], 2, 1e-6);
+  EXPECT_EQ(this->top_->cpu_data()[1], 255);  // empty superpixel
+  EXPECT_NEAR(this->top_->cpu_data()[2], 4, 1e-6);
+  EXPECT_EQ(this->top2_->cpu_data()[1], 255);  // ignored pixel
+  EXPECT_NEAR(this->top2_->cpu_data()[3], 4, 1e-6);
+}
+
+TYPED_TEST(SsnLayerTest, SpixelFeatureGradientBothTops) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param;
+  SpixelFeatureParameter* sf = param.mutable_spixel_feature_param();
+  sf->set_type(SpixelFeatureParameter_Feature_AVGRGBXYRGBXY);
+  sf->set_max_spixels(7);  // one more than the grid: an empty superpixel
+  sf->set_rgb_scale(0.5);
+  sf->set_rgbxy_rgb_scale(2);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(this->features_);
+  bottom.push_back(this->cells_);
+  this->top_vec_.push_back(this->top2_);
+  SpixelFeatureLayer<Dtype> layer(param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+// ---- Passoc ----
+
+TYPED_TEST(SsnLayerTest, PassocSpecVector) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> features, cells(1, 1, 4, 6), spixels(1, 2, 1, 6);
+  FillSpecFeatures(&features);
+  FillGridCells(&cells, 2, 3);
+  const Dtype s0[] = {3.5, 5.5, 7.5, 15.5, 17.5, 19.5, 2, 6, 2.5, 6, 2.5, 4};
+  caffe_copy(12, s0, spixels.mutable_cpu_data());
+  LayerParameter param = this->GridParam(2, 3);
+  param.mutable_spixel_feature2_param()->set_scale_value(-1);
+  param.mutable_spixel_feature2_param()->set_invalid_distance(10000);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&features);
+  bottom.push_back(&spixels);
+  bottom.push_back(&cells);
+  PassocLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  const double at_1_2[9] = {-10000, -10000, -10000, -36.25, -6.25, -12.5,
+                            -56.25, -102.5, -136.25};
+  const double at_0_0[9] = {-10000, -10000, -10000, -10000, -16.25, -66.25,
+                            -10000, -276.25, -312.5};
+  for (int c = 0; c < 9; ++c) {
+    EXPECT_NEAR(this->top_->data_at(0, c, 1, 2), at_1_2[c], 1e-3);
+    EXPECT_NEAR(this->top_->data_at(0, c, 0, 0), at_0_0[c], 1e-3);
+  }
+}
+
+TYPED_TEST(SsnLayerTest, PassocDefaultInvalidNeverWins) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->GridParam(2, 3);
+  param.mutable_spixel_feature2_param()->set_scale_value(-1);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(this->features_);
+  bottom.push_back(this->spixels_);
+  bottom.push_back(this->cells_);
+  PassocLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  // Pixel (0, 0) lies in the top-left cell: channel 0 (up-left) is invalid.
+  EXPECT_LE(this->top_->data_at(0, 0, 0, 0), -1e29);
+  EXPECT_GT(this->top_->data_at(0, 4, 0, 0), -1e3);
+}
+
+TYPED_TEST(SsnLayerTest, PassocGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->GridParam(2, 3);
+  param.mutable_spixel_feature2_param()->set_scale_value(-0.5);
+  param.mutable_spixel_feature2_param()->set_invalid_distance(3);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(this->features_);
+  bottom.push_back(this->spixels_);
+  bottom.push_back(this->cells_);
+  PassocLayer<Dtype> layer(param);
+  GradientChecker<Dtype> checker(1e-2, 2e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 1);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 1);
+}
+
+// ---- SpixelFeature2 ----
+
+TYPED_TEST(SsnLayerTest, SpixelFeature2SpecVector) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> features, cells(1, 1, 4, 6), assoc(1, 9, 4, 6);
+  FillSpecFeatures(&features);
+  FillGridCells(&cells, 2, 3);
+  for (int c = 0; c < 9; ++c) {
+    caffe_set(24, Dtype((c + 1) / 45.0), assoc.mutable_cpu_data() + c * 24);
+  }
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&features);
+  bottom.push_back(&assoc);
+  bottom.push_back(&cells);
+  SpixelFeature2Layer<Dtype> layer(this->GridParam(2, 3));
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  const double expected[2][6] = {
+      {7.333333, 8.547619, 10.125, 8.916667, 9.910256, 11.142857},
+      {4.041667, 3.761905, 4.0, 4.083333, 3.794872, 3.892857}};
+  for (int k = 0; k < 2; ++k) {
+    for (int j = 0; j < 6; ++j) {
+      EXPECT_NEAR(this->top_->data_at(0, k, 0, j), expected[k][j], 1e-5);
+    }
+  }
+}
+
+TYPED_TEST(SsnLayerTest, SpixelFeature2Gradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(this->features_);
+  bottom.push_back(this->assoc_);
+  bottom.push_back(this->cells_);
+  SpixelFeature2Layer<Dtype> layer(this->GridParam(2, 3));
+  GradientChecker<Dtype> checker(1e-3, 2e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 1);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 1);
+}
+
+// ---- RelToAbsIndex ----
+
+TYPED_TEST(SsnLayerTest, RelToAbsIndexSpecVector) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> relative(1, 1, 4, 6), cells(1, 1, 4, 6);
+  FillGridCells(&cells, 2, 3);
+  const Dtype channels[] = {4, 4, 3, 4, 3, 4, 4, 5, 4, 4, 4, 4,
+                            4, 4, 3, 4, 3, 3, 4, 4, 4, 5, 4, 4};
+  caffe_copy(24, channels, relative.mutable_cpu_data());
+  LayerParameter param;
+  param.mutable_rel_to_abs_index_param()->set_num_spixels_h(2);
+  param.mutable_rel_to_abs_index_param()->set_num_spixels_w(3);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&relative);
+  bottom.push_back(&cells);
+  RelToAbsIndexLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  const int expected[] = {0, 0, 0, 1, 1, 2, 0, 1, 1, 1, 2, 2,
+                          3, 3, 3, 4, 4, 4, 3, 3, 4, 5, 5, 5};
+  for (int p = 0; p < 24; ++p) {
+    EXPECT_EQ(this->top_->cpu_data()[p], expected[p]) << "pixel " << p;
+  }
+}
+
+TYPED_TEST(SsnLayerTest, RelToAbsIndexClampsInvalidNeighbours) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> relative(1, 1, 1, 1), cells(1, 1, 1, 1);
+  relative.mutable_cpu_data()[0] = 0;  // up-left of the top-left cell
+  cells.mutable_cpu_data()[0] = 1;     // cell (0, 1) of a 2 x 3 grid
+  LayerParameter param;
+  param.mutable_rel_to_abs_index_param()->set_num_spixels_h(2);
+  param.mutable_rel_to_abs_index_param()->set_num_spixels_w(3);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&relative);
+  bottom.push_back(&cells);
+  RelToAbsIndexLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  EXPECT_EQ(this->top_->cpu_data()[0], 0);  // row clamped to 0, column 0
+}
+
+// ---- Smear ----
+
+TYPED_TEST(SsnLayerTest, SmearGathersAndIgnores) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> ids(1, 1, 1, 3);
+  const Dtype labels[] = {2, -1, 0};
+  caffe_copy(3, labels, ids.mutable_cpu_data());
+  Blob<Dtype> values(1, 3, 1, 6);
+  FillGaussian(&values);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&values);
+  bottom.push_back(&ids);
+  SmearLayer<Dtype> layer((LayerParameter()));
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(this->top_->data_at(0, c, 0, 0), values.data_at(0, c, 0, 2));
+    EXPECT_EQ(this->top_->data_at(0, c, 0, 1), -1000);
+    EXPECT_EQ(this->top_->data_at(0, c, 0, 2), values.data_at(0, c, 0, 0));
+  }
+}
+
+TYPED_TEST(SsnLayerTest, SmearGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(this->spixels_);
+  bottom.push_back(this->cells_);
+  SmearLayer<Dtype> layer((LayerParameter()));
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+// ---- Interp ----
+
+TYPED_TEST(SsnLayerTest, InterpZoomTwoSpecVector) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> input(1, 1, 3, 3);
+  for (int i = 0; i < 9; ++i) input.mutable_cpu_data()[i] = i;
+  LayerParameter param;
+  param.mutable_interp_param()->set_zoom_factor(2);
+  vector<Blob<Dtype>*> bottom(1, &input);
+  InterpLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  ASSERT_EQ(this->top_->height(), 5);
+  ASSERT_EQ(this->top_->width(), 5);
+  const double expected[5][5] = {{0, .5, 1, 1.5, 2}, {1.5, 2, 2.5, 3, 3.5},
+                                 {3, 3.5, 4, 4.5, 5}, {4.5, 5, 5.5, 6, 6.5},
+                                 {6, 6.5, 7, 7.5, 8}};
+  for (int h = 0; h < 5; ++h) {
+    for (int w = 0; w < 5; ++w) {
+      EXPECT_NEAR(this->top_->data_at(0, 0, h, w), expected[h][w], 1e-6);
+    }
+  }
+}
+
+TYPED_TEST(SsnLayerTest, InterpGradientWithCropAndSize) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param;
+  param.mutable_interp_param()->set_height(11);
+  param.mutable_interp_param()->set_width(4);
+  param.mutable_interp_param()->set_pad_beg(-1);
+  vector<Blob<Dtype>*> bottom(1, this->features_);
+  InterpLayer<Dtype> layer(param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+// ---- LossWithoutSoftmax ----
+
+TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxValueAndGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> prob(2, 4, 3, 5), labels(2, 1, 3, 5);
+  FillUniform(&prob, Dtype(0.2), Dtype(1));
+  for (int i = 0; i < labels.count(); ++i) {
+    labels.mutable_cpu_data()[i] = i % 5 == 4 ? 255 : i % 4;  // some ignored
+  }
+  LayerParameter param;
+  param.mutable_loss_param()->set_ignore_label(255);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&prob);
+  bottom.push_back(&labels);
+  LossWithoutSoftmaxLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  double expected = 0;
+  int valid = 0;
+  for (int n = 0; n < 2; ++n) {
+    for (int p = 0; p < 15; ++p) {
+      const int label = labels.cpu_data()[n * 15 + p];
+      if (label == 255) continue;
+      expected -= std::log(prob.data_at(n, label, p / 5, p % 5));
+      ++valid;
+    }
+  }
+  EXPECT_NEAR(this->top_->cpu_data()[0], expected / valid, 1e-5);
+  GradientChecker<Dtype> checker(1e-3, 2e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+}  // namespace caffe
