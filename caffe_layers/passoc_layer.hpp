@@ -38,6 +38,10 @@ class PassocLayer : public Layer<Dtype> {
   virtual inline const char* type() const { return "Passoc"; }
   virtual inline int ExactNumBottomBlobs() const { return 3; }
   virtual inline int ExactNumTopBlobs() const { return 1; }
+  // Bottom 2 is an index map: force_backward must not reach it.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index != 2;
+  }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,

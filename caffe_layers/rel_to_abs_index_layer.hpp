@@ -33,6 +33,10 @@ class RelToAbsIndexLayer : public Layer<Dtype> {
   virtual inline const char* type() const { return "RelToAbsIndex"; }
   virtual inline int ExactNumBottomBlobs() const { return 2; }
   virtual inline int ExactNumTopBlobs() const { return 1; }
+  // Both bottoms are index maps.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return false;
+  }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,

@@ -30,6 +30,10 @@ class SmearLayer : public Layer<Dtype> {
   virtual inline const char* type() const { return "Smear"; }
   virtual inline int ExactNumBottomBlobs() const { return 2; }
   virtual inline int ExactNumTopBlobs() const { return 1; }
+  // Bottom 1 is an index map: force_backward must not reach it.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index != 1;
+  }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,

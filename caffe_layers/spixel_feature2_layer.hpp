@@ -37,6 +37,10 @@ class SpixelFeature2Layer : public Layer<Dtype> {
   virtual inline const char* type() const { return "SpixelFeature2"; }
   virtual inline int ExactNumBottomBlobs() const { return 3; }
   virtual inline int ExactNumTopBlobs() const { return 1; }
+  // Bottom 2 is an index map: force_backward must not reach it.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index != 2;
+  }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,

@@ -44,6 +44,10 @@ class SpixelFeatureLayer : public Layer<Dtype> {
   virtual inline int ExactNumBottomBlobs() const { return 2; }
   virtual inline int MinTopBlobs() const { return 1; }
   virtual inline int MaxTopBlobs() const { return 2; }
+  // Bottom 1 is an index map: force_backward must not reach it.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index != 1;
+  }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,

@@ -192,6 +192,18 @@ def spliced_proto(original: str, fragment: str) -> str:
             + messages)
 
 
+def touch_sources(tree: Path, places: dict[str, Path]) -> None:
+    """Mark our spliced sources as changed.
+
+    Caffe's Makefile passes include directories with -isystem, so its dependency
+    files omit headers: an edit to one of our headers must be made visible to make
+    by hand. Only our own sources include our headers.
+    """
+    for relative in places:
+        if relative.endswith((".cpp", ".cu")):
+            os.utime(tree / relative)
+
+
 def splice(tree: Path) -> list[str]:
     """Copy our sources and proto fragment into ``tree``; return what changed."""
     changed = []
@@ -205,6 +217,8 @@ def splice(tree: Path) -> list[str]:
         if write_if_changed(tree / relative, source.read_bytes()):
             changed.append(relative)
     write_if_changed(manifest, "\n".join(sorted(places)).encode())
+    if any(name.endswith((".hpp", ".cuh")) for name in changed):
+        touch_sources(tree, places)
 
     proto = tree / "src/caffe/proto/caffe.proto"
     pristine = proto.with_name("caffe.proto.orig")
