@@ -1,0 +1,29 @@
+"""Float64 NumPy reference of the eight SSN layers, written from the spec.
+
+One module per layer, each with ``forward`` and (where the layer has one) ``backward``,
+loop-based and mirroring the spec's indexing. It is the oracle the Caffe CPU and CUDA layers
+are tested against. :mod:`ssn.reference.grid` holds the superpixel-grid conventions.
+"""
+from ssn.reference import (
+    grid,
+    interp,
+    loss_without_softmax,
+    passoc,
+    pixel_feature,
+    rel_to_abs_index,
+    smear,
+    spixel_feature,
+    spixel_feature2,
+)
+
+__all__ = [
+    "grid",
+    "interp",
+    "loss_without_softmax",
+    "passoc",
+    "pixel_feature",
+    "rel_to_abs_index",
+    "smear",
+    "spixel_feature",
+    "spixel_feature2",
+]
