@@ -1,0 +1,132 @@
+"""Times one differentiable SLIC iteration (Passoc + Softmax + SpixelFeature2) and
+each SSN layer alone, forward and backward, through pycaffe.
+
+Prints milliseconds per call (median over repeats). A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from typing import Callable
+
+import caffe
+import numpy as np
+from caffe import layers as L
+from caffe import params as P
+
+from ssn.net import CheckedNet
+from ssn.reference.grid import grid_shape, init_cells
+
+log = logging.getLogger("ssn.benchmark")
+
+
+def iteration_net(num, channels, height, width, grid_h, grid_w):
+    """Inputs feat, spix, cells -> Passoc -> Softmax -> SpixelFeature2, with every
+    other SSN layer on the side for per-layer times; backward is forced."""
+    num_spixels = grid_h * grid_w
+    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w, scale_value=-1)
+    n = caffe.NetSpec()
+    n.img = L.Input(shape=dict(dim=[num, 3, height, width]))
+    n.feat = L.Input(shape=dict(dim=[num, channels, height, width]))
+    n.spix = L.Input(shape=dict(dim=[num, channels, 1, num_spixels]))
+    n.cells = L.Input(shape=dict(dim=[num, 1, height, width]))
+    n.labels = L.Input(shape=dict(dim=[num, 1, height, width]))
+    n.pixel_feature = L.PixelFeature(n.img, pixel_feature_param=dict(
+        type=P.PixelFeature.POSITION_AND_RGB, pos_scale=0.1, color_scale=0.26))
+    n.spixel_feature = L.SpixelFeature(n.feat, n.cells, propagate_down=[True, False],
+                                       spixel_feature_param=dict(
+                                           type=P.SpixelFeature.AVGRGB,
+                                           max_spixels=num_spixels))
+    n.passoc = L.Passoc(n.feat, n.spix, n.cells, spixel_feature2_param=grid,
+                        propagate_down=[True, True, False])
+    n.softmax = L.Softmax(n.passoc)
+    n.spixel_feature2 = L.SpixelFeature2(n.feat, n.softmax, n.cells,
+                                         spixel_feature2_param=grid,
+                                         propagate_down=[True, True, False])
+    n.rel = L.Input(shape=dict(dim=[num, 1, height, width]))
+    n.rel_to_abs_index = L.RelToAbsIndex(n.rel, n.cells, propagate_down=[False, False],
+                                         rel_to_abs_index_param=dict(num_spixels_h=grid_h,
+                                                                     num_spixels_w=grid_w))
+    n.smear = L.Smear(n.spixel_feature2, n.cells, propagate_down=[True, False])
+    n.interp = L.Interp(n.feat, interp_param=dict(zoom_factor=2))
+    n.loss_without_softmax = L.LossWithoutSoftmax(n.softmax, n.labels,
+                                                  propagate_down=[True, False])
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    return net_param
+
+
+def median_ms(call: Callable[[], object], repeats: int) -> float:
+    call()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def make_inputs(rng, num, channels, height, width, grid_h, grid_w):
+    cells = np.broadcast_to(init_cells(height, width, grid_h, grid_w),
+                            (num, 1, height, width)).astype(np.float32)
+    return dict(img=rng.uniform(0, 100, (num, 3, height, width)),
+                feat=rng.normal(size=(num, channels, height, width)),
+                spix=rng.normal(size=(num, channels, 1, grid_h * grid_w)),
+                cells=cells, labels=rng.integers(0, 9, (num, 1, height, width)),
+                rel=rng.integers(0, 9, (num, 1, height, width)))
+
+
+def run_benchmark(num, channels, height, width, n_spixels, repeats):
+    grid_h, grid_w = grid_shape(n_spixels, height, width)
+    net = CheckedNet(iteration_net(num, channels, height, width, grid_h, grid_w), caffe.TRAIN)
+    rng = np.random.default_rng(0)
+    net.set_inputs(make_inputs(rng, num, channels, height, width, grid_h, grid_w))
+    net.net.forward()
+    caffe_net = net.net
+    index = {name: i for i, name in enumerate(caffe_net._layer_names)}
+    print(f"# {num}x{channels}x{height}x{width} features, grid {grid_h}x{grid_w} = "
+          f"{grid_h * grid_w} superpixels, median of {repeats} runs, ms")
+    first, last = index["passoc"], index["spixel_feature2"]
+    fwd = median_ms(lambda: caffe_net._forward(first, last), repeats)
+    bwd = median_ms(lambda: caffe_net._backward(last, first), repeats)
+    print(f"{'SSN iteration (Passoc+Softmax+SpixelFeature2)':48s} forward {fwd:8.2f}"
+          f"  backward {bwd:8.2f}  total {fwd + bwd:8.2f}")
+    for name in ("pixel_feature", "spixel_feature", "passoc", "softmax", "spixel_feature2",
+                 "rel_to_abs_index", "smear", "interp", "loss_without_softmax"):
+        i = index[name]
+        fwd = median_ms(lambda i=i: caffe_net._forward(i, i), repeats)
+        bwd = median_ms(lambda i=i: caffe_net._backward(i, i), repeats)
+        line = f"{name:48s} forward {fwd:8.2f}  backward {bwd:8.2f}"
+        print(line)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n  python tools/bench_layers.py\n"
+               "  python tools/bench_layers.py --height 201 --width 201 --n-spixels 100 "
+               "--batch 6")
+    parser.add_argument("--batch", type=int, default=1, help="images per batch")
+    parser.add_argument("--channels", type=int, default=20, help="feature channels")
+    parser.add_argument("--height", type=int, default=321, help="image height")
+    parser.add_argument("--width", type=int, default=481, help="image width")
+    parser.add_argument("--n-spixels", type=int, default=600,
+                        help="requested superpixels (the grid is derived from it)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    caffe.set_mode_cpu()
+    run_benchmark(args.batch, args.channels, args.height, args.width, args.n_spixels,
+                  args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
