@@ -17,6 +17,7 @@ setup(
         "scikit-image>=0.22",
         "h5py>=3.8",
         "protobuf>=3.20",
+        "six",  # pycaffe imports it
         "tqdm>=4.60",
     ],
     extras_require={"test": ["pytest>=7", "ruff>=0.5"]},
