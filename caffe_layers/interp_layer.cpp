@@ -64,6 +64,7 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   for (int w = 0; w < width_out; ++w) {
     cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
   }
+#pragma omp parallel for schedule(static)
   for (int plane = 0; plane < planes; ++plane) {
     const Dtype* in = bottom[0]->cpu_data() + plane * height_in * width_in
         - pad_beg_ * width_in - pad_beg_;
@@ -97,6 +98,7 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   for (int w = 0; w < width_out; ++w) {
     cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
   }
+#pragma omp parallel for schedule(static)
   for (int plane = 0; plane < planes; ++plane) {
     Dtype* in_diff = bottom[0]->mutable_cpu_diff() + plane * height_in * width_in
         - pad_beg_ * width_in - pad_beg_;
@@ -118,6 +120,10 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     }
   }
 }
+
+#ifdef CPU_ONLY
+STUB_GPU(InterpLayer);
+#endif
 
 INSTANTIATE_CLASS(InterpLayer);
 REGISTER_LAYER_CLASS(Interp);

@@ -119,6 +119,10 @@ void LossWithoutSoftmaxLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& to
              diff);
 }
 
+#ifdef CPU_ONLY
+STUB_GPU(LossWithoutSoftmaxLayer);
+#endif
+
 INSTANTIATE_CLASS(LossWithoutSoftmaxLayer);
 REGISTER_LAYER_CLASS(LossWithoutSoftmax);
 

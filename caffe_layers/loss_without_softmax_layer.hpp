@@ -42,6 +42,11 @@ class LossWithoutSoftmaxLayer : public LossLayer<Dtype> {
   virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
                             const vector<bool>& propagate_down,
                             const vector<Blob<Dtype>*>& bottom);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+                           const vector<Blob<Dtype>*>& top);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+                            const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom);
 
   // Label of flat position (outer i, inner p); -1 when ignored. Checked.
   int LabelAt(const Dtype* labels, int i, int p) const;
@@ -51,6 +56,8 @@ class LossWithoutSoftmaxLayer : public LossLayer<Dtype> {
   int ignore_label_;
   LossParameter_NormalizationMode normalization_;
   int axis_, outer_num_, inner_num_, num_classes_;
+  Blob<double> totals_;  // GPU: loss sum and valid count
+  Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index
 };
 
 }  // namespace caffe

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -39,43 +40,45 @@ void PassocLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
                   pixels.width());
 }
 
-// Pixels are visited in runs of equal initial cell along a row, so the 9
-// candidate superpixels are fixed within a run and the inner loops run over
-// contiguous pixels.
+// Each image row is independent in the forward pass. Pixels are visited in
+// runs of equal initial cell along a row, so the 9 candidate superpixels are
+// fixed within a run and the inner loops run over contiguous pixels.
 template <typename Dtype>
 void PassocLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
                                      const vector<Blob<Dtype>*>& top) {
   const std::string where = "Passoc '" + this->layer_param_.name() + "' cell map";
-  const int num = bottom[0]->num(), channels = bottom[0]->channels();
+  const int channels = bottom[0]->channels();
   const int height = bottom[0]->height(), width = bottom[0]->width();
   const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
-  for (int n = 0; n < num; ++n) {
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n);
+  const Dtype scale = scale_, invalid = scale_ * invalid_distance_;
+  ssn::parallel_rows(bottom[0]->num() * height, [&](int image_row) {
+    const int n = image_row / height, y = image_row % height;
+    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + y * width;
     const Dtype* spixels = bottom[1]->cpu_data() + bottom[1]->offset(n);
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n);
-    Dtype* dist = top[0]->mutable_cpu_data() + top[0]->offset(n);
-    for (int y = 0; y < height; ++y) {
-      ssn::for_each_cell_run(cells + y * width, width, num_spixels, where, n, y,
-          [&](int begin, int end, int cell) {
-        const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-          Dtype* out = dist + c * spatial + y * width;
-          const int j = neighbours.index[c];
-          if (j < 0) {
-            for (int x = begin; x < end; ++x) out[x] = scale_ * invalid_distance_;
-            continue;
-          }
-          for (int x = begin; x < end; ++x) out[x] = 0;
-          for (int k = 0; k < channels; ++k) {
-            const Dtype* f = pixels + k * spatial + y * width;
-            const Dtype s = spixels[k * num_spixels + j];
-            for (int x = begin; x < end; ++x) out[x] += (f[x] - s) * (f[x] - s);
-          }
-          for (int x = begin; x < end; ++x) out[x] *= scale_;
+    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + y * width;
+    Dtype* dist = top[0]->mutable_cpu_data() + top[0]->offset(n) + y * width;
+    ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
+        [&](int begin, int end, int cell) {
+      const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
+      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+        Dtype* out = dist + c * spatial;
+        const int j = neighbours.index[c];
+        if (j < 0) {
+          std::fill(out + begin, out + end, invalid);
+          continue;
         }
-      });
-    }
-  }
+        std::fill(out + begin, out + end, Dtype(0));
+        for (int k = 0; k < channels; ++k) {
+          const Dtype* f = pixels + k * spatial;
+          const Dtype s = spixels[k * num_spixels + j];
+#pragma omp simd
+          for (int x = begin; x < end; ++x) out[x] += (f[x] - s) * (f[x] - s);
+        }
+#pragma omp simd
+        for (int x = begin; x < end; ++x) out[x] *= scale;
+      }
+    });
+  });
 }
 
 template <typename Dtype>
@@ -89,42 +92,50 @@ void PassocLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const int num = bottom[0]->num(), channels = bottom[0]->channels();
   const int height = bottom[0]->height(), width = bottom[0]->width();
   const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
+  const int spixel_block = channels * num_spixels;
   Dtype* pixel_diff_all = bottom[0]->mutable_cpu_diff();
-  Dtype* spixel_diff_all = bottom[1]->mutable_cpu_diff();
   caffe_set(bottom[0]->count(), Dtype(0), pixel_diff_all);
-  caffe_set(bottom[1]->count(), Dtype(0), spixel_diff_all);
-  for (int n = 0; n < num; ++n) {
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n);
+  caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
+  // dS is a scatter that rows share: each thread sums into its own buffer.
+  ssn::parallel_rows_sum(num * height, num * spixel_block,
+                         bottom[1]->mutable_cpu_diff(),
+                         [&](int image_row, Dtype* spixel_diff_all) {
+    const int n = image_row / height, y = image_row % height;
+    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + y * width;
     const Dtype* spixels = bottom[1]->cpu_data() + bottom[1]->offset(n);
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n);
-    const Dtype* dist_diff = top[0]->cpu_diff() + top[0]->offset(n);
-    Dtype* pixel_diff = pixel_diff_all + bottom[0]->offset(n);
-    Dtype* spixel_diff = spixel_diff_all + bottom[1]->offset(n);
-    for (int y = 0; y < height; ++y) {
-      ssn::for_each_cell_run(cells + y * width, width, num_spixels, where, n, y,
-          [&](int begin, int end, int cell) {
-        const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-          const int j = neighbours.index[c];
-          if (j < 0) continue;
-          const Dtype* g = dist_diff + c * spatial + y * width;
-          for (int k = 0; k < channels; ++k) {
-            const Dtype* f = pixels + k * spatial + y * width;
-            Dtype* df = pixel_diff + k * spatial + y * width;
-            const Dtype s = spixels[k * num_spixels + j];
-            Dtype ds = 0;
-            for (int x = begin; x < end; ++x) {
-              const Dtype step = 2 * scale_ * g[x] * (f[x] - s);
-              df[x] += step;
-              ds -= step;
-            }
-            spixel_diff[k * num_spixels + j] += ds;
+    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + y * width;
+    const Dtype* dist_diff = top[0]->cpu_diff() + top[0]->offset(n) + y * width;
+    Dtype* pixel_diff = pixel_diff_all + bottom[0]->offset(n) + y * width;
+    Dtype* spixel_diff = spixel_diff_all + n * spixel_block;
+    ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
+        [&](int begin, int end, int cell) {
+      const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
+      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+        const int j = neighbours.index[c];
+        if (j < 0) continue;
+        const Dtype* g = dist_diff + c * spatial;
+        for (int k = 0; k < channels; ++k) {
+          const Dtype* f = pixels + k * spatial;
+          Dtype* df = pixel_diff + k * spatial;
+          const Dtype s = spixels[k * num_spixels + j];
+          const Dtype twice_scale = 2 * scale_;
+          Dtype ds = 0;
+#pragma omp simd reduction(+:ds)
+          for (int x = begin; x < end; ++x) {
+            const Dtype step = twice_scale * g[x] * (f[x] - s);
+            df[x] += step;
+            ds -= step;
           }
+          spixel_diff[k * num_spixels + j] += ds;
         }
-      });
-    }
-  }
+      }
+    });
+  });
 }
+
+#ifdef CPU_ONLY
+STUB_GPU(PassocLayer);
+#endif
 
 INSTANTIATE_CLASS(PassocLayer);
 REGISTER_LAYER_CLASS(Passoc);

@@ -49,9 +49,15 @@ class PassocLayer : public Layer<Dtype> {
   virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
                             const vector<bool>& propagate_down,
                             const vector<Blob<Dtype>*>& bottom);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+                           const vector<Blob<Dtype>*>& top);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+                            const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom);
 
   int grid_h_, grid_w_;
   Dtype scale_, invalid_distance_;
+  Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index
 };
 
 }  // namespace caffe

@@ -94,6 +94,10 @@ void PixelFeatureLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   }
 }
 
+#ifdef CPU_ONLY
+STUB_GPU(PixelFeatureLayer);
+#endif
+
 INSTANTIATE_CLASS(PixelFeatureLayer);
 REGISTER_LAYER_CLASS(PixelFeature);
 

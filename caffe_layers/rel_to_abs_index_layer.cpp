@@ -35,18 +35,22 @@ template <typename Dtype>
 void RelToAbsIndexLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
                                             const vector<Blob<Dtype>*>& top) {
   const std::string name = "RelToAbsIndex '" + this->layer_param_.name() + "'";
+  const std::string relative_where = name + " relative label";
+  const std::string cells_where = name + " cell map";
   const int spatial = bottom[0]->count(2), width = bottom[0]->width();
   const Dtype* relative = bottom[0]->cpu_data();
   const Dtype* cells = bottom[1]->cpu_data();
   Dtype* absolute = top[0]->mutable_cpu_data();
-  for (int i = 0; i < bottom[0]->count(); ++i) {
-    const int n = i / spatial, p = i % spatial;
-    const int c = ssn::checked_index(relative[i], ssn::kNumNeighbours,
-                                     name + " relative label", n, p, width);
-    const int cell = ssn::checked_index(cells[i], grid_h_ * grid_w_,
-                                        name + " cell map", n, p, width);
-    absolute[i] = ssn::neighbour_index_clamped(cell, c, grid_h_, grid_w_);
-  }
+  ssn::parallel_rows(bottom[0]->count() / width, [&](int image_row) {
+    for (int i = image_row * width; i < (image_row + 1) * width; ++i) {
+      const int n = i / spatial, p = i % spatial;
+      const int c = ssn::checked_index(relative[i], ssn::kNumNeighbours,
+                                       relative_where, n, p, width);
+      const int cell = ssn::checked_index(cells[i], grid_h_ * grid_w_,
+                                          cells_where, n, p, width);
+      absolute[i] = ssn::neighbour_index_clamped(cell, c, grid_h_, grid_w_);
+    }
+  });
 }
 
 template <typename Dtype>
@@ -59,6 +63,10 @@ void RelToAbsIndexLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     }
   }
 }
+
+#ifdef CPU_ONLY
+STUB_GPU(RelToAbsIndexLayer);
+#endif
 
 INSTANTIATE_CLASS(RelToAbsIndexLayer);
 REGISTER_LAYER_CLASS(RelToAbsIndex);

@@ -72,6 +72,10 @@ void SmearLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   }
 }
 
+#ifdef CPU_ONLY
+STUB_GPU(SmearLayer);
+#endif
+
 INSTANTIATE_CLASS(SmearLayer);
 REGISTER_LAYER_CLASS(Smear);
 

@@ -41,11 +41,19 @@ class SmearLayer : public Layer<Dtype> {
   virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
                             const vector<bool>& propagate_down,
                             const vector<Blob<Dtype>*>& bottom);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+                           const vector<Blob<Dtype>*>& top);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+                            const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom);
 
   // Reads bottom[1] into ids_ (checked), -1 for ignored pixels.
   void ReadIndexMap(const Blob<Dtype>& index_map, int num_ids);
 
   std::vector<int> ids_;
+  // GPU path: the ids on the device (-1 for ignored pixels).
+  Blob<int> gpu_ids_;
+  Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index
 };
 
 }  // namespace caffe

@@ -34,6 +34,8 @@ void SpixelFeature2Layer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   weights_.Reshape(pixels.num(), 1, 1, grid_h_ * grid_w_);
 }
 
+// Sums of Q and Q*F per superpixel are scatters that rows share: each thread
+// sums into its own buffer laid out as [U (N x C x K) | W (N x K)].
 template <typename Dtype>
 void SpixelFeature2Layer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
                                              const vector<Blob<Dtype>*>& top) {
@@ -42,34 +44,43 @@ void SpixelFeature2Layer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int num = bottom[0]->num(), channels = bottom[0]->channels();
   const int height = bottom[0]->height(), width = bottom[0]->width();
   const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
-  caffe_set(top[0]->count(), Dtype(0), top[0]->mutable_cpu_data());
-  caffe_set(weights_.count(), Dtype(0), weights_.mutable_cpu_data());
-  for (int n = 0; n < num; ++n) {
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n);
-    const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n);
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n);
-    Dtype* centroids = top[0]->mutable_cpu_data() + top[0]->offset(n);
-    Dtype* weights = weights_.mutable_cpu_data() + weights_.offset(n);
-    for (int y = 0; y < height; ++y) {
-      ssn::for_each_cell_run(cells + y * width, width, num_spixels, where, n, y,
-          [&](int begin, int end, int cell) {
-        const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-          const int j = neighbours.index[c];
-          if (j < 0) continue;
-          const Dtype* q = assoc + c * spatial + y * width;
-          Dtype weight = 0;
-          for (int x = begin; x < end; ++x) weight += q[x];
-          weights[j] += weight;
-          for (int k = 0; k < channels; ++k) {
-            const Dtype* f = pixels + k * spatial + y * width;
-            Dtype sum = 0;
-            for (int x = begin; x < end; ++x) sum += q[x] * f[x];
-            centroids[k * num_spixels + j] += sum;
-          }
+  const int sums_size = top[0]->count() + weights_.count();
+  std::vector<Dtype> sums(sums_size, Dtype(0));
+  ssn::parallel_rows_sum(num * height, sums_size, sums.data(),
+                         [&](int image_row, Dtype* thread_sums) {
+    const int n = image_row / height, y = image_row % height;
+    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + y * width;
+    const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n) + y * width;
+    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + y * width;
+    Dtype* centroids = thread_sums + top[0]->offset(n);
+    Dtype* weights = thread_sums + top[0]->count() + n * num_spixels;
+    ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
+        [&](int begin, int end, int cell) {
+      const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
+      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+        const int j = neighbours.index[c];
+        if (j < 0) continue;
+        const Dtype* q = assoc + c * spatial;
+        Dtype weight = 0;
+#pragma omp simd reduction(+:weight)
+        for (int x = begin; x < end; ++x) weight += q[x];
+        weights[j] += weight;
+        for (int k = 0; k < channels; ++k) {
+          const Dtype* f = pixels + k * spatial;
+          Dtype sum = 0;
+#pragma omp simd reduction(+:sum)
+          for (int x = begin; x < end; ++x) sum += q[x] * f[x];
+          centroids[k * num_spixels + j] += sum;
         }
-      });
-    }
+      }
+    });
+  });
+  caffe_copy(top[0]->count(), sums.data(), top[0]->mutable_cpu_data());
+  caffe_copy(weights_.count(), sums.data() + top[0]->count(),
+             weights_.mutable_cpu_data());
+  for (int n = 0; n < num; ++n) {
+    Dtype* centroids = top[0]->mutable_cpu_data() + top[0]->offset(n);
+    const Dtype* weights = weights_.cpu_data() + weights_.offset(n);
     for (int j = 0; j < num_spixels; ++j) {
       const Dtype inverse = ssn::spixel_is_alive(weights[j]) ? 1 / weights[j] : 0;
       for (int k = 0; k < channels; ++k) centroids[k * num_spixels + j] *= inverse;
@@ -77,6 +88,7 @@ void SpixelFeature2Layer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   }
 }
 
+// Every pixel's gradient depends only on its own row: rows run in parallel.
 template <typename Dtype>
 void SpixelFeature2Layer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
                                               const vector<bool>& propagate_down,
@@ -92,46 +104,56 @@ void SpixelFeature2Layer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   caffe_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_cpu_diff());
   caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
   // G[k,j] / W[j] for live superpixels, 0 for dead ones.
-  std::vector<Dtype> scaled_grad(channels * num_spixels);
+  std::vector<Dtype> scaled_grad(top[0]->count());
   for (int n = 0; n < num; ++n) {
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n);
-    const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n);
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n);
-    const Dtype* centroids = top[0]->cpu_data() + top[0]->offset(n);
     const Dtype* top_diff = top[0]->cpu_diff() + top[0]->offset(n);
     const Dtype* weights = weights_.cpu_data() + weights_.offset(n);
-    Dtype* pixel_diff = bottom[0]->mutable_cpu_diff() + bottom[0]->offset(n);
-    Dtype* assoc_diff = bottom[1]->mutable_cpu_diff() + bottom[1]->offset(n);
+    Dtype* scaled = &scaled_grad[top[0]->offset(n)];
     for (int k = 0; k < channels; ++k) {
       for (int j = 0; j < num_spixels; ++j) {
-        scaled_grad[k * num_spixels + j] = ssn::spixel_is_alive(weights[j])
+        scaled[k * num_spixels + j] = ssn::spixel_is_alive(weights[j])
             ? top_diff[k * num_spixels + j] / weights[j] : 0;
       }
     }
-    for (int y = 0; y < height; ++y) {
-      ssn::for_each_cell_run(cells + y * width, width, num_spixels, where, n, y,
-          [&](int begin, int end, int cell) {
-        const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-          const int j = neighbours.index[c];
-          if (j < 0 || !ssn::spixel_is_alive(weights[j])) continue;
-          const Dtype* q = assoc + c * spatial + y * width;
-          Dtype* dq = assoc_diff + c * spatial + y * width;
-          for (int k = 0; k < channels; ++k) {
-            const Dtype* f = pixels + k * spatial + y * width;
-            Dtype* df = pixel_diff + k * spatial + y * width;
-            const Dtype g = scaled_grad[k * num_spixels + j];
-            const Dtype s = centroids[k * num_spixels + j];
-            for (int x = begin; x < end; ++x) {
-              df[x] += g * q[x];
-              dq[x] += g * (f[x] - s);
-            }
+  }
+  ssn::parallel_rows(num * height, [&](int image_row) {
+    const int n = image_row / height, y = image_row % height;
+    const int row = y * width;
+    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + row;
+    const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n) + row;
+    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + row;
+    const Dtype* centroids = top[0]->cpu_data() + top[0]->offset(n);
+    const Dtype* weights = weights_.cpu_data() + weights_.offset(n);
+    const Dtype* scaled = &scaled_grad[top[0]->offset(n)];
+    Dtype* pixel_diff = bottom[0]->mutable_cpu_diff() + bottom[0]->offset(n) + row;
+    Dtype* assoc_diff = bottom[1]->mutable_cpu_diff() + bottom[1]->offset(n) + row;
+    ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
+        [&](int begin, int end, int cell) {
+      const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
+      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+        const int j = neighbours.index[c];
+        if (j < 0 || !ssn::spixel_is_alive(weights[j])) continue;
+        const Dtype* q = assoc + c * spatial;
+        Dtype* dq = assoc_diff + c * spatial;
+        for (int k = 0; k < channels; ++k) {
+          const Dtype* f = pixels + k * spatial;
+          Dtype* df = pixel_diff + k * spatial;
+          const Dtype g = scaled[k * num_spixels + j];
+          const Dtype s = centroids[k * num_spixels + j];
+#pragma omp simd
+          for (int x = begin; x < end; ++x) {
+            df[x] += g * q[x];
+            dq[x] += g * (f[x] - s);
           }
         }
-      });
-    }
-  }
+      }
+    });
+  });
 }
+
+#ifdef CPU_ONLY
+STUB_GPU(SpixelFeature2Layer);
+#endif
 
 INSTANTIATE_CLASS(SpixelFeature2Layer);
 REGISTER_LAYER_CLASS(SpixelFeature2);

@@ -48,9 +48,15 @@ class SpixelFeature2Layer : public Layer<Dtype> {
   virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
                             const vector<bool>& propagate_down,
                             const vector<Blob<Dtype>*>& bottom);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+                           const vector<Blob<Dtype>*>& top);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+                            const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom);
 
   int grid_h_, grid_w_;
   Blob<Dtype> weights_;  // N x 1 x 1 x K total association W per superpixel
+  Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index
 };
 
 }  // namespace caffe

@@ -184,6 +184,10 @@ void SpixelFeatureLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   }
 }
 
+#ifdef CPU_ONLY
+STUB_GPU(SpixelFeatureLayer);
+#endif
+
 INSTANTIATE_CLASS(SpixelFeatureLayer);
 REGISTER_LAYER_CLASS(SpixelFeature);
 

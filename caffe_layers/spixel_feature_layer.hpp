@@ -55,6 +55,11 @@ class SpixelFeatureLayer : public Layer<Dtype> {
   virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
                             const vector<bool>& propagate_down,
                             const vector<Blob<Dtype>*>& bottom);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+                           const vector<Blob<Dtype>*>& top);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+                            const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom);
 
   // Source of an output channel: a feature channel (>= 0), kRow or kColumn.
   enum { kRow = -1, kColumn = -2 };
@@ -68,6 +73,13 @@ class SpixelFeatureLayer : public Layer<Dtype> {
   std::vector<Dtype> scales_;
   std::vector<int> ids_;     // N*H*W ids, -1 for ignored pixels
   Blob<Dtype> counts_;       // N x 1 x 1 x M pixel counts
+  // GPU path (counts_ is shared with the CPU path).
+  Blob<int> gpu_ids_;        // N x 1 x H x W ids, -1 for ignored pixels
+  Blob<int> gpu_slots_;      // per output channel: the sum it reads
+  Blob<Dtype> gpu_scales_;   // scales_ on the device
+  Blob<Dtype> sums_;         // N x (2 [+ C]) x 1 x M: y, x [, F] sums
+  Blob<Dtype> mean_diff_;    // N x C' x 1 x M backward scratch
+  Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index
 };
 
 }  // namespace caffe

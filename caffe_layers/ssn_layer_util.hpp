@@ -3,7 +3,13 @@
 #ifndef CAFFE_SSN_LAYER_UTIL_HPP_
 #define CAFFE_SSN_LAYER_UTIL_HPP_
 
+#include <algorithm>
 #include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "caffe/proto/caffe.pb.h"
 #include "caffe/ssn/ssn_math.cuh"
@@ -40,6 +46,46 @@ inline void for_each_cell_run(const Dtype* init_row, int width, int num_cells,
     while (end < width && index_value(init_row[end]) == cell) ++end;
     visit(begin, end, cell);
     begin = end;
+  }
+}
+
+inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Calls body(row) for row in [0, rows) on all threads (rows are independent).
+template <typename Body>
+inline void parallel_rows(int rows, Body body) {
+#pragma omp parallel for schedule(static)
+  for (int row = 0; row < rows; ++row) body(row);
+}
+
+// Calls body(row, sums) for row in [0, rows) on all threads, where `sums` is
+// the calling thread's own zeroed buffer of `size` values; the buffers are
+// added into `out` at the end. For scatters whose targets rows share.
+template <typename Dtype, typename Body>
+inline void parallel_rows_sum(int rows, int size, Dtype* out, Body body) {
+  const int threads = std::max(1, std::min(max_threads(), rows));
+  std::vector<Dtype> partial(static_cast<size_t>(threads) * size, Dtype(0));
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int row = 0; row < rows; ++row) {
+    body(row, &partial[static_cast<size_t>(thread_id()) * size]);
+  }
+  for (int t = 0; t < threads; ++t) {
+    const Dtype* sums = &partial[static_cast<size_t>(t) * size];
+    for (int i = 0; i < size; ++i) out[i] += sums[i];
   }
 }
 

@@ -25,6 +25,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,12 +115,21 @@ def abi_tag() -> str:
 
 
 def tree_dir(config: BuildConfig) -> Path:
+    """Build tree for this source, flavour, ABI and Makefile.config.
+
+    Caffe's Makefile does not rebuild when Makefile.config changes, so a new
+    configuration gets a tree of its own.
+    """
     flavour = "gpu" if config.gpu else "cpu"
-    return config.cache / f"caffe-{CAFFE_SHA256[:12]}-{flavour}-{abi_tag()}"
+    settings = hashlib.sha256(makefile_config(config).encode()).hexdigest()[:8]
+    return config.cache / f"caffe-{CAFFE_SHA256[:12]}-{flavour}-{abi_tag()}-{settings}"
 
 
-def patch_source_tree(tree: Path) -> None:
-    """Fix the sdist's defects that break a plain Makefile build."""
+def patch_source_tree(tree: Path, gpu: bool = False) -> None:
+    """Fix the sdist's defects that break a plain Makefile build.
+
+    A GPU tree also gets :func:`patch_gpu_sources`.
+    """
     for relative in STALE_GENERATED:
         (tree / relative).unlink(missing_ok=True)
     makefile = tree / "Makefile"
@@ -131,11 +141,84 @@ def patch_source_tree(tree: Path) -> None:
         lines = bbox_test.read_text().splitlines(keepends=True)
         bbox_test.write_text("".join(line for line in lines if line.strip() != "cmake"))
     (tree / "Makefile.config").unlink(missing_ok=True)
+    if gpu:
+        patch_gpu_sources(tree)
 
 
-def unpack(tarball: Path, tree: Path) -> None:
+# SSD-branch layers whose headers declare GPU functions that no .cu defines.
+# Their .cpp defines them (STUB_GPU) only under CPU_ONLY, so a GPU link fails
+# unless the declarations are CPU_ONLY too; without them the layers inherit
+# Layer's GPU methods, which run the CPU code.
+GPU_LESS_HEADERS = {
+    "relu6_layer.hpp": ("Forward", "Backward"),
+    "upsample_layer.hpp": ("Forward", "Backward"),
+    "hardswish_layer.hpp": ("Forward", "Backward"),
+    "hardsigmoid_layer.hpp": ("Forward", "Backward"),
+    "maxunpool_layer.hpp": ("Forward", "Backward"),
+    "pixelshuffle_layer.hpp": ("Forward", "Backward"),
+    "proposal_layer.hpp": ("Backward",),  # proposal_layer.cu has the forward
+}
+GPU_GUARD = "#ifdef CPU_ONLY  // ssn/build.py: no GPU definition in this source\n"
+
+# Caffe::DeviceQuery's reads of cudaDeviceProp fields that CUDA 13 removed.
+REMOVED_DEVICE_PROPS = {
+    "prop.clockRate": '"n/a (CUDA 13)"',
+    '(prop.deviceOverlap ? "Yes" : "No")': '(prop.asyncEngineCount > 0 ? "Yes" : "No")',
+    '(prop.kernelExecTimeoutEnabled ? "Yes" : "No")': '"n/a (CUDA 13)"',
+}
+
+
+def patch_text(path: Path, edit) -> None:
+    """Apply ``edit`` (text -> text) to ``path``, writing only on a change."""
+    text = path.read_text()
+    write_if_changed(path, edit(text).encode())
+
+
+def guard_gpu_declarations(text: str, passes: tuple[str, ...]) -> str:
+    """Wrap the ``<pass>_gpu`` declarations of a header in ``#ifdef CPU_ONLY``.
+
+    Declarations already wrapped are left alone, so applying it twice is a no-op.
+    """
+    for name in passes:
+        pattern = re.compile(rf"(?m)(?<!{re.escape(GPU_GUARD)})"
+                             rf"^[ \t]*virtual void {name}_gpu\([^;]*\);\n")
+        text = pattern.sub(lambda match: GPU_GUARD + match.group(0) + "#endif\n", text)
+    return text
+
+
+def patch_gpu_sources(tree: Path) -> None:
+    """Source fixes a CUDA 13 (nvcc 13) build of this sdist needs; idempotent.
+
+    * ``common.cpp`` reads cudaDeviceProp fields that CUDA 13 removed;
+    * SSD-branch headers declare GPU methods without a .cu (see
+      ``GPU_LESS_HEADERS``): the declarations become CPU_ONLY;
+    * ``proposal_layer.cu`` defines only the forward, so it instantiates only
+      the forward.
+
+    cuDNN stays off; the architectures are set in :func:`gpu_config_lines`.
+    """
+    def fix_props(text: str) -> str:
+        for removed, replacement in REMOVED_DEVICE_PROPS.items():
+            text = text.replace(removed, replacement)
+        return text
+
+    patch_text(tree / "src/caffe/common.cpp", fix_props)
+    for header, passes in GPU_LESS_HEADERS.items():
+        path = tree / "include/caffe/layers" / header
+        if path.exists():
+            patch_text(path, lambda text, passes=passes: guard_gpu_declarations(text, passes))
+    proposal = tree / "src/caffe/layers/proposal_layer.cu"
+    if proposal.exists():
+        patch_text(proposal, lambda text: text.replace(
+            "INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);",
+            "INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer);"))
+
+
+def unpack(tarball: Path, tree: Path, gpu: bool = False) -> None:
     """Unpack and patch the source once; an existing tree is kept as it is."""
     if (tree / "Makefile").exists():
+        if gpu:
+            patch_gpu_sources(tree)  # idempotent: trees from older versions of this file
         return
     log.info("unpacking %s into %s", tarball.name, tree)
     tree.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +226,7 @@ def unpack(tarball: Path, tree: Path) -> None:
         with tarfile.open(tarball) as archive:
             archive.extractall(scratch, filter="data")
         (top,) = Path(scratch).iterdir()
-        patch_source_tree(top)
+        patch_source_tree(top, gpu)
         top.rename(tree)
 
 
@@ -249,6 +332,8 @@ def makefile_config(config: BuildConfig) -> str:
         "LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib "
         "/usr/lib/x86_64-linux-gnu/hdf5/serial",
         "BUILD_DIR := build", "DISTRIBUTE_DIR := distribute",
+        # The SSN layers' CPU loops run on all cores through OpenMP.
+        "CXXFLAGS += -fopenmp", "LINKFLAGS += -fopenmp",
         "Q ?= @",
     ]
     if config.gpu:
@@ -258,16 +343,68 @@ def makefile_config(config: BuildConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Ampere and Hopper binaries plus Hopper PTX (nvcc 13 takes compute_75 and newer).
+CUDA_ARCH = ("-gencode arch=compute_80,code=sm_80 "
+             "-gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90")
+
+
 def gpu_config_lines() -> list[str]:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         raise RuntimeError("--gpu needs nvcc on PATH")
     cuda_dir = Path(nvcc).resolve().parent.parent
-    return [
-        f"CUDA_DIR := {cuda_dir}",
-        "CUDA_ARCH := -gencode arch=compute_80,code=sm_80 "
-        "-gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90",
-    ]
+    return [f"CUDA_DIR := {cuda_dir}", f"CUDA_ARCH := {CUDA_ARCH}"]
+
+
+def check_cuda_compile(cache: Path, jobs: int) -> int:
+    """Compile each of our ``cuda/*.cu`` with ``nvcc -c`` (no link); return an exit code.
+
+    Uses the CPU build tree's Caffe headers and generated ``caffe.pb.h`` (run
+    ``python -m ssn.build`` first), with our headers from the repository
+    overlaid in front, and the GPU build's flags and architectures. Warnings
+    are errors. Without nvcc on PATH it logs "skipped: no nvcc" and succeeds.
+    """
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        log.info("skipped: no nvcc")
+        return 0
+    tree = tree_dir(BuildConfig(venv=Path(sys.prefix), cache=cache, gpu=False))
+    if not (tree / "build/src/caffe/proto/caffe.pb.h").exists():
+        log.error("no CPU build in %s: run python -m ssn.build first", tree)
+        return 1
+    sources = sorted(CUDA_DIR.glob("*.cu"))
+    with tempfile.TemporaryDirectory() as scratch:
+        overlay = Path(scratch) / "include"
+        for relative, source in splice_destinations().items():
+            if relative.startswith("include/"):
+                target = overlay / relative[len("include/"):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        flags = ["-ccbin=g++", "-Xcompiler", "-fPIC,-Wall,-Wno-sign-compare,-Werror",
+                 "--Werror", "all-warnings", "-DNDEBUG", "-O2", f"-I{overlay}"]
+        for include in (tree / "include", tree / "build/src",
+                        Path("/usr/include/hdf5/serial"),
+                        Path("/usr/include/x86_64-linux-gnu/openblas-pthread")):
+            flags += ["-isystem", str(include)]
+        flags += CUDA_ARCH.split()
+
+        def compile_one(source: Path) -> tuple[Path, subprocess.CompletedProcess]:
+            output = Path(scratch) / (source.stem + ".o")
+            command = [nvcc, *flags, "-c", str(source), "-o", str(output)]
+            return source, subprocess.run(command, capture_output=True, text=True)
+
+        failures = 0
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for source, result in pool.map(compile_one, sources):
+                if result.returncode == 0:
+                    log.info("nvcc ok: %s", source.name)
+                else:
+                    failures += 1
+                    log.error("nvcc failed: %s\n%s%s", source.name, result.stdout,
+                              result.stderr)
+    log.info("compiled %d of %d .cu file(s) with %s", len(sources) - failures,
+             len(sources), nvcc)
+    return 1 if failures else 0
 
 
 def input_fingerprint(config: BuildConfig, tree: Path) -> str:
@@ -360,7 +497,7 @@ def build(config: BuildConfig) -> Path:
     """Fetch, splice, build and install; return the Caffe tree used."""
     tarball = fetch_source(config.cache)
     tree = tree_dir(config)
-    unpack(tarball, tree)
+    unpack(tarball, tree, config.gpu)
     changed = splice(tree)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))
@@ -372,7 +509,8 @@ def build(config: BuildConfig) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m ssn.build\n  python -m ssn.build --gpu --jobs 8\n")
+        epilog="examples:\n  python -m ssn.build\n  python -m ssn.build --gpu --jobs 8\n"
+               "  python -m ssn.build --check-cuda\n")
     parser.add_argument("--venv", type=Path, default=Path(sys.prefix),
                         help="virtual environment to install into (default: the running one)")
     parser.add_argument("--cache", type=Path, default=default_cache(),
@@ -382,12 +520,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="build the CUDA paths (needs nvcc)")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2,
                         help="parallel make jobs")
+    parser.add_argument("--check-cuda", action="store_true",
+                        help="only compile our cuda/*.cu with nvcc -c against the CPU build "
+                             "tree, then exit (skipped without nvcc)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.check_cuda:
+        return check_cuda_compile(args.cache.resolve(), args.jobs)
     if sys.prefix == sys.base_prefix and args.venv == Path(sys.prefix):
         log.error("run this inside a virtual environment, or pass --venv")
         return 2
