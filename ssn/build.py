@@ -275,6 +275,34 @@ def spliced_proto(original: str, fragment: str) -> str:
             + messages)
 
 
+FINETUNE_MARKER = "ssn/build.py: copy --weights"
+FINETUNE_ANCHOR = "  solver->SetActionFunction(signal_handler.GetActionFunction());\n"
+FINETUNE_CODE = (
+    "  if (FLAGS_weights.size()) {  // " + FINETUNE_MARKER + " (BVLC's finetuning)\n"
+    "    LOG(INFO) << \"Finetuning from \" << FLAGS_weights;\n"
+    "    solver->net()->CopyTrainedLayersFrom(FLAGS_weights);\n"
+    "    for (int i = 0; i < solver->test_nets().size(); ++i) {\n"
+    "      solver->test_nets()[i]->CopyTrainedLayersFrom(FLAGS_weights);\n"
+    "    }\n"
+    "  }\n")
+
+
+def restore_finetuning(tree: Path) -> None:
+    """Make ``caffe train --weights`` copy the weights again.
+
+    This sdist's tools/caffe.cpp accepts --weights for training but never uses
+    it (BVLC Caffe copies them into the train and test nets). Idempotent.
+    """
+    source = tree / "tools/caffe.cpp"
+    text = source.read_text()
+    if FINETUNE_MARKER in text:
+        return
+    if FINETUNE_ANCHOR not in text:
+        raise RuntimeError(f"{source}: cannot find where to restore --weights")
+    write_if_changed(source, text.replace(FINETUNE_ANCHOR, FINETUNE_ANCHOR + FINETUNE_CODE)
+                     .encode())
+
+
 def touch_sources(tree: Path, places: dict[str, Path]) -> None:
     """Mark our spliced sources as changed.
 
@@ -474,20 +502,34 @@ def install(tree: Path, venv: Path) -> None:
     write_caffe_wrapper(venv, libexec / "caffe.bin")
 
 
+SITECUSTOMIZE = """\
+# Written by ssn/build.py for <venv>/bin/caffe: the embedded Python of Caffe's
+# tool adds the venv's site-packages the way the venv's python does, .pth files
+# (editable installs) included.
+import os
+import site
+
+site.addsitedir(os.environ["SSN_CAFFE_SITE_PACKAGES"])
+"""
+
+
 def write_caffe_wrapper(venv: Path, binary: Path) -> None:
     """``<venv>/bin/caffe``: the real tool, seeing the venv's Python packages.
 
     The tool embeds Python for Python layers; without this it would see only the
-    base interpreter's site-packages.
+    base interpreter's site-packages. A directory on PYTHONPATH does not get its
+    .pth files read, so a sitecustomize module adds site-packages as a site dir.
     """
+    hook_dir = binary.parent / "pysite"
+    write_if_changed(hook_dir / "sitecustomize.py", SITECUSTOMIZE.encode())
     wrapper = venv / "bin" / "caffe"
     script = (
         "#!/bin/sh\n"
         "# Written by ssn/build.py: runs Caffe's command-line tool with this venv's\n"
         "# packages visible to Python layers.\n"
         'here="$(cd "$(dirname "$0")/.." && pwd)"\n'
-        f'PYTHONPATH="$here/{site_packages(venv).relative_to(venv)}'
-        '${PYTHONPATH:+:$PYTHONPATH}" \\\n'
+        f'SSN_CAFFE_SITE_PACKAGES="$here/{site_packages(venv).relative_to(venv)}" \\\n'
+        f'PYTHONPATH="$here/{hook_dir.relative_to(venv)}${{PYTHONPATH:+:$PYTHONPATH}}" \\\n'
         f'  exec "$here/{binary.relative_to(venv)}" "$@"\n')
     write_if_changed(wrapper, script.encode())
     wrapper.chmod(0o755)
@@ -498,6 +540,7 @@ def build(config: BuildConfig) -> Path:
     tarball = fetch_source(config.cache)
     tree = tree_dir(config)
     unpack(tarball, tree, config.gpu)
+    restore_finetuning(tree)
     changed = splice(tree)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))
