@@ -1,0 +1,170 @@
+"""Train an SSN from a solver prototxt with pycaffe (used by tools/train.py).
+
+Snapshots come from the solver's ``snapshot`` setting, and one more is written
+when training stops on Ctrl-C. Each iteration's losses go to a CSV log.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+from tqdm import tqdm
+
+from ssn.prototxt import PROTOTXT_DIR, REPO_ROOT, SOLVER
+from ssn.weights import initialize_helper_weights
+
+log = logging.getLogger("ssn.train")
+
+
+def resolve(path: str, *bases: Path) -> str:
+    """``path`` as given if it exists (or is absolute), else under the first base that has it."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return str(candidate)
+    for base in bases:
+        if (base / candidate).exists():
+            return str(base / candidate)
+    return str(candidate)
+
+
+def load_solver_param(solver_path: Path, max_iter: Optional[int], snapshot_prefix: Optional[str],
+                      gpu: int) -> caffe_pb2.SolverParameter:
+    """The solver's settings with the net path resolved and the overrides applied."""
+    param = caffe_pb2.SolverParameter()
+    text_format.Merge(solver_path.read_text(), param)
+    param.net = resolve(param.net, solver_path.parent, REPO_ROOT)
+    if max_iter is not None:
+        param.max_iter = max_iter
+    if snapshot_prefix is not None:
+        param.snapshot_prefix = snapshot_prefix
+    param.solver_mode = (caffe_pb2.SolverParameter.GPU if gpu >= 0
+                         else caffe_pb2.SolverParameter.CPU)
+    if gpu >= 0:
+        param.device_id = gpu
+    Path(param.snapshot_prefix).parent.mkdir(parents=True, exist_ok=True)
+    return param
+
+
+def make_solver(param: caffe_pb2.SolverParameter):
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(text_format.MessageToString(param))
+    try:
+        return caffe.get_solver(handle.name)
+    finally:
+        Path(handle.name).unlink()
+
+
+def loss_outputs(net) -> dict[str, float]:
+    """Each loss blob's value, weighted by its loss weight."""
+    return {name: float(net.blobs[name].data) * weight
+            for name, weight in net.blob_loss_weights.items() if weight != 0}
+
+
+def snapshot_paths(param: caffe_pb2.SolverParameter, iteration: int) -> tuple[Path, Path]:
+    prefix = f"{param.snapshot_prefix}_iter_{iteration}"
+    return Path(prefix + ".caffemodel"), Path(prefix + ".solverstate")
+
+
+def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
+          resume: Optional[Path] = None, max_iter: Optional[int] = None,
+          snapshot_prefix: Optional[str] = None, log_csv: Optional[Path] = None) -> dict:
+    """Run the solver to ``max_iter``; return the last iteration and its losses."""
+    if weights is not None and resume is not None:
+        raise ValueError("give --weights or --resume, not both")
+    for given in (weights, resume):
+        if given is not None and not Path(given).is_file():
+            raise FileNotFoundError(f"not found: {given}")
+    if gpu >= 0:
+        caffe.set_device(gpu)
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    param = load_solver_param(solver_path, max_iter, snapshot_prefix, gpu)
+    solver = make_solver(param)
+    if resume is not None:
+        solver.restore(str(resume))
+        log.info("resumed from %s at iteration %d", resume, solver.iter)
+    elif weights is not None:
+        solver.net.copy_from(str(weights))
+        log.info("initialised from %s", weights)
+    else:
+        names = initialize_helper_weights(solver.net)
+        log.info("training from scratch; set the fixed weights of %s", ", ".join(names))
+    log_csv = Path(log_csv or f"{param.snapshot_prefix}_loss.csv")
+    losses: dict[str, float] = {}
+    with open(log_csv, "a", newline="") as stream:
+        writer = None
+        progress = tqdm(total=param.max_iter, initial=solver.iter, unit="it",
+                        disable=not sys.stderr.isatty(), file=sys.stderr)
+        try:
+            while solver.iter < param.max_iter:
+                start = time.perf_counter()
+                solver.step(1)
+                losses = loss_outputs(solver.net)
+                total = sum(losses.values())
+                if writer is None:
+                    writer = csv.writer(stream)
+                    if stream.tell() == 0:
+                        writer.writerow(["iteration", "loss", *losses, "seconds"])
+                writer.writerow([solver.iter, f"{total:.6g}",
+                                 *(f"{v:.6g}" for v in losses.values()),
+                                 f"{time.perf_counter() - start:.3f}"])
+                stream.flush()
+                progress.update(1)
+                progress.set_postfix(loss=f"{total:.4g}")
+                if not math.isfinite(total):
+                    raise FloatingPointError(f"loss is {total} at iteration {solver.iter}")
+        except KeyboardInterrupt:
+            log.warning("interrupted at iteration %d: writing a snapshot", solver.iter)
+            solver.snapshot()
+        finally:
+            progress.close()
+    if solver.iter >= param.max_iter and param.snapshot_after_train:
+        log.info("final snapshot: %s", snapshot_paths(param, solver.iter)[0])
+    return dict(iteration=solver.iter, losses=losses, log=str(log_csv),
+                snapshot_prefix=param.snapshot_prefix)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python tools/train.py                      # prototxt/ssn_solver.prototxt, CPU\n"
+               "  python tools/train.py --max-iter 2000 --snapshot-prefix models/run1/ssn\n"
+               "  python tools/train.py --resume models/run1/ssn_iter_1000.solverstate\n"
+               "  python tools/train.py --weights models/ssn_init.caffemodel --gpu 0\n")
+    parser.add_argument("--solver", type=Path, default=PROTOTXT_DIR / SOLVER,
+                        help="solver prototxt (default: prototxt/ssn_solver.prototxt)")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for CPU (default: -1)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--weights", type=Path, help="initial .caffemodel (by layer name)")
+    start.add_argument("--resume", type=Path, help=".solverstate to continue from")
+    parser.add_argument("--max-iter", type=int, help="override the solver's max_iter")
+    parser.add_argument("--snapshot-prefix", help="override the solver's snapshot_prefix")
+    parser.add_argument("--log-csv", type=Path,
+                        help="loss log (default: <snapshot_prefix>_loss.csv, appended)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        result = train(args.solver, args.gpu, args.weights, args.resume, args.max_iter,
+                       args.snapshot_prefix, args.log_csv)
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+        log.error("%s", error)
+        return 2
+    log.info("stopped at iteration %d, losses %s; log %s", result["iteration"],
+             {k: round(v, 4) for k, v in result["losses"].items()}, result["log"])
+    return 0

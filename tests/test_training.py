@@ -1,0 +1,161 @@
+"""The SSN network generators, prototxt files, data pipeline and training."""
+import csv
+
+import caffe
+import numpy as np
+import pytest
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+from ssn import data as ssn_data
+from ssn.net import CheckedNet
+from ssn.networks import SSNConfig, deploy_net, train_net
+from ssn.prototxt import PROTOTXT_DIR, PrototxtOptions, generate, solver, stale_files
+from ssn.superpixels import rgb_to_lab
+from ssn.train import train
+from ssn.weights import initialize_helper_weights, inputs_for_data_layers
+
+caffe.set_mode_cpu()
+TINY = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_size=1,
+            num_label_channels=4)
+
+
+def test_committed_prototxt_files_match_the_generator():
+    assert stale_files(generate(PrototxtOptions()), PROTOTXT_DIR) == []
+
+
+@pytest.mark.parametrize("size", [(201, 201), (321, 481)])
+def test_generated_nets_have_the_expected_shapes(size):
+    config = SSNConfig(height=size[0], width=size[1], n_spixels=100, num_steps=2)
+    grid_h, grid_w = config.grid
+    net = CheckedNet(deploy_net(config)).net
+    assert net.blobs["trans_features"].data.shape == (1, 20) + size
+    assert net.blobs["init_spixel_feat"].data.shape == (1, 20, 1, grid_h * grid_w)
+    assert net.blobs["final_pixel_assoc"].data.shape == (1, 9) + size
+    assert net.blobs["new_spix_indices"].data.shape == (1, 1) + size
+    layer_names = set(net._layer_names)
+    assert {"Convolution1", "Convolution7", "BatchNorm6", "Passoc1", "Passoc2",
+            "spixel_feat1", "final_pixel_assoc", "new_spix_indices"} <= layer_names
+
+
+def tiny_train_net(config):
+    """The TRAIN net of ``config`` with Input blobs in place of the data layer."""
+    shapes = {name: (config.batch_size, c, config.height, config.width) for name, c in
+              dict(img=3, spixel_init=1, feat_spixel_init=1, label=1,
+                   problabel=config.num_label_channels).items()}
+    net = CheckedNet(inputs_for_data_layers(train_net(config), caffe.TRAIN, shapes),
+                     caffe.TRAIN)
+    initialize_helper_weights(net.net)
+    return net
+
+
+def synthetic_batch(rng, config):
+    """A Lab image of a few flat regions with noise, and its labels."""
+    height, width = config.height, config.width
+    segmentation = (np.arange(height)[:, None] * 3 // height) * 2 + \
+        (np.arange(width)[None] * 2 // width)
+    palette = rng.uniform(0, 1, size=(segmentation.max() + 1, 3))
+    rgb = np.clip(palette[segmentation] + rng.normal(0, 0.03, (height, width, 3)), 0, 1)
+    label, onehot = ssn_data.labels_to_channels(segmentation, config.num_label_channels)
+    cells = ssn_data.init_cells(height, width, *config.grid)[None, None].astype(float)
+    return dict(img=rgb_to_lab(rgb).transpose(2, 0, 1)[None], spixel_init=cells,
+                feat_spixel_init=cells, label=label[None, None], problabel=onehot[None])
+
+
+def total_loss(net):
+    return sum(float(net.blobs[name].data) * weight
+               for name, weight in net.blob_loss_weights.items() if weight)
+
+
+def test_train_net_gradient_wrt_cnn_features_by_finite_differences():
+    config = SSNConfig(**TINY)
+    net = tiny_train_net(config)
+    rng = np.random.default_rng(3)
+    net.forward(**synthetic_batch(rng, config))
+    net.net.backward()
+    features = net.net.blobs["trans_features"]
+    analytic = features.diff.copy()
+    assert np.abs(analytic).max() > 0
+    first_consumer = "init_spixel_feat"
+    eps = 1e-2
+    flat = features.data.reshape(-1)
+    checked = 0
+    for index in rng.choice(flat.size, size=40, replace=False):
+        original = flat[index]
+        flat[index] = original + eps
+        net.net.forward(start=first_consumer)
+        plus = total_loss(net.net)
+        flat[index] = original - eps
+        net.net.forward(start=first_consumer)
+        minus = total_loss(net.net)
+        flat[index] = original
+        numeric = (plus - minus) / (2 * eps)
+        expected = analytic.reshape(-1)[index]
+        assert abs(numeric - expected) <= 2e-3 + 0.05 * abs(expected), (index, numeric, expected)
+        checked += abs(expected) > 1e-4
+    assert checked >= 5  # enough entries with a real gradient
+
+
+def test_labels_beyond_the_channels_are_ignored():
+    segmentation = np.array([[7, 3, 3], [9, 5, 3]])
+    label, onehot = ssn_data.labels_to_channels(segmentation, 3)
+    np.testing.assert_array_equal(label, [[2, 0, 0], [255, 1, 0]])
+    assert onehot.shape == (3, 2, 3)
+    np.testing.assert_array_equal(onehot.sum(0), [[1, 1, 1], [0, 1, 1]])
+
+
+def test_training_batches_are_seeded_per_sample():
+    sampler = ssn_data.BSDSSampler("val", (41, 45), (3, 3), batch_size=2, num_label_channels=8,
+                                   ids=ssn_data.read_split("val")[:3])
+    first, again, other = sampler.batch(0), sampler.batch(0), sampler.batch(1)
+    for a, b in zip(first.tops(), again.tops()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first.img, other.img)
+    assert first.img.shape == (2, 3, 41, 45) and first.problabel.shape == (2, 8, 41, 45)
+    assert first.label.max() < 8 or 255 in first.label
+    # Lab ranges: L in [0, 100]
+    assert 0 <= first.img[:, 0].min() and first.img[:, 0].max() <= 100
+
+
+def write_tiny_training_files(tmp_path, max_iter):
+    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+                       batch_size=2, num_label_channels=8,
+                       data=dict(phase="val", repeat=1, workers=1, prefetch=1))
+    (tmp_path / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))
+    options = PrototxtOptions(base_lr=1e-3, max_iter=max_iter, snapshot=4, test_interval=1000,
+                              snapshot_prefix=str(tmp_path / "snap" / "ssn"))
+    param = solver(options, str(tmp_path / "net.prototxt"))
+    del param.test_iter[:]
+    param.ClearField("test_interval")
+    (tmp_path / "solver.prototxt").write_text(text_format.MessageToString(param))
+    return tmp_path / "solver.prototxt"
+
+
+def read_log(path):
+    with open(path) as stream:
+        return [row for row in csv.DictReader(stream)]
+
+
+def test_short_training_lowers_the_loss_and_resumes(tmp_path):
+    solver_path = write_tiny_training_files(tmp_path, max_iter=8)
+    result = train(solver_path)
+    assert result["iteration"] == 8
+    rows = read_log(result["log"])
+    losses = [float(row["loss"]) for row in rows]
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert (tmp_path / "snap" / "ssn_iter_4.solverstate").exists()
+    resumed = train(solver_path, resume=tmp_path / "snap" / "ssn_iter_4.solverstate",
+                    max_iter=6)
+    assert resumed["iteration"] == 6
+    assert [int(row["iteration"]) for row in read_log(result["log"])][-2:] == [5, 6]
+
+
+def test_resume_and_weights_are_exclusive(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        train(tmp_path / "solver.prototxt", weights=tmp_path / "a", resume=tmp_path / "b")
+
+
+def test_generated_train_net_parses_as_solver_net():
+    text = (ssn_data.REPO_ROOT / "prototxt" / "ssn_train_val.prototxt").read_text()
+    param = text_format.Parse(text, caffe_pb2.NetParameter())
+    assert [layer.name for layer in param.layer[:2]] == ["train_data", "val_data"]
