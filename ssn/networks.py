@@ -278,13 +278,31 @@ def _data_param(config: SSNConfig, phase: str) -> str:
     return json.dumps(param, sort_keys=True)
 
 
-def train_net(config: SSNConfig) -> caffe_pb2.NetParameter:
-    """The TRAIN/TEST net: Python data layer, features, SLIC and the losses of 5.4."""
+DATA_TOPS = ("img", "spixel_init", "feat_spixel_init", "label", "problabel")
+
+
+def _data_layer(config: SSNConfig, phase: str, hdf5_source: Optional[str]):
+    include = dict(phase=caffe.TRAIN if phase == "train" else caffe.TEST)
+    if hdf5_source is not None:
+        return L.HDF5Data(ntop=len(DATA_TOPS), include=include, hdf5_data_param=dict(
+            source=hdf5_source, batch_size=config.batch_size, shuffle=phase == "train"))
+    return L.Python(module=DATA_LAYER_MODULE, layer=DATA_LAYER_CLASS, ntop=len(DATA_TOPS),
+                    param_str=_data_param(config, phase), include=include)
+
+
+def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
+              ) -> caffe_pb2.NetParameter:
+    """The TRAIN/TEST net: data layer, features, SLIC and the losses of 5.4.
+
+    The data come from the Python layer ``ssn.data_layer.BSDSDataLayer``, or,
+    with ``hdf5_sources`` (train and val list files of .h5 files written by
+    ``tools/export_hdf5.py``), from Caffe's HDF5Data layer, with no Python in
+    the training loop.
+    """
     grid_h, grid_w = config.grid
     net = caffe.NetSpec()
-    tops = ["img", "spixel_init", "feat_spixel_init", "label", "problabel"]
-    data = L.Python(module=DATA_LAYER_MODULE, layer=DATA_LAYER_CLASS, ntop=len(tops),
-                    param_str=_data_param(config, "train"), include=dict(phase=caffe.TRAIN))
+    tops = DATA_TOPS
+    data = _data_layer(config, "train", hdf5_sources[0] if hdf5_sources else None)
     for top, blob in zip(tops, data):
         net[top] = blob
     pixel_feats, feats = _features(net, config, net.img)
@@ -301,7 +319,11 @@ def train_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     test_data = caffe_pb2.LayerParameter()
     test_data.CopyFrom(train_data)
     test_data.name = "val_data"
-    test_data.python_param.param_str = _data_param(config, "val")
+    if hdf5_sources:
+        test_data.hdf5_data_param.source = hdf5_sources[1]
+        test_data.hdf5_data_param.shuffle = False
+    else:
+        test_data.python_param.param_str = _data_param(config, "val")
     del test_data.include[:]
     test_data.include.add(phase=caffe.TEST)
     train_data.name = "train_data"

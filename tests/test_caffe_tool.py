@@ -1,4 +1,5 @@
 """The `caffe` command-line tool in the venv knows the SSN layers and trains with them."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ def test_caffe_train_runs_a_net_of_ssn_layers(tmp_path):
         f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.1\nlr_policy: "fixed"\n'
         f'max_iter: 20\ndisplay: 1\nsnapshot_after_train: false\nsolver_mode: CPU\n')
     result = subprocess.run([str(CAFFE), "train", f"--solver={tmp_path / 'solver.prototxt'}"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True,
+                            env=dict(os.environ, GLOG_minloglevel="0"), timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     losses = [float(line.rsplit("=", 1)[1].split()[0]) for line in result.stderr.splitlines()
               if "Train net output #0: loss =" in line]

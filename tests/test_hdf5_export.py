@@ -1,0 +1,51 @@
+"""The HDF5 exporter's files feed Caffe's HDF5Data layer in the generated train net."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ssn.hdf5_export import main as export_main
+from ssn.weights import write_initial_weights
+
+CAFFE = Path(sys.prefix) / "bin" / "caffe"
+
+
+def test_exported_data_trains_with_the_caffe_tool(tmp_path):
+    out = tmp_path / "h5"
+    assert export_main(["--out", str(out), "--train-samples", "7", "--val-samples", "2",
+                        "--per-file", "4", "--patch", "45", "--n-spixels", "9",
+                        "--num-label-channels", "6"]) == 0
+    files = out.joinpath("train.txt").read_text().split()
+    assert len(files) == 2
+    with h5py.File(files[0]) as handle:
+        assert handle["img"].shape == (4, 3, 45, 45)
+        assert handle["problabel"].shape == (4, 6, 45, 45)
+        onehot = handle["problabel"][...]
+        labels = handle["label"][...]
+    assert set(np.unique(onehot)) <= {0.0, 1.0}
+    valid = labels[:, 0] != 255
+    np.testing.assert_array_equal(onehot.argmax(1)[valid], labels[:, 0][valid])
+
+    net = out / "ssn_train_val_hdf5.prototxt"
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    weights = write_initial_weights(
+        text_format.Parse(net.read_text().replace("batch_size: 6", "batch_size: 2"),
+                          caffe_pb2.NetParameter()),
+        {"img": (2, 3, 45, 45), "spixel_init": (2, 1, 45, 45),
+         "feat_spixel_init": (2, 1, 45, 45), "label": (2, 1, 45, 45),
+         "problabel": (2, 6, 45, 45)}, tmp_path / "init.caffemodel")
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}"\ntype: "Adam"\nbase_lr: 0.0001\nlr_policy: "fixed"\n'
+                      'max_iter: 2\ndisplay: 1\nsnapshot_after_train: false\n'
+                      'solver_mode: CPU\n')
+    result = subprocess.run([str(CAFFE), "train", f"--solver={solver}",
+                             f"--weights={weights}"], capture_output=True, text=True,
+                            env=dict(os.environ, GLOG_minloglevel="0"),
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Finetuning from" in result.stderr
+    assert "Iteration 2, loss =" in result.stderr
