@@ -64,7 +64,7 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   for (int w = 0; w < width_out; ++w) {
     cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (top[0]->count() >= 65536)
   for (int plane = 0; plane < planes; ++plane) {
     const Dtype* in = bottom[0]->cpu_data() + plane * height_in * width_in
         - pad_beg_ * width_in - pad_beg_;
@@ -98,7 +98,7 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   for (int w = 0; w < width_out; ++w) {
     cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (top[0]->count() >= 65536)
   for (int plane = 0; plane < planes; ++plane) {
     Dtype* in_diff = bottom[0]->mutable_cpu_diff() + plane * height_in * width_in
         - pad_beg_ * width_in - pad_beg_;

@@ -65,10 +65,14 @@ inline int thread_id() {
 #endif
 }
 
+// Below this many rows a layer runs on one thread: starting a team costs more
+// than it saves on small blobs (and a busy machine makes it cost far more).
+const int kMinParallelRows = 64;
+
 // Calls body(row) for row in [0, rows) on all threads (rows are independent).
 template <typename Body>
 inline void parallel_rows(int rows, Body body) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows >= kMinParallelRows)
   for (int row = 0; row < rows; ++row) body(row);
 }
 
@@ -77,7 +81,8 @@ inline void parallel_rows(int rows, Body body) {
 // added into `out` at the end. For scatters whose targets rows share.
 template <typename Dtype, typename Body>
 inline void parallel_rows_sum(int rows, int size, Dtype* out, Body body) {
-  const int threads = std::max(1, std::min(max_threads(), rows));
+  const int threads =
+      rows >= kMinParallelRows ? std::max(1, std::min(max_threads(), rows)) : 1;
   std::vector<Dtype> partial(static_cast<size_t>(threads) * size, Dtype(0));
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int row = 0; row < rows; ++row) {
