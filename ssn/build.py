@@ -500,6 +500,17 @@ def install(tree: Path, venv: Path) -> None:
         copy_if_changed(binary, libexec / name)
         set_rpath(libexec / name, f"$ORIGIN/../../lib:{python_libdir}")
     write_caffe_wrapper(venv, libexec / "caffe.bin")
+    write_if_changed(site_packages(venv) / THREADS_PTH, THREADS_PTH_LINE.encode())
+
+
+# OpenBLAS's threads spin after each BLAS call (Caffe's Softmax uses gemm) and
+# OpenMP's spin while they wait: both on 2 cores made an SSN iteration about
+# 1.8x slower than one thread. Passive OpenMP threads sleep instead. A .pth
+# line runs when the venv's Python starts, before libgomp reads its settings.
+OMP_WAIT_POLICY = "PASSIVE"
+THREADS_PTH = "ssn_caffe_threads.pth"
+THREADS_PTH_LINE = ("import os; os.environ.setdefault('OMP_WAIT_POLICY', "
+                    f"'{OMP_WAIT_POLICY}')  # written by ssn/build.py\n")
 
 
 SITECUSTOMIZE = """\
@@ -528,6 +539,7 @@ def write_caffe_wrapper(venv: Path, binary: Path) -> None:
         "# Written by ssn/build.py: runs Caffe's command-line tool with this venv's\n"
         "# packages visible to Python layers.\n"
         'here="$(cd "$(dirname "$0")/.." && pwd)"\n'
+        f'OMP_WAIT_POLICY="${{OMP_WAIT_POLICY:-{OMP_WAIT_POLICY}}}" \\\n'
         f'SSN_CAFFE_SITE_PACKAGES="$here/{site_packages(venv).relative_to(venv)}" \\\n'
         f'PYTHONPATH="$here/{hook_dir.relative_to(venv)}${{PYTHONPATH:+:$PYTHONPATH}}" \\\n'
         f'  exec "$here/{binary.relative_to(venv)}" "$@"\n')
