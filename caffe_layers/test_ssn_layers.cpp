@@ -1,6 +1,7 @@
 // C++ tests of the SSN layers: the spec's test vectors, Caffe's finite
 // difference GradientChecker on every differentiable bottom (odd sizes,
 // batch 2), and a check that the checked gradients are not all zero.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "caffe/blob.hpp"
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
+#include "caffe/layer_factory.hpp"
 #include "caffe/layers/interp_layer.hpp"
 #include "caffe/layers/loss_without_softmax_layer.hpp"
 #include "caffe/layers/passoc_layer.hpp"
@@ -485,5 +487,260 @@ TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxValueAndGradient) {
   checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
   ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
 }
+
+
+#ifndef CPU_ONLY
+// ---- CPU and GPU agree ----
+//
+// Each test runs one layer forward and backward on the same random inputs,
+// first in CPU mode and then, as a fresh layer, in GPU mode, and expects the
+// tops and the bottom diffs to agree. Inputs are larger than above so that
+// kernels span several blocks and rows hold several runs of equal cell.
+
+template <typename Dtype>
+class SsnCpuGpuTest : public GPUDeviceTest<Dtype> {
+ protected:
+  SsnCpuGpuTest()
+      : features_(2, 5, 37, 53), spixels_(2, 5, 1, 24), assoc_(2, 9, 37, 53),
+        cells_(2, 1, 37, 53) {
+    Caffe::set_random_seed(1702);
+    FillGaussian(&features_);
+    FillGaussian(&spixels_);
+    FillUniform(&assoc_, Dtype(0), Dtype(1));
+    FillGridCells(&cells_, 4, 6);
+  }
+
+  // Largest |a - b| / max(1, |a|) over two arrays.
+  static double MaxError(int count, const Dtype* a, const Dtype* b) {
+    double worst = 0;
+    for (int i = 0; i < count; ++i) {
+      const double scale = std::max(1.0, std::fabs(static_cast<double>(a[i])));
+      worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]) /
+                                  scale);
+    }
+    return worst;
+  }
+
+  // Runs `param` on `bottom` with `num_tops` tops on the CPU and on the GPU,
+  // backpropagating a random top diff into the bottoms marked in `backward`.
+  void ExpectAgree(const LayerParameter& param,
+                   const vector<Blob<Dtype>*>& bottom, int num_tops,
+                   const vector<bool>& backward) {
+    const double tolerance = sizeof(Dtype) == sizeof(float) ? 2e-4 : 1e-9;
+    vector<vector<Dtype> > tops[2], diffs[2];
+    vector<Blob<Dtype>*> top_diffs;
+    for (int device = 0; device < 2; ++device) {
+      Caffe::set_mode(device == 0 ? Caffe::CPU : Caffe::GPU);
+      shared_ptr<Layer<Dtype> > layer =
+          LayerRegistry<Dtype>::CreateLayer(param);
+      vector<Blob<Dtype>*> top;
+      for (int t = 0; t < num_tops; ++t) top.push_back(new Blob<Dtype>());
+      layer->SetUp(bottom, top);
+      layer->Forward(bottom, top);
+      for (int t = 0; t < num_tops; ++t) {
+        tops[device].push_back(vector<Dtype>(
+            top[t]->cpu_data(), top[t]->cpu_data() + top[t]->count()));
+        if (device == 0) {
+          top_diffs.push_back(new Blob<Dtype>(top[t]->shape()));
+          FillGaussian(top_diffs[t]);
+        }
+        caffe_copy(top[t]->count(), top_diffs[t]->cpu_data(),
+                   top[t]->mutable_cpu_diff());
+      }
+      for (int b = 0; b < bottom.size(); ++b) {
+        // A sentinel: every entry must be overwritten by the backward pass.
+        caffe_set(bottom[b]->count(), Dtype(12345),
+                  bottom[b]->mutable_cpu_diff());
+      }
+      layer->Backward(top, backward, bottom);
+      for (int b = 0; b < bottom.size(); ++b) {
+        if (!backward[b]) continue;
+        diffs[device].push_back(vector<Dtype>(
+            bottom[b]->cpu_diff(), bottom[b]->cpu_diff() + bottom[b]->count()));
+      }
+      for (int t = 0; t < num_tops; ++t) delete top[t];
+    }
+    for (int t = 0; t < num_tops; ++t) {
+      ASSERT_EQ(tops[0][t].size(), tops[1][t].size());
+      EXPECT_LE(MaxError(tops[0][t].size(), &tops[0][t][0], &tops[1][t][0]),
+                tolerance) << param.type() << " top " << t;
+      delete top_diffs[t];
+    }
+    for (int i = 0; i < diffs[0].size(); ++i) {
+      EXPECT_LE(MaxError(diffs[0][i].size(), &diffs[0][i][0], &diffs[1][i][0]),
+                tolerance) << param.type() << " bottom diff " << i;
+    }
+  }
+
+  Blob<Dtype> features_;  // 2 x 5 x 37 x 53
+  Blob<Dtype> spixels_;   // 2 x 5 x 1 x 24 (4 x 6 grid)
+  Blob<Dtype> assoc_;     // 2 x 9 x 37 x 53
+  Blob<Dtype> cells_;     // 2 x 1 x 37 x 53 initial cells of a 4 x 6 grid
+};
+
+TYPED_TEST_CASE(SsnCpuGpuTest, TestDtypes);
+
+TYPED_TEST(SsnCpuGpuTest, PixelFeature) {
+  typedef TypeParam Dtype;
+  const PixelFeatureParameter_Feature types[] = {
+      PixelFeatureParameter_Feature_POSITION,
+      PixelFeatureParameter_Feature_POSITION_AND_RGB,
+      PixelFeatureParameter_Feature_RGB_AND_POSITION,
+      PixelFeatureParameter_Feature_RGB};
+  for (int i = 0; i < 4; ++i) {
+    LayerParameter param;
+    param.set_type("PixelFeature");
+    PixelFeatureParameter* pf = param.mutable_pixel_feature_param();
+    pf->set_type(types[i]);
+    pf->set_pos_scale(0.3);
+    pf->set_color_scale(0.7);
+    pf->set_offset_h(1.5);
+    pf->set_offset_w(-2);
+    this->ExpectAgree(param, vector<Blob<Dtype>*>(1, &this->features_), 1,
+                      vector<bool>(1, true));
+  }
+}
+
+TYPED_TEST(SsnCpuGpuTest, SpixelFeatureBothTopsWithIgnored) {
+  typedef TypeParam Dtype;
+  Blob<Dtype> ids;
+  ids.CopyFrom(this->cells_, false, true);
+  for (int i = 0; i < ids.count(); i += 7) ids.mutable_cpu_data()[i] = -10;
+  const SpixelFeatureParameter_Feature types[] = {
+      SpixelFeatureParameter_Feature_AVGXY,
+      SpixelFeatureParameter_Feature_AVGRGBXYRGBXY};
+  for (int i = 0; i < 2; ++i) {
+    LayerParameter param;
+    param.set_type("SpixelFeature");
+    SpixelFeatureParameter* sf = param.mutable_spixel_feature_param();
+    sf->set_type(types[i]);
+    sf->set_max_spixels(25);  // one more than the grid: an empty superpixel
+    sf->set_ignore_idx_value(-10);
+    sf->set_ignore_feature_value(255);
+    sf->set_rgb_scale(0.5);
+    sf->set_xy_scale(0.25);
+    sf->set_rgbxy_rgb_scale(2);
+    vector<Blob<Dtype>*> bottom;
+    bottom.push_back(&this->features_);
+    bottom.push_back(&ids);
+    vector<bool> backward(2, false);
+    backward[0] = true;
+    this->ExpectAgree(param, bottom, 2, backward);
+  }
+}
+
+TYPED_TEST(SsnCpuGpuTest, Passoc) {
+  typedef TypeParam Dtype;
+  LayerParameter param;
+  param.set_type("Passoc");
+  param.mutable_spixel_feature2_param()->set_num_spixels_h(4);
+  param.mutable_spixel_feature2_param()->set_num_spixels_w(6);
+  param.mutable_spixel_feature2_param()->set_scale_value(-1);
+  param.mutable_spixel_feature2_param()->set_invalid_distance(10000);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&this->features_);
+  bottom.push_back(&this->spixels_);
+  bottom.push_back(&this->cells_);
+  vector<bool> backward(3, true);
+  backward[2] = false;
+  this->ExpectAgree(param, bottom, 1, backward);
+}
+
+TYPED_TEST(SsnCpuGpuTest, SpixelFeature2) {
+  typedef TypeParam Dtype;
+  LayerParameter param;
+  param.set_type("SpixelFeature2");
+  param.mutable_spixel_feature2_param()->set_num_spixels_h(4);
+  param.mutable_spixel_feature2_param()->set_num_spixels_w(6);
+  // Dead superpixels: in image 0, no association in rows 0-18 (grid rows 0
+  // and 1), so the cells of grid row 0 get no weight at all.
+  for (int c = 0; c < 9; ++c) {
+    caffe_set(19 * 53, Dtype(0), this->assoc_.mutable_cpu_data() + c * 37 * 53);
+  }
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&this->features_);
+  bottom.push_back(&this->assoc_);
+  bottom.push_back(&this->cells_);
+  vector<bool> backward(3, true);
+  backward[2] = false;
+  this->ExpectAgree(param, bottom, 1, backward);
+}
+
+TYPED_TEST(SsnCpuGpuTest, RelToAbsIndex) {
+  typedef TypeParam Dtype;
+  Blob<Dtype> relative(this->cells_.shape());
+  for (int i = 0; i < relative.count(); ++i) {
+    relative.mutable_cpu_data()[i] = (i * 7 + i / 53) % 9;
+  }
+  LayerParameter param;
+  param.set_type("RelToAbsIndex");
+  param.mutable_rel_to_abs_index_param()->set_num_spixels_h(4);
+  param.mutable_rel_to_abs_index_param()->set_num_spixels_w(6);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&relative);
+  bottom.push_back(&this->cells_);
+  this->ExpectAgree(param, bottom, 1, vector<bool>(2, true));
+}
+
+TYPED_TEST(SsnCpuGpuTest, SmearWithIgnored) {
+  typedef TypeParam Dtype;
+  Blob<Dtype> ids;
+  ids.CopyFrom(this->cells_, false, true);
+  for (int i = 0; i < ids.count(); i += 5) ids.mutable_cpu_data()[i] = -1;
+  LayerParameter param;
+  param.set_type("Smear");
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&this->spixels_);
+  bottom.push_back(&ids);
+  vector<bool> backward(2, false);
+  backward[0] = true;
+  this->ExpectAgree(param, bottom, 1, backward);
+}
+
+TYPED_TEST(SsnCpuGpuTest, Interp) {
+  typedef TypeParam Dtype;
+  for (int i = 0; i < 4; ++i) {
+    LayerParameter param;
+    param.set_type("Interp");
+    InterpParameter* ip = param.mutable_interp_param();
+    switch (i) {
+      case 0: ip->set_zoom_factor(3); break;
+      case 1: ip->set_shrink_factor(4); break;
+      case 2: ip->set_height(20); ip->set_width(81); ip->set_pad_beg(-2);
+              ip->set_pad_end(-1); break;
+      default: ip->set_shrink_factor(2); ip->set_zoom_factor(3);
+    }
+    this->ExpectAgree(param, vector<Blob<Dtype>*>(1, &this->features_), 1,
+                      vector<bool>(1, true));
+  }
+}
+
+TYPED_TEST(SsnCpuGpuTest, LossWithoutSoftmax) {
+  typedef TypeParam Dtype;
+  Blob<Dtype> prob(2, 6, 37, 53), labels(2, 1, 37, 53);
+  FillUniform(&prob, Dtype(0), Dtype(1));
+  prob.mutable_cpu_data()[0] = 0;  // clamped to FLT_MIN
+  for (int i = 0; i < labels.count(); ++i) {
+    labels.mutable_cpu_data()[i] = i % 11 == 3 ? 255 : (i * 5) % 6;
+  }
+  const LossParameter_NormalizationMode modes[] = {
+      LossParameter_NormalizationMode_FULL,
+      LossParameter_NormalizationMode_VALID,
+      LossParameter_NormalizationMode_BATCH_SIZE,
+      LossParameter_NormalizationMode_NONE};
+  for (int i = 0; i < 4; ++i) {
+    LayerParameter param;
+    param.set_type("LossWithoutSoftmax");
+    param.mutable_loss_param()->set_ignore_label(255);
+    param.mutable_loss_param()->set_normalization(modes[i]);
+    vector<Blob<Dtype>*> bottom;
+    bottom.push_back(&prob);
+    bottom.push_back(&labels);
+    vector<bool> backward(2, false);
+    backward[0] = true;
+    this->ExpectAgree(param, bottom, 1, backward);
+  }
+}
+#endif  // CPU_ONLY
 
 }  // namespace caffe

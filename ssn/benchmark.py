@@ -2,10 +2,14 @@
 each SSN layer alone, forward and backward, through pycaffe.
 
 Prints milliseconds per call (median over repeats). A benchmark, not a test.
+``--gpu ID`` times the CUDA paths on device ID (needs Caffe built with
+``python -m ssn.build --gpu``); every timed call then ends with
+``cudaDeviceSynchronize`` so that it covers the kernels it queued.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import statistics
 import sys
@@ -59,12 +63,38 @@ def iteration_net(num, channels, height, width, grid_h, grid_w):
     return net_param
 
 
-def median_ms(call: Callable[[], object], repeats: int) -> float:
+def cuda_synchronizer() -> Callable[[], None]:
+    """``cudaDeviceSynchronize`` of the CUDA runtime that libcaffe loaded.
+
+    Raises RuntimeError when no libcudart is loaded (a CPU_ONLY Caffe).
+    """
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "libcudart.so" in line}
+    if not paths:
+        raise RuntimeError("this Caffe has no CUDA runtime: build it with "
+                           "python -m ssn.build --gpu")
+    runtime = ctypes.CDLL(sorted(paths)[0])
+
+    def synchronize() -> None:
+        status = runtime.cudaDeviceSynchronize()
+        if status != 0:
+            raise RuntimeError(f"cudaDeviceSynchronize failed with error {status}")
+    return synchronize
+
+
+def no_sync() -> None:
+    """The CPU path needs no synchronisation."""
+
+
+def median_ms(call: Callable[[], object], repeats: int,
+              sync: Callable[[], None] = no_sync) -> float:
     call()  # warm-up
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
@@ -79,7 +109,8 @@ def make_inputs(rng, num, channels, height, width, grid_h, grid_w):
                 rel=rng.integers(0, 9, (num, 1, height, width)))
 
 
-def run_benchmark(num, channels, height, width, n_spixels, repeats):
+def run_benchmark(num, channels, height, width, n_spixels, repeats,
+                  sync: Callable[[], None] = no_sync, device: str = "CPU"):
     grid_h, grid_w = grid_shape(n_spixels, height, width)
     net = CheckedNet(iteration_net(num, channels, height, width, grid_h, grid_w), caffe.TRAIN)
     rng = np.random.default_rng(0)
@@ -88,17 +119,17 @@ def run_benchmark(num, channels, height, width, n_spixels, repeats):
     caffe_net = net.net
     index = {name: i for i, name in enumerate(caffe_net._layer_names)}
     print(f"# {num}x{channels}x{height}x{width} features, grid {grid_h}x{grid_w} = "
-          f"{grid_h * grid_w} superpixels, median of {repeats} runs, ms")
+          f"{grid_h * grid_w} superpixels, {device}, median of {repeats} runs, ms")
     first, last = index["passoc"], index["spixel_feature2"]
-    fwd = median_ms(lambda: caffe_net._forward(first, last), repeats)
-    bwd = median_ms(lambda: caffe_net._backward(last, first), repeats)
+    fwd = median_ms(lambda: caffe_net._forward(first, last), repeats, sync)
+    bwd = median_ms(lambda: caffe_net._backward(last, first), repeats, sync)
     print(f"{'SSN iteration (Passoc+Softmax+SpixelFeature2)':48s} forward {fwd:8.2f}"
           f"  backward {bwd:8.2f}  total {fwd + bwd:8.2f}")
     for name in ("pixel_feature", "spixel_feature", "passoc", "softmax", "spixel_feature2",
                  "rel_to_abs_index", "smear", "interp", "loss_without_softmax"):
         i = index[name]
-        fwd = median_ms(lambda i=i: caffe_net._forward(i, i), repeats)
-        bwd = median_ms(lambda i=i: caffe_net._backward(i, i), repeats)
+        fwd = median_ms(lambda i=i: caffe_net._forward(i, i), repeats, sync)
+        bwd = median_ms(lambda i=i: caffe_net._backward(i, i), repeats, sync)
         line = f"{name:48s} forward {fwd:8.2f}  backward {bwd:8.2f}"
         print(line)
 
@@ -108,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_layers.py\n"
                "  python tools/bench_layers.py --height 201 --width 201 --n-spixels 100 "
-               "--batch 6")
+               "--batch 6\n"
+               "  python tools/bench_layers.py --gpu 0")
     parser.add_argument("--batch", type=int, default=1, help="images per batch")
     parser.add_argument("--channels", type=int, default=20, help="feature channels")
     parser.add_argument("--height", type=int, default=321, help="image height")
@@ -116,15 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-spixels", type=int, default=600,
                         help="requested superpixels (the grid is derived from it)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure")
+    parser.add_argument("--gpu", type=int, default=-1, metavar="ID",
+                        help="CUDA device to time the GPU paths on; -1 for the CPU")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    caffe.set_mode_cpu()
+    sync, device = no_sync, "CPU"
+    if args.gpu >= 0:
+        caffe.set_device(args.gpu)
+        caffe.set_mode_gpu()
+        sync, device = cuda_synchronizer(), f"GPU {args.gpu}"
+    else:
+        caffe.set_mode_cpu()
     run_benchmark(args.batch, args.channels, args.height, args.width, args.n_spixels,
-                  args.repeats)
+                  args.repeats, sync, device)
     return 0
 
 

@@ -1,0 +1,69 @@
+// Host and device helpers of the SSN layers' CUDA code (the .cu files only):
+// launch sizes, the out-of-range index flag, and one-block sums. The
+// per-element math itself lives in ssn_math.cuh, shared with the CPU code.
+#ifndef CAFFE_SSN_SSN_GPU_UTIL_CUH_
+#define CAFFE_SSN_SSN_GPU_UTIL_CUH_
+
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/util/device_alternate.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+namespace ssn {
+
+// Blocks for a grid-stride loop over `count` items; at least one, so that an
+// empty blob launches a kernel that does nothing instead of failing.
+inline int gpu_blocks(int count) {
+  return count > 0 ? CAFFE_GET_BLOCKS(count) : 1;
+}
+
+// Index maps are float blobs that a kernel cannot CHECK. A kernel that meets
+// an id outside its range skips it (it never reads or writes out of bounds)
+// and raises a device flag; after the launch the host reads the flag, and
+// when it is set the layer runs its checked CPU forward, which dies with the
+// CPU path's message naming the image, row and column.
+//
+// Zeroes the flag (a 1-element Blob) and returns its device pointer.
+inline int* reset_index_flag(Blob<int>* flag) {
+  flag->Reshape(std::vector<int>(1, 1));
+  caffe_gpu_set(1, 0, flag->mutable_gpu_data());
+  return flag->mutable_gpu_data();
+}
+
+// Whether a kernel raised the flag (synchronises with the device).
+inline bool index_flag_raised(const Blob<int>& flag) {
+  return flag.cpu_data()[0] != 0;
+}
+
+#ifdef __CUDACC__
+// Raises the flag; racing writers all store the same value.
+__device__ __forceinline__ void raise_index_flag(int* flag) { *flag = 1; }
+
+// Threads per block of the one-block sums below (a power of two).
+const int kSumThreads = 512;
+
+// Sums `value` over the threads of a kSumThreads-thread block; every thread
+// returns the total. All threads of the block must call it.
+__device__ inline double block_sum(double value) {
+  __shared__ double partial[kSumThreads];
+  partial[threadIdx.x] = value;
+  __syncthreads();
+  for (int stride = kSumThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      partial[threadIdx.x] += partial[threadIdx.x + stride];
+    }
+    __syncthreads();
+  }
+  const double total = partial[0];
+  __syncthreads();  // the next call may overwrite partial[0]
+  return total;
+}
+#endif  // __CUDACC__
+
+}  // namespace ssn
+}  // namespace caffe
+
+#endif  // CAFFE_SSN_SSN_GPU_UTIL_CUH_

@@ -1,0 +1,216 @@
+"""Each SSN layer's GPU forward and backward against its CPU one, through pycaffe.
+
+Marked ``gpu``: they need Caffe built with ``python -m ssn.build --gpu`` and a CUDA
+device, and skip cleanly otherwise (``pytest -m gpu`` selects them,
+``-m "not gpu"`` leaves them out). ``SSN_GPU_DEVICE`` picks the device (default 0).
+Both runs use the same net and the same float32 inputs; results agree to float32
+rounding (sums are taken in another order on the GPU).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import caffe
+import numpy as np
+import pytest
+
+from ssn.net import single_layer_net
+from ssn.reference import grid
+
+pytestmark = pytest.mark.gpu
+
+DEVICE = int(os.environ.get("SSN_GPU_DEVICE", "0"))
+# (N, C, H, W, K_h, K_w): odd sizes, batch 2, several runs of equal cell per row.
+NUM, CHANNELS, HEIGHT, WIDTH, GRID_H, GRID_W = 2, 5, 37, 53, 4, 6
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_unavailable_reason() -> str | None:
+    """Why this Caffe cannot run on GPU ``DEVICE``, or None when it can.
+
+    Probed in a subprocess: a CPU_ONLY build, or a GPU build without a device,
+    aborts the process on ``caffe.set_device``.
+    """
+    probe = (f"import caffe; caffe.set_device({DEVICE}); caffe.set_mode_gpu(); "
+             "print(caffe.layer_type_list() is not None)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=dict(os.environ, GLOG_minloglevel="3"), timeout=120)
+    if result.returncode == 0:
+        return None
+    lines = result.stderr.strip().splitlines() or ["(no message)"]
+    fatal = [line for line in lines if line.startswith("F") or "Check failed" in line]
+    return f"caffe cannot use GPU {DEVICE}: {(fatal or lines)[0]}"
+
+
+@pytest.fixture(autouse=True)
+def restore_cpu_mode():
+    """Skip without a usable GPU; leave Caffe in CPU mode for the other tests."""
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    caffe.set_device(DEVICE)
+    try:
+        yield
+    finally:
+        caffe.set_mode_cpu()
+
+
+def cells(num=NUM, height=HEIGHT, width=WIDTH, grid_h=GRID_H, grid_w=GRID_W):
+    """N x 1 x H x W initial cell map (floor rule)."""
+    init = grid.init_cells(height, width, grid_h, grid_w).astype(np.float64)
+    return np.broadcast_to(init, (num, 1, height, width)).copy()
+
+
+def run_on(mode, net, inputs, top_diffs):
+    """Forward ``inputs`` (bottom0..) and backward ``top_diffs`` in ``mode``."""
+    if mode == "gpu":
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    tops = net.forward(**{f"bottom{i}": value for i, value in enumerate(inputs)})
+    diffs = net.backward({f"top{i}": diff for i, diff in enumerate(top_diffs)},
+                         [f"bottom{i}" for i in range(len(inputs))])
+    return tops, diffs
+
+
+def assert_gpu_matches_cpu(net, inputs, differentiable, seed=0, rtol=1e-4, atol=1e-4):
+    """Runs ``net`` on CPU then GPU; compares every top and the diffs of ``differentiable``."""
+    rng = np.random.default_rng(seed)
+    net.forward(**{f"bottom{i}": value for i, value in enumerate(inputs)})
+    shapes = [net.net.blobs[name].data.shape for name in net.net.outputs]
+    top_diffs = [rng.normal(size=shape) for shape in shapes]
+    cpu_tops, cpu_diffs = run_on("cpu", net, inputs, top_diffs)
+    gpu_tops, gpu_diffs = run_on("gpu", net, inputs, top_diffs)
+    for name, expected in cpu_tops.items():
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(gpu_tops[name], expected, rtol=rtol, atol=atol * scale,
+                                   err_msg=f"top {name}")
+    for index in differentiable:
+        expected = cpu_diffs[f"bottom{index}"]
+        assert np.abs(expected).max() > 0, f"bottom{index}: all-zero CPU gradient"
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(gpu_diffs[f"bottom{index}"], expected, rtol=rtol,
+                                   atol=atol * scale, err_msg=f"diff of bottom{index}")
+
+
+def grid_params(**extra):
+    return dict(num_spixels_h=GRID_H, num_spixels_w=GRID_W, **extra)
+
+
+@pytest.mark.parametrize("mode", ["POSITION", "POSITION_AND_RGB", "RGB_AND_POSITION", "RGB"])
+def test_pixel_feature(mode):
+    image = np.random.default_rng(1).normal(size=(NUM, 3, HEIGHT, WIDTH)) * 50
+    params = dict(type=getattr(caffe.params.PixelFeature, mode), pos_scale=0.3,
+                  color_scale=0.26, offset_h=1.5, offset_w=-2)
+    net = single_layer_net("PixelFeature", [image.shape], pixel_feature_param=params)
+    assert_gpu_matches_cpu(net, [image], [0] if mode != "POSITION" else [])
+
+
+@pytest.mark.parametrize("mode", ["AVGXY", "AVGRGBXY", "AVGRGB", "AVGRGBXYRGBXY"])
+def test_spixel_feature_both_tops(mode):
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    ids = cells()
+    ids.reshape(-1)[::7] = -10  # ignored pixels
+    params = dict(type=getattr(caffe.params.SpixelFeature, mode),
+                  max_spixels=GRID_H * GRID_W + 1, ignore_idx_value=-10,
+                  ignore_feature_value=255, rgb_scale=0.5, xy_scale=0.25, rgbxy_rgb_scale=2)
+    net = single_layer_net("SpixelFeature", [features.shape, ids.shape], ntop=2,
+                           propagate_down=[True, False], spixel_feature_param=params)
+    assert_gpu_matches_cpu(net, [features, ids], [0] if mode != "AVGXY" else [])
+
+
+def test_passoc():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    spixels = rng.normal(size=(NUM, CHANNELS, 1, GRID_H * GRID_W))
+    init = cells()
+    net = single_layer_net("Passoc", [features.shape, spixels.shape, init.shape],
+                           propagate_down=[True, True, False],
+                           spixel_feature2_param=grid_params(scale_value=-1,
+                                                             invalid_distance=10000))
+    assert_gpu_matches_cpu(net, [features, spixels, init], [0, 1])
+
+
+def test_spixel_feature2_with_dead_superpixels():
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    assoc = rng.uniform(size=(NUM, 9, HEIGHT, WIDTH))
+    assoc[0, :, :19] = 0  # grid row 0 of image 0 gets no weight: dead superpixels
+    init = cells()
+    net = single_layer_net("SpixelFeature2", [features.shape, assoc.shape, init.shape],
+                           propagate_down=[True, True, False],
+                           spixel_feature2_param=grid_params())
+    assert_gpu_matches_cpu(net, [features, assoc, init], [0, 1])
+
+
+def test_rel_to_abs_index():
+    relative = np.random.default_rng(5).integers(0, 9, (NUM, 1, HEIGHT, WIDTH))
+    init = cells()
+    net = single_layer_net("RelToAbsIndex", [relative.shape, init.shape],
+                           propagate_down=[False, False],
+                           rel_to_abs_index_param=grid_params())
+    assert_gpu_matches_cpu(net, [relative, init], [])
+
+
+def test_smear_with_ignored():
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(NUM, CHANNELS, 1, GRID_H * GRID_W))
+    ids = cells()
+    ids.reshape(-1)[::5] = -1  # the default ignore_idx_value
+    net = single_layer_net("Smear", [values.shape, ids.shape], propagate_down=[True, False])
+    assert_gpu_matches_cpu(net, [values, ids], [0])
+
+
+@pytest.mark.parametrize("params", [
+    dict(zoom_factor=3), dict(shrink_factor=4),
+    dict(height=20, width=81, pad_beg=-2, pad_end=-1), dict(shrink_factor=2, zoom_factor=3)],
+    ids=["zoom", "shrink", "size_and_crop", "shrink_then_zoom"])
+def test_interp(params):
+    image = np.random.default_rng(7).normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    net = single_layer_net("Interp", [image.shape], interp_param=params)
+    assert_gpu_matches_cpu(net, [image], [0])
+
+
+@pytest.mark.parametrize("normalization", ["FULL", "VALID", "BATCH_SIZE", "NONE"])
+def test_loss_without_softmax(normalization):
+    rng = np.random.default_rng(8)
+    prob = rng.uniform(0.05, 1, (NUM, 6, HEIGHT, WIDTH))
+    labels = rng.integers(0, 6, (NUM, 1, HEIGHT, WIDTH)).astype(np.float64)
+    labels.reshape(-1)[::11] = 255
+    net = single_layer_net("LossWithoutSoftmax", [prob.shape, labels.shape],
+                           propagate_down=[True, False],
+                           loss_param=dict(ignore_label=255, normalization=getattr(
+                               caffe.params.Loss, normalization)))
+    assert_gpu_matches_cpu(net, [prob, labels], [0])
+
+
+def test_ssn_iteration_at_benchmark_size():
+    """Passoc + Softmax + SpixelFeature2 and the side layers at 481x321, 600 superpixels."""
+    from ssn.benchmark import iteration_net, make_inputs
+    from ssn.net import CheckedNet
+    from ssn.reference.grid import grid_shape
+
+    height, width, channels = 321, 481, 20
+    grid_h, grid_w = grid_shape(600, height, width)
+    net = CheckedNet(iteration_net(1, channels, height, width, grid_h, grid_w), caffe.TRAIN)
+    inputs = make_inputs(np.random.default_rng(9), 1, channels, height, width, grid_h, grid_w)
+    results = {}
+    for mode in ("cpu", "gpu"):
+        if mode == "gpu":
+            caffe.set_mode_gpu()
+        else:
+            caffe.set_mode_cpu()
+        net.forward(**inputs)
+        net.net.backward()
+        results[mode] = {name: (blob.data.copy(), blob.diff.copy())
+                         for name, blob in net.net.blobs.items()}
+    for name, (data, diff) in results["cpu"].items():
+        gpu_data, gpu_diff = results["gpu"][name]
+        for what, expected, actual in (("data", data, gpu_data), ("diff", diff, gpu_diff)):
+            scale = max(1.0, float(np.abs(expected).max()))
+            np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-4 * scale,
+                                       err_msg=f"{name} {what}")

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# GPU checks of the SSN layers on a bare CUDA machine (CUDA driver and toolkit,
+# no apt, no network): the C++ layer tests (every typed test on GPU too, and
+# the CPU-vs-GPU agreement tests), the gpu-marked pytest tests, and the
+# benchmark of one SSN iteration at 481x321, 20 channels, ~600 superpixels.
+#
+# Caffe cannot be built there (no boost, glog, protobuf, HDF5 or BLAS), so the
+# GPU build made on the CI machine travels as one tarball that holds the test
+# binary, libcaffe and the libraries it needs, and a Python interpreter with
+# pycaffe, numpy, protobuf and pytest (pycaffe is built for this CI machine's
+# Python, which the GPU machine lacks). On the CI machine, once:
+#
+#   python3 -m venv /tmp/gpu-venv && /tmp/gpu-venv/bin/pip install numpy six protobuf
+#   .venv/bin/python -m ssn.build --gpu --venv /tmp/gpu-venv \
+#       --pack .gpu-pack/ssn-gpu.tar.xz
+#   echo /.gpu-pack/ >> .git/info/exclude
+#
+# then carry `.gpu-pack` to the GPU machine with the repository and run there
+#
+#   bash tools/gpu_check.sh [.gpu-pack/ssn-gpu.tar.xz]
+#
+# CUDA's runtime, cuBLAS and cuRAND (CUDA 13) are not in the tarball: they are
+# looked up under /usr/local/cuda* and the Python packages of the machine.
+# SSN_GPU_DEVICE picks the device (default 0). Exit status: nonzero if any
+# part failed; every part runs regardless.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pack=${1:-.gpu-pack/ssn-gpu.tar.xz}
+device=${SSN_GPU_DEVICE:-0}
+if [ ! -f "$pack" ]; then
+  echo "gpu_check: no pack at $pack (see the comment at the top of $0)" >&2
+  exit 2
+fi
+
+work=$(mktemp -d /tmp/ssn-gpu.XXXXXX)
+tar -xJf "$pack" -C "$work" || exit 2
+root=$work/ssn-gpu
+python_bin=$(ls "$root"/bin/python3.* | head -n 1)
+
+# The CUDA 13 libraries libcaffe links: the first folder that holds each.
+cuda_dirs=()
+for soname in libcudart.so.13 libcublas.so.13 libcurand.so.10; do
+  found=$(find /usr/local/cuda* /usr/lib/x86_64-linux-gnu /opt /usr/local/lib \
+            -name "$soname" -print -quit 2>/dev/null)
+  if [ -z "$found" ]; then
+    echo "gpu_check: $soname not found on this machine" >&2
+    exit 2
+  fi
+  cuda_dirs+=("$(dirname "$found")")
+done
+cuda_path=$(printf '%s:' "${cuda_dirs[@]}")
+export LD_LIBRARY_PATH="$root/lib:${cuda_path%:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export GLOG_minloglevel=1
+if command -v nvidia-smi >/dev/null; then nvidia-smi -L; fi
+
+status=0
+run() {
+  echo "==== $*" >&2
+  if ! "$@"; then
+    echo "gpu_check: FAILED: $*" >&2
+    status=1
+  fi
+}
+
+# 1. C++ tests: the typed tests run on CPU and GPU, SsnCpuGpuTest compares them.
+run "$root/bin/test_ssn_layers.testbin" "$device"
+
+# 2. pytest tests marked gpu, with the packed interpreter and pycaffe.
+export PYTHONHOME=$root PYTHONPATH=$PWD PYTHONUNBUFFERED=1 SSN_GPU_DEVICE=$device
+run "$python_bin" -m pytest -m gpu -v -p no:cacheprovider tests/test_gpu.py
+
+# 3. Benchmark on the GPU (and on the CPU, for comparison).
+run "$python_bin" tools/bench_layers.py --gpu "$device"
+run "$python_bin" tools/bench_layers.py --gpu -1 --repeats 5
+
+rm -rf "$work"
+exit $status
