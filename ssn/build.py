@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssn.native import build_native
+
 log = logging.getLogger("ssn.build")
 
 CAFFE_REQUIREMENT = "brocolli-caffe==9.0.2"
@@ -548,7 +550,7 @@ def write_caffe_wrapper(venv: Path, binary: Path) -> None:
 
 
 def build(config: BuildConfig) -> Path:
-    """Fetch, splice, build and install; return the Caffe tree used."""
+    """Fetch, splice, build and install (with ssn/native); return the Caffe tree used."""
     tarball = fetch_source(config.cache)
     tree = tree_dir(config)
     unpack(tarball, tree, config.gpu)
@@ -558,6 +560,7 @@ def build(config: BuildConfig) -> Path:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))
     run_make(config, tree)
     install(tree, config.venv)
+    build_native(config.venv / "lib")
     return tree
 
 
