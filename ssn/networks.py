@@ -346,17 +346,6 @@ def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     return net.to_proto()
 
 
-def pixel_ssn_deploy(height: int, width: int, n_spixels: int, num_steps: int = 10,
-                     pos_scale: Optional[float] = None,
-                     color_scale: float = COLOR_SCALE) -> caffe_pb2.NetParameter:
-    """Deploy net of SSN_pix: SLIC iterations on [position, Lab] features, no CNN."""
-    if pos_scale is None:
-        pos_scale = position_scale(n_spixels, height, width)
-    return deploy_net(SSNConfig(height=height, width=width, n_spixels=n_spixels,
-                                num_steps=num_steps, feature_dim=5, pos_scale=pos_scale,
-                                color_scale=color_scale))
-
-
 def config_dict(config: SSNConfig) -> dict:
     """The configuration as plain data (for saving beside results)."""
     return asdict(config)

@@ -1,0 +1,158 @@
+"""Superpixels of images with SSN, the way scikit-image's ``slic`` is called.
+
+The data path: image -> RGB -> Lab -> pixel features -> (CNN features) -> SLIC
+iterations -> labels -> connectivity -> consecutive labels. Nets are built once
+per geometry and reused.
+"""
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Union
+
+import caffe
+import numpy as np
+
+from ssn.connectivity import connectivity_sizes, enforce_connectivity
+from ssn.net import CheckedNet
+from ssn.networks import SSNConfig, deploy_net, position_scale
+from ssn.reference.grid import grid_shape, init_cells
+from ssn.superpixels import rgb_to_lab
+
+log = logging.getLogger("ssn.inference")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_WEIGHTS = REPO_ROOT / "models" / "ssn_bsds.caffemodel"
+FEATURE_MODES = ("deep", "pixel")
+DEEP_FEATURE_DIM = 20
+
+
+def bundled_weights() -> Optional[Path]:
+    """The project's trained BSDS500 model, if one is shipped."""
+    return BUNDLED_WEIGHTS if BUNDLED_WEIGHTS.is_file() else None
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An H x W x 3 float image in [0, 1] from grayscale, RGB or RGBA, 8 or 16 bit or float.
+
+    Raises
+    ------
+    ValueError
+        If the array is not an image this can convert.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W, H x W x 3 or H x W x 4 image, got shape "
+                         f"{image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = image[:, :, :3]
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535
+    if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    image = image.astype(np.float32)
+    if not np.all(np.isfinite(image)):
+        raise ValueError("the image holds NaN or infinite values")
+    if image.min() < 0 or image.max() > 1:
+        raise ValueError(f"float images must lie in [0, 1], got [{image.min():g}, "
+                         f"{image.max():g}]")
+    return image
+
+
+def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
+    """The grid for ``n_spixels`` on an image, or a ValueError saying why there is none."""
+    if n_spixels < 1:
+        raise ValueError(f"n_spixels must be >= 1, got {n_spixels}")
+    try:
+        grid_h, grid_w = grid_shape(n_spixels, height, width)
+    except ValueError as error:
+        raise ValueError(f"n_spixels={n_spixels} gives no grid for a {height}x{width} image: "
+                         f"{error}") from error
+    if grid_h > height or grid_w > width or grid_h < 1 or grid_w < 1:
+        raise ValueError(f"a {height}x{width} image is too small for n_spixels={n_spixels} "
+                         f"(a {grid_h}x{grid_w} grid)")
+    return grid_h, grid_w
+
+
+@lru_cache(maxsize=8)
+def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
+         weights: Optional[str]) -> CheckedNet:
+    feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
+    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
+                       feature_dim=feature_dim, pos_scale=position_scale(n_spixels, height,
+                                                                         width))
+    log.debug("building a %s net for %dx%d, %d superpixels", features, height, width,
+              n_spixels)
+    return CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
+
+
+def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]]
+                     ) -> tuple[str, Optional[str]]:
+    """(mode, weights path): 'deep' needs weights (given or bundled); None picks for you."""
+    if features is not None and features not in FEATURE_MODES:
+        raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+    if weights is None and features != "pixel":
+        weights = bundled_weights()
+        if weights is None and features == "deep":
+            raise ValueError("features='deep' needs weights: no trained model is bundled yet; "
+                             "pass weights=<.caffemodel> or use features='pixel'")
+    if features is None:
+        features = "deep" if weights is not None else "pixel"
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    return features, (str(weights) if features == "deep" and weights is not None else None)
+
+
+def superpixels(image: np.ndarray, n_spixels: int = 100, num_steps: int = 10,
+                weights: Optional[Union[str, Path]] = None, connectivity: bool = True,
+                features: Optional[str] = None, min_size_factor: float = 0.06,
+                max_size_factor: float = 3.0) -> np.ndarray:
+    """Segment an image into SSN superpixels.
+
+    Parameters
+    ----------
+    image : ndarray, H x W, H x W x 3 or H x W x 4
+        Grayscale, RGB or RGBA; uint8, uint16, or float in [0, 1].
+    n_spixels : int
+        Requested number of superpixels (the grid K_h x K_w <= n_spixels; the
+        count after connectivity is usually a little lower).
+    num_steps : int
+        Differentiable SLIC iterations (>= 1).
+    weights : str or Path, optional
+        A trained SSN .caffemodel; default: the bundled model, if any.
+    connectivity : bool
+        Merge fragments below ``min_size_factor * H*W/n_spixels`` pixels into a
+        neighbour and split segments above ``max_size_factor * H*W/n_spixels``.
+    features : {'deep', 'pixel', None}
+        'deep': learned CNN features (needs weights); 'pixel': SLIC on scaled
+        position and Lab only (SSN_pix, no training needed); None: 'deep' when
+        weights are available, else 'pixel'.
+
+    Returns
+    -------
+    ndarray, H x W, int32
+        Labels 0..K-1, consecutive.
+    """
+    rgb = as_rgb(image)
+    height, width = rgb.shape[:2]
+    grid_h, grid_w = check_geometry(height, width, n_spixels)
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    mode, weights_path = resolve_features(features, weights)
+    net = _net(height, width, n_spixels, num_steps, mode, weights_path)
+    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+    lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
+    out = net.forward(outputs=["new_spix_indices"], img=lab, spixel_init=cells,
+                      feat_spixel_init=cells)
+    labels = out["new_spix_indices"][0, 0].astype(np.int32)
+    if connectivity:
+        min_size, max_size = connectivity_sizes(height, width, n_spixels, min_size_factor,
+                                                max_size_factor)
+        return enforce_connectivity(labels, min_size, max_size)
+    return np.unique(labels, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
