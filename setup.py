@@ -19,6 +19,7 @@ setup(
         "protobuf>=3.20",
         "six",  # pycaffe imports it
         "tqdm>=4.60",
+        "matplotlib>=3.5",  # evaluation curves
     ],
     extras_require={"test": ["pytest>=7", "ruff>=0.5"]},
 )

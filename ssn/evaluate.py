@@ -1,0 +1,174 @@
+"""Evaluate superpixels against BSDS500 ground truth, next to SLIC (used by tools/eval.py).
+
+Protocol: every (image, annotator) pair is one row (ASA, boundary recall and
+precision with tolerance round(0.0025 x diagonal), undersegmentation error,
+compactness, explained variation; see ssn.metrics); a method's figure at one
+requested count is the mean over rows, plotted against the mean actual number
+of superpixels. Methods: label maps in directories (tools/infer.py output,
+<stem>.npy), SSN run here (--ssn COUNTS), scikit-image SLIC (--slic COUNTS).
+Writes rows.csv, summary.csv, summary.json and curves.png to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from skimage import segmentation
+from tqdm import tqdm
+
+from ssn.data import data_root, load_bsds, read_split
+from ssn.inference import as_rgb, superpixels
+from ssn.metrics import evaluate
+
+log = logging.getLogger("ssn.evaluate")
+METRICS = ("asa", "boundary_recall", "boundary_precision", "undersegmentation_error",
+           "compactness", "explained_variation")
+SLIC_COMPACTNESS = 10.0
+
+
+def slic_labels(rgb: np.ndarray, n_segments: int) -> np.ndarray:
+    """scikit-image SLIC (compactness 10, connectivity enforced), labels from 0."""
+    return segmentation.slic(rgb, n_segments=n_segments, compactness=SLIC_COMPACTNESS,
+                             start_label=0, channel_axis=-1)
+
+
+def methods_from_args(args: argparse.Namespace) -> list[tuple[str, int, Callable]]:
+    """(method name, requested count, function(stem, rgb) -> labels) for every run."""
+    runs = []
+    for spec in args.method or []:
+        name, _, folder = spec.partition("=")
+        if not folder:
+            raise ValueError(f"--method wants NAME=DIR, got {spec!r}")
+        requested = json.loads((Path(folder) / "config.json").read_text()).get(
+            "n_spixels", 0) if (Path(folder) / "config.json").exists() else 0
+
+        def from_folder(stem, rgb, folder=Path(folder)):
+            return np.load(folder / f"{stem}.npy")
+        runs.append((name, requested, from_folder))
+    for count in args.ssn or []:
+        runs.append((f"SSN-{args.features or 'auto'}", count,
+                     lambda stem, rgb, count=count: superpixels(
+                         rgb, count, args.num_steps, args.weights, True, args.features)))
+    for count in args.slic or []:
+        runs.append(("SLIC", count, lambda stem, rgb, count=count: slic_labels(rgb, count)))
+    if not runs:
+        raise ValueError("nothing to evaluate: give --method, --ssn or --slic")
+    return runs
+
+
+def evaluate_runs(runs, image_ids: list[str], split: str, root: Optional[Path]) -> list[dict]:
+    rows = []
+    progress = tqdm(total=len(runs) * len(image_ids), unit="map", file=sys.stderr,
+                    disable=not sys.stderr.isatty())
+    for image_id in image_ids:
+        sample = load_bsds(image_id, split, root)
+        rgb = as_rgb(sample.rgb)
+        for name, requested, make_labels in runs:
+            labels = make_labels(image_id, rgb)
+            if labels.shape != rgb.shape[:2]:
+                raise ValueError(f"{name}: labels of {image_id} are {labels.shape}, the image "
+                                 f"is {rgb.shape[:2]}")
+            for row in evaluate(labels, sample.segmentations, rgb):
+                rows.append(dict(method=name, requested=requested, image=image_id, **row))
+            progress.update(1)
+    progress.close()
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["method"], row["requested"])].append(row)
+    summary = []
+    for (method, requested), group in sorted(groups.items()):
+        entry = dict(method=method, requested=requested, rows=len(group),
+                     n_spixels=float(np.mean([r["n_spixels"] for r in group])))
+        entry.update({m: float(np.mean([r[m] for r in group])) for m in METRICS})
+        summary.append(entry)
+    return summary
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_curves(summary: list[dict], path: Path) -> None:
+    """One panel per metric: the metric against the mean actual superpixel count."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    methods = sorted({row["method"] for row in summary})
+    for axis, metric in zip(axes.flat, METRICS):
+        for method in methods:
+            points = sorted((r["n_spixels"], r[metric]) for r in summary
+                            if r["method"] == method)
+            axis.plot(*zip(*points), marker="o", label=method)
+        axis.set_xlabel("superpixels (mean actual count)")
+        axis.set_title(metric.replace("_", " "))
+        axis.grid(alpha=0.3)
+    axes.flat[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python tools/eval.py --ssn 100 200 400 --slic 100 200 400 --out out/eval\n"
+               "  python tools/infer.py ../shared/data/BSDS500/images/val --out out/ssn100\n"
+               "  python tools/eval.py --method SSN=out/ssn100 --slic 100 --out out/eval100\n")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
+    parser.add_argument("--data-root", type=Path, help="BSDS500 directory (default: "
+                        "$SSN_DATA_ROOT or ../shared/data/BSDS500)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--method", action="append",
+                        help="NAME=DIR of <image id>.npy label maps (repeatable)")
+    parser.add_argument("--ssn", type=int, nargs="+", metavar="N",
+                        help="run SSN here at these requested counts")
+    parser.add_argument("--slic", type=int, nargs="+", metavar="N",
+                        help="run scikit-image SLIC at these requested counts")
+    parser.add_argument("--features", choices=["deep", "pixel"],
+                        help="SSN features for --ssn (default: deep if a model exists)")
+    parser.add_argument("--weights", type=Path, help="SSN .caffemodel for --ssn")
+    parser.add_argument("--num-steps", type=int, default=10,
+                        help="SLIC iterations for --ssn (default: 10)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        runs = methods_from_args(args)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    image_ids = read_split(args.split)[:args.limit]
+    rows = evaluate_runs(runs, image_ids, args.split, data_root(args.data_root))
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(rows)
+    write_csv(args.out / "rows.csv", rows)
+    write_csv(args.out / "summary.csv", summary)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot_curves(summary, args.out / "curves.png")
+    for entry in summary:
+        log.info("%-14s n=%-5d actual %7.1f  ASA %.4f  BR %.4f  BP %.4f  UE %.4f  CO %.4f  "
+                 "EV %.4f", entry["method"], entry["requested"], entry["n_spixels"],
+                 *(entry[m] for m in METRICS))
+    log.info("wrote %s", args.out)
+    return 0
+
