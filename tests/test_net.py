@@ -112,3 +112,23 @@ def test_mini_ssn_matches_reference_and_reshapes():
     # The same built net at a second image size (the layers reshape from bottoms).
     check_against_reference(net, inputs_for(rng, 14, 10))
     assert net.net.blobs["labels"].data.shape == (2, 1, 14, 10)
+
+
+def test_crop_copies_each_row_once_and_correctly():
+    """Caffe's CPU Crop, which the build fixes (it repeated each row copy W times)."""
+    rng = np.random.default_rng(5)
+    n = caffe.NetSpec()
+    n.big = L.Input(shape=dict(dim=[2, 3, 9, 11]))
+    n.small = L.Input(shape=dict(dim=[2, 3, 5, 4]))
+    n.crop = L.Crop(n.big, n.small, crop_param=dict(axis=2, offset=[3, 2]))
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    net = CheckedNet(net_param)
+    big = rng.normal(size=(2, 3, 9, 11))
+    out = net.forward(big=big, small=np.zeros((2, 3, 5, 4)))
+    np.testing.assert_allclose(out["crop"], big[:, :, 3:8, 2:6], rtol=1e-6)
+    top_diff = rng.normal(size=(2, 3, 5, 4))
+    diffs = net.backward({"crop": top_diff}, ["big"])
+    expected = np.zeros_like(big)
+    expected[:, :, 3:8, 2:6] = top_diff
+    np.testing.assert_allclose(diffs["big"], expected, rtol=1e-6)

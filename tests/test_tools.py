@@ -6,7 +6,8 @@ import json
 import pytest
 
 TOOL_MODULES = ["ssn.build", "ssn.benchmark", "ssn.benchmark_train", "ssn.prototxt",
-                "ssn.train", "ssn.hdf5_export", "ssn.infer_cli", "ssn.evaluate"]
+                "ssn.train", "ssn.hdf5_export", "ssn.infer_cli", "ssn.evaluate",
+                "ssn.benchmark_infer"]
 
 
 @pytest.mark.parametrize("module", TOOL_MODULES)
