@@ -33,6 +33,14 @@ def test_generated_nets_have_the_expected_shapes(size):
     assert net.blobs["init_spixel_feat"].data.shape == (1, 20, 1, grid_h * grid_w)
     assert net.blobs["final_pixel_assoc"].data.shape == (1, 9) + size
     assert net.blobs["new_spix_indices"].data.shape == (1, 1) + size
+    cells = ssn_data.init_cells(*size, grid_h, grid_w)[None, None].astype(np.float32)
+    rng = np.random.default_rng(size[0])
+    image = rgb_to_lab(rng.uniform(size=size + (3,))).transpose(2, 0, 1)[None]
+    labels = CheckedNet(deploy_net(config)).forward(
+        outputs=["new_spix_indices"], img=image, spixel_init=cells,
+        feat_spixel_init=cells)["new_spix_indices"]
+    assert np.all(labels == np.round(labels)) and labels.min() >= 0
+    assert labels.max() < grid_h * grid_w and len(np.unique(labels)) > grid_h * grid_w // 2
     layer_names = set(net._layer_names)
     assert {"Convolution1", "Convolution7", "BatchNorm6", "Passoc1", "Passoc2",
             "spixel_feat1", "final_pixel_assoc", "new_spix_indices"} <= layer_names
