@@ -13,7 +13,7 @@
 #   python3 -m venv /tmp/gpu-venv && /tmp/gpu-venv/bin/pip install numpy six protobuf
 #   .venv/bin/python -m ssn.build --gpu --venv /tmp/gpu-venv \
 #       --pack .gpu-pack/ssn-gpu.tar.xz
-#   echo /.gpu-pack/ >> .git/info/exclude
+#   (.gpu-pack/ is in .gitignore)
 #
 # then carry `.gpu-pack` to the GPU machine with the repository and run there
 #
