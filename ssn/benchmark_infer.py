@@ -13,12 +13,12 @@ import time
 import caffe
 import numpy as np
 
+from ssn.color import rgb_to_lab
 from ssn.connectivity import connectivity_sizes, enforce_connectivity
 from ssn.data import load_bsds, read_split
 from ssn.evaluate import slic_labels
 from ssn.inference import _net, as_rgb, check_geometry
 from ssn.reference.grid import init_cells
-from ssn.superpixels import rgb_to_lab
 
 
 def median_seconds(call, repeats: int) -> float:

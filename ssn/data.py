@@ -18,8 +18,8 @@ import scipy.io
 import scipy.ndimage
 from skimage import io as skio
 
+from ssn.color import rgb_to_lab
 from ssn.reference.grid import init_cells
-from ssn.superpixels import rgb_to_lab
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data" / "BSDS500"

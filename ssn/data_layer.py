@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import caffe
 
 from ssn.data import BSDSSampler, read_split
+from ssn.networks import DATA_TOPS
 
 DEFAULTS = {
     "phase": "train",            # "train" or "val": the split to read
@@ -38,7 +39,7 @@ DEFAULTS = {
     "prefetch": 4,
     "repeat": 10,                # val only: batches cycle with this period
 }
-TOPS = ("img", "spixel_init", "feat_spixel_init", "label", "problabel")
+TOPS = DATA_TOPS
 
 
 def parse_param_str(param_str: str) -> dict:

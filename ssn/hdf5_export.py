@@ -19,10 +19,10 @@ import numpy as np
 from google.protobuf import text_format
 from tqdm import tqdm
 
+from ssn.color import rgb_to_lab
 from ssn.data import BSDSSampler, data_root, labels_to_channels, make_sample, read_split
 from ssn.networks import SSNConfig, train_net
 from ssn.prototxt import HEADER
-from ssn.superpixels import rgb_to_lab
 
 log = logging.getLogger("ssn.hdf5_export")
 

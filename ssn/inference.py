@@ -14,11 +14,11 @@ from typing import Optional, Union
 import caffe
 import numpy as np
 
+from ssn.color import rgb_to_lab
 from ssn.connectivity import connectivity_sizes, enforce_connectivity
 from ssn.net import CheckedNet
 from ssn.networks import SSNConfig, deploy_net, position_scale
 from ssn.reference.grid import grid_shape, init_cells
-from ssn.superpixels import rgb_to_lab
 
 log = logging.getLogger("ssn.inference")
 

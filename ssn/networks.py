@@ -13,7 +13,7 @@ other networks.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
 import caffe
@@ -345,7 +345,3 @@ def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
     return net.to_proto()
 
-
-def config_dict(config: SSNConfig) -> dict:
-    """The configuration as plain data (for saving beside results)."""
-    return asdict(config)

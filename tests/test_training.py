@@ -8,10 +8,10 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from ssn import data as ssn_data
+from ssn.color import rgb_to_lab
 from ssn.net import CheckedNet
 from ssn.networks import SSNConfig, deploy_net, train_net
 from ssn.prototxt import PROTOTXT_DIR, PrototxtOptions, generate, solver, stale_files
-from ssn.superpixels import rgb_to_lab
 from ssn.train import train
 from ssn.weights import initialize_helper_weights, inputs_for_data_layers
 
