@@ -6,7 +6,8 @@ compactness, explained variation; see ssn.metrics); a method's figure at one
 requested count is the mean over rows, plotted against the mean actual number
 of superpixels. Methods: label maps in directories (tools/infer.py output,
 <stem>.npy), SSN run here (--ssn COUNTS), scikit-image SLIC (--slic COUNTS).
-Writes rows.csv, summary.csv, summary.json and curves.png to --out.
+Any folder of images with ground truths (--images, --gt) works as well as a
+BSDS500 split. Writes rows.csv, summary.csv, summary.json and curves.png to --out.
 """
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import scipy.io
+from skimage import io as skio
 from skimage import segmentation
 from tqdm import tqdm
 
-from ssn.data import data_root, load_bsds, read_split
+from ssn.data import BSDSImage, data_root, load_bsds, read_split
+from ssn.infer_cli import IMAGE_SUFFIXES
 from ssn.inference import as_rgb, superpixels
 from ssn.metrics import evaluate
 
@@ -31,6 +35,7 @@ log = logging.getLogger("ssn.evaluate")
 METRICS = ("asa", "boundary_recall", "boundary_precision", "undersegmentation_error",
            "compactness", "explained_variation")
 SLIC_COMPACTNESS = 10.0
+GT_SUFFIXES = {".mat", ".npy", ".png", ".tif", ".tiff"}
 
 
 def slic_labels(rgb: np.ndarray, n_segments: int) -> np.ndarray:
@@ -63,12 +68,49 @@ def methods_from_args(args: argparse.Namespace) -> list[tuple[str, int, Callable
     return runs
 
 
-def evaluate_runs(runs, image_ids: list[str], split: str, root: Optional[Path]) -> list[dict]:
+def bsds_samples(split: str, root: Optional[Path], limit: Optional[int]
+                 ) -> list[tuple[str, Callable[[], BSDSImage]]]:
+    """(image id, loader) for a BSDS500 split."""
+    return [(image_id, lambda image_id=image_id: load_bsds(image_id, split, root))
+            for image_id in read_split(split)[:limit]]
+
+
+def read_ground_truth(path: Path) -> list[np.ndarray]:
+    """Label maps of one image: a BSDS .mat (all annotators), a .npy (H x W or
+    A x H x W) or a label image (.png, .tif)."""
+    if path.suffix == ".mat":
+        cells = scipy.io.loadmat(path)["groundTruth"]
+        return [cells[0, j]["Segmentation"][0, 0].astype(np.int32)
+                for j in range(cells.shape[1])]
+    array = np.load(path) if path.suffix == ".npy" else skio.imread(path)
+    array = np.asarray(array).astype(np.int64)
+    return list(array) if array.ndim == 3 else [array]
+
+
+def folder_samples(images: Path, ground_truth: Path, limit: Optional[int]
+                   ) -> list[tuple[str, Callable[[], BSDSImage]]]:
+    """(stem, loader) for every image in ``images`` with a ground truth of the same
+    stem in ``ground_truth`` (.mat, .npy, .png or .tif)."""
+    truths = {path.stem: path for path in sorted(ground_truth.iterdir())
+              if path.suffix in GT_SUFFIXES}
+    pairs = [(path.stem, path) for path in sorted(images.iterdir())
+             if path.suffix.lower() in IMAGE_SUFFIXES and path.stem in truths]
+    if not pairs:
+        raise ValueError(f"no image in {images} has a ground truth in {ground_truth}")
+
+    def loader(path: Path, truth: Path) -> BSDSImage:
+        return BSDSImage(rgb=skio.imread(path), segmentations=read_ground_truth(truth))
+    return [(stem, lambda path=path, stem=stem: loader(path, truths[stem]))
+            for stem, path in pairs[:limit]]
+
+
+def evaluate_runs(runs, samples) -> list[dict]:
+    """Rows of every (run, image, annotator); ``samples`` are (image id, loader) pairs."""
     rows = []
-    progress = tqdm(total=len(runs) * len(image_ids), unit="map", file=sys.stderr,
+    progress = tqdm(total=len(runs) * len(samples), unit="map", file=sys.stderr,
                     disable=not sys.stderr.isatty())
-    for image_id in image_ids:
-        sample = load_bsds(image_id, split, root)
+    for image_id, load in samples:
+        sample = load()
         rgb = as_rgb(sample.rgb)
         for name, requested, make_labels in runs:
             labels = make_labels(image_id, rgb)
@@ -134,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
     parser.add_argument("--data-root", type=Path, help="BSDS500 directory (default: "
                         "$SSN_DATA_ROOT or ../shared/data/BSDS500)")
+    parser.add_argument("--images", type=Path,
+                        help="evaluate these images instead of a BSDS500 split (with --gt)")
+    parser.add_argument("--gt", type=Path, help="ground truths for --images: <stem>.mat "
+                        "(BSDS), .npy (H x W or A x H x W) or .png label maps")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--method", action="append",
                         help="NAME=DIR of <image id>.npy label maps (repeatable)")
@@ -157,8 +203,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ValueError as error:
         log.error("%s", error)
         return 2
-    image_ids = read_split(args.split)[:args.limit]
-    rows = evaluate_runs(runs, image_ids, args.split, data_root(args.data_root))
+    if (args.images is None) != (args.gt is None):
+        log.error("--images and --gt go together")
+        return 2
+    try:
+        samples = (folder_samples(args.images, args.gt, args.limit) if args.images
+                   else bsds_samples(args.split, data_root(args.data_root), args.limit))
+    except (ValueError, OSError) as error:
+        log.error("%s", error)
+        return 2
+    rows = evaluate_runs(runs, samples)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
     write_csv(args.out / "rows.csv", rows)

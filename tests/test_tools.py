@@ -38,3 +38,27 @@ def test_eval_compares_inferred_maps_with_slic(tmp_path):
         rows = list(csv.DictReader(stream))
     assert len(rows) == 2 * summary["SSN"]["rows"]  # one row per (method, annotator)
     assert (out / "curves.png").stat().st_size > 10000
+
+
+def test_eval_on_a_folder_of_images_with_npy_ground_truth(tmp_path):
+    import numpy as np
+    from skimage import io as skio
+
+    from ssn.evaluate import main as eval_main
+    images, truths = tmp_path / "images", tmp_path / "gt"
+    images.mkdir()
+    truths.mkdir()
+    rng = np.random.default_rng(2)
+    halves = np.zeros((40, 60), np.int32)
+    halves[:, 30:] = 1
+    image = np.where(halves[..., None] == 1, 200, 40).astype(np.uint8).repeat(3, axis=2)
+    image = np.clip(image + rng.integers(0, 10, image.shape), 0, 255).astype(np.uint8)
+    skio.imsave(images / "a.png", image, check_contrast=False)
+    np.save(truths / "a.npy", np.stack([halves, halves]))  # two annotators
+    skio.imsave(images / "no_truth.png", image, check_contrast=False)
+    out = tmp_path / "eval"
+    assert eval_main(["--out", str(out), "--images", str(images), "--gt", str(truths),
+                      "--slic", "12"]) == 0
+    (summary,) = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 2 and summary["asa"] > 0.95
+    assert eval_main(["--out", str(out), "--images", str(images), "--slic", "12"]) == 2
