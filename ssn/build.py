@@ -29,6 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssn import caffe_patches
+from ssn.caffe_patches import (
+    fix_crop_copy,
+    patch_gpu_sources,
+    patch_source_tree,
+    restore_finetuning,
+    write_if_changed,
+)
 from ssn.native import build_native
 
 log = logging.getLogger("ssn.build")
@@ -44,12 +52,6 @@ LAYER_DIR = REPO_ROOT / "caffe_layers"
 CUDA_DIR = REPO_ROOT / "cuda"
 PROTO_FRAGMENT = LAYER_DIR / "ssn.proto"
 
-# Generated files the sdist ships for an older protoc; protoc 3.21 remakes them.
-STALE_GENERATED = (
-    "include/caffe/proto/caffe.pb.h",
-    "src/caffe/proto/caffe.pb.cc",
-    "python/caffe/proto/caffe_pb2.py",
-)
 SPLICE_MANIFEST = ".ssn_spliced_files"
 BUILD_STAMP = ".ssn_build_stamp"
 
@@ -127,95 +129,6 @@ def tree_dir(config: BuildConfig) -> Path:
     return config.cache / f"caffe-{CAFFE_SHA256[:12]}-{flavour}-{abi_tag()}-{settings}"
 
 
-def patch_source_tree(tree: Path, gpu: bool = False) -> None:
-    """Fix the sdist's defects that break a plain Makefile build.
-
-    A GPU tree also gets :func:`patch_gpu_sources`.
-    """
-    for relative in STALE_GENERATED:
-        (tree / relative).unlink(missing_ok=True)
-    makefile = tree / "Makefile"
-    # `BUILD_DIR = temp` overrides Makefile.config and breaks pycaffe's rpath.
-    text = makefile.read_text()
-    makefile.write_text(re.sub(r"(?m)^BUILD_DIR = temp\n", "", text))
-    bbox_test = tree / "src/caffe/test/test_bbox_util.cpp"
-    if bbox_test.exists():
-        lines = bbox_test.read_text().splitlines(keepends=True)
-        bbox_test.write_text("".join(line for line in lines if line.strip() != "cmake"))
-    (tree / "Makefile.config").unlink(missing_ok=True)
-    if gpu:
-        patch_gpu_sources(tree)
-
-
-# SSD-branch layers whose headers declare GPU functions that no .cu defines.
-# Their .cpp defines them (STUB_GPU) only under CPU_ONLY, so a GPU link fails
-# unless the declarations are CPU_ONLY too; without them the layers inherit
-# Layer's GPU methods, which run the CPU code.
-GPU_LESS_HEADERS = {
-    "relu6_layer.hpp": ("Forward", "Backward"),
-    "upsample_layer.hpp": ("Forward", "Backward"),
-    "hardswish_layer.hpp": ("Forward", "Backward"),
-    "hardsigmoid_layer.hpp": ("Forward", "Backward"),
-    "maxunpool_layer.hpp": ("Forward", "Backward"),
-    "pixelshuffle_layer.hpp": ("Forward", "Backward"),
-    "proposal_layer.hpp": ("Backward",),  # proposal_layer.cu has the forward
-}
-GPU_GUARD = "#ifdef CPU_ONLY  // ssn/build.py: no GPU definition in this source\n"
-
-# Caffe::DeviceQuery's reads of cudaDeviceProp fields that CUDA 13 removed.
-REMOVED_DEVICE_PROPS = {
-    "prop.clockRate": '"n/a (CUDA 13)"',
-    '(prop.deviceOverlap ? "Yes" : "No")': '(prop.asyncEngineCount > 0 ? "Yes" : "No")',
-    '(prop.kernelExecTimeoutEnabled ? "Yes" : "No")': '"n/a (CUDA 13)"',
-}
-
-
-def patch_text(path: Path, edit) -> None:
-    """Apply ``edit`` (text -> text) to ``path``, writing only on a change."""
-    text = path.read_text()
-    write_if_changed(path, edit(text).encode())
-
-
-def guard_gpu_declarations(text: str, passes: tuple[str, ...]) -> str:
-    """Wrap the ``<pass>_gpu`` declarations of a header in ``#ifdef CPU_ONLY``.
-
-    Declarations already wrapped are left alone, so applying it twice is a no-op.
-    """
-    for name in passes:
-        pattern = re.compile(rf"(?m)(?<!{re.escape(GPU_GUARD)})"
-                             rf"^[ \t]*virtual void {name}_gpu\([^;]*\);\n")
-        text = pattern.sub(lambda match: GPU_GUARD + match.group(0) + "#endif\n", text)
-    return text
-
-
-def patch_gpu_sources(tree: Path) -> None:
-    """Source fixes a CUDA 13 (nvcc 13) build of this sdist needs; idempotent.
-
-    * ``common.cpp`` reads cudaDeviceProp fields that CUDA 13 removed;
-    * SSD-branch headers declare GPU methods without a .cu (see
-      ``GPU_LESS_HEADERS``): the declarations become CPU_ONLY;
-    * ``proposal_layer.cu`` defines only the forward, so it instantiates only
-      the forward.
-
-    cuDNN stays off; the architectures are set in :func:`gpu_config_lines`.
-    """
-    def fix_props(text: str) -> str:
-        for removed, replacement in REMOVED_DEVICE_PROPS.items():
-            text = text.replace(removed, replacement)
-        return text
-
-    patch_text(tree / "src/caffe/common.cpp", fix_props)
-    for header, passes in GPU_LESS_HEADERS.items():
-        path = tree / "include/caffe/layers" / header
-        if path.exists():
-            patch_text(path, lambda text, passes=passes: guard_gpu_declarations(text, passes))
-    proposal = tree / "src/caffe/layers/proposal_layer.cu"
-    if proposal.exists():
-        patch_text(proposal, lambda text: text.replace(
-            "INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);",
-            "INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer);"))
-
-
 def unpack(tarball: Path, tree: Path, gpu: bool = False) -> None:
     """Unpack and patch the source once; an existing tree is kept as it is."""
     if (tree / "Makefile").exists():
@@ -230,17 +143,6 @@ def unpack(tarball: Path, tree: Path, gpu: bool = False) -> None:
         (top,) = Path(scratch).iterdir()
         patch_source_tree(top, gpu)
         top.rename(tree)
-
-
-def write_if_changed(path: Path, content: bytes) -> bool:
-    """Write ``content`` unless ``path`` already holds it (keeps make's mtimes)."""
-    if path.exists() and path.read_bytes() == content:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(content)
-    tmp.replace(path)
-    return True
 
 
 def splice_destinations() -> dict[str, Path]:
@@ -275,96 +177,6 @@ def spliced_proto(original: str, fragment: str) -> str:
     return (original[:closing] + "  // SSN layers (caffe_layers/ssn.proto)\n" + fields
             + original[closing:] + "\n// ---- SSN layers (caffe_layers/ssn.proto) ----\n"
             + messages)
-
-
-FINETUNE_MARKER = "ssn/build.py: copy --weights"
-FINETUNE_ANCHOR = "  solver->SetActionFunction(signal_handler.GetActionFunction());\n"
-FINETUNE_CODE = (
-    "  if (FLAGS_weights.size()) {  // " + FINETUNE_MARKER + " (BVLC's finetuning)\n"
-    "    LOG(INFO) << \"Finetuning from \" << FLAGS_weights;\n"
-    "    solver->net()->CopyTrainedLayersFrom(FLAGS_weights);\n"
-    "    for (int i = 0; i < solver->test_nets().size(); ++i) {\n"
-    "      solver->test_nets()[i]->CopyTrainedLayersFrom(FLAGS_weights);\n"
-    "    }\n"
-    "  }\n")
-
-
-CROP_MARKER = "ssn/build.py: one copy per row"
-CROP_SLOW = """    // We are at the last dimensions, which is stored continously in memory
-    for (int i = 0; i < top[0]->shape(cur_dim); ++i) {
-      // prepare index vector reduced(red) and with offsets(off)
-      std::vector<int> ind_red(cur_dim, 0);
-      std::vector<int> ind_off(cur_dim+1, 0);
-      for (int j = 0; j < cur_dim; ++j) {
-          ind_red[j] = indices[j];
-          ind_off[j] = indices[j] + offsets[j];
-      }
-      ind_off[cur_dim] = offsets[cur_dim];
-      // do the copy
-      if (is_forward) {
-        caffe_copy(top[0]->shape(cur_dim),
-            src_data + bottom[0]->offset(ind_off),
-            dest_data + top[0]->offset(ind_red));
-      } else {
-        // in the backwards pass the src_data is top_diff
-        // and the dest_data is bottom_diff
-        caffe_copy(top[0]->shape(cur_dim),
-            src_data + top[0]->offset(ind_red),
-            dest_data + bottom[0]->offset(ind_off));
-      }
-    }
-"""
-CROP_FAST = """    // The last axis is contiguous: copy it once (""" + CROP_MARKER + """;
-    // the sdist repeated the same copy once per element of that axis).
-    std::vector<int> ind_red(cur_dim, 0);
-    std::vector<int> ind_off(cur_dim+1, 0);
-    for (int j = 0; j < cur_dim; ++j) {
-      ind_red[j] = indices[j];
-      ind_off[j] = indices[j] + offsets[j];
-    }
-    ind_off[cur_dim] = offsets[cur_dim];
-    if (is_forward) {
-      caffe_copy(top[0]->shape(cur_dim),
-          src_data + bottom[0]->offset(ind_off),
-          dest_data + top[0]->offset(ind_red));
-    } else {
-      caffe_copy(top[0]->shape(cur_dim),
-          src_data + top[0]->offset(ind_red),
-          dest_data + bottom[0]->offset(ind_off));
-    }
-"""
-
-
-def fix_crop_copy(tree: Path) -> None:
-    """Make the CPU Crop layer copy each row once.
-
-    This sdist's crop_copy loops over the last axis and repeats the same row
-    copy W times: the two Crops of the SSN feature CNN took about 0.7 s each
-    on a 481x321 image. Idempotent.
-    """
-    source = tree / "src/caffe/layers/crop_layer.cpp"
-    text = source.read_text()
-    if CROP_MARKER in text:
-        return
-    if CROP_SLOW not in text:
-        raise RuntimeError(f"{source}: the row-copy loop to fix was not found")
-    write_if_changed(source, text.replace(CROP_SLOW, CROP_FAST).encode())
-
-
-def restore_finetuning(tree: Path) -> None:
-    """Make ``caffe train --weights`` copy the weights again.
-
-    This sdist's tools/caffe.cpp accepts --weights for training but never uses
-    it (BVLC Caffe copies them into the train and test nets). Idempotent.
-    """
-    source = tree / "tools/caffe.cpp"
-    text = source.read_text()
-    if FINETUNE_MARKER in text:
-        return
-    if FINETUNE_ANCHOR not in text:
-        raise RuntimeError(f"{source}: cannot find where to restore --weights")
-    write_if_changed(source, text.replace(FINETUNE_ANCHOR, FINETUNE_ANCHOR + FINETUNE_CODE)
-                     .encode())
 
 
 def touch_sources(tree: Path, places: dict[str, Path]) -> None:
@@ -506,7 +318,8 @@ def input_fingerprint(config: BuildConfig, tree: Path) -> str:
     for relative in sorted(splice_destinations()) + ["src/caffe/proto/caffe.proto"]:
         digest.update(relative.encode())
         digest.update((tree / relative).read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    for module in (Path(__file__), Path(caffe_patches.__file__)):
+        digest.update(module.read_bytes())
     return digest.hexdigest()
 
 
@@ -627,112 +440,6 @@ def build(config: BuildConfig) -> Path:
     return tree
 
 
-# Shared libraries a GPU machine's own system or CUDA install provides; the pack
-# leaves them out (the CUDA libraries are found there by tools/gpu_check.sh).
-PACK_SYSTEM_LIBS = ("linux-vdso", "ld-linux", "libc.so", "libm.so", "libpthread", "libdl.so",
-                    "librt.so", "libstdc++", "libgcc_s", "libcuda.so", "libcudart",
-                    "libcublas", "libcurand")
-# Parts of the standard library and site-packages the GPU checks never import.
-PACK_SKIPPED_DIRS = {"__pycache__", "test", "tests", "idlelib", "tkinter", "turtledemo",
-                     "ensurepip", "lib2to3", "pydoc_data", "site-packages", "dist-packages"}
-PACK_PACKAGES = ("caffe", "numpy", "numpy.libs", "google", "six.py", "pytest", "_pytest",
-                 "pluggy", "iniconfig", "packaging", "pygments", "py.py")
-PACK_DISTRIBUTIONS = {"numpy", "protobuf", "six", "pytest", "pluggy", "iniconfig", "packaging",
-                      "pygments"}
-# pycaffe's caffe.io imports scikit-image and SciPy for its image helpers only;
-# the pack holds stand-ins (far smaller than the real packages) that raise when used.
-PACK_STUB_NOTE = ('"""Stand-in written by ssn/build.py --pack: the GPU-check pack leaves out '
-                  '{package}, which\npycaffe\'s caffe.io imports for its image helpers; '
-                  'using them raises ImportError."""\n')
-PACK_STUBS = {
-    "skimage/__init__.py": PACK_STUB_NOTE.format(package="scikit-image"),
-    "skimage/io.py": PACK_STUB_NOTE.format(package="scikit-image") + (
-        "\n\ndef __getattr__(name):\n"
-        "    raise ImportError(f'skimage.io.{name}: not in the ssn GPU-check pack')\n"),
-    "scipy/__init__.py": PACK_STUB_NOTE.format(package="SciPy"),
-    "scipy/ndimage.py": PACK_STUB_NOTE.format(package="SciPy") + (
-        "\n\ndef zoom(*args, **kwargs):\n"
-        "    raise ImportError('scipy.ndimage.zoom: not in the ssn GPU-check pack')\n"),
-}
-
-
-def shared_libraries(binaries: list[Path]) -> set[Path]:
-    """The ``ldd`` closure of ``binaries``, less PACK_SYSTEM_LIBS."""
-    found: set[Path] = set()
-    for binary in binaries:
-        listing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True,
-                                 check=True).stdout
-        for line in listing.splitlines():
-            match = re.match(r"\s*(\S+) => (/\S+)", line)
-            if match and not match.group(1).startswith(PACK_SYSTEM_LIBS):
-                found.add(Path(match.group(2)))
-    return found
-
-
-def pack(tree: Path, venv: Path, target: Path) -> None:
-    """Write ``target`` (.tar.xz): what a bare CUDA machine needs for tools/gpu_check.sh.
-
-    Layout under ``ssn-gpu/``: ``bin/`` the C++ layer tests, the caffe tool and
-    this Python's interpreter; ``lib/`` libcaffe and the shared libraries it,
-    pycaffe and the interpreter need (not libc, libstdc++ or CUDA's); ``lib/
-    python3.X/`` the standard library and, in its site-packages, pycaffe from
-    ``venv``, numpy, protobuf, six and pytest from the running Python.
-    """
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch) / "ssn-gpu"
-        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        stdlib = Path(sysconfig.get_paths()["stdlib"])
-        interpreter = Path(sys.executable).resolve()
-        pylib = root / "lib" / version
-        binaries = {"test_ssn_layers.testbin": tree / "build/test" / TEST_BINARY,
-                    "caffe.bin": tree / "build/tools/caffe.bin", version: interpreter}
-        for name, binary in binaries.items():
-            (root / "bin").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(binary, root / "bin" / name)
-        shutil.copytree(stdlib, pylib, symlinks=False,
-                        ignore=lambda folder, names: [n for n in names if n in PACK_SKIPPED_DIRS
-                                                      or n.startswith("config-")])
-        packages = pylib / "site-packages"
-        packages.mkdir()
-        sources = [site_packages(venv)] + [Path(path) for path in sys.path if path]
-        for name in PACK_PACKAGES:
-            source = next((folder / name for folder in sources if (folder / name).exists()),
-                          None)
-            if source is None:
-                continue
-            if source.is_dir():
-                shutil.copytree(source, packages / name,
-                                ignore=shutil.ignore_patterns("__pycache__", "tests"))
-            else:
-                shutil.copy2(source, packages / name)
-        # Their metadata too: pytest finds its plugins' versions through it.
-        copied = set()
-        for folder in sources:
-            for info in sorted(folder.glob("*.dist-info")):
-                project = info.name.split("-")[0].lower()
-                if project in PACK_DISTRIBUTIONS and project not in copied:
-                    copied.add(project)
-                    shutil.copytree(info, packages / info.name)
-        for relative, text in PACK_STUBS.items():
-            (packages / relative).parent.mkdir(parents=True, exist_ok=True)
-            (packages / relative).write_text(text)
-        elves = [binary for binary in binaries.values()] + [tree / "build/lib" / LIBCAFFE]
-        elves += sorted((pylib / "lib-dynload").glob("*.so"))
-        elves += sorted((packages / "caffe").glob("*.so"))
-        for library in sorted(shared_libraries(elves)):
-            shutil.copy2(library, root / "lib" / library.name)
-        shutil.copy2(tree / "build/lib" / LIBCAFFE, root / "lib" / LIBCAFFE)
-        for library in (root / "lib").glob("*.so*"):
-            library.chmod(0o755)
-            subprocess.run(["strip", "--strip-unneeded", str(library)], check=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".tmp")
-        with tarfile.open(partial, "w:xz", preset=6) as archive:
-            archive.add(root, arcname="ssn-gpu")
-        partial.replace(target)
-    log.info("packed %s (%.1f MiB)", target, target.stat().st_size / 2**20)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -770,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tree = build(config)
         if args.pack is not None:
+            from ssn.gpu_pack import pack  # it imports this module
             pack(tree, config.venv, args.pack.resolve())
     except (subprocess.CalledProcessError, RuntimeError, ValueError, OSError) as error:
         log.error("build failed: %s", error)
