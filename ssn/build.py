@@ -32,6 +32,7 @@ from pathlib import Path
 from ssn import caffe_patches
 from ssn.caffe_patches import (
     fix_crop_copy,
+    fuse_softmax,
     patch_gpu_sources,
     patch_source_tree,
     restore_finetuning,
@@ -431,6 +432,7 @@ def build(config: BuildConfig) -> Path:
     unpack(tarball, tree, config.gpu)
     restore_finetuning(tree)
     fix_crop_copy(tree)
+    fuse_softmax(tree)
     changed = splice(tree)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))

@@ -132,3 +132,17 @@ def test_crop_copies_each_row_once_and_correctly():
     expected = np.zeros_like(big)
     expected[:, :, 3:8, 2:6] = top_diff
     np.testing.assert_allclose(diffs["big"], expected, rtol=1e-6)
+
+
+def test_fused_softmax_matches_numpy():
+    """Caffe's CPU Softmax, which the build replaces by a fused pass per position."""
+    rng = np.random.default_rng(6)
+    for shape in [(2, 9, 7, 5), (3, 4), (1, 9, 300, 301)]:
+        n = caffe.NetSpec()
+        n.x = L.Input(shape=dict(dim=list(shape)))
+        n.y = L.Softmax(n.x)
+        net = CheckedNet(n.to_proto())
+        x = rng.normal(size=shape) * 30
+        got = net.forward(x=x)["y"]
+        np.testing.assert_allclose(got, softmax(x.astype(np.float32).astype(np.float64)),
+                                   rtol=2e-5, atol=1e-7)
