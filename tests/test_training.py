@@ -167,3 +167,25 @@ def test_generated_train_net_parses_as_solver_net():
     text = (ssn_data.REPO_ROOT / "prototxt" / "ssn_train_val.prototxt").read_text()
     param = text_format.Parse(text, caffe_pb2.NetParameter())
     assert [layer.name for layer in param.layer[:2]] == ["train_data", "val_data"]
+
+
+def test_ctrl_c_writes_a_snapshot_and_stops_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    solver_path = write_tiny_training_files(tmp_path, max_iter=100000)
+    log = tmp_path / "snap" / "ssn_loss.csv"
+    tool = ssn_data.REPO_ROOT / "tools" / "train.py"
+    process = subprocess.Popen([sys.executable, str(tool), "--solver", str(solver_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(read_log(log)) < 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output[-2000:]
+    last = int(read_log(log)[-1]["iteration"])
+    assert (tmp_path / "snap" / f"ssn_iter_{last}.caffemodel").exists(), output[-2000:]
+    assert (tmp_path / "snap" / f"ssn_iter_{last}.solverstate").exists()
+    assert "interrupted" in output
