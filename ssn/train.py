@@ -1,7 +1,7 @@
 """Train an SSN from a solver prototxt with pycaffe (used by tools/train.py).
 
 Snapshots come from the solver's ``snapshot`` setting, and one more is written
-when training stops on Ctrl-C. Each iteration's losses go to a CSV log.
+when training stops on Ctrl-C or SIGTERM. Each iteration's losses go to a CSV log.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 import csv
 import logging
 import math
+import signal
 import sys
 import tempfile
 import time
@@ -70,6 +71,20 @@ def loss_outputs(net) -> dict[str, float]:
             for name, weight in net.blob_loss_weights.items() if weight != 0}
 
 
+def interrupt_on_signal(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def catch_stop_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both end training with a snapshot.
+
+    SIGINT is set explicitly: a process started in the background by a
+    non-interactive shell inherits it ignored.
+    """
+    signal.signal(signal.SIGINT, interrupt_on_signal)
+    signal.signal(signal.SIGTERM, interrupt_on_signal)
+
+
 def snapshot_paths(param: caffe_pb2.SolverParameter, iteration: int) -> tuple[Path, Path]:
     prefix = f"{param.snapshot_prefix}_iter_{iteration}"
     return Path(prefix + ".caffemodel"), Path(prefix + ".solverstate")
@@ -101,6 +116,7 @@ def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
         names = initialize_helper_weights(solver.net)
         log.info("training from scratch; set the fixed weights of %s", ", ".join(names))
     log_csv = Path(log_csv or f"{param.snapshot_prefix}_loss.csv")
+    catch_stop_signals()
     losses: dict[str, float] = {}
     with open(log_csv, "a", newline="") as stream:
         writer = None
