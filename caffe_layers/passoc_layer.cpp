@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "caffe/layers/passoc_layer.hpp"
+#include "caffe/layers/ssn_cpu_kernels.hpp"
 #include "caffe/layers/ssn_layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
@@ -60,23 +61,9 @@ void PassocLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
         [&](int begin, int end, int cell) {
       const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-        Dtype* out = dist + c * spatial;
-        const int j = neighbours.index[c];
-        if (j < 0) {
-          std::fill(out + begin, out + end, invalid);
-          continue;
-        }
-        std::fill(out + begin, out + end, Dtype(0));
-        for (int k = 0; k < channels; ++k) {
-          const Dtype* f = pixels + k * spatial;
-          const Dtype s = spixels[k * num_spixels + j];
-#pragma omp simd
-          for (int x = begin; x < end; ++x) out[x] += (f[x] - s) * (f[x] - s);
-        }
-#pragma omp simd
-        for (int x = begin; x < end; ++x) out[x] *= scale;
-      }
+      ssn::passoc_forward_run(pixels, spixels, neighbours.index, channels,
+                              spatial, num_spixels, scale, invalid, begin, end,
+                              dist);
     });
   });
 }
@@ -110,25 +97,9 @@ void PassocLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
         [&](int begin, int end, int cell) {
       const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-        const int j = neighbours.index[c];
-        if (j < 0) continue;
-        const Dtype* g = dist_diff + c * spatial;
-        for (int k = 0; k < channels; ++k) {
-          const Dtype* f = pixels + k * spatial;
-          Dtype* df = pixel_diff + k * spatial;
-          const Dtype s = spixels[k * num_spixels + j];
-          const Dtype twice_scale = 2 * scale_;
-          Dtype ds = 0;
-#pragma omp simd reduction(+:ds)
-          for (int x = begin; x < end; ++x) {
-            const Dtype step = twice_scale * g[x] * (f[x] - s);
-            df[x] += step;
-            ds -= step;
-          }
-          spixel_diff[k * num_spixels + j] += ds;
-        }
-      }
+      ssn::passoc_backward_run(pixels, spixels, neighbours.index, channels,
+                               spatial, num_spixels, Dtype(2) * scale_,
+                               dist_diff, begin, end, pixel_diff, spixel_diff);
     });
   });
 }

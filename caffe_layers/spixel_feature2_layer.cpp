@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "caffe/layers/spixel_feature2_layer.hpp"
+#include "caffe/layers/ssn_cpu_kernels.hpp"
 #include "caffe/layers/ssn_layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
@@ -57,22 +58,9 @@ void SpixelFeature2Layer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
         [&](int begin, int end, int cell) {
       const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-        const int j = neighbours.index[c];
-        if (j < 0) continue;
-        const Dtype* q = assoc + c * spatial;
-        Dtype weight = 0;
-#pragma omp simd reduction(+:weight)
-        for (int x = begin; x < end; ++x) weight += q[x];
-        weights[j] += weight;
-        for (int k = 0; k < channels; ++k) {
-          const Dtype* f = pixels + k * spatial;
-          Dtype sum = 0;
-#pragma omp simd reduction(+:sum)
-          for (int x = begin; x < end; ++x) sum += q[x] * f[x];
-          centroids[k * num_spixels + j] += sum;
-        }
-      }
+      ssn::spixel_feature2_forward_run(pixels, assoc, neighbours.index, channels,
+                                       spatial, num_spixels, begin, end,
+                                       centroids, weights);
     });
   });
   caffe_copy(top[0]->count(), sums.data(), top[0]->mutable_cpu_data());
@@ -105,6 +93,10 @@ void SpixelFeature2Layer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
   // G[k,j] / W[j] for live superpixels, 0 for dead ones.
   std::vector<Dtype> scaled_grad(top[0]->count());
+  std::vector<unsigned char> alive(weights_.count());
+  for (int i = 0; i < weights_.count(); ++i) {
+    alive[i] = ssn::spixel_is_alive(weights_.cpu_data()[i]);
+  }
   for (int n = 0; n < num; ++n) {
     const Dtype* top_diff = top[0]->cpu_diff() + top[0]->offset(n);
     const Dtype* weights = weights_.cpu_data() + weights_.offset(n);
@@ -123,30 +115,17 @@ void SpixelFeature2Layer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n) + row;
     const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + row;
     const Dtype* centroids = top[0]->cpu_data() + top[0]->offset(n);
-    const Dtype* weights = weights_.cpu_data() + weights_.offset(n);
     const Dtype* scaled = &scaled_grad[top[0]->offset(n)];
     Dtype* pixel_diff = bottom[0]->mutable_cpu_diff() + bottom[0]->offset(n) + row;
     Dtype* assoc_diff = bottom[1]->mutable_cpu_diff() + bottom[1]->offset(n) + row;
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
         [&](int begin, int end, int cell) {
       const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
-      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-        const int j = neighbours.index[c];
-        if (j < 0 || !ssn::spixel_is_alive(weights[j])) continue;
-        const Dtype* q = assoc + c * spatial;
-        Dtype* dq = assoc_diff + c * spatial;
-        for (int k = 0; k < channels; ++k) {
-          const Dtype* f = pixels + k * spatial;
-          Dtype* df = pixel_diff + k * spatial;
-          const Dtype g = scaled[k * num_spixels + j];
-          const Dtype s = centroids[k * num_spixels + j];
-#pragma omp simd
-          for (int x = begin; x < end; ++x) {
-            df[x] += g * q[x];
-            dq[x] += g * (f[x] - s);
-          }
-        }
-      }
+      ssn::spixel_feature2_backward_run(pixels, assoc, centroids, scaled,
+                                        &alive[n * num_spixels],
+                                        neighbours.index, channels, spatial,
+                                        num_spixels, begin, end, pixel_diff,
+                                        assoc_diff);
     });
   });
 }
