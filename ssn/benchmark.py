@@ -1,7 +1,8 @@
 """Times one differentiable SLIC iteration (Passoc + Softmax + SpixelFeature2) and
 each SSN layer alone, forward and backward, through pycaffe.
 
-Prints milliseconds per call (median over repeats). A benchmark, not a test.
+Prints milliseconds per call (median over repeats), then the forward and backward
+of the whole SSN train net on one image. A benchmark, not a test.
 ``--gpu ID`` times the CUDA paths on device ID (needs Caffe built with
 ``python -m ssn.build --gpu``); every timed call then ends with
 ``cudaDeviceSynchronize`` so that it covers the kernels it queued.
@@ -22,7 +23,9 @@ from caffe import layers as L
 from caffe import params as P
 
 from ssn.net import CheckedNet
+from ssn.networks import SSNConfig, train_net
 from ssn.reference.grid import grid_shape, init_cells
+from ssn.weights import initialize_helper_weights, inputs_for_data_layers
 
 log = logging.getLogger("ssn.benchmark")
 
@@ -134,10 +137,37 @@ def run_benchmark(num, channels, height, width, n_spixels, repeats,
         print(line)
 
 
+def full_image_benchmark(height: int, width: int, n_spixels: int, num_steps: int,
+                         repeats: int, sync: Callable[[], None] = no_sync,
+                         device: str = "CPU") -> None:
+    """Forward and backward of the whole SSN train net (CNN, SLIC, losses) on one image."""
+    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
+                       batch_size=1)
+    channels = dict(img=3, spixel_init=1, feat_spixel_init=1, label=1,
+                    problabel=config.num_label_channels)
+    shapes = {name: (1, c, height, width) for name, c in channels.items()}
+    net = CheckedNet(inputs_for_data_layers(train_net(config), caffe.TRAIN, shapes),
+                     caffe.TRAIN)
+    initialize_helper_weights(net.net)
+    rng = np.random.default_rng(1)
+    cells = init_cells(height, width, *config.grid)[None, None].astype(np.float32)
+    labels = rng.integers(0, 5, (1, 1, height, width))
+    onehot = (labels == np.arange(config.num_label_channels)[None, :, None, None])
+    net.set_inputs(dict(img=rng.uniform(0, 100, shapes["img"]), spixel_init=cells,
+                        feat_spixel_init=cells, label=labels, problabel=onehot))
+    fwd = median_ms(net.net.forward, repeats, sync)
+    bwd = median_ms(net.net.backward, repeats, sync)
+    print(f"# whole train net, one {width}x{height} image, {n_spixels} superpixels, "
+          f"{num_steps} steps, {device}, median of {repeats} runs, ms")
+    print(f"{'full image (CNN + SLIC + losses)':48s} forward {fwd:8.2f}  backward {bwd:8.2f}"
+          f"  total {fwd + bwd:8.2f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_layers.py\n"
+               "  python tools/bench_layers.py --no-full-image --repeats 50\n"
                "  python tools/bench_layers.py --height 201 --width 201 --n-spixels 100 "
                "--batch 6\n"
                "  python tools/bench_layers.py --gpu 0")
@@ -148,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-spixels", type=int, default=600,
                         help="requested superpixels (the grid is derived from it)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure")
+    parser.add_argument("--full-image", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the whole train net on one image (10 SLIC steps)")
     parser.add_argument("--gpu", type=int, default=-1, metavar="ID",
                         help="CUDA device to time the GPU paths on; -1 for the CPU")
     return parser
@@ -165,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         caffe.set_mode_cpu()
     run_benchmark(args.batch, args.channels, args.height, args.width, args.n_spixels,
                   args.repeats, sync, device)
+    if args.full_image:
+        full_image_benchmark(args.height, args.width, args.n_spixels, 10,
+                             max(2, args.repeats // 5), sync, device)
     return 0
 
 
