@@ -32,34 +32,6 @@ __global__ void SmearForward(const int count, const Dtype* values,
   }
 }
 
-// One thread per (n, c, y): adds the top diff of each run of equal id along
-// row y into dV[n, c, id] (one atomicAdd per run).
-template <typename Dtype>
-__global__ void SmearBackward(const int count, const Dtype* top_diff,
-    const int* ids, const int channels, const int height, const int width,
-    const int num_ids, Dtype* value_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int y = index % height;
-    const int nc = index / height;
-    const int n = nc / channels, spatial = height * width;
-    const int* row_ids = ids + n * spatial + y * width;
-    const Dtype* diff = top_diff + nc * spatial + y * width;
-    Dtype* out = value_diff + nc * num_ids;
-    int run_id = -1;
-    Dtype run_sum = 0;
-    for (int x = 0; x < width; ++x) {
-      const int id = row_ids[x];
-      if (id != run_id) {
-        if (run_id >= 0) atomicAdd(out + run_id, run_sum);
-        run_id = id;
-        run_sum = 0;
-      }
-      if (id >= 0) run_sum += diff[x];
-    }
-    if (run_id >= 0) atomicAdd(out + run_id, run_sum);
-  }
-}
-
 template <typename Dtype>
 void SmearLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
                                     const vector<Blob<Dtype>*>& top) {
@@ -91,7 +63,8 @@ void SmearLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   caffe_gpu_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_gpu_diff());
   const int rows = top[0]->num() * top[0]->channels() * top[0]->height();
   // NOLINT_NEXT_LINE(whitespace/operators)
-  SmearBackward<Dtype><<<ssn::gpu_blocks(rows), CAFFE_CUDA_NUM_THREADS>>>(
+  ssn::ScatterAddRowRuns<Dtype><<<ssn::gpu_blocks(rows),
+                                 CAFFE_CUDA_NUM_THREADS>>>(
       rows, top[0]->gpu_diff(), gpu_ids_.gpu_data(), top[0]->channels(),
       top[0]->height(), top[0]->width(), bottom[0]->count(2),
       bottom[0]->mutable_gpu_diff());

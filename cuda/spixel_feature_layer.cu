@@ -100,35 +100,6 @@ __global__ void SpixelFeatureSmear(const int count, const Dtype* means,
   }
 }
 
-// One thread per (n, k, y): adds the smeared top's diff of each run of equal
-// id along row y into mean_diff (N x C' x M).
-template <typename Dtype>
-__global__ void SpixelFeatureGatherSmearedDiff(const int count,
-    const Dtype* smeared_diff, const int* ids, const int out_channels,
-    const int height, const int width, const int num_spixels,
-    Dtype* mean_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int y = index % height;
-    const int nk = index / height;
-    const int n = nk / out_channels, spatial = height * width;
-    const int* row_ids = ids + n * spatial + y * width;
-    const Dtype* diff = smeared_diff + nk * spatial + y * width;
-    Dtype* out = mean_diff + nk * num_spixels;
-    int run_id = -1;
-    Dtype run_sum = 0;
-    for (int x = 0; x < width; ++x) {
-      const int id = row_ids[x];
-      if (id != run_id) {
-        if (run_id >= 0) atomicAdd(out + run_id, run_sum);
-        run_id = id;
-        run_sum = 0;
-      }
-      if (id >= 0) run_sum += diff[x];
-    }
-    if (run_id >= 0) atomicAdd(out + run_id, run_sum);
-  }
-}
-
 // One thread per (n, k, j): G[k, j] -> scale_k * G[k, j] / |P_j| (0 if empty).
 template <typename Dtype>
 __global__ void SpixelFeatureScaleMeanDiff(const int count,
@@ -246,8 +217,8 @@ void SpixelFeatureLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   if (top.size() > 1) {
     const int rows = num * out_channels * height;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    SpixelFeatureGatherSmearedDiff<Dtype><<<ssn::gpu_blocks(rows),
-                                            CAFFE_CUDA_NUM_THREADS>>>(
+    ssn::ScatterAddRowRuns<Dtype><<<ssn::gpu_blocks(rows),
+                                   CAFFE_CUDA_NUM_THREADS>>>(
         rows, top[1]->gpu_diff(), gpu_ids_.gpu_data(), out_channels, height,
         width, num_spixels_, mean_diff_.mutable_gpu_data());
     CUDA_POST_KERNEL_CHECK;

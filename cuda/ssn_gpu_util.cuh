@@ -1,5 +1,6 @@
 // Host and device helpers of the SSN layers' CUDA code (the .cu files only):
-// launch sizes, the out-of-range index flag, and one-block sums. The
+// launch sizes, the out-of-range index flag, one-block sums and a row-run
+// scatter-add. The
 // per-element math itself lives in ssn_math.cuh, shared with the CPU code.
 #ifndef CAFFE_SSN_SSN_GPU_UTIL_CUH_
 #define CAFFE_SSN_SSN_GPU_UTIL_CUH_
@@ -60,6 +61,36 @@ __device__ inline double block_sum(double value) {
   const double total = partial[0];
   __syncthreads();  // the next call may overwrite partial[0]
   return total;
+}
+
+// One thread per (n, c, y) row of an N x C x H x W map: adds each run of
+// equal id along the row into sums[n, c, id] (N x C x num_ids), one atomicAdd
+// per run; ids (N x H x W) below 0 are skipped. Used for Smear's backward
+// and for SpixelFeature's smeared-output diff.
+template <typename Dtype>
+__global__ void ScatterAddRowRuns(const int count, const Dtype* values,
+    const int* ids, const int channels, const int height, const int width,
+    const int num_ids, Dtype* sums) {
+  CUDA_KERNEL_LOOP(index, count) {
+    const int y = index % height;
+    const int nc = index / height;
+    const int n = nc / channels, spatial = height * width;
+    const int* row_ids = ids + n * spatial + y * width;
+    const Dtype* row = values + nc * spatial + y * width;
+    Dtype* out = sums + nc * num_ids;
+    int run_id = -1;
+    Dtype run_sum = 0;
+    for (int x = 0; x < width; ++x) {
+      const int id = row_ids[x];
+      if (id != run_id) {
+        if (run_id >= 0) atomicAdd(out + run_id, run_sum);
+        run_id = id;
+        run_sum = 0;
+      }
+      if (id >= 0) run_sum += row[x];
+    }
+    if (run_id >= 0) atomicAdd(out + run_id, run_sum);
+  }
 }
 #endif  // __CUDACC__
 
