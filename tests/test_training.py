@@ -11,7 +11,16 @@ from ssn import data as ssn_data
 from ssn.color import rgb_to_lab
 from ssn.net import CheckedNet
 from ssn.networks import SSNConfig, deploy_net, train_net
-from ssn.prototxt import PROTOTXT_DIR, PrototxtOptions, generate, solver, stale_files
+from ssn.prototxt import (
+    PROTOTXT_DIR,
+    RECIPES,
+    PrototxtOptions,
+    build_parser,
+    generate,
+    options_from_args,
+    solver,
+    stale_files,
+)
 from ssn.train import train
 from ssn.weights import initialize_helper_weights, inputs_for_data_layers
 
@@ -22,6 +31,37 @@ TINY = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_
 
 def test_committed_prototxt_files_match_the_generator():
     assert stale_files(generate(PrototxtOptions()), PROTOTXT_DIR) == []
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_committed_recipe_files_match_the_generator(recipe):
+    options, out_dir = options_from_args(build_parser().parse_args(["--recipe", recipe]))
+    assert out_dir == PROTOTXT_DIR / recipe
+    assert stale_files(generate(options, out_dir), out_dir) == []
+
+
+def test_flags_override_a_recipe():
+    args = build_parser().parse_args(["--recipe", "bsds_cpu", "--base-lr", "0.01"])
+    options, _ = options_from_args(args)
+    assert (options.base_lr, options.batch_size) == (0.01, RECIPES["bsds_cpu"].batch_size)
+
+
+def solver_of(files):
+    return text_format.Parse(files["ssn_solver.prototxt"], caffe_pb2.SolverParameter())
+
+
+def test_solver_names_the_train_net_written_beside_it(tmp_path):
+    inside = solver_of(generate(PrototxtOptions(), PROTOTXT_DIR / "recipe"))
+    assert inside.net == "prototxt/recipe/ssn_train_val.prototxt"
+    outside = solver_of(generate(PrototxtOptions(), tmp_path))
+    assert outside.net == str(tmp_path.resolve() / "ssn_train_val.prototxt")
+
+
+def test_learning_rate_step_schedule():
+    assert solver_of(generate(PrototxtOptions())).lr_policy == "fixed"
+    stepped = solver_of(generate(PrototxtOptions(base_lr=5e-4, lr_step=3000, lr_gamma=0.2)))
+    assert (stepped.lr_policy, stepped.stepsize, stepped.gamma) == ("step", 3000,
+                                                                    pytest.approx(0.2))
 
 
 @pytest.mark.parametrize("size", [(201, 201), (321, 481)])
