@@ -7,7 +7,7 @@ import pytest
 
 TOOL_MODULES = ["ssn.build", "ssn.benchmark", "ssn.benchmark_train", "ssn.prototxt",
                 "ssn.train", "ssn.hdf5_export", "ssn.infer_cli", "ssn.evaluate",
-                "ssn.benchmark_infer"]
+                "ssn.benchmark_infer", "ssn.evaluate_snapshots"]
 
 
 @pytest.mark.parametrize("module", TOOL_MODULES)
@@ -62,3 +62,39 @@ def test_eval_on_a_folder_of_images_with_npy_ground_truth(tmp_path):
     (summary,) = json.loads((out / "summary.json").read_text())
     assert summary["rows"] == 2 and summary["asa"] > 0.95
     assert eval_main(["--out", str(out), "--images", str(images), "--slic", "12"]) == 2
+
+
+def test_snapshots_are_found_by_iteration_and_thinned(tmp_path):
+    from ssn.evaluate_snapshots import find_snapshots, snapshot_iteration
+    for iteration in (500, 1000, 1500, 2000, 2500):
+        (tmp_path / f"ssn_iter_{iteration}.caffemodel").write_bytes(b"")
+    (tmp_path / "ssn_iter_2500.solverstate").write_bytes(b"")
+    found = find_snapshots([tmp_path], every=1000)
+    assert [snapshot_iteration(path) for path in found] == [1000, 2000, 2500]
+    with pytest.raises(ValueError, match="snapshot name"):
+        snapshot_iteration(tmp_path / "model.caffemodel")
+    with pytest.raises(FileNotFoundError):
+        find_snapshots([tmp_path / "ssn_iter_9.caffemodel"])
+
+
+def test_eval_snapshots_runs_end_to_end(tmp_path):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    from ssn.evaluate_snapshots import main as snapshots_main
+    from ssn.prototxt import PROTOTXT_DIR, PrototxtOptions, data_shapes
+    from ssn.weights import write_initial_weights
+    net_param = text_format.Parse((PROTOTXT_DIR / "ssn_train_val.prototxt").read_text(),
+                                  caffe_pb2.NetParameter())
+    write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)),
+                          tmp_path / "snap" / "ssn_iter_7.caffemodel")
+    out = tmp_path / "out"
+    assert snapshots_main([str(tmp_path / "snap"), "--out", str(out), "--limit", "1",
+                           "--counts", "50", "--num-steps", "2"]) == 0
+    with open(out / "snapshots.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(row["method"], row["iteration"]) for row in rows] == [
+        ("SLIC", "-1"), ("SSN_pix", "-1"), ("iter 7", "7")]
+    assert all(0.5 < float(row["asa"]) <= 1 for row in rows)
+    assert (out / "snapshots.png").stat().st_size > 10000
+    assert snapshots_main([str(tmp_path / "empty"), "--out", str(out)]) == 2
