@@ -46,6 +46,34 @@ def input_blob_names(net_param: caffe_pb2.NetParameter) -> list[str]:
     return names
 
 
+def caffemodel_shapes(path: Union[str, Path]) -> dict[str, list[tuple[int, ...]]]:
+    """Layer name -> shapes of its parameter blobs in a .caffemodel."""
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(Path(path).read_bytes())
+    except Exception as error:  # protobuf raises its own DecodeError
+        raise NetCheckError(f"{path} is not a Caffe model (.caffemodel): {error}") from error
+    return {layer.name: [tuple(blob.shape.dim) for blob in layer.blobs]
+            for layer in model.layer if layer.blobs}
+
+
+def check_weights_fit(net: caffe.Net, path: Union[str, Path]) -> None:
+    """Raise NetCheckError unless ``path`` holds every learnable layer of ``net`` with the
+    same blob shapes (Caffe would skip a missing layer silently and abort on a shape).
+    """
+    stored = caffemodel_shapes(path)
+    missing = [name for name in net.params if name not in stored]
+    if missing:
+        raise NetCheckError(f"{path} has no weights for layers {', '.join(missing)}: it is "
+                            "not a model of this network")
+    for name, blobs in net.params.items():
+        shapes = [tuple(blob.data.shape) for blob in blobs]
+        legacy = any(len(shape) == 0 for shape in stored[name])  # num/channels/... fields
+        if len(shapes) != len(stored[name]) or (not legacy and shapes != stored[name]):
+            raise NetCheckError(f"{path}: layer {name} has weights of shapes {stored[name]}, "
+                                f"the network wants {shapes}")
+
+
 class CheckedNet:
     """A ``caffe.Net`` whose SSN layers are checked in Python first.
 
@@ -79,6 +107,7 @@ class CheckedNet:
         finally:
             os.unlink(handle.name)
         if weights is not None:
+            check_weights_fit(self.net, weights)
             self.net.copy_from(str(weights))
 
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:

@@ -10,7 +10,9 @@ import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from ssn.networks import DATA_LAYER_MODULE
+from ssn.inference import DEEP_FEATURE_DIM
+from ssn.net import CheckedNet
+from ssn.networks import DATA_LAYER_MODULE, SSNConfig, deploy_net
 
 DECODER_PREFIX = "concat_spixel_feat_"
 
@@ -73,5 +75,19 @@ def write_initial_weights(net_param: caffe_pb2.NetParameter, shapes: dict[str, t
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     net.save(str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export_deploy_weights(snapshot: os.PathLike, path: os.PathLike) -> Path:
+    """Save the layers of ``snapshot`` that the deploy net uses (the feature CNN) as a
+    .caffemodel, checked to hold all of them; return its path."""
+    config = SSNConfig(height=9, width=9, n_spixels=4, num_steps=1,
+                       feature_dim=DEEP_FEATURE_DIM)
+    net = CheckedNet(deploy_net(config), caffe.TEST, weights=snapshot)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    net.net.save(str(tmp))
     tmp.replace(path)
     return path

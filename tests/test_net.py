@@ -3,9 +3,11 @@ assignment) against the composed NumPy reference, forward and backward, and the
 same built net reshaped to a second image size."""
 import caffe
 import numpy as np
+import pytest
 from caffe import layers as L
 from caffe import params as P
 
+from ssn.checks import NetCheckError
 from ssn.net import CheckedNet
 from ssn.reference import grid, passoc, pixel_feature, rel_to_abs_index, spixel_feature
 from ssn.reference import spixel_feature2 as spixel_feature2_ref
@@ -146,3 +148,29 @@ def test_fused_softmax_matches_numpy():
         got = net.forward(x=x)["y"]
         np.testing.assert_allclose(got, softmax(x.astype(np.float32).astype(np.float64)),
                                    rtol=2e-5, atol=1e-7)
+
+
+def conv_net(channels):
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 2, 5, 5]))
+    n.conv = L.Convolution(n.data, num_output=channels, kernel_size=3)
+    return n.to_proto()
+
+
+def test_weights_must_cover_the_net_with_matching_shapes(tmp_path):
+    source = CheckedNet(conv_net(4))
+    source.net.params["conv"][0].data[...] = 0.5
+    source.net.save(str(tmp_path / "four.caffemodel"))
+    loaded = CheckedNet(conv_net(4), weights=tmp_path / "four.caffemodel")
+    assert np.all(loaded.net.params["conv"][0].data == 0.5)
+    with pytest.raises(NetCheckError, match="layer conv has weights of shapes"):
+        CheckedNet(conv_net(3), weights=tmp_path / "four.caffemodel")
+    empty = caffe.NetSpec()
+    empty.data = L.Input(shape=dict(dim=[1, 2, 5, 5]))
+    empty.out = L.ReLU(empty.data)
+    CheckedNet(empty.to_proto()).net.save(str(tmp_path / "none.caffemodel"))
+    with pytest.raises(NetCheckError, match="no weights for layers conv"):
+        CheckedNet(conv_net(4), weights=tmp_path / "none.caffemodel")
+    (tmp_path / "junk.caffemodel").write_bytes(b"\xff" * 64)
+    with pytest.raises(NetCheckError, match="not a Caffe model"):
+        CheckedNet(conv_net(4), weights=tmp_path / "junk.caffemodel")

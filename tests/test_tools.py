@@ -7,7 +7,8 @@ import pytest
 
 TOOL_MODULES = ["ssn.build", "ssn.benchmark", "ssn.benchmark_train", "ssn.prototxt",
                 "ssn.train", "ssn.hdf5_export", "ssn.infer_cli", "ssn.evaluate",
-                "ssn.benchmark_infer", "ssn.evaluate_snapshots"]
+                "ssn.benchmark_infer", "ssn.evaluate_snapshots",
+                "ssn.export_model"]
 
 
 @pytest.mark.parametrize("module", TOOL_MODULES)
@@ -77,17 +78,21 @@ def test_snapshots_are_found_by_iteration_and_thinned(tmp_path):
         find_snapshots([tmp_path / "ssn_iter_9.caffemodel"])
 
 
-def test_eval_snapshots_runs_end_to_end(tmp_path):
+def write_snapshot(path):
+    """Initial weights of the committed train net: a snapshot-like .caffemodel."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
-    from ssn.evaluate_snapshots import main as snapshots_main
     from ssn.prototxt import PROTOTXT_DIR, PrototxtOptions, data_shapes
     from ssn.weights import write_initial_weights
     net_param = text_format.Parse((PROTOTXT_DIR / "ssn_train_val.prototxt").read_text(),
                                   caffe_pb2.NetParameter())
-    write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)),
-                          tmp_path / "snap" / "ssn_iter_7.caffemodel")
+    return write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)), path)
+
+
+def test_eval_snapshots_runs_end_to_end(tmp_path):
+    from ssn.evaluate_snapshots import main as snapshots_main
+    write_snapshot(tmp_path / "snap" / "ssn_iter_7.caffemodel")
     out = tmp_path / "out"
     assert snapshots_main([str(tmp_path / "snap"), "--out", str(out), "--limit", "1",
                            "--counts", "50", "--num-steps", "2"]) == 0
@@ -98,3 +103,23 @@ def test_eval_snapshots_runs_end_to_end(tmp_path):
     assert all(0.5 < float(row["asa"]) <= 1 for row in rows)
     assert (out / "snapshots.png").stat().st_size > 10000
     assert snapshots_main([str(tmp_path / "empty"), "--out", str(out)]) == 2
+
+
+def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path):
+    import numpy as np
+    from skimage import data
+
+    from ssn.export_model import main as export_main
+    from ssn.inference import superpixels
+    from ssn.net import caffemodel_shapes
+    snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
+    exported = tmp_path / "model" / "ssn.caffemodel"
+    assert export_main([str(snapshot), "--out", str(exported)]) == 0
+    layers = caffemodel_shapes(exported)
+    assert "Convolution7" in layers and not any(name.startswith("concat_spixel_feat")
+                                                for name in layers)
+    assert set(layers) < set(caffemodel_shapes(snapshot))
+    image = data.astronaut()[::8, ::8]
+    np.testing.assert_array_equal(superpixels(image, 30, 2, exported, features="deep"),
+                                  superpixels(image, 30, 2, snapshot, features="deep"))
+    assert export_main([str(tmp_path / "missing.caffemodel"), "--out", str(exported)]) == 2
