@@ -36,6 +36,7 @@ from ssn.caffe_patches import (
     patch_gpu_sources,
     patch_source_tree,
     restore_finetuning,
+    shift_narrowing_convolutions,
     write_if_changed,
 )
 from ssn.native import build_native
@@ -341,8 +342,10 @@ def run_make(config: BuildConfig, tree: Path) -> None:
     stamp.unlink(missing_ok=True)
     make = ["make", f"-j{config.jobs}"]
     log.info("building caffe in %s with %s", tree, " ".join(make))
-    subprocess.run(make + ["all", "pycaffe", f".build_release/test/{TEST_BINARY}"],
-                   cwd=tree, check=True)
+    subprocess.run(make + ["all", "pycaffe"], cwd=tree, check=True)
+    # Separately: Caffe's rule for test objects lacks the generated proto header as a
+    # prerequisite, so in one parallel make they can compile before it exists.
+    subprocess.run(make + [f".build_release/test/{TEST_BINARY}"], cwd=tree, check=True)
     stamp.write_text(fingerprint)
 
 
@@ -433,6 +436,7 @@ def build(config: BuildConfig) -> Path:
     restore_finetuning(tree)
     fix_crop_copy(tree)
     fuse_softmax(tree)
+    shift_narrowing_convolutions(tree)
     changed = splice(tree)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))

@@ -8,7 +8,9 @@ by older versions of the build are brought up to date too.
 * :func:`patch_gpu_sources`: what nvcc 13 and CUDA 13 reject;
 * :func:`restore_finetuning`: ``caffe train --weights`` copies the weights;
 * :func:`fix_crop_copy`: the CPU Crop copies each row once;
-* :func:`fuse_softmax`: the CPU Softmax makes one pass per position.
+* :func:`fuse_softmax`: the CPU Softmax makes one pass per position;
+* :func:`shift_narrowing_convolutions`: CPU convolutions with fewer output than
+  input channels skip im2col (caffe_layers/shifted_conv.hpp).
 """
 from __future__ import annotations
 
@@ -291,3 +293,52 @@ def fuse_softmax(tree: Path) -> None:
     if SOFTMAX_SLOW not in text:
         raise RuntimeError(f"{source}: the Softmax forward to replace was not found")
     write_if_changed(source, text.replace(SOFTMAX_SLOW, SOFTMAX_FAST).encode())
+
+
+SHIFTED_MARKER = "ssn/build.py: narrowing convolutions skip im2col"
+SHIFTED_HELPER = """#include "caffe/layers/shifted_conv.hpp"  // """ + SHIFTED_MARKER + """
+
+// The geometry of this layer's convolution when it narrows the channels.
+#define SSN_SHIFTED_CONV ShiftedConv::ForLayer(num_spatial_axes_, \\
+    reverse_dimensions() || force_nd_im2col_, group_, conv_in_channels_, \\
+    conv_input_shape_.cpu_data(), conv_out_channels_, output_shape_.data(), \\
+    kernel_shape_.cpu_data(), pad_.cpu_data(), stride_.cpu_data(), \\
+    dilation_.cpu_data())
+
+namespace caffe {"""
+# Each CPU gemm method's signature, and the lines that hand it to ShiftedConv.
+SHIFTED_HOOKS = {
+    """void BaseConvolutionLayer<Dtype>::forward_cpu_gemm(const Dtype* input,
+    const Dtype* weights, Dtype* output, bool skip_im2col) {
+""": "if (shifted.applies()) return shifted.Forward(input, weights, output);",
+    """void BaseConvolutionLayer<Dtype>::backward_cpu_gemm(const Dtype* output,
+    const Dtype* weights, Dtype* input) {
+""": "if (shifted.applies()) return shifted.BackwardData(output, weights, input);",
+    """void BaseConvolutionLayer<Dtype>::weight_cpu_gemm(const Dtype* input,
+    const Dtype* output, Dtype* weights) {
+""": "if (shifted.applies()) return shifted.BackwardWeights(input, output, weights);",
+}
+
+
+def shift_narrowing_convolutions(tree: Path) -> None:
+    """Route CPU convolutions with fewer output than input channels through
+    :file:`caffe_layers/shifted_conv.hpp`, which needs no im2col buffer.
+
+    The SSN feature CNN's last convolution (197 to 15 channels) took about 0.4 s
+    of the 0.8 s CNN forward on a 481x321 image, most of it writing a 1.1 GB
+    im2col buffer. Idempotent.
+    """
+    source = tree / "src/caffe/layers/base_conv_layer.cpp"
+    text = source.read_text()
+    if SHIFTED_MARKER in text:
+        return
+    anchor = "\nnamespace caffe {"
+    pieces = [anchor, *SHIFTED_HOOKS]
+    missing = [piece.splitlines()[-1] for piece in pieces if text.count(piece) != 1]
+    if missing:
+        raise RuntimeError(f"{source}: code to hook into not found: {missing}")
+    text = text.replace(anchor, "\n" + SHIFTED_HELPER, 1)
+    for signature, call in SHIFTED_HOOKS.items():
+        text = text.replace(signature, f"{signature}  const ShiftedConv shifted = "
+                            f"SSN_SHIFTED_CONV;\n  {call}\n")
+    write_if_changed(source, text.encode())
