@@ -87,7 +87,16 @@ def write_snapshot(path):
     from ssn.weights import write_initial_weights
     net_param = text_format.Parse((PROTOTXT_DIR / "ssn_train_val.prototxt").read_text(),
                                   caffe_pb2.NetParameter())
-    return write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)), path)
+    path = write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)), path)
+    # Unit variances, as after training: zero statistics make BatchNorm divide by
+    # sqrt(eps), and six of them in a row blow the features up to where rounding decides.
+    model = caffe_pb2.NetParameter.FromString(path.read_bytes())
+    for layer in model.layer:
+        if layer.type == "BatchNorm":
+            layer.blobs[1].data[:] = [1.0] * len(layer.blobs[1].data)
+            layer.blobs[2].data[:] = [1.0]
+    path.write_bytes(model.SerializeToString())
+    return path
 
 
 def test_eval_snapshots_runs_end_to_end(tmp_path):
