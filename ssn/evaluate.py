@@ -57,10 +57,11 @@ def methods_from_args(args: argparse.Namespace) -> list[tuple[str, int, Callable
         def from_folder(stem, rgb, folder=Path(folder)):
             return np.load(folder / f"{stem}.npy")
         runs.append((name, requested, from_folder))
-    for count in args.ssn or []:
-        runs.append((f"SSN-{args.features or 'auto'}", count,
-                     lambda stem, rgb, count=count: superpixels(
-                         rgb, count, args.num_steps, args.weights, True, args.features)))
+    for features in args.features or [None]:
+        for count in args.ssn or []:
+            runs.append((f"SSN-{features or 'auto'}", count,
+                         lambda stem, rgb, count=count, features=features: superpixels(
+                             rgb, count, args.num_steps, args.weights, True, features)))
     for count in args.slic or []:
         runs.append(("SLIC", count, lambda stem, rgb, count=count: slic_labels(rgb, count)))
     if not runs:
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python tools/eval.py --ssn 100 200 400 --slic 100 200 400 --out out/eval\n"
+               "  python tools/eval.py --ssn 200 --features deep pixel --out out/deep_pix\n"
                "  python tools/infer.py ../shared/data/BSDS500/images/val --out out/ssn100\n"
                "  python tools/eval.py --method SSN=out/ssn100 --slic 100 --out out/eval100\n")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -187,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run SSN here at these requested counts")
     parser.add_argument("--slic", type=int, nargs="+", metavar="N",
                         help="run scikit-image SLIC at these requested counts")
-    parser.add_argument("--features", choices=["deep", "pixel"],
-                        help="SSN features for --ssn (default: deep if a model exists)")
+    parser.add_argument("--features", choices=["deep", "pixel"], nargs="+",
+                        help="SSN features for --ssn, one run of each (default: deep if a "
+                        "model exists, else pixel)")
     parser.add_argument("--weights", type=Path, help="SSN .caffemodel for --ssn")
     parser.add_argument("--num-steps", type=int, default=10,
                         help="SLIC iterations for --ssn (default: 10)")

@@ -132,3 +132,14 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     np.testing.assert_array_equal(superpixels(image, 30, 2, exported, features="deep"),
                                   superpixels(image, 30, 2, snapshot, features="deep"))
     assert export_main([str(tmp_path / "missing.caffemodel"), "--out", str(exported)]) == 2
+
+
+def test_eval_runs_ssn_with_each_feature_mode(tmp_path):
+    from ssn.evaluate import main as eval_main
+    snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
+    out = tmp_path / "eval"
+    assert eval_main(["--out", str(out), "--ssn", "40", "--features", "deep", "pixel",
+                      "--weights", str(snapshot), "--num-steps", "2", "--limit", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(row["method"] for row in summary) == ["SSN-deep", "SSN-pixel"]
+    assert all(row["requested"] == 40 and 0.5 < row["asa"] <= 1 for row in summary)
