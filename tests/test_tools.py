@@ -2,6 +2,7 @@
 import csv
 import importlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,17 @@ def test_eval_runs_ssn_with_each_feature_mode(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(row["method"] for row in summary) == ["SSN-deep", "SSN-pixel"]
     assert all(row["requested"] == 40 and 0.5 < row["asa"] <= 1 for row in summary)
+
+
+def test_demo_writes_labels_and_overlays(tmp_path):
+    import runpy
+
+    import numpy as np
+    from skimage import io as skio
+    demo = runpy.run_path(str(Path(__file__).parent.parent / "tools" / "demo.py"))
+    assert demo["main"](["--images", "coffee", "--n-spixels", "60", "--num-steps", "2",
+                         "--out", str(tmp_path)]) == 0
+    labels = np.load(tmp_path / "coffee.npy")
+    assert labels.shape == (400, 600) and labels.min() == 0
+    assert skio.imread(tmp_path / "coffee_overlay.png").shape == (400, 600, 3)
+    assert skio.imread(tmp_path / "coffee_ssn_vs_slic.png").shape == (400, 1208, 3)
