@@ -110,10 +110,12 @@ def evaluate_runs(runs, samples) -> list[dict]:
     rows = []
     progress = tqdm(total=len(runs) * len(samples), unit="map", file=sys.stderr,
                     disable=not sys.stderr.isatty())
-    for image_id, load in samples:
-        sample = load()
-        rgb = as_rgb(sample.rgb)
-        for name, requested, make_labels in runs:
+    loaded = [(image_id, load()) for image_id, load in samples]
+    # Run-major order: consecutive images reuse one run's nets (a deep net at 481x321
+    # holds over a GB; a net per run and geometry cached at once ran out of memory).
+    for name, requested, make_labels in runs:
+        for image_id, sample in loaded:
+            rgb = as_rgb(sample.rgb)
             labels = make_labels(image_id, rgb)
             if labels.shape != rgb.shape[:2]:
                 raise ValueError(f"{name}: labels of {image_id} are {labels.shape}, the image "

@@ -80,7 +80,8 @@ def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
     return grid_h, grid_w
 
 
-@lru_cache(maxsize=8)
+# A few nets only: a deep one for a 481x321 image holds over a GB.
+@lru_cache(maxsize=4)
 def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
          weights: Optional[str]) -> CheckedNet:
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
