@@ -110,6 +110,8 @@ def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
         solver.restore(str(resume))
         log.info("resumed from %s at iteration %d", resume, solver.iter)
     elif weights is not None:
+        # A shipped model holds only the deploy layers: the fixed helpers come from here.
+        initialize_helper_weights(solver.net)
         solver.net.copy_from(str(weights))
         log.info("initialised from %s", weights)
     else:

@@ -233,3 +233,24 @@ def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop):
     assert last >= int(read_log(log)[-1]["iteration"]) >= 2
     assert (tmp_path / "snap" / f"ssn_iter_{last}.caffemodel").exists(), output[-2000:]
     assert (tmp_path / "snap" / f"ssn_iter_{last}.solverstate").exists()
+
+
+def test_weights_without_the_helper_layers_still_train(tmp_path):
+    solver_path = write_tiny_training_files(tmp_path, max_iter=4)
+    train(solver_path)
+    snapshot = tmp_path / "snap" / "ssn_iter_4.caffemodel"
+    model = caffe_pb2.NetParameter.FromString(snapshot.read_bytes())
+    kept = [layer for layer in model.layer if not layer.name.startswith("concat_spixel_feat")]
+    assert len(kept) == len(model.layer) - 1
+    del model.layer[:]
+    model.layer.extend(kept)
+    (tmp_path / "deploy_only.caffemodel").write_bytes(model.SerializeToString())
+    first = train(solver_path, weights=snapshot, max_iter=1,
+                  snapshot_prefix=str(tmp_path / "a" / "ssn"))
+    stripped = train(solver_path, weights=tmp_path / "deploy_only.caffemodel", max_iter=1,
+                     snapshot_prefix=str(tmp_path / "b" / "ssn"))
+    # Without the fixed decoder weights the label reconstruction is 0 and the
+    # label loss is many times larger.
+    label_loss = "loss3"
+    assert stripped["losses"][label_loss] == pytest.approx(first["losses"][label_loss],
+                                                           rel=0.5)
