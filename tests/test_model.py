@@ -1,0 +1,41 @@
+"""The shipped BSDS500 model: it loads by default, and on a few val images its
+superpixels stay ahead of SLIC's at the same requested count."""
+import numpy as np
+import pytest
+
+from ssn.data import data_root, load_bsds, read_split
+from ssn.evaluate import slic_labels
+from ssn.inference import as_rgb, bundled_weights, resolve_features, superpixels
+from ssn.metrics import evaluate
+
+VAL_IMAGES = 4
+REQUESTED = 200
+
+
+def test_the_model_is_shipped_and_used_by_default():
+    weights = bundled_weights()
+    assert weights is not None, "models/ssn_bsds.caffemodel is missing"
+    assert weights.stat().st_size < 2_000_000
+    assert resolve_features(None, None) == ("deep", str(weights))
+
+
+@pytest.fixture(scope="module")
+def val_scores():
+    """Mean (ASA, boundary recall) over (image, annotator) rows of SSN and SLIC."""
+    rows = {"ssn": [], "slic": []}
+    for image_id in read_split("val")[:VAL_IMAGES]:
+        sample = load_bsds(image_id, "val", data_root(None))
+        rgb = as_rgb(sample.rgb)
+        maps = {"ssn": superpixels(rgb, REQUESTED), "slic": slic_labels(rgb, REQUESTED)}
+        for method, labels in maps.items():
+            rows[method] += evaluate(labels, sample.segmentations, rgb)
+    return {method: (np.mean([r["asa"] for r in found]),
+                     np.mean([r["boundary_recall"] for r in found]))
+            for method, found in rows.items()}
+
+
+def test_shipped_model_beats_slic_on_val_images(val_scores):
+    ssn_asa, ssn_recall = val_scores["ssn"]
+    slic_asa, slic_recall = val_scores["slic"]
+    assert ssn_asa > slic_asa, val_scores
+    assert ssn_recall > slic_recall, val_scores
