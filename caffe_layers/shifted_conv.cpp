@@ -25,6 +25,23 @@ Dtype* scratch(size_t size) {
   return buffer.data();
 }
 
+// c (m x n, leading dimension ldc) = a (m x k, lda) * b (k x n, ldb) + beta * c.
+void strided_gemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                  float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a, lda, b, ldb,
+              beta, c, ldc);
+}
+
+void strided_gemm(int m, int n, int k, const double* a, int lda, const double* b, int ldb,
+                  double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1., a, lda, b, ldb,
+              beta, c, ldc);
+}
+
+// Output rows per block of kShiftInputs products: the block's M x rows x Wp
+// sums stay in cache while the taps accumulate into them.
+const int kRowsPerBlock = 32;
+
 }  // namespace
 
 template <typename Dtype>
@@ -39,7 +56,14 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
                                   const int* dilation) {
   ShiftedConv conv;
   if (num_spatial_axes != 2 || reversed_or_nd || group != 1 || stride[0] != 1 ||
-      stride[1] != 1 || kernel[0] * kernel[1] == 1 || out_channels >= channels) {
+      stride[1] != 1 || kernel[0] * kernel[1] == 1) {
+    return conv;
+  }
+  if (out_channels < channels) {
+    conv.strategy = kShiftProducts;
+  } else if (channels >= kMinShiftInputChannels) {
+    conv.strategy = kShiftInputs;
+  } else {
     return conv;
   }
   conv.channels = channels;
@@ -59,7 +83,13 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
 
 size_t ShiftedConv::scratch_size() const {
   const size_t rows = static_cast<size_t>(taps()) * out_channels;
-  return rows * channels + rows * height * width;
+  const size_t products = rows * channels + rows * height * width;
+  const size_t padded_width = width + 2 * pad_w;
+  const size_t padded_plane = (height + 2 * pad_h) * padded_width;
+  const size_t inputs = rows * channels + channels * padded_plane +
+                        (kernel_w - 1) * dilation_w +  // the last view's overhang
+                        static_cast<size_t>(out_channels) * out_height * padded_width;
+  return std::max(products, inputs);
 }
 
 // arranged (taps*M x C), row t*M + m: the weights of tap t for output m.
@@ -102,6 +132,59 @@ void ShiftedConv::ShiftOutputDiff(const Dtype* output_diff, Dtype* shifted) cons
 
 template <typename Dtype>
 void ShiftedConv::Forward(const Dtype* input, const Dtype* weights, Dtype* output) const {
+  if (strategy == kShiftInputs) {
+    ForwardShiftingInputs(input, weights, output);
+  } else {
+    ForwardShiftingProducts(input, weights, output);
+  }
+}
+
+template <typename Dtype>
+void ShiftedConv::ForwardShiftingInputs(const Dtype* input, const Dtype* weights,
+                                        Dtype* output) const {
+  const int T = taps(), M = out_channels, C = channels, H = height, W = width;
+  const int Wp = W + 2 * pad_w, Hp = H + 2 * pad_h;
+  const size_t plane = static_cast<size_t>(Hp) * Wp;
+  const size_t sums_ld = static_cast<size_t>(out_height) * Wp;
+  Dtype* arranged = scratch<Dtype>(scratch_size());
+  Dtype* padded = arranged + static_cast<size_t>(T) * M * C;
+  Dtype* sums = padded + C * plane + (kernel_w - 1) * dilation_w;
+  ArrangeWeights(weights, arranged);
+  ssn::parallel_rows(C * Hp, [&](int row) {
+    const int c = row / Hp, py = row % Hp, iy = py - pad_h;
+    Dtype* out = padded + static_cast<size_t>(row) * Wp;
+    if (iy < 0 || iy >= H) {
+      std::fill(out, out + Wp, Dtype(0));
+      return;
+    }
+    const Dtype* in = input + (static_cast<size_t>(c) * H + iy) * W;
+    std::fill(out, out + pad_w, Dtype(0));
+    std::copy(in, in + W, out + pad_w);
+    std::fill(out + pad_w + W, out + Wp, Dtype(0));
+  });
+  std::fill(padded + C * plane, sums, Dtype(0));
+  // Output pixel (oy, ox) of tap (a, b) reads padded[(oy + a*dh) * Wp + ox + b*dw].
+  for (int first_row = 0; first_row < out_height; first_row += kRowsPerBlock) {
+    const int rows = std::min(kRowsPerBlock, out_height - first_row);
+    for (int t = 0; t < T; ++t) {
+      const int a = t / kernel_w, b = t % kernel_w;
+      const Dtype* view = padded + static_cast<size_t>(first_row + a * dilation_h) * Wp +
+                          b * dilation_w;
+      strided_gemm(M, rows * Wp, C, arranged + static_cast<size_t>(t) * M * C, C, view,
+                   static_cast<int>(plane), t == 0 ? Dtype(0) : Dtype(1),
+                   sums + static_cast<size_t>(first_row) * Wp, static_cast<int>(sums_ld));
+    }
+  }
+  ssn::parallel_rows(M * out_height, [&](int row) {
+    const int m = row / out_height, oy = row % out_height;
+    const Dtype* in = sums + m * sums_ld + static_cast<size_t>(oy) * Wp;
+    std::copy(in, in + out_width, output + static_cast<size_t>(row) * out_width);
+  });
+}
+
+template <typename Dtype>
+void ShiftedConv::ForwardShiftingProducts(const Dtype* input, const Dtype* weights,
+                                          Dtype* output) const {
   const int T = taps(), M = out_channels, H = height, W = width;
   Dtype* arranged = scratch<Dtype>(scratch_size());
   Dtype* per_tap = arranged + static_cast<size_t>(T) * M * channels;

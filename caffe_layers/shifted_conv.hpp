@@ -1,4 +1,4 @@
-// Convolution without im2col for convolutions that narrow the channels.
+// Convolution without im2col for 2-D, stride-1, single-group convolutions.
 //
 // Caffe's CPU convolution copies every input pixel into each of the kernel's
 // taps (im2col: C * taps rows of Ho * Wo) and multiplies that by the weights.
@@ -10,6 +10,16 @@
 // 481x321 image against 83 MB here. Backward uses the same idea with the output
 // gradient shifted instead of the input (see ssn/caffe_patches.py for the hook
 // into BaseConvolutionLayer).
+//
+// When the output has at least as many channels as the input (M >= C, C large
+// enough for an efficient product), the forward shifts the input instead: with
+// the input zero-padded into planes of width Wp, tap t's input pixels for every
+// output pixel form one strided matrix view (offset a * Wp + b), so
+// out = sum over t of W_t (M x C) * view_t (C x Ho * Wp), computed in blocks of
+// rows that stay in cache; the Wp - Wo extra columns per row are dropped at the
+// end. The SSN feature CNN's 64-to-64 convolutions run about 1.8x faster this
+// way, with one padded copy of the input as scratch instead of taps copies.
+// Their backward stays Caffe's im2col.
 #ifndef CAFFE_SSN_SHIFTED_CONV_HPP_
 #define CAFFE_SSN_SHIFTED_CONV_HPP_
 
@@ -19,23 +29,37 @@ namespace caffe {
 
 // Geometry of one 2-D, stride-1, single-group convolution of one image.
 struct ShiftedConv {
+  enum Strategy {
+    kIm2col,          // not ours: Caffe's im2col path
+    kShiftProducts,   // M < C: multiply, then shift the products (all passes)
+    kShiftInputs,     // M >= C: shift the padded input into each tap (forward)
+  };
+  // Inputs with fewer channels than this keep im2col when widening: their
+  // im2col buffer is small and a product over so few channels is inefficient.
+  static const int kMinShiftInputChannels = 16;
+
+  Strategy strategy = kIm2col;
   int channels = 0, height = 0, width = 0;          // input C x H x W
   int out_channels = 0, out_height = 0, out_width = 0;
   int kernel_h = 0, kernel_w = 0;
   int pad_h = 0, pad_w = 0;
   int dilation_h = 1, dilation_w = 1;
 
-  // The geometry of a BaseConvolutionLayer, or an empty one (applies() false)
-  // when the layer is not a narrowing 2-D stride-1 single-group convolution.
+  // The geometry and strategy of a BaseConvolutionLayer's convolution; kIm2col
+  // (applies() false) unless it is 2-D, stride 1, single-group, not 1x1, and
+  // either narrowing or widening from at least kMinShiftInputChannels.
   // input_shape is C, H, W; output_shape is Ho, Wo; the others have 2 entries.
   static ShiftedConv ForLayer(int num_spatial_axes, bool reversed_or_nd, int group,
                               int channels, const int* input_shape, int out_channels,
                               const int* output_shape, const int* kernel,
                               const int* pad, const int* stride, const int* dilation);
 
-  bool applies() const { return channels > 0; }
+  // Whether Forward handles this convolution.
+  bool applies() const { return strategy != kIm2col; }
+  // Whether BackwardData and BackwardWeights do too.
+  bool applies_backward() const { return strategy == kShiftProducts; }
   int taps() const { return kernel_h * kernel_w; }
-  // Floats of scratch each call needs.
+  // Floats of scratch each call needs (the larger of the two strategies).
   size_t scratch_size() const;
   // Floats of scratch this thread holds (it only grows): the tests' evidence
   // that a layer took this path.
@@ -55,6 +79,12 @@ struct ShiftedConv {
                        Dtype* weight_diff) const;
 
  private:
+  template <typename Dtype>
+  void ForwardShiftingProducts(const Dtype* input, const Dtype* weights,
+                               Dtype* output) const;
+  template <typename Dtype>
+  void ForwardShiftingInputs(const Dtype* input, const Dtype* weights,
+                             Dtype* output) const;
   template <typename Dtype>
   void ArrangeWeights(const Dtype* weights, Dtype* arranged) const;
   template <typename Dtype>

@@ -491,7 +491,7 @@ TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxValueAndGradient) {
 }
 
 
-// ---- Convolutions that narrow the channels (shifted_conv.hpp) ----
+// ---- Convolutions without im2col (shifted_conv.hpp) ----
 
 // Direct sums of the convolution and of its two gradients, one image.
 template <typename Dtype>
@@ -516,17 +516,23 @@ struct DirectConv {
   }
 };
 
-// Geometries: same-size 3x3; an asymmetric, dilated kernel that shrinks the
-// image; padding wider than the kernel reach, so the output is larger.
+// Geometries, first narrowing then widening (shifting products, then inputs):
+// same-size 3x3; an asymmetric, dilated kernel that shrinks the image; padding
+// wider than the kernel reach, so the output is larger.
+const int kTestGeometries = 6;
 ShiftedConv TestGeometry(int which) {
   ShiftedConv g;
-  const int shapes[3][11] = {
+  const int shapes[kTestGeometries][11] = {
       // C, H, W, M, kh, kw, ph, pw, dh, dw
       {5, 7, 9, 3, 3, 3, 1, 1, 1, 1},
       {4, 8, 11, 2, 3, 5, 0, 2, 2, 1},
       {3, 5, 6, 2, 3, 3, 2, 2, 1, 1},
+      {16, 7, 9, 16, 3, 3, 1, 1, 1, 1},
+      {16, 8, 11, 20, 3, 5, 0, 2, 2, 1},
+      {17, 5, 6, 17, 3, 3, 2, 2, 1, 1},
   };
   const int* s = shapes[which];
+  g.strategy = s[3] < s[0] ? ShiftedConv::kShiftProducts : ShiftedConv::kShiftInputs;
   g.channels = s[0], g.height = s[1], g.width = s[2], g.out_channels = s[3];
   g.kernel_h = s[4], g.kernel_w = s[5], g.pad_h = s[6], g.pad_w = s[7];
   g.dilation_h = s[8], g.dilation_w = s[9];
@@ -543,7 +549,7 @@ TYPED_TEST_CASE(ShiftedConvTest, TestDtypes);
 TYPED_TEST(ShiftedConvTest, ForwardAndGradientsMatchDirectSums) {
   typedef TypeParam Dtype;
   Caffe::set_random_seed(1701);
-  for (int which = 0; which < 3; ++which) {
+  for (int which = 0; which < kTestGeometries; ++which) {
     const ShiftedConv g = TestGeometry(which);
     Blob<Dtype> input(1, g.channels, g.height, g.width);
     Blob<Dtype> weights(g.out_channels, g.channels, g.kernel_h, g.kernel_w);
@@ -577,13 +583,18 @@ TYPED_TEST(ShiftedConvTest, ForwardAndGradientsMatchDirectSums) {
   }
 }
 
-TYPED_TEST(ShiftedConvTest, AppliesOnlyToNarrowingStrideOneConvolutions) {
+TYPED_TEST(ShiftedConvTest, AppliesOnlyToStrideOneConvolutionsOfEnoughChannels) {
   const int input[3] = {8, 10, 10}, output[2] = {10, 10}, kernel[2] = {3, 3};
   const int pad[2] = {1, 1}, one[2] = {1, 1}, two[2] = {2, 2}, unit[2] = {1, 1};
-  EXPECT_TRUE(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, kernel, pad, one,
-                                    one).applies());
+  const int wide[3] = {16, 10, 10};
+  EXPECT_EQ(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, kernel, pad, one,
+                                  one).strategy, ShiftedConv::kShiftProducts);
+  EXPECT_EQ(ShiftedConv::ForLayer(2, false, 1, 16, wide, 16, output, kernel, pad, one,
+                                  one).strategy, ShiftedConv::kShiftInputs);
+  EXPECT_EQ(ShiftedConv::ForLayer(2, false, 1, 16, wide, 64, output, kernel, pad, one,
+                                  one).strategy, ShiftedConv::kShiftInputs);
   EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 1, 8, input, 8, output, kernel, pad, one,
-                                     one).applies());   // not narrowing
+                                     one).applies());   // widening from few channels
   EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, kernel, pad, two,
                                      one).applies());   // stride 2
   EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 2, 8, input, 4, output, kernel, pad, one,
@@ -594,12 +605,12 @@ TYPED_TEST(ShiftedConvTest, AppliesOnlyToNarrowingStrideOneConvolutions) {
                                      one).applies());   // 1x1
 }
 
-// A narrowing 3x3 ConvolutionLayer (5 to 2 channels, padding 1, bias).
+// A 3x3 ConvolutionLayer with padding 1 and bias.
 template <typename Dtype>
-ConvolutionLayer<Dtype>* NarrowingConvolution() {
+ConvolutionLayer<Dtype>* PaddedConvolution(int out_channels) {
   LayerParameter param;
   ConvolutionParameter* conv = param.mutable_convolution_param();
-  conv->set_num_output(2);
+  conv->set_num_output(out_channels);
   conv->add_kernel_size(3);
   conv->add_pad(1);
   conv->mutable_weight_filler()->set_type("gaussian");
@@ -607,16 +618,18 @@ ConvolutionLayer<Dtype>* NarrowingConvolution() {
   return new ConvolutionLayer<Dtype>(param);
 }
 
-// Its forward on a batch of 2 equals the direct sum, and it grows the shifted
-// path's scratch to its geometry's size (larger than any test's before it).
-TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesTheShiftedPath) {
-  typedef TypeParam Dtype;
+// A same-size 3x3 ConvolutionLayer from C to M channels on a batch of 2 H x W
+// images: its forward equals the direct sum plus bias, and it grows the shifted
+// path's scratch to the geometry's size (larger than any test's before it), the
+// evidence that it took that path.
+template <typename Dtype>
+void ExpectConvolutionLayerTakesShiftedPath(int C, int M, int H, int W) {
   Caffe::set_random_seed(1701);
-  const int C = 5, H = 40, W = 41, M = 2, size = H * W;
+  const int size = H * W;
   Blob<Dtype> bottom(2, C, H, W), top;
   FillGaussian(&bottom);
   vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
-  shared_ptr<ConvolutionLayer<Dtype> > layer(NarrowingConvolution<Dtype>());
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M));
   layer->SetUp(bottoms, tops);
   ShiftedConv g = TestGeometry(0);
   g.channels = C, g.height = g.out_height = H, g.width = g.out_width = W, g.out_channels = M;
@@ -634,15 +647,43 @@ TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesTheShiftedPath) {
   }
 }
 
+TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesTheShiftedPath) {
+  ExpectConvolutionLayerTakesShiftedPath<TypeParam>(5, 2, 60, 61);
+}
+
+TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerTakesTheShiftedPath) {
+  ExpectConvolutionLayerTakesShiftedPath<TypeParam>(16, 17, 33, 35);
+}
+
 TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerGradient) {
   typedef TypeParam Dtype;
   Caffe::set_random_seed(1701);
   Blob<Dtype> bottom(2, 5, 6, 7), top;
   FillGaussian(&bottom);
   vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
-  shared_ptr<ConvolutionLayer<Dtype> > layer(NarrowingConvolution<Dtype>());
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(2));
   GradientChecker<Dtype> checker(1e-2, 1e-3);
   checker.CheckGradientExhaustive(layer.get(), bottoms, tops);
+}
+
+// Widening (16 to 18 channels): the gradients of outputs at the corners, the
+// edges and inside (every output would take minutes; the sum of all of them is
+// too large a loss for float differences).
+TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerGradient) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1701);
+  const int H = 5, W = 6, M = 18;
+  Blob<Dtype> bottom(2, 16, H, W), top;
+  FillGaussian(&bottom);
+  vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M));
+  layer->SetUp(bottoms, tops);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  const int outputs[] = {0, W - 1, 2 * W + 3, (M + 5) * H * W + W * (H - 1),
+                         2 * M * H * W - 1};
+  for (int output : outputs) {
+    checker.CheckGradientSingle(layer.get(), bottoms, tops, -1, 0, output);
+  }
 }
 
 #ifndef CPU_ONLY
