@@ -29,16 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssn import caffe_patches
+from ssn import caffe_patches, cpu_speedups
 from ssn.caffe_patches import (
     fix_crop_copy,
-    fuse_softmax,
     patch_gpu_sources,
     patch_source_tree,
     restore_finetuning,
-    shift_narrowing_convolutions,
     write_if_changed,
 )
+from ssn.cpu_speedups import apply_cpu_speedups
 from ssn.native import build_native
 
 log = logging.getLogger("ssn.build")
@@ -320,7 +319,8 @@ def input_fingerprint(config: BuildConfig, tree: Path) -> str:
     for relative in sorted(splice_destinations()) + ["src/caffe/proto/caffe.proto"]:
         digest.update(relative.encode())
         digest.update((tree / relative).read_bytes())
-    for module in (Path(__file__), Path(caffe_patches.__file__)):
+    for module in (Path(__file__), Path(caffe_patches.__file__),
+                   Path(cpu_speedups.__file__)):
         digest.update(module.read_bytes())
     return digest.hexdigest()
 
@@ -435,8 +435,7 @@ def build(config: BuildConfig) -> Path:
     unpack(tarball, tree, config.gpu)
     restore_finetuning(tree)
     fix_crop_copy(tree)
-    fuse_softmax(tree)
-    shift_narrowing_convolutions(tree)
+    apply_cpu_speedups(tree)
     changed = splice(tree)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))

@@ -1,0 +1,120 @@
+"""Caffe's own CPU layers that ssn/cpu_speedups.py rewrites, against NumPy:
+BatchNorm with stored statistics, max pooling and ReLU, forward and backward.
+Shapes are large enough that the parallel paths run too."""
+import caffe
+import numpy as np
+import pytest
+from caffe import layers as L
+from caffe import params as P
+
+from ssn.net import CheckedNet
+
+caffe.set_mode_cpu()
+
+EPS = 1e-5
+
+
+def batch_norm_net(shape, in_place: bool) -> CheckedNet:
+    n = caffe.NetSpec()
+    n.x = L.Input(shape=dict(dim=list(shape)))
+    n.pre = L.Power(n.x)  # an identity, so that BatchNorm may work in place
+    n.y = L.BatchNorm(n.pre, batch_norm_param=dict(use_global_stats=True, eps=EPS),
+                      in_place=in_place)
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    return CheckedNet(net_param, caffe.TEST)
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["separate", "in_place"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 64, 40, 50)], ids=["small", "parallel"])
+def test_batch_norm_with_stored_statistics_matches_numpy(shape, in_place):
+    rng = np.random.default_rng(3)
+    channels = shape[1]
+    net = batch_norm_net(shape, in_place)
+    mean_sum, variance_sum, scale = rng.normal(size=channels), rng.uniform(1, 4, channels), 2.5
+    blobs = net.net.params["y"]
+    blobs[0].data[...] = mean_sum
+    blobs[1].data[...] = variance_sum
+    blobs[2].data[...] = scale
+    x = rng.normal(size=shape)
+    mean = (mean_sum / scale)[None, :, None, None]
+    deviation = np.sqrt(variance_sum / scale + EPS)[None, :, None, None]
+    top = "pre" if in_place else "y"
+    got = net.forward(x=x)[top]
+    np.testing.assert_allclose(got, (x - mean) / deviation, rtol=1e-5, atol=1e-6)
+    top_diff = rng.normal(size=shape)
+    diffs = net.backward({top: top_diff}, ["x"])
+    np.testing.assert_allclose(diffs["x"], top_diff / deviation, rtol=1e-5, atol=1e-6)
+
+
+def max_pool_reference(x, kernel, stride, pad):
+    """Max over each window (clipped to the image) and the flat index of its
+    first maximum in row-major order, as Caffe defines them.
+
+    x: (N, C, H, W). Returns (N, C, Ho, Wo) maxima and int indices into H*W.
+    """
+    n, c, h, w = x.shape
+    out_h = -(-(h + 2 * pad - kernel) // stride) + 1
+    out_w = -(-(w + 2 * pad - kernel) // stride) + 1
+    maxima = np.empty((n, c, out_h, out_w))
+    argmax = np.empty((n, c, out_h, out_w), dtype=int)
+    for oy in range(out_h):
+        for ox in range(out_w):
+            y0, x0 = oy * stride - pad, ox * stride - pad
+            y1, x1 = min(y0 + kernel, h), min(x0 + kernel, w)
+            y0, x0 = max(y0, 0), max(x0, 0)
+            window = x[:, :, y0:y1, x0:x1].reshape(n, c, -1)
+            first = window.argmax(axis=2)
+            maxima[:, :, oy, ox] = window.max(axis=2)
+            argmax[:, :, oy, ox] = (y0 + first // (x1 - x0)) * w + x0 + first % (x1 - x0)
+    return maxima, argmax
+
+
+@pytest.mark.parametrize("shape, kernel, stride, pad", [
+    ((2, 3, 9, 11), 3, 2, 1),
+    ((1, 2, 8, 8), 2, 2, 0),
+    ((1, 64, 41, 37), 3, 2, 1),
+    ((2, 1, 7, 10), 3, 1, 0),
+], ids=["ssn", "2x2", "parallel", "stride1"])
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_max_pooling_matches_numpy(shape, kernel, stride, pad, ties):
+    rng = np.random.default_rng(4)
+    n = caffe.NetSpec()
+    n.x = L.Input(shape=dict(dim=list(shape)))
+    n.y, n.mask = L.Pooling(n.x, pool=P.Pooling.MAX, kernel_size=kernel, stride=stride,
+                            pad=pad, ntop=2)
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    net = CheckedNet(net_param)
+    x = rng.integers(0, 3, size=shape) if ties else rng.normal(size=shape)
+    out = net.forward(x=x)
+    maxima, argmax = max_pool_reference(x.astype(np.float32), kernel, stride, pad)
+    np.testing.assert_array_equal(out["y"], maxima)
+    np.testing.assert_array_equal(out["mask"], argmax)
+    # Each output's gradient lands on its window's first maximum.
+    top_diff = rng.normal(size=maxima.shape)
+    expected = np.zeros(shape[:2] + (shape[2] * shape[3],))
+    batch, channel = np.indices(shape[:2])
+    for oy, ox in np.ndindex(*maxima.shape[2:]):
+        np.add.at(expected, (batch, channel, argmax[:, :, oy, ox]), top_diff[:, :, oy, ox])
+    diffs = net.backward({"y": top_diff}, ["x"])
+    np.testing.assert_allclose(diffs["x"], expected.reshape(shape), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("negative_slope", [0.0, 0.1])
+def test_relu_matches_numpy(negative_slope):
+    rng = np.random.default_rng(5)
+    shape = (1, 8, 100, 90)  # above the parallel threshold
+    n = caffe.NetSpec()
+    n.x = L.Input(shape=dict(dim=list(shape)))
+    n.y = L.ReLU(n.x, negative_slope=negative_slope)
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    net = CheckedNet(net_param)
+    x = rng.normal(size=shape).astype(np.float32)
+    got = net.forward(x=x)["y"]
+    np.testing.assert_allclose(got, np.where(x > 0, x, negative_slope * x), rtol=1e-6)
+    top_diff = rng.normal(size=shape)
+    diffs = net.backward({"y": top_diff}, ["x"])
+    np.testing.assert_allclose(diffs["x"], top_diff * np.where(x > 0, 1, negative_slope),
+                               rtol=1e-5, atol=1e-7)
