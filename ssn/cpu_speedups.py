@@ -13,7 +13,8 @@ the SSN feature CNN at 481x321 from about 0.47 s to about 0.31 s on 2 cores.
   pass, forward and backward;
 * :func:`fast_max_pooling`: max pooling keeps its running maximum in a register
   and runs planes in parallel;
-* :func:`parallel_relu`: ReLU runs on all threads.
+* :func:`parallel_relu`: ReLU runs on all threads;
+* :func:`parallel_crop`: 4-D crops copy their rows in parallel.
 """
 from __future__ import annotations
 
@@ -323,6 +324,55 @@ def parallel_relu(tree: Path) -> None:
     })
 
 
+CROP_MARKER = "ssn/build.py: 4-D crops copy rows in parallel"
+CROP_FORWARD = """void CropLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+"""
+CROP_BACKWARD_COPY = """    caffe_set(bottom[0]->count(), static_cast<Dtype>(0), bottom_diff);
+"""
+CROP_ROWS = """// """ + CROP_MARKER + """: each row of the (4-D)
+// crop is one copy between `big` (the bottom) and `small` (the top), rows in
+// parallel; crop_copy's recursion costs two vectors per row on one thread.
+template <typename Dtype>
+void copy_crop_rows(const Blob<Dtype>& big, const Blob<Dtype>& small,
+    const vector<int>& offsets, const Dtype* from, Dtype* to, bool to_small) {
+  const int channels = small.shape(1), height = small.shape(2), width = small.shape(3);
+  const int rows = small.shape(0) * channels * height;
+#pragma omp parallel for schedule(static) if (small.count() >= 65536)
+  for (int row = 0; row < rows; ++row) {
+    const int n = row / (channels * height), c = (row / height) % channels;
+    const size_t big_offset = big.offset(n + offsets[0], c + offsets[1],
+                                         row % height + offsets[2], offsets[3]);
+    const size_t small_offset = static_cast<size_t>(row) * width;
+    if (to_small) {
+      std::copy(from + big_offset, from + big_offset + width, to + small_offset);
+    } else {
+      std::copy(from + small_offset, from + small_offset + width, to + big_offset);
+    }
+  }
+}
+
+template <typename Dtype>
+"""
+
+
+def parallel_crop(tree: Path) -> None:
+    """Copy the rows of 4-D CPU crops in parallel (the SSN feature CNN's two
+    Crops: about 12 ms each at 481x321 through crop_copy); other ranks keep
+    crop_copy."""
+    replace_once(tree / "src/caffe/layers/crop_layer.cpp", CROP_MARKER, {
+        "template <typename Dtype>\n" + CROP_FORWARD: CROP_ROWS + CROP_FORWARD +
+        "  if (top[0]->num_axes() == 4) {\n"
+        "    copy_crop_rows(*bottom[0], *top[0], offsets, bottom[0]->cpu_data(),\n"
+        "                   top[0]->mutable_cpu_data(), true);\n"
+        "    return;\n  }\n",
+        CROP_BACKWARD_COPY: CROP_BACKWARD_COPY +
+        "    if (top[0]->num_axes() == 4) {\n"
+        "      copy_crop_rows(*bottom[0], *top[0], offsets, top_diff, bottom_diff, false);\n"
+        "      return;\n    }\n",
+    })
+
+
 def apply_cpu_speedups(tree: Path) -> None:
     """All of this module's patches."""
     fuse_softmax(tree)
@@ -330,3 +380,4 @@ def apply_cpu_speedups(tree: Path) -> None:
     fuse_global_stats_batch_norm(tree)
     fast_max_pooling(tree)
     parallel_relu(tree)
+    parallel_crop(tree)

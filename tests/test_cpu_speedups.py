@@ -1,5 +1,5 @@
 """Caffe's own CPU layers that ssn/cpu_speedups.py rewrites, against NumPy:
-BatchNorm with stored statistics, max pooling and ReLU, forward and backward.
+BatchNorm with stored statistics, max pooling, ReLU and Crop, forward and backward.
 Shapes are large enough that the parallel paths run too."""
 import caffe
 import numpy as np
@@ -118,3 +118,29 @@ def test_relu_matches_numpy(negative_slope):
     diffs = net.backward({"y": top_diff}, ["x"])
     np.testing.assert_allclose(diffs["x"], top_diff * np.where(x > 0, 1, negative_slope),
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("big, small, axis, offset", [
+    ((2, 8, 90, 101), (2, 8, 81, 97), 2, [4, 3]),
+    ((2, 5, 60, 70), (2, 3, 60, 65), 1, [2, 0, 5]),
+    ((3, 20, 30), (3, 12, 25), 1, [1, 4]),
+], ids=["parallel_rows", "channels_too", "three_axes"])
+def test_crop_matches_numpy(big, small, axis, offset):
+    rng = np.random.default_rng(6)
+    n = caffe.NetSpec()
+    n.big = L.Input(shape=dict(dim=list(big)))
+    n.small = L.Input(shape=dict(dim=list(small)))
+    n.crop = L.Crop(n.big, n.small, crop_param=dict(axis=axis, offset=offset))
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    net = CheckedNet(net_param)
+    window = tuple(slice(None) for _ in range(axis)) + tuple(
+        slice(start, start + size) for start, size in zip(offset, small[axis:]))
+    x = rng.normal(size=big)
+    out = net.forward(big=x, small=np.zeros(small))
+    np.testing.assert_array_equal(out["crop"], x[window].astype(np.float32))
+    top_diff = rng.normal(size=small)
+    expected = np.zeros(big)
+    expected[window] = top_diff
+    diffs = net.backward({"crop": top_diff}, ["big"])
+    np.testing.assert_allclose(diffs["big"], expected, rtol=1e-6)
