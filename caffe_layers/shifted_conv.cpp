@@ -25,21 +25,52 @@ Dtype* scratch(size_t size) {
   return buffer.data();
 }
 
-// c (m x n, leading dimension ldc) = a (m x k, lda) * b (k x n, ldb) + beta * c.
-void strided_gemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-                  float beta, float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a, lda, b, ldb,
-              beta, c, ldc);
+// c (m x n, leading dimension ldc) = a (m x k, lda) * op(b) + beta * c, where
+// op(b) is b (k x n, ldb) or, with transpose_b, the transpose of b (n x k, ldb).
+void strided_gemm(bool transpose_b, int m, int n, int k, const float* a, int lda,
+                  const float* b, int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans, m, n, k,
+              1.f, a, lda, b, ldb, beta, c, ldc);
 }
 
-void strided_gemm(int m, int n, int k, const double* a, int lda, const double* b, int ldb,
-                  double beta, double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1., a, lda, b, ldb,
-              beta, c, ldc);
+void strided_gemm(bool transpose_b, int m, int n, int k, const double* a, int lda,
+                  const double* b, int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans, m, n, k,
+              1., a, lda, b, ldb, beta, c, ldc);
 }
 
-// Output rows per block of kShiftInputs products: the block's M x rows x Wp
-// sums stay in cache while the taps accumulate into them.
+// out (channels x out_height x out_width) holds in (channels x height x width)
+// at row `top` and column `left` of each plane, zeros elsewhere.
+template <typename Dtype>
+void PlaceInZeros(const Dtype* in, int channels, int height, int width, int top, int left,
+                  int out_height, int out_width, Dtype* out) {
+  ssn::parallel_rows(channels * out_height, [&](int row) {
+    const int c = row / out_height, y = row % out_height - top;
+    Dtype* line = out + static_cast<size_t>(row) * out_width;
+    if (y < 0 || y >= height) {
+      std::fill(line, line + out_width, Dtype(0));
+      return;
+    }
+    const Dtype* source = in + (static_cast<size_t>(c) * height + y) * width;
+    std::fill(line, line + left, Dtype(0));
+    std::copy(source, source + width, line + left);
+    std::fill(line + left + width, line + out_width, Dtype(0));
+  });
+}
+
+// out (channels x rows x width) = the first `width` columns of sums
+// (channels x rows x sums_width).
+template <typename Dtype>
+void DropExtraColumns(const Dtype* sums, int channels, int rows, int sums_width, int width,
+                      Dtype* out) {
+  ssn::parallel_rows(channels * rows, [&](int row) {
+    const Dtype* line = sums + static_cast<size_t>(row) * sums_width;
+    std::copy(line, line + width, out + static_cast<size_t>(row) * width);
+  });
+}
+
+// Output rows per block of kShiftInputs products: the block's rows of sums (or
+// of output gradient) stay in cache while the taps go over them.
 const int kRowsPerBlock = 32;
 
 }  // namespace
@@ -81,15 +112,28 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
   return conv;
 }
 
-size_t ShiftedConv::scratch_size() const {
+size_t ShiftedConv::products_scratch_size() const {
   const size_t rows = static_cast<size_t>(taps()) * out_channels;
-  const size_t products = rows * channels + rows * height * width;
+  return rows * channels + rows * height * width;
+}
+
+bool ShiftedConv::backward_data_shifts_inputs() const {
+  return strategy == kShiftInputs && backward_pad_h() >= 0 && backward_pad_w() >= 0;
+}
+
+size_t ShiftedConv::scratch_size() const {
+  if (strategy != kShiftInputs) return products_scratch_size();
+  const size_t weights = static_cast<size_t>(taps()) * out_channels * channels;
+  const size_t overhang = (kernel_w - 1) * dilation_w;  // the last view reads past a plane
   const size_t padded_width = width + 2 * pad_w;
-  const size_t padded_plane = (height + 2 * pad_h) * padded_width;
-  const size_t inputs = rows * channels + channels * padded_plane +
-                        (kernel_w - 1) * dilation_w +  // the last view's overhang
-                        static_cast<size_t>(out_channels) * out_height * padded_width;
-  return std::max(products, inputs);
+  const size_t input_side = channels * (height + 2 * pad_h) * padded_width + overhang +
+                            static_cast<size_t>(out_channels) * out_height * padded_width;
+  const size_t back_width = out_width + 2 * backward_pad_w();
+  const size_t output_side = backward_data_shifts_inputs()
+      ? static_cast<size_t>(out_channels) * (out_height + 2 * backward_pad_h()) * back_width +
+            overhang + static_cast<size_t>(channels) * height * back_width
+      : products_scratch_size() - weights;
+  return weights + std::max(input_side, output_side);
 }
 
 // arranged (taps*M x C), row t*M + m: the weights of tap t for output m.
@@ -139,47 +183,45 @@ void ShiftedConv::Forward(const Dtype* input, const Dtype* weights, Dtype* outpu
   }
 }
 
+// sums (out x rows x Wp) = sum over taps t of tap_weights[t] (out x in) times the
+// view of padded (in planes of Hp x Wp, rows = Hp - dh (kh - 1)) that tap t
+// reads: output pixel (y, x) of tap (a, b) reads padded[(y + a dh) Wp + x + b dw].
+// The Wp - (Wp - dw (kw - 1)) last columns of each row of sums are spurious.
+template <typename Dtype>
+void ShiftedConv::TapProducts(const Dtype* padded, int in, int padded_height,
+                              int padded_width, const Dtype* tap_weights, int out,
+                              Dtype* sums) const {
+  const int rows_out = padded_height - dilation_h * (kernel_h - 1);
+  const int plane = padded_height * padded_width;
+  const int sums_ld = rows_out * padded_width;
+  for (int first_row = 0; first_row < rows_out; first_row += kRowsPerBlock) {
+    const int rows = std::min(kRowsPerBlock, rows_out - first_row);
+    for (int t = 0; t < taps(); ++t) {
+      const int a = t / kernel_w, b = t % kernel_w;
+      const Dtype* view = padded + static_cast<size_t>(first_row + a * dilation_h) *
+                          padded_width + b * dilation_w;
+      strided_gemm(false, out, rows * padded_width, in,
+                   tap_weights + static_cast<size_t>(t) * out * in, in, view, plane,
+                   t == 0 ? Dtype(0) : Dtype(1),
+                   sums + static_cast<size_t>(first_row) * padded_width, sums_ld);
+    }
+  }
+}
+
 template <typename Dtype>
 void ShiftedConv::ForwardShiftingInputs(const Dtype* input, const Dtype* weights,
                                         Dtype* output) const {
-  const int T = taps(), M = out_channels, C = channels, H = height, W = width;
-  const int Wp = W + 2 * pad_w, Hp = H + 2 * pad_h;
-  const size_t plane = static_cast<size_t>(Hp) * Wp;
-  const size_t sums_ld = static_cast<size_t>(out_height) * Wp;
+  const int M = out_channels, C = channels;
+  const int Hp = height + 2 * pad_h, Wp = width + 2 * pad_w;
+  const size_t overhang = (kernel_w - 1) * dilation_w;
   Dtype* arranged = scratch<Dtype>(scratch_size());
-  Dtype* padded = arranged + static_cast<size_t>(T) * M * C;
-  Dtype* sums = padded + C * plane + (kernel_w - 1) * dilation_w;
+  Dtype* padded = arranged + static_cast<size_t>(taps()) * M * C;
+  Dtype* sums = padded + static_cast<size_t>(C) * Hp * Wp + overhang;
   ArrangeWeights(weights, arranged);
-  ssn::parallel_rows(C * Hp, [&](int row) {
-    const int c = row / Hp, py = row % Hp, iy = py - pad_h;
-    Dtype* out = padded + static_cast<size_t>(row) * Wp;
-    if (iy < 0 || iy >= H) {
-      std::fill(out, out + Wp, Dtype(0));
-      return;
-    }
-    const Dtype* in = input + (static_cast<size_t>(c) * H + iy) * W;
-    std::fill(out, out + pad_w, Dtype(0));
-    std::copy(in, in + W, out + pad_w);
-    std::fill(out + pad_w + W, out + Wp, Dtype(0));
-  });
-  std::fill(padded + C * plane, sums, Dtype(0));
-  // Output pixel (oy, ox) of tap (a, b) reads padded[(oy + a*dh) * Wp + ox + b*dw].
-  for (int first_row = 0; first_row < out_height; first_row += kRowsPerBlock) {
-    const int rows = std::min(kRowsPerBlock, out_height - first_row);
-    for (int t = 0; t < T; ++t) {
-      const int a = t / kernel_w, b = t % kernel_w;
-      const Dtype* view = padded + static_cast<size_t>(first_row + a * dilation_h) * Wp +
-                          b * dilation_w;
-      strided_gemm(M, rows * Wp, C, arranged + static_cast<size_t>(t) * M * C, C, view,
-                   static_cast<int>(plane), t == 0 ? Dtype(0) : Dtype(1),
-                   sums + static_cast<size_t>(first_row) * Wp, static_cast<int>(sums_ld));
-    }
-  }
-  ssn::parallel_rows(M * out_height, [&](int row) {
-    const int m = row / out_height, oy = row % out_height;
-    const Dtype* in = sums + m * sums_ld + static_cast<size_t>(oy) * Wp;
-    std::copy(in, in + out_width, output + static_cast<size_t>(row) * out_width);
-  });
+  PlaceInZeros(input, C, height, width, pad_h, pad_w, Hp, Wp, padded);
+  std::fill(sums - overhang, sums, Dtype(0));
+  TapProducts(padded, C, Hp, Wp, arranged, M, sums);
+  DropExtraColumns(sums, M, out_height, Wp, out_width, output);
 }
 
 template <typename Dtype>
@@ -213,6 +255,43 @@ void ShiftedConv::ForwardShiftingProducts(const Dtype* input, const Dtype* weigh
 template <typename Dtype>
 void ShiftedConv::BackwardData(const Dtype* output_diff, const Dtype* weights,
                                Dtype* input_diff) const {
+  if (backward_data_shifts_inputs()) {
+    BackwardDataShiftingInputs(output_diff, weights, input_diff);
+  } else {
+    BackwardDataShiftingProducts(output_diff, weights, input_diff);
+  }
+}
+
+// input_diff[c](y, x) = sum over m, a, b of w[m][c][a][b] output_diff[m](y + ph -
+// a dh, x + pw - b dw): a convolution of output_diff, zero-padded by
+// dh (kh - 1) - ph and dw (kw - 1) - pw, with the flipped, transposed kernel.
+template <typename Dtype>
+void ShiftedConv::BackwardDataShiftingInputs(const Dtype* output_diff, const Dtype* weights,
+                                             Dtype* input_diff) const {
+  const int T = taps(), M = out_channels, C = channels;
+  const int Hp = out_height + 2 * backward_pad_h(), Wp = out_width + 2 * backward_pad_w();
+  const size_t overhang = (kernel_w - 1) * dilation_w;
+  Dtype* flipped = scratch<Dtype>(scratch_size());
+  Dtype* padded = flipped + static_cast<size_t>(T) * C * M;
+  Dtype* sums = padded + static_cast<size_t>(M) * Hp * Wp + overhang;
+  for (int t = 0; t < T; ++t) {  // flipped[t][c][m] = w[m][c][T - 1 - t]
+    for (int c = 0; c < C; ++c) {
+      for (int m = 0; m < M; ++m) {
+        flipped[(static_cast<size_t>(t) * C + c) * M + m] =
+            weights[(static_cast<size_t>(m) * C + c) * T + T - 1 - t];
+      }
+    }
+  }
+  PlaceInZeros(output_diff, M, out_height, out_width, backward_pad_h(), backward_pad_w(), Hp,
+               Wp, padded);
+  std::fill(sums - overhang, sums, Dtype(0));
+  TapProducts(padded, M, Hp, Wp, flipped, C, sums);
+  DropExtraColumns(sums, C, height, Wp, width, input_diff);
+}
+
+template <typename Dtype>
+void ShiftedConv::BackwardDataShiftingProducts(const Dtype* output_diff, const Dtype* weights,
+                                               Dtype* input_diff) const {
   const int T = taps(), M = out_channels;
   Dtype* arranged = scratch<Dtype>(scratch_size());
   Dtype* shifted = arranged + static_cast<size_t>(T) * M * channels;
@@ -227,16 +306,47 @@ void ShiftedConv::BackwardWeights(const Dtype* input, const Dtype* output_diff,
                                   Dtype* weight_diff) const {
   const int T = taps(), M = out_channels, C = channels;
   Dtype* per_tap = scratch<Dtype>(scratch_size());
-  Dtype* shifted = per_tap + static_cast<size_t>(T) * M * C;
-  ShiftOutputDiff(output_diff, shifted);
-  caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasTrans, T * M, C, height * width, Dtype(1),
-                        shifted, input, Dtype(0), per_tap);
+  if (strategy == kShiftInputs) {
+    TapWeightGradients(input, output_diff, per_tap);
+  } else {
+    Dtype* shifted = per_tap + static_cast<size_t>(T) * M * C;
+    ShiftOutputDiff(output_diff, shifted);
+    caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasTrans, T * M, C, height * width, Dtype(1),
+                          shifted, input, Dtype(0), per_tap);
+  }
   for (int m = 0; m < M; ++m) {
     for (int c = 0; c < C; ++c) {
       for (int t = 0; t < T; ++t) {
         weight_diff[(static_cast<size_t>(m) * C + c) * T + t] +=
             per_tap[(static_cast<size_t>(t) * M + m) * C + c];
       }
+    }
+  }
+}
+
+// per_tap (taps*M x C), row t*M + m: sum over output pixels o of
+// output_diff[m](o) input[c](o + offset of tap t), as products of the output
+// gradient (rows widened to Wp with zeros) with each tap's view of the padded input.
+template <typename Dtype>
+void ShiftedConv::TapWeightGradients(const Dtype* input, const Dtype* output_diff,
+                                     Dtype* per_tap) const {
+  const int M = out_channels, C = channels;
+  const int Hp = height + 2 * pad_h, Wp = width + 2 * pad_w, plane = Hp * Wp;
+  const size_t overhang = (kernel_w - 1) * dilation_w;
+  Dtype* padded = per_tap + static_cast<size_t>(taps()) * M * C;
+  Dtype* widened = padded + static_cast<size_t>(C) * plane + overhang;
+  PlaceInZeros(input, C, height, width, pad_h, pad_w, Hp, Wp, padded);
+  std::fill(widened - overhang, widened, Dtype(0));
+  PlaceInZeros(output_diff, M, out_height, out_width, 0, 0, out_height, Wp, widened);
+  for (int first_row = 0; first_row < out_height; first_row += kRowsPerBlock) {
+    const int rows = std::min(kRowsPerBlock, out_height - first_row);
+    for (int t = 0; t < taps(); ++t) {
+      const int a = t / kernel_w, b = t % kernel_w;
+      const Dtype* view = padded + static_cast<size_t>(first_row + a * dilation_h) * Wp +
+                          b * dilation_w;
+      strided_gemm(true, M, C, rows * Wp, widened + static_cast<size_t>(first_row) * Wp,
+                   out_height * Wp, view, plane, first_row == 0 ? Dtype(0) : Dtype(1),
+                   per_tap + static_cast<size_t>(t) * M * C, C);
     }
   }
 }

@@ -518,8 +518,9 @@ struct DirectConv {
 
 // Geometries, first narrowing then widening (shifting products, then inputs):
 // same-size 3x3; an asymmetric, dilated kernel that shrinks the image; padding
-// wider than the kernel reach, so the output is larger.
-const int kTestGeometries = 6;
+// as wide as the kernel reach, so the output is larger; and (widening only)
+// padding wider than the reach, where BackwardData shifts products instead.
+const int kTestGeometries = 7;
 ShiftedConv TestGeometry(int which) {
   ShiftedConv g;
   const int shapes[kTestGeometries][11] = {
@@ -530,6 +531,7 @@ ShiftedConv TestGeometry(int which) {
       {16, 7, 9, 16, 3, 3, 1, 1, 1, 1},
       {16, 8, 11, 20, 3, 5, 0, 2, 2, 1},
       {17, 5, 6, 17, 3, 3, 2, 2, 1, 1},
+      {16, 5, 6, 18, 3, 3, 3, 1, 1, 1},
   };
   const int* s = shapes[which];
   g.strategy = s[3] < s[0] ? ShiftedConv::kShiftProducts : ShiftedConv::kShiftInputs;
@@ -633,6 +635,7 @@ void ExpectConvolutionLayerTakesShiftedPath(int C, int M, int H, int W) {
   layer->SetUp(bottoms, tops);
   ShiftedConv g = TestGeometry(0);
   g.channels = C, g.height = g.out_height = H, g.width = g.out_width = W, g.out_channels = M;
+  g.strategy = M < C ? ShiftedConv::kShiftProducts : ShiftedConv::kShiftInputs;
   ASSERT_GT(g.scratch_size(), ShiftedConv::scratch_held<Dtype>());
   layer->Forward(bottoms, tops);
   EXPECT_EQ(ShiftedConv::scratch_held<Dtype>(), g.scratch_size());
@@ -652,7 +655,7 @@ TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesTheShiftedPath) {
 }
 
 TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerTakesTheShiftedPath) {
-  ExpectConvolutionLayerTakesShiftedPath<TypeParam>(16, 17, 33, 35);
+  ExpectConvolutionLayerTakesShiftedPath<TypeParam>(16, 17, 50, 52);
 }
 
 TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerGradient) {
