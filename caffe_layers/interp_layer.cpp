@@ -64,11 +64,14 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   for (int w = 0; w < width_out; ++w) {
     cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
   }
+  // Blob pointers outside the parallel loop: a blob's first access allocates it.
+  const Dtype* bottom_data = bottom[0]->cpu_data();
+  Dtype* top_data = top[0]->mutable_cpu_data();
 #pragma omp parallel for schedule(static) if (top[0]->count() >= 65536)
   for (int plane = 0; plane < planes; ++plane) {
-    const Dtype* in = bottom[0]->cpu_data() + plane * height_in * width_in
+    const Dtype* in = bottom_data + plane * height_in * width_in
         - pad_beg_ * width_in - pad_beg_;
-    Dtype* out = top[0]->mutable_cpu_data() + plane * height_out * width_out;
+    Dtype* out = top_data + plane * height_out * width_out;
     for (int h = 0; h < height_out; ++h) {
       const ssn::InterpTap row = ssn::interp_tap(h, height_in_eff_, height_out);
       const Dtype* upper = in + row.i0 * width_in;
@@ -98,11 +101,13 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   for (int w = 0; w < width_out; ++w) {
     cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
   }
+  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
+  const Dtype* top_diff = top[0]->cpu_diff();
 #pragma omp parallel for schedule(static) if (top[0]->count() >= 65536)
   for (int plane = 0; plane < planes; ++plane) {
-    Dtype* in_diff = bottom[0]->mutable_cpu_diff() + plane * height_in * width_in
+    Dtype* in_diff = bottom_diff + plane * height_in * width_in
         - pad_beg_ * width_in - pad_beg_;
-    const Dtype* out_diff = top[0]->cpu_diff() + plane * height_out * width_out;
+    const Dtype* out_diff = top_diff + plane * height_out * width_out;
     for (int h = 0; h < height_out; ++h) {
       const ssn::InterpTap row = ssn::interp_tap(h, height_in_eff_, height_out);
       Dtype* upper = in_diff + row.i0 * width_in;

@@ -52,12 +52,17 @@ void PassocLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int height = bottom[0]->height(), width = bottom[0]->width();
   const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
   const Dtype scale = scale_, invalid = scale_ * invalid_distance_;
+  // Blob pointers outside the parallel rows: a blob's first access allocates it.
+  const Dtype* pixels_all = bottom[0]->cpu_data();
+  const Dtype* spixels_all = bottom[1]->cpu_data();
+  const Dtype* cells_all = bottom[2]->cpu_data();
+  Dtype* dist_all = top[0]->mutable_cpu_data();
   ssn::parallel_rows(bottom[0]->num() * height, [&](int image_row) {
     const int n = image_row / height, y = image_row % height;
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + y * width;
-    const Dtype* spixels = bottom[1]->cpu_data() + bottom[1]->offset(n);
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + y * width;
-    Dtype* dist = top[0]->mutable_cpu_data() + top[0]->offset(n) + y * width;
+    const Dtype* pixels = pixels_all + bottom[0]->offset(n) + y * width;
+    const Dtype* spixels = spixels_all + bottom[1]->offset(n);
+    const Dtype* cells = cells_all + bottom[2]->offset(n) + y * width;
+    Dtype* dist = dist_all + top[0]->offset(n) + y * width;
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
         [&](int begin, int end, int cell) {
       const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);
@@ -83,15 +88,19 @@ void PassocLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   Dtype* pixel_diff_all = bottom[0]->mutable_cpu_diff();
   caffe_set(bottom[0]->count(), Dtype(0), pixel_diff_all);
   caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
+  const Dtype* pixels_all = bottom[0]->cpu_data();  // outside the parallel rows, as above
+  const Dtype* spixels_all = bottom[1]->cpu_data();
+  const Dtype* cells_all = bottom[2]->cpu_data();
+  const Dtype* dist_diff_all = top[0]->cpu_diff();
   // dS is a scatter that rows share: each thread sums into its own buffer.
   ssn::parallel_rows_sum(num * height, num * spixel_block,
                          bottom[1]->mutable_cpu_diff(),
                          [&](int image_row, Dtype* spixel_diff_all) {
     const int n = image_row / height, y = image_row % height;
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + y * width;
-    const Dtype* spixels = bottom[1]->cpu_data() + bottom[1]->offset(n);
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + y * width;
-    const Dtype* dist_diff = top[0]->cpu_diff() + top[0]->offset(n) + y * width;
+    const Dtype* pixels = pixels_all + bottom[0]->offset(n) + y * width;
+    const Dtype* spixels = spixels_all + bottom[1]->offset(n);
+    const Dtype* cells = cells_all + bottom[2]->offset(n) + y * width;
+    const Dtype* dist_diff = dist_diff_all + top[0]->offset(n) + y * width;
     Dtype* pixel_diff = pixel_diff_all + bottom[0]->offset(n) + y * width;
     Dtype* spixel_diff = spixel_diff_all + n * spixel_block;
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,

@@ -47,12 +47,16 @@ void SpixelFeature2Layer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
   const int sums_size = top[0]->count() + weights_.count();
   std::vector<Dtype> sums(sums_size, Dtype(0));
+  // Blob pointers outside the parallel rows: a blob's first access allocates it.
+  const Dtype* pixels_all = bottom[0]->cpu_data();
+  const Dtype* assoc_all = bottom[1]->cpu_data();
+  const Dtype* cells_all = bottom[2]->cpu_data();
   ssn::parallel_rows_sum(num * height, sums_size, sums.data(),
                          [&](int image_row, Dtype* thread_sums) {
     const int n = image_row / height, y = image_row % height;
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + y * width;
-    const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n) + y * width;
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + y * width;
+    const Dtype* pixels = pixels_all + bottom[0]->offset(n) + y * width;
+    const Dtype* assoc = assoc_all + bottom[1]->offset(n) + y * width;
+    const Dtype* cells = cells_all + bottom[2]->offset(n) + y * width;
     Dtype* centroids = thread_sums + top[0]->offset(n);
     Dtype* weights = thread_sums + top[0]->count() + n * num_spixels;
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
@@ -108,16 +112,22 @@ void SpixelFeature2Layer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
       }
     }
   }
+  const Dtype* pixels_all = bottom[0]->cpu_data();  // outside the rows, as in Forward
+  const Dtype* assoc_all = bottom[1]->cpu_data();
+  const Dtype* cells_all = bottom[2]->cpu_data();
+  const Dtype* centroids_all = top[0]->cpu_data();
+  Dtype* pixel_diff_all = bottom[0]->mutable_cpu_diff();
+  Dtype* assoc_diff_all = bottom[1]->mutable_cpu_diff();
   ssn::parallel_rows(num * height, [&](int image_row) {
     const int n = image_row / height, y = image_row % height;
     const int row = y * width;
-    const Dtype* pixels = bottom[0]->cpu_data() + bottom[0]->offset(n) + row;
-    const Dtype* assoc = bottom[1]->cpu_data() + bottom[1]->offset(n) + row;
-    const Dtype* cells = bottom[2]->cpu_data() + bottom[2]->offset(n) + row;
-    const Dtype* centroids = top[0]->cpu_data() + top[0]->offset(n);
+    const Dtype* pixels = pixels_all + bottom[0]->offset(n) + row;
+    const Dtype* assoc = assoc_all + bottom[1]->offset(n) + row;
+    const Dtype* cells = cells_all + bottom[2]->offset(n) + row;
+    const Dtype* centroids = centroids_all + top[0]->offset(n);
     const Dtype* scaled = &scaled_grad[top[0]->offset(n)];
-    Dtype* pixel_diff = bottom[0]->mutable_cpu_diff() + bottom[0]->offset(n) + row;
-    Dtype* assoc_diff = bottom[1]->mutable_cpu_diff() + bottom[1]->offset(n) + row;
+    Dtype* pixel_diff = pixel_diff_all + bottom[0]->offset(n) + row;
+    Dtype* assoc_diff = assoc_diff_all + bottom[1]->offset(n) + row;
     ssn::for_each_cell_run(cells, width, num_spixels, where, n, y,
         [&](int begin, int end, int cell) {
       const ssn::CellNeighbours neighbours(cell, grid_h_, grid_w_);

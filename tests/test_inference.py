@@ -79,6 +79,17 @@ def test_nets_are_built_once_per_geometry():
     assert inference._net.cache_info().hits == 2
 
 
+@pytest.mark.parametrize("features", ["deep", "pixel"])
+def test_a_new_net_gives_the_labels_of_a_used_one(features):
+    """A net's blobs are allocated on first use; when that happened inside a layer's
+    parallel loop (Interp, Passoc), two threads each allocated, and the rows of
+    one were lost in the first forward of every new geometry."""
+    image = data.astronaut()[100:250, 150:350]  # enough rows for the parallel paths
+    inference._net.cache_clear()
+    first = superpixels(image, n_spixels=100, features=features)
+    np.testing.assert_array_equal(superpixels(image, n_spixels=100, features=features), first)
+
+
 def test_infer_tool_end_to_end_with_bad_files(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
