@@ -208,20 +208,32 @@ void ShiftedConv::TapProducts(const Dtype* padded, int in, int padded_height,
   }
 }
 
+// out (out x out_rows x out_cols) = the convolution of in (in_planes x H x W),
+// zero-padded by (pad_y, pad_x), with tap_weights (taps x out x in_planes), by
+// TapProducts; `work` is scratch for the padded input and the sums.
+template <typename Dtype>
+void ShiftedConv::ConvolveByTaps(const Dtype* in, int in_planes, int in_height, int in_width,
+                                 int pad_y, int pad_x, const Dtype* tap_weights, int out,
+                                 int out_rows, int out_cols, Dtype* work,
+                                 Dtype* result) const {
+  const int Hp = in_height + 2 * pad_y, Wp = in_width + 2 * pad_x;
+  const size_t overhang = (kernel_w - 1) * dilation_w;
+  Dtype* padded = work;
+  Dtype* sums = padded + static_cast<size_t>(in_planes) * Hp * Wp + overhang;
+  PlaceInZeros(in, in_planes, in_height, in_width, pad_y, pad_x, Hp, Wp, padded);
+  std::fill(sums - overhang, sums, Dtype(0));
+  TapProducts(padded, in_planes, Hp, Wp, tap_weights, out, sums);
+  DropExtraColumns(sums, out, out_rows, Wp, out_cols, result);
+}
+
 template <typename Dtype>
 void ShiftedConv::ForwardShiftingInputs(const Dtype* input, const Dtype* weights,
                                         Dtype* output) const {
-  const int M = out_channels, C = channels;
-  const int Hp = height + 2 * pad_h, Wp = width + 2 * pad_w;
-  const size_t overhang = (kernel_w - 1) * dilation_w;
   Dtype* arranged = scratch<Dtype>(scratch_size());
-  Dtype* padded = arranged + static_cast<size_t>(taps()) * M * C;
-  Dtype* sums = padded + static_cast<size_t>(C) * Hp * Wp + overhang;
   ArrangeWeights(weights, arranged);
-  PlaceInZeros(input, C, height, width, pad_h, pad_w, Hp, Wp, padded);
-  std::fill(sums - overhang, sums, Dtype(0));
-  TapProducts(padded, C, Hp, Wp, arranged, M, sums);
-  DropExtraColumns(sums, M, out_height, Wp, out_width, output);
+  ConvolveByTaps(input, channels, height, width, pad_h, pad_w, arranged, out_channels,
+                 out_height, out_width, arranged + static_cast<size_t>(taps()) *
+                 out_channels * channels, output);
 }
 
 template <typename Dtype>
@@ -269,11 +281,7 @@ template <typename Dtype>
 void ShiftedConv::BackwardDataShiftingInputs(const Dtype* output_diff, const Dtype* weights,
                                              Dtype* input_diff) const {
   const int T = taps(), M = out_channels, C = channels;
-  const int Hp = out_height + 2 * backward_pad_h(), Wp = out_width + 2 * backward_pad_w();
-  const size_t overhang = (kernel_w - 1) * dilation_w;
   Dtype* flipped = scratch<Dtype>(scratch_size());
-  Dtype* padded = flipped + static_cast<size_t>(T) * C * M;
-  Dtype* sums = padded + static_cast<size_t>(M) * Hp * Wp + overhang;
   for (int t = 0; t < T; ++t) {  // flipped[t][c][m] = w[m][c][T - 1 - t]
     for (int c = 0; c < C; ++c) {
       for (int m = 0; m < M; ++m) {
@@ -282,11 +290,9 @@ void ShiftedConv::BackwardDataShiftingInputs(const Dtype* output_diff, const Dty
       }
     }
   }
-  PlaceInZeros(output_diff, M, out_height, out_width, backward_pad_h(), backward_pad_w(), Hp,
-               Wp, padded);
-  std::fill(sums - overhang, sums, Dtype(0));
-  TapProducts(padded, M, Hp, Wp, flipped, C, sums);
-  DropExtraColumns(sums, C, height, Wp, width, input_diff);
+  ConvolveByTaps(output_diff, M, out_height, out_width, backward_pad_h(), backward_pad_w(),
+                 flipped, C, height, width, flipped + static_cast<size_t>(T) * C * M,
+                 input_diff);
 }
 
 template <typename Dtype>

@@ -91,6 +91,10 @@ struct ShiftedConv {
   void TapProducts(const Dtype* padded, int in, int padded_height, int padded_width,
                    const Dtype* tap_weights, int out, Dtype* sums) const;
   template <typename Dtype>
+  void ConvolveByTaps(const Dtype* in, int in_planes, int in_height, int in_width, int pad_y,
+                      int pad_x, const Dtype* tap_weights, int out, int out_rows,
+                      int out_cols, Dtype* work, Dtype* result) const;
+  template <typename Dtype>
   void BackwardDataShiftingInputs(const Dtype* output_diff, const Dtype* weights,
                                   Dtype* input_diff) const;
   template <typename Dtype>
