@@ -39,16 +39,19 @@ void SmearLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int num_ids = bottom[0]->count(2), spatial = top[0]->count(2);
   ReadIndexMap(*bottom[1], num_ids);
   const Dtype ignored = this->layer_param_.smear_param().ignore_feature_value();
-  for (int n = 0; n < top[0]->num(); ++n) {
+  const int channels = top[0]->channels();
+  // Blob pointers outside the parallel planes: a blob's first access allocates it.
+  const Dtype* values_all = bottom[0]->cpu_data();
+  Dtype* out_all = top[0]->mutable_cpu_data();
+  ssn::parallel_rows(top[0]->num() * channels, [&](int plane) {
+    const int n = plane / channels, c = plane % channels;
     const int* ids = &ids_[n * spatial];
-    for (int c = 0; c < top[0]->channels(); ++c) {
-      const Dtype* values = bottom[0]->cpu_data() + bottom[0]->offset(n, c);
-      Dtype* out = top[0]->mutable_cpu_data() + top[0]->offset(n, c);
-      for (int p = 0; p < spatial; ++p) {
-        out[p] = ids[p] >= 0 ? values[ids[p]] : ignored;
-      }
+    const Dtype* values = values_all + bottom[0]->offset(n, c);
+    Dtype* out = out_all + top[0]->offset(n, c);
+    for (int p = 0; p < spatial; ++p) {
+      out[p] = ids[p] >= 0 ? values[ids[p]] : ignored;
     }
-  }
+  });
 }
 
 template <typename Dtype>
@@ -58,18 +61,20 @@ void SmearLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   CHECK(!propagate_down[1]) << "Smear '" << this->layer_param_.name()
                             << "': cannot backpropagate to the index map";
   if (!propagate_down[0]) return;
-  const int spatial = top[0]->count(2);
-  caffe_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_cpu_diff());
-  for (int n = 0; n < top[0]->num(); ++n) {
+  const int spatial = top[0]->count(2), channels = top[0]->channels();
+  Dtype* diff_all = bottom[0]->mutable_cpu_diff();
+  const Dtype* top_diff_all = top[0]->cpu_diff();
+  caffe_set(bottom[0]->count(), Dtype(0), diff_all);
+  // Each (image, channel) plane scatters into its own plane of the bottom diff.
+  ssn::parallel_rows(top[0]->num() * channels, [&](int plane) {
+    const int n = plane / channels, c = plane % channels;
     const int* ids = &ids_[n * spatial];
-    for (int c = 0; c < top[0]->channels(); ++c) {
-      const Dtype* top_diff = top[0]->cpu_diff() + top[0]->offset(n, c);
-      Dtype* diff = bottom[0]->mutable_cpu_diff() + bottom[0]->offset(n, c);
-      for (int p = 0; p < spatial; ++p) {
-        if (ids[p] >= 0) diff[ids[p]] += top_diff[p];
-      }
+    const Dtype* top_diff = top_diff_all + top[0]->offset(n, c);
+    Dtype* diff = diff_all + bottom[0]->offset(n, c);
+    for (int p = 0; p < spatial; ++p) {
+      if (ids[p] >= 0) diff[ids[p]] += top_diff[p];
     }
-  }
+  });
 }
 
 #ifdef CPU_ONLY

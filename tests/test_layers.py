@@ -183,10 +183,11 @@ def test_rel_to_abs_index(geometry):
     np.testing.assert_array_equal(tops["top0"], expected)
 
 
-@pytest.mark.parametrize("spixel_shape", [(1, 6), (2, 3)])
-def test_smear(spixel_shape):
+@pytest.mark.parametrize("spixel_shape, channels", [((1, 6), 3), ((2, 3), 3), ((2, 3), 40)],
+                         ids=["row", "grid", "parallel_planes"])
+def test_smear(spixel_shape, channels):
     rng = np.random.default_rng(6)
-    values = rng.normal(size=(2, 3) + spixel_shape)
+    values = rng.normal(size=(2, channels) + spixel_shape)
     ids = rng.integers(0, 6, size=(2, 1, 5, 7)).astype(np.float64)
     ids[0, 0, 0, :3] = -1
     net = single_layer_net("Smear", [values.shape, ids.shape])
