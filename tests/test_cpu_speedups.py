@@ -12,17 +12,19 @@ from ssn.net import CheckedNet
 caffe.set_mode_cpu()
 
 EPS = 1e-5
+MOVING_FRACTION = 0.9
 
 
-def batch_norm_net(shape, in_place: bool) -> CheckedNet:
+def batch_norm_net(shape, in_place: bool, global_stats: bool = True) -> CheckedNet:
     n = caffe.NetSpec()
     n.x = L.Input(shape=dict(dim=list(shape)))
     n.pre = L.Power(n.x)  # an identity, so that BatchNorm may work in place
-    n.y = L.BatchNorm(n.pre, batch_norm_param=dict(use_global_stats=True, eps=EPS),
+    n.y = L.BatchNorm(n.pre, batch_norm_param=dict(use_global_stats=global_stats, eps=EPS,
+                                                   moving_average_fraction=MOVING_FRACTION),
                       in_place=in_place)
     net_param = n.to_proto()
     net_param.force_backward = True
-    return CheckedNet(net_param, caffe.TEST)
+    return CheckedNet(net_param, caffe.TEST if global_stats else caffe.TRAIN)
 
 
 @pytest.mark.parametrize("in_place", [False, True], ids=["separate", "in_place"])
@@ -45,6 +47,61 @@ def test_batch_norm_with_stored_statistics_matches_numpy(shape, in_place):
     top_diff = rng.normal(size=shape)
     diffs = net.backward({top: top_diff}, ["x"])
     np.testing.assert_allclose(diffs["x"], top_diff / deviation, rtol=1e-5, atol=1e-6)
+
+
+def normalise_by_batch(x):
+    """(x - mean) / sqrt(var + eps) with the mean and (biased) variance of each
+    channel over the batch and pixels; x: (N, C, H, W) float64."""
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    return (x - mean) / np.sqrt(x.var(axis=(0, 2, 3), keepdims=True) + EPS)
+
+
+def numerical_input_gradient(x, top_diff, step=1e-6):
+    """d/dx of sum(top_diff * normalise_by_batch(x)) by central differences."""
+    gradient = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        shifted = x.copy()
+        shifted[index] += step
+        up = np.sum(top_diff * normalise_by_batch(shifted))
+        shifted[index] -= 2 * step
+        down = np.sum(top_diff * normalise_by_batch(shifted))
+        gradient[index] = (up - down) / (2 * step)
+    return gradient
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["separate", "in_place"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 64, 30, 40)], ids=["small", "parallel"])
+def test_batch_norm_with_batch_statistics_matches_numpy(shape, in_place):
+    rng = np.random.default_rng(7)
+    net = batch_norm_net(shape, in_place, global_stats=False)
+    top = "pre" if in_place else "y"
+    x = rng.normal(size=shape) * 3 + rng.normal(size=(1, shape[1], 1, 1))
+    expected = normalise_by_batch(x.astype(np.float32).astype(np.float64))
+    np.testing.assert_allclose(net.forward(x=x)[top], expected, rtol=1e-4, atol=1e-5)
+    # The moving averages: sums weighted by MOVING_FRACTION, and their weight.
+    x2 = rng.normal(size=shape)
+    net.forward(x=x2)
+    count = shape[0] * shape[2] * shape[3]
+    blobs = [blob.data.copy() for blob in net.net.params["y"]]
+    np.testing.assert_allclose(blobs[2], [MOVING_FRACTION + 1], rtol=1e-6)
+    for blob, statistic in ((blobs[0], np.mean), (blobs[1], np.var)):
+        expected_sum = statistic(x2, axis=(0, 2, 3)) + MOVING_FRACTION * statistic(
+            x, axis=(0, 2, 3))
+        if statistic is np.var:
+            expected_sum *= count / (count - 1)
+        np.testing.assert_allclose(blob, expected_sum, rtol=1e-4)
+    top_diff = rng.normal(size=shape)
+    got = net.backward({top: top_diff}, ["x"])["x"]
+    x2 = x2.astype(np.float32).astype(np.float64)
+    if shape[1] <= 3:  # central differences of the NumPy forward
+        expected_diff = numerical_input_gradient(x2, top_diff)
+    else:  # the closed form, checked against differences on the small shape
+        y = normalise_by_batch(x2)
+        deviation = np.sqrt(x2.var(axis=(0, 2, 3), keepdims=True) + EPS)
+        expected_diff = (top_diff - top_diff.mean(axis=(0, 2, 3), keepdims=True)
+                         - (top_diff * y).mean(axis=(0, 2, 3), keepdims=True) * y) / deviation
+    np.testing.assert_allclose(got, expected_diff, rtol=1e-3, atol=1e-4)
+    assert np.abs(got).max() > 0.01
 
 
 def max_pool_reference(x, kernel, stride, pad):
