@@ -4,7 +4,7 @@ Each keeps the layer's results (bit for bit, except where a docstring says
 otherwise) and is idempotent: a marker comment in the patched source says it is
 there, so trees from older builds are brought up to date. Together they took
 the SSN feature CNN at 481x321 from about 0.47 s to 0.26-0.33 s on 2 cores, and
-a batch-2 201x201 training iteration from 1.25 s to about 1.0 s.
+a batch-2 201x201 training iteration from 1.25 s to about 0.85 s.
 
 * :func:`fuse_softmax`: the Softmax is one vectorised pass over blocks of
   positions;
