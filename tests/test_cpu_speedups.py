@@ -1,5 +1,5 @@
 """Caffe's own CPU layers that ssn/cpu_speedups.py rewrites, against NumPy:
-BatchNorm with stored statistics, max pooling, ReLU and Crop, forward and backward.
+BatchNorm, max pooling, ReLU, Crop and Eltwise products, forward and backward.
 Shapes are large enough that the parallel paths run too."""
 import caffe
 import numpy as np
@@ -201,3 +201,25 @@ def test_crop_matches_numpy(big, small, axis, offset):
     expected[window] = top_diff
     diffs = net.backward({"crop": top_diff}, ["big"])
     np.testing.assert_allclose(diffs["big"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("factors", [2, 3])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (2, 45, 40, 41)], ids=["small", "parallel"])
+def test_eltwise_product_matches_numpy(shape, factors):
+    rng = np.random.default_rng(8)
+    n = caffe.NetSpec()
+    names = [f"x{i}" for i in range(factors)]
+    for name in names:
+        n[name] = L.Input(shape=dict(dim=list(shape)))
+    n.y = L.Eltwise(*[n[name] for name in names], operation=P.Eltwise.PROD)
+    net_param = n.to_proto()
+    net_param.force_backward = True
+    net = CheckedNet(net_param)
+    inputs = {name: rng.normal(size=shape).astype(np.float32) for name in names}
+    product = np.prod(np.stack(list(inputs.values())), axis=0)
+    np.testing.assert_allclose(net.forward(**inputs)["y"], product, rtol=1e-6)
+    top_diff = rng.normal(size=shape).astype(np.float32)
+    diffs = net.backward({"y": top_diff}, names)
+    for name in names:
+        others = np.prod(np.stack([inputs[o] for o in names if o != name]), axis=0)
+        np.testing.assert_allclose(diffs[name], others * top_diff, rtol=1e-5, atol=1e-7)
