@@ -8,7 +8,7 @@
 // the same; the scratch is taps * M rows instead of taps * C. The SSN feature
 // CNN's last convolution (197 channels to 15) needs 1.1 GB of im2col buffer on a
 // 481x321 image against 83 MB here. Backward uses the same idea with the output
-// gradient shifted instead of the input (see ssn/caffe_patches.py for the hook
+// gradient shifted instead of the input (see ssn/cpu_speedups.py for the hook
 // into BaseConvolutionLayer).
 //
 // When the output has at least as many channels as the input (M >= C, C large

@@ -182,24 +182,15 @@ SSN_ALWAYS_INLINE void SoftmaxBlock(
   }
 }
 
-SSN_VECTOR_CLONES void SoftmaxBlockFloat(const float* in, int channels, int inner,
-                                         int begin, int end, float* out) {
+// One instance per type, each cloned per instruction set.
+SSN_VECTOR_CLONES void SoftmaxBlockVectorised(const float* in, int channels, int inner,
+                                              int begin, int end, float* out) {
   SoftmaxBlock(in, channels, inner, begin, end, out);
 }
 
-SSN_VECTOR_CLONES void SoftmaxBlockDouble(const double* in, int channels, int inner,
-                                          int begin, int end, double* out) {
+SSN_VECTOR_CLONES void SoftmaxBlockVectorised(const double* in, int channels, int inner,
+                                              int begin, int end, double* out) {
   SoftmaxBlock(in, channels, inner, begin, end, out);
-}
-
-inline void SoftmaxBlockClone(const float* in, int channels, int inner, int begin,
-                              int end, float* out) {
-  SoftmaxBlockFloat(in, channels, inner, begin, end, out);
-}
-
-inline void SoftmaxBlockClone(const double* in, int channels, int inner, int begin,
-                              int end, double* out) {
-  SoftmaxBlockDouble(in, channels, inner, begin, end, out);
 }
 
 template <typename T>
@@ -210,8 +201,8 @@ void SoftmaxForward(const T* in, int outer, int channels, int inner, T* out) {
 #pragma omp parallel for schedule(static) if (static_cast<size_t>(outer) * slice >= 65536)
   for (int block = 0; block < blocks; ++block) {
     const int o = block / blocks_per_slice, begin = (block % blocks_per_slice) * kBlock;
-    SoftmaxBlockClone(in + o * slice, channels, inner, begin, std::min(inner, begin + kBlock),
-                 out + o * slice);
+    SoftmaxBlockVectorised(in + o * slice, channels, inner, begin,
+                           std::min(inner, begin + kBlock), out + o * slice);
   }
 }
 

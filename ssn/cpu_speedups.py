@@ -97,7 +97,7 @@ def fuse_softmax(tree: Path) -> None:
 SHIFTED_MARKER = "ssn/build.py: narrowing convolutions skip im2col"
 SHIFTED_HELPER = """#include "caffe/layers/shifted_conv.hpp"  // """ + SHIFTED_MARKER + """
 
-// The geometry of this layer's convolution when it narrows the channels.
+// The geometry and strategy of this layer's convolution (ShiftedConv::ForLayer).
 #define SSN_SHIFTED_CONV ShiftedConv::ForLayer(num_spatial_axes_, \\
     reverse_dimensions() || force_nd_im2col_, group_, conv_in_channels_, \\
     conv_input_shape_.cpu_data(), conv_out_channels_, output_shape_.data(), \\
