@@ -1,7 +1,8 @@
-"""The ssn package: NumPy reference, net helpers, checks and the Caffe build.
+"""The ssn package: SSN inference, nets, training, evaluation and their commands.
 
 Caffe itself (pycaffe, libcaffe, the caffe tool) is built from source by
-``python -m ssn.build`` into the same virtual environment; see README.md.
+``python -m ssn_build`` (run from the checkout) into the same virtual
+environment; see README.md and docs/BUILD.md.
 """
 from setuptools import find_packages, setup
 
@@ -10,6 +11,9 @@ setup(
     version="0.1.0",
     description="Superpixel Sampling Networks as Caffe layers, with tools",
     packages=find_packages(include=["ssn", "ssn.*"]),
+    # The shipped model and its card; the native sources, which the build tool
+    # compiles from the checkout, travel with the package for reference.
+    package_data={"ssn": ["models/*.caffemodel", "models/*.md", "native/*.cpp"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.26",
@@ -21,5 +25,21 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.5",  # evaluation curves
     ],
-    extras_require={"test": ["pytest>=7", "ruff>=0.5"]},
+    # One command per ssn/cli module, named like it; tools/<module>.py runs the same.
+    entry_points={
+        "console_scripts": [
+            "ssn-infer = ssn.cli.infer:main",
+            "ssn-train = ssn.cli.train:main",
+            "ssn-eval = ssn.cli.eval:main",
+            "ssn-eval-snapshots = ssn.cli.eval_snapshots:main",
+            "ssn-export-model = ssn.cli.export_model:main",
+            "ssn-export-hdf5 = ssn.cli.export_hdf5:main",
+            "ssn-make-prototxt = ssn.cli.make_prototxt:main",
+            "ssn-demo = ssn.cli.demo:main",
+            "ssn-bench-layers = ssn.cli.bench_layers:main",
+            "ssn-bench-infer = ssn.cli.bench_infer:main",
+            "ssn-bench-train = ssn.cli.bench_train:main",
+        ],
+    },
+    extras_require={"test": ["pytest>=7", "ruff>=0.5", "cpplint>=2"]},
 )

@@ -1,6 +1,4 @@
-// CPU kernels of Passoc and SpixelFeature2 on one run of pixels, and the
-// Softmax over channels that Caffe's SoftmaxLayer runs once
-// ssn/cpu_speedups.py patches it.
+// CPU kernels of Passoc and SpixelFeature2 on one run of pixels.
 //
 // Passoc and SpixelFeature2 work on one run of pixels: pixels
 // [begin, end) of one image row that share their initial cell, hence their 9
@@ -48,13 +46,6 @@ namespace ssn {
 SSN_DECLARE_RUN_KERNELS(float)
 SSN_DECLARE_RUN_KERNELS(double)
 #undef SSN_DECLARE_RUN_KERNELS
-
-// out[o][c][i] = exp(in[o][c][i] - m) / sum over c' of exp(in[o][c'][i] - m),
-// m the maximum over c, for in and out of outer x channels x inner (out may be
-// in), positions in parallel. Float uses a vectorised exp (relative error under
-// 2e-7, 0 below exp(-87)); double uses std::exp.
-void softmax_forward(const float* in, int outer, int channels, int inner, float* out);
-void softmax_forward(const double* in, int outer, int channels, int inner, double* out);
 
 }  // namespace ssn
 }  // namespace caffe

@@ -16,14 +16,13 @@ import numpy as np
 
 from ssn.color import rgb_to_lab
 from ssn.connectivity import connectivity_sizes, enforce_connectivity
-from ssn.net import CheckedNet
-from ssn.networks import SSNConfig, deploy_net, position_scale
-from ssn.reference.grid import grid_shape, init_cells
+from ssn.grid import grid_shape, init_cells
+from ssn.nets.checked import CheckedNet
+from ssn.nets.generators import SSNConfig, deploy_net, position_scale
 
 log = logging.getLogger("ssn.inference")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_WEIGHTS = REPO_ROOT / "models" / "ssn_bsds.caffemodel"
+BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "models" / "ssn_bsds.caffemodel"
 FEATURE_MODES = ("deep", "pixel")
 DEEP_FEATURE_DIM = 20
 

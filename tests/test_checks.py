@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from caffe import layers as L
 
-from ssn.checks import NetCheckError, infer_shapes
-from ssn.net import CheckedNet, single_layer_net
+from ssn.nets.checked import CheckedNet, single_layer_net
+from ssn.nets.checks import NetCheckError, infer_shapes
 
 caffe.set_mode_cpu()
 

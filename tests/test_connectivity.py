@@ -1,7 +1,5 @@
 """Tests of connectivity enforcement (spec section 11): the spec's vectors, the compiled core
 against the pure-Python transcription, properties of the output, and input errors."""
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -267,51 +265,6 @@ def test_connectivity_sizes_errors(args):
 def test_connectivity_sizes_factor_errors():
     with pytest.raises(ValueError, match="min_factor"):
         connectivity_sizes(10, 10, 2, min_factor=4.0, max_factor=3.0)
-
-
-# --------------------------------------------------------------------------------------------
-# Building the library
-
-
-needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
-                                    reason="no C++ compiler")
-
-
-@needs_compiler
-def test_build_native_only_when_stale(tmp_path, monkeypatch):
-    src_dir = tmp_path / "src"
-    src_dir.mkdir()
-    source = src_dir / "connectivity.cpp"
-    shutil.copy(native.SOURCE_DIR / "connectivity.cpp", source)
-    monkeypatch.setattr(native, "SOURCE_DIR", src_dir)
-    out_dir = tmp_path / "lib"
-    library = native.build_native(out_dir)
-    assert library == out_dir / native.LIBRARY_NAME and library.exists()
-    stamp = library.stat().st_mtime_ns
-    assert native.build_native(out_dir) == library
-    assert library.stat().st_mtime_ns == stamp          # up to date: not rebuilt
-    future = library.stat().st_mtime + 100
-    os.utime(source, (future, future))
-    native.build_native(out_dir)
-    assert library.stat().st_mtime_ns != stamp          # source newer: rebuilt
-    assert sorted(p.name for p in out_dir.iterdir()) == [native.LIBRARY_NAME]
-
-
-@needs_compiler
-def test_build_native_reports_compiler_errors(tmp_path, monkeypatch):
-    src_dir = tmp_path / "src"
-    src_dir.mkdir()
-    (src_dir / "broken.cpp").write_text("int f( { return 0; }\n")
-    monkeypatch.setattr(native, "SOURCE_DIR", src_dir)
-    with pytest.raises(RuntimeError, match="broken.cpp"):
-        native.build_native(tmp_path / "lib")
-    assert not any((tmp_path / "lib").iterdir())       # no half-written library left
-
-
-def test_build_native_without_sources(tmp_path, monkeypatch):
-    monkeypatch.setattr(native, "SOURCE_DIR", tmp_path)
-    with pytest.raises(RuntimeError, match="no C\\+\\+ sources"):
-        native.build_native(tmp_path / "lib")
 
 
 def test_load_native_exports_connectivity():

@@ -1,4 +1,5 @@
-"""Runs the C++ layer tests (Caffe's GradientChecker, spec vectors), one pytest case each."""
+"""Runs the C++ tests, one pytest case each: the SSN layers (Caffe's GradientChecker,
+spec vectors, CPU/GPU agreement) and ShiftedConv (caffe_layers/util)."""
 import os
 import subprocess
 import sys
@@ -6,28 +7,34 @@ from pathlib import Path
 
 import pytest
 
-TEST_BINARY = Path(sys.prefix) / "libexec" / "ssn-caffe" / "test_ssn_layers.testbin"
+TEST_DIR = Path(sys.prefix) / "libexec" / "ssn-caffe"
+TEST_BINARIES = ("test_ssn_layers.testbin", "test_shifted_conv.testbin")
 
 
-def gtest_names() -> list[str]:
-    if not TEST_BINARY.exists():
-        return ["<missing test binary>"]
-    listing = subprocess.run([str(TEST_BINARY), "--gtest_list_tests"], capture_output=True,
-                             text=True, check=True).stdout
-    names, suite = [], ""
-    for line in listing.splitlines():
-        if not line.startswith(" "):
-            suite = line.split("#")[0].strip()
-        else:
-            names.append(suite + line.split("#")[0].strip())
-    return names
+def gtest_cases() -> list[tuple[str, str]]:
+    """(binary, gtest name) of every test in every binary."""
+    cases = []
+    for binary in TEST_BINARIES:
+        if not (TEST_DIR / binary).exists():
+            cases.append((binary, "<missing test binary>"))
+            continue
+        listing = subprocess.run([str(TEST_DIR / binary), "--gtest_list_tests"],
+                                 capture_output=True, text=True, check=True).stdout
+        suite = ""
+        for line in listing.splitlines():
+            if not line.startswith(" "):
+                suite = line.split("#")[0].strip()
+            else:
+                cases.append((binary, suite + line.split("#")[0].strip()))
+    return cases
 
 
-@pytest.mark.parametrize("name", gtest_names())
-def test_cpp(name):
-    assert TEST_BINARY.exists(), f"{TEST_BINARY} is missing: run python -m ssn.build"
+@pytest.mark.parametrize("binary, name", gtest_cases(), ids=lambda value: str(value))
+def test_cpp(binary, name):
+    executable = TEST_DIR / binary
+    assert executable.exists(), f"{executable} is missing: run python -m ssn_build"
     env = dict(os.environ, GLOG_minloglevel="2")
-    result = subprocess.run([str(TEST_BINARY), f"--gtest_filter={name}"], capture_output=True,
+    result = subprocess.run([str(executable), f"--gtest_filter={name}"], capture_output=True,
                             text=True, env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "[  PASSED  ] 1 test" in result.stdout

@@ -1,6 +1,6 @@
 """Each SSN layer's GPU forward and backward against its CPU one, through pycaffe.
 
-Marked ``gpu``: they need Caffe built with ``python -m ssn.build --gpu`` and a CUDA
+Marked ``gpu``: they need Caffe built with ``python -m ssn_build --gpu`` and a CUDA
 device, and skip cleanly otherwise (``pytest -m gpu`` selects them,
 ``-m "not gpu"`` leaves them out). ``SSN_GPU_DEVICE`` picks the device (default 0).
 Both runs use the same net and the same float32 inputs; results agree to float32
@@ -17,7 +17,7 @@ import caffe
 import numpy as np
 import pytest
 
-from ssn.net import single_layer_net
+from ssn.nets.checked import single_layer_net
 from ssn.reference import grid
 
 pytestmark = pytest.mark.gpu
@@ -190,8 +190,8 @@ def test_loss_without_softmax(normalization):
 
 def test_ssn_iteration_at_benchmark_size():
     """Passoc + Softmax + SpixelFeature2 and the side layers at 481x321, 600 superpixels."""
-    from ssn.benchmark import iteration_net, make_inputs
-    from ssn.net import CheckedNet
+    from ssn.benchmarks.layers import iteration_net, make_inputs
+    from ssn.nets.checked import CheckedNet
     from ssn.reference.grid import grid_shape
 
     height, width, channels = 321, 481, 20

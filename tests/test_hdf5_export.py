@@ -7,13 +7,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ssn.hdf5_export import main as export_main
-from ssn.weights import write_initial_weights
+from ssn.cli.export_hdf5 import main as export_main
+from ssn.nets.weights import write_initial_weights
 
 CAFFE = Path(sys.prefix) / "bin" / "caffe"
 
 
-def test_exported_data_trains_with_the_caffe_tool(tmp_path):
+def test_exported_data_trains_with_the_caffe_tool(tmp_path, sample_root):
     out = tmp_path / "h5"
     assert export_main(["--out", str(out), "--train-samples", "7", "--val-samples", "2",
                         "--per-file", "4", "--patch", "45", "--n-spixels", "9",

@@ -8,10 +8,8 @@ from skimage import data
 from skimage import io as skio
 
 from ssn import inference
-from ssn.infer_cli import main as infer_main
+from ssn.cli.infer import main as infer_main
 from ssn.inference import superpixels
-
-VAL_IMAGES = sorted((inference.REPO_ROOT.parent / "shared/data/BSDS500/images/val").glob("*.jpg"))
 
 
 def assert_valid_labels(labels, shape):
@@ -64,8 +62,8 @@ def test_bad_inputs_say_why(image, kwargs, message):
         superpixels(image, features=kwargs.pop("features", "pixel"), **kwargs)
 
 
-def test_deep_features_need_weights(monkeypatch):
-    monkeypatch.setattr(inference, "BUNDLED_WEIGHTS", inference.REPO_ROOT / "no-such-model")
+def test_deep_features_need_weights(monkeypatch, tmp_path):
+    monkeypatch.setattr(inference, "BUNDLED_WEIGHTS", tmp_path / "no-such-model")
     with pytest.raises(ValueError, match="needs weights"):
         superpixels(np.zeros((40, 50, 3), np.uint8), features="deep")
 
@@ -90,10 +88,10 @@ def test_a_new_net_gives_the_labels_of_a_used_one(features):
     np.testing.assert_array_equal(superpixels(image, n_spixels=100, features=features), first)
 
 
-def test_infer_tool_end_to_end_with_bad_files(tmp_path):
+def test_infer_tool_end_to_end_with_bad_files(tmp_path, val_images):
     images = tmp_path / "images"
     images.mkdir()
-    good = [VAL_IMAGES[0], VAL_IMAGES[1]]
+    good = [val_images[0], val_images[1]]
     skio.imsave(images / "gray.png", data.camera()[::4, ::4], check_contrast=False)
     (images / "corrupt.jpg").write_bytes(b"not a jpeg at all")
     skio.imsave(images / "tiny.png", np.zeros((3, 3, 3), np.uint8), check_contrast=False)

@@ -7,7 +7,7 @@ import caffe
 import numpy as np
 import pytest
 
-from ssn.net import single_layer_net
+from ssn.nets.checked import single_layer_net
 from ssn.reference import (
     grid,
     interp,

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ssn import metrics
-from ssn.metrics import (
+from ssn.evaluation import metrics
+from ssn.evaluation.metrics import (
     achievable_segmentation_accuracy,
     boundary_map,
     boundary_precision,

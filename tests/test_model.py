@@ -3,10 +3,10 @@ superpixels stay ahead of SLIC's at the same requested count."""
 import numpy as np
 import pytest
 
-from ssn.data import data_root, load_bsds, read_split
-from ssn.evaluate import slic_labels
+from ssn.bsds import load_bsds, read_split
+from ssn.evaluation.baselines import slic_labels
+from ssn.evaluation.metrics import evaluate
 from ssn.inference import as_rgb, bundled_weights, resolve_features, superpixels
-from ssn.metrics import evaluate
 
 VAL_IMAGES = 4
 REQUESTED = 200
@@ -14,17 +14,17 @@ REQUESTED = 200
 
 def test_the_model_is_shipped_and_used_by_default():
     weights = bundled_weights()
-    assert weights is not None, "models/ssn_bsds.caffemodel is missing"
+    assert weights is not None, "ssn/models/ssn_bsds.caffemodel is missing"
     assert weights.stat().st_size < 2_000_000
     assert resolve_features(None, None) == ("deep", str(weights))
 
 
 @pytest.fixture(scope="module")
-def val_scores():
+def val_scores(bsds_root):
     """Mean (ASA, boundary recall) over (image, annotator) rows of SSN and SLIC."""
     rows = {"ssn": [], "slic": []}
-    for image_id in read_split("val")[:VAL_IMAGES]:
-        sample = load_bsds(image_id, "val", data_root(None))
+    for image_id in read_split("val", bsds_root)[:VAL_IMAGES]:
+        sample = load_bsds(image_id, "val", bsds_root)
         rgb = as_rgb(sample.rgb)
         maps = {"ssn": superpixels(rgb, REQUESTED), "slic": slic_labels(rgb, REQUESTED)}
         for method, labels in maps.items():

@@ -7,8 +7,8 @@ import pytest
 from caffe import layers as L
 from caffe import params as P
 
-from ssn.checks import NetCheckError
-from ssn.net import CheckedNet
+from ssn.nets.checked import CheckedNet
+from ssn.nets.checks import NetCheckError
 from ssn.reference import grid, passoc, pixel_feature, rel_to_abs_index, spixel_feature
 from ssn.reference import spixel_feature2 as spixel_feature2_ref
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-TOOL_MODULES = ["ssn.build", "ssn.benchmark", "ssn.benchmark_train", "ssn.prototxt",
-                "ssn.train", "ssn.hdf5_export", "ssn.infer_cli", "ssn.evaluate",
-                "ssn.benchmark_infer", "ssn.evaluate_snapshots",
-                "ssn.export_model"]
+TOOL_MODULES = [f"ssn.cli.{name}" for name in (
+    "infer", "train", "eval", "eval_snapshots", "export_model", "export_hdf5",
+    "make_prototxt", "demo", "bench_layers", "bench_infer", "bench_train")] + ["ssn_build.cli"]
 
 
 @pytest.mark.parametrize("module", TOOL_MODULES)
@@ -20,13 +19,10 @@ def test_help(module, capsys):
     assert "examples:" in capsys.readouterr().out
 
 
-def test_eval_compares_inferred_maps_with_slic(tmp_path):
-    from ssn.data import read_split
-    from ssn.evaluate import main as eval_main
-    from ssn.infer_cli import main as infer_main
-    from ssn.inference import REPO_ROOT
-    first = read_split("val")[0]  # --limit 1 evaluates this image
-    image = REPO_ROOT.parent / "shared/data/BSDS500/images/val" / f"{first}.jpg"
+def test_eval_compares_inferred_maps_with_slic(tmp_path, val_images):
+    from ssn.cli.eval import main as eval_main
+    from ssn.cli.infer import main as infer_main
+    image = val_images[0]  # --limit 1 evaluates this image
     assert infer_main([str(image), "--out", str(tmp_path / "ssn"), "--n-spixels", "60",
                        "--num-steps", "3", "--features", "pixel"]) == 0
     out = tmp_path / "eval"
@@ -46,7 +42,7 @@ def test_eval_on_a_folder_of_images_with_npy_ground_truth(tmp_path):
     import numpy as np
     from skimage import io as skio
 
-    from ssn.evaluate import main as eval_main
+    from ssn.cli.eval import main as eval_main
     images, truths = tmp_path / "images", tmp_path / "gt"
     images.mkdir()
     truths.mkdir()
@@ -67,7 +63,7 @@ def test_eval_on_a_folder_of_images_with_npy_ground_truth(tmp_path):
 
 
 def test_snapshots_are_found_by_iteration_and_thinned(tmp_path):
-    from ssn.evaluate_snapshots import find_snapshots, snapshot_iteration
+    from ssn.evaluation.snapshots import find_snapshots, snapshot_iteration
     for iteration in (500, 1000, 1500, 2000, 2500):
         (tmp_path / f"ssn_iter_{iteration}.caffemodel").write_bytes(b"")
     (tmp_path / "ssn_iter_2500.solverstate").write_bytes(b"")
@@ -84,8 +80,8 @@ def write_snapshot(path):
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
-    from ssn.prototxt import PROTOTXT_DIR, PrototxtOptions, data_shapes
-    from ssn.weights import write_initial_weights
+    from ssn.nets.prototxt import PROTOTXT_DIR, PrototxtOptions, data_shapes
+    from ssn.nets.weights import write_initial_weights
     net_param = text_format.Parse((PROTOTXT_DIR / "ssn_train_val.prototxt").read_text(),
                                   caffe_pb2.NetParameter())
     path = write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)), path)
@@ -100,8 +96,8 @@ def write_snapshot(path):
     return path
 
 
-def test_eval_snapshots_runs_end_to_end(tmp_path):
-    from ssn.evaluate_snapshots import main as snapshots_main
+def test_eval_snapshots_runs_end_to_end(tmp_path, sample_root):
+    from ssn.cli.eval_snapshots import main as snapshots_main
     write_snapshot(tmp_path / "snap" / "ssn_iter_7.caffemodel")
     out = tmp_path / "out"
     assert snapshots_main([str(tmp_path / "snap"), "--out", str(out), "--limit", "1",
@@ -119,9 +115,9 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     import numpy as np
     from skimage import data
 
-    from ssn.export_model import main as export_main
+    from ssn.cli.export_model import main as export_main
     from ssn.inference import _net, superpixels
-    from ssn.net import caffemodel_shapes
+    from ssn.nets.checked import caffemodel_shapes
     snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
     exported = tmp_path / "model" / "ssn.caffemodel"
     assert export_main([str(snapshot), "--out", str(exported)]) == 0
@@ -139,8 +135,8 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     assert export_main([str(tmp_path / "missing.caffemodel"), "--out", str(exported)]) == 2
 
 
-def test_eval_runs_ssn_with_each_feature_mode(tmp_path):
-    from ssn.evaluate import main as eval_main
+def test_eval_runs_ssn_with_each_feature_mode(tmp_path, sample_root):
+    from ssn.cli.eval import main as eval_main
     snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
     out = tmp_path / "eval"
     assert eval_main(["--out", str(out), "--ssn", "40", "--features", "deep", "pixel",

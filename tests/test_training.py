@@ -7,24 +7,32 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from ssn import data as ssn_data
+from ssn.bsds import read_split
+from ssn.cli.make_prototxt import build_parser, options_from_args
 from ssn.color import rgb_to_lab
-from ssn.net import CheckedNet
-from ssn.networks import SSNConfig, deploy_net, train_net
-from ssn.prototxt import (
+from ssn.nets.checked import CheckedNet
+from ssn.nets.generators import SSNConfig, deploy_net, train_net
+from ssn.nets.prototxt import (
     PROTOTXT_DIR,
     RECIPES,
     PrototxtOptions,
-    build_parser,
     generate,
-    options_from_args,
     solver,
     stale_files,
 )
-from ssn.train import train
-from ssn.weights import initialize_helper_weights, inputs_for_data_layers
+from ssn.nets.weights import initialize_helper_weights, inputs_for_data_layers
+from ssn.training import samples as ssn_data
+from ssn.training.solver import train
 
 caffe.set_mode_cpu()
+
+
+@pytest.fixture(autouse=True)
+def in_the_checkout(monkeypatch, repo_root):
+    """Generated solvers name their nets relative to the working directory."""
+    monkeypatch.chdir(repo_root)
+
+
 TINY = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_size=1,
             num_label_channels=4)
 
@@ -152,9 +160,9 @@ def test_labels_beyond_the_channels_are_ignored():
     np.testing.assert_array_equal(onehot.sum(0), [[1, 1, 1], [0, 1, 1]])
 
 
-def test_training_batches_are_seeded_per_sample():
+def test_training_batches_are_seeded_per_sample(sample_root):
     sampler = ssn_data.BSDSSampler("val", (41, 45), (3, 3), batch_size=2, num_label_channels=8,
-                                   ids=ssn_data.read_split("val")[:3])
+                                   ids=read_split("val")[:3])
     first, again, other = sampler.batch(0), sampler.batch(0), sampler.batch(1)
     for a, b in zip(first.tops(), again.tops()):
         np.testing.assert_array_equal(a, b)
@@ -184,7 +192,7 @@ def read_log(path):
         return [row for row in csv.DictReader(stream)]
 
 
-def test_short_training_lowers_the_loss_and_resumes(tmp_path):
+def test_short_training_lowers_the_loss_and_resumes(tmp_path, sample_root):
     solver_path = write_tiny_training_files(tmp_path, max_iter=8)
     result = train(solver_path)
     assert result["iteration"] == 8
@@ -203,21 +211,21 @@ def test_resume_and_weights_are_exclusive(tmp_path):
         train(tmp_path / "solver.prototxt", weights=tmp_path / "a", resume=tmp_path / "b")
 
 
-def test_generated_train_net_parses_as_solver_net():
-    text = (ssn_data.REPO_ROOT / "prototxt" / "ssn_train_val.prototxt").read_text()
+def test_generated_train_net_parses_as_solver_net(repo_root):
+    text = (repo_root / "prototxt" / "ssn_train_val.prototxt").read_text()
     param = text_format.Parse(text, caffe_pb2.NetParameter())
     assert [layer.name for layer in param.layer[:2]] == ["train_data", "val_data"]
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
-def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop):
+def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop, sample_root, repo_root):
     import signal
     import subprocess
     import sys
     import time
     solver_path = write_tiny_training_files(tmp_path, max_iter=100000)
     log = tmp_path / "snap" / "ssn_loss.csv"
-    tool = ssn_data.REPO_ROOT / "tools" / "train.py"
+    tool = repo_root / "tools" / "train.py"
     # SIGINT ignored at start, as for a job a non-interactive shell sends to the background.
     process = subprocess.Popen([sys.executable, str(tool), "--solver", str(solver_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -235,7 +243,7 @@ def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop):
     assert (tmp_path / "snap" / f"ssn_iter_{last}.solverstate").exists()
 
 
-def test_weights_without_the_helper_layers_still_train(tmp_path):
+def test_weights_without_the_helper_layers_still_train(tmp_path, sample_root):
     solver_path = write_tiny_training_files(tmp_path, max_iter=4)
     train(solver_path)
     snapshot = tmp_path / "snap" / "ssn_iter_4.caffemodel"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Time SSN inference per image on CPU next to SLIC (see ssn/benchmark_infer.py)."""
+"""The ``ssn-bench-infer`` command (ssn/cli/bench_infer.py); see --help."""
 import sys
 
-from ssn.benchmark_infer import main
+from ssn.cli.bench_infer import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Time one SSN iteration and each SSN layer on CPU (see ssn/benchmark.py)."""
+"""The ``ssn-bench-layers`` command (ssn/cli/bench_layers.py); see --help."""
 import sys
 
-from ssn.benchmark import main
+from ssn.cli.bench_layers import main
 
 if __name__ == "__main__":
     sys.exit(main())

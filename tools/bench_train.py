@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Time one SSN training iteration on CPU (see ssn/benchmark_train.py)."""
+"""The ``ssn-bench-train`` command (ssn/cli/bench_train.py); see --help."""
 import sys
 
-from ssn.benchmark_train import main
+from ssn.cli.bench_train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Evaluate superpixels on BSDS500 next to SLIC (see ssn/evaluate.py and --help)."""
+"""The ``ssn-eval`` command (ssn/cli/eval.py); see --help."""
 import sys
 
-from ssn.evaluate import main
+from ssn.cli.eval import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Quality of training snapshots on BSDS500 val (see ssn/evaluate_snapshots.py and --help)."""
+"""The ``ssn-eval-snapshots`` command (ssn/cli/eval_snapshots.py); see --help."""
 import sys
 
-from ssn.evaluate_snapshots import main
+from ssn.cli.eval_snapshots import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Export SSN training data to HDF5 (see ssn/hdf5_export.py and --help)."""
+"""The ``ssn-export-hdf5`` command (ssn/cli/export_hdf5.py); see --help."""
 import sys
 
-from ssn.hdf5_export import main
+from ssn.cli.export_hdf5 import main
 
 if __name__ == "__main__":
     sys.exit(main())

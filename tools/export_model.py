@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Export a training snapshot as the shippable model (see ssn/export_model.py and --help)."""
+"""The ``ssn-export-model`` command (ssn/cli/export_model.py); see --help."""
 import sys
 
-from ssn.export_model import main
+from ssn.cli.export_model import main
 
 if __name__ == "__main__":
     sys.exit(main())

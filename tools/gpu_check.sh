@@ -11,7 +11,7 @@
 # Python, which the GPU machine lacks). On the CI machine, once:
 #
 #   python3 -m venv /tmp/gpu-venv && /tmp/gpu-venv/bin/pip install numpy six protobuf
-#   .venv/bin/python -m ssn.build --gpu --venv /tmp/gpu-venv \
+#   .venv/bin/python -m ssn_build --gpu --venv /tmp/gpu-venv \
 #       --pack .gpu-pack/ssn-gpu.tar.xz
 #   (.gpu-pack/ is in .gitignore)
 #

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Compute SSN superpixels for many images (see ssn/infer_cli.py and --help)."""
+"""The ``ssn-infer`` command (ssn/cli/infer.py); see --help."""
 import sys
 
-from ssn.infer_cli import main
+from ssn.cli.infer import main
 
 if __name__ == "__main__":
     sys.exit(main())

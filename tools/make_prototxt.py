@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Write the SSN prototxt files and initial weights (see ssn/prototxt.py and --help)."""
+"""The ``ssn-make-prototxt`` command (ssn/cli/make_prototxt.py); see --help."""
 import sys
 
-from ssn.prototxt import main
+from ssn.cli.make_prototxt import main
 
 if __name__ == "__main__":
     sys.exit(main())

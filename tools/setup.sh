@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(g++ make patchelf libboost-system-dev libboost-thread-dev
+APT_PACKAGES=(g++ make patch patchelf libboost-system-dev libboost-thread-dev
   libboost-filesystem-dev libboost-regex-dev libboost-python-dev libprotobuf-dev
   protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev libopenblas-dev)
 
@@ -26,7 +26,7 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
-.venv/bin/python -m ssn.build "$@"
+.venv/bin/python -m ssn_build "$@"
 
 if [ -z "${SSN_SKIP_DEMO:-}" ]; then
   .venv/bin/python tools/demo.py --out out/demo

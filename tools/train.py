@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Train an SSN on BSDS500 from a solver prototxt (see ssn/train.py and --help)."""
+"""The ``ssn-train`` command (ssn/cli/train.py); see --help."""
 import sys
 
-from ssn.train import main
+from ssn.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

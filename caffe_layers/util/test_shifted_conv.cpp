@@ -1,0 +1,225 @@
+// C++ tests of ShiftedConv (shifted_conv.hpp), the convolutions without
+// im2col that the convolution patch routes Caffe's CPU Convolution through:
+// forward and both gradients against direct sums, on both strategies and odd
+// geometries, and which layers it takes.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/conv_layer.hpp"
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+#include "caffe/util/shifted_conv.hpp"
+
+namespace caffe {
+
+template <typename Dtype>
+void FillGaussian(Blob<Dtype>* blob, Dtype std = 1) {
+  FillerParameter param;
+  param.set_std(std);
+  GaussianFiller<Dtype> filler(param);
+  filler.Fill(blob);
+}
+
+// Direct sums of the convolution and of its two gradients, one image.
+template <typename Dtype>
+struct DirectConv {
+  ShiftedConv g;
+
+  template <typename Visit>
+  void each_term(Visit visit) const {  // visit(output index, input index, weight index)
+    for (int m = 0; m < g.out_channels; ++m)
+      for (int oy = 0; oy < g.out_height; ++oy)
+        for (int ox = 0; ox < g.out_width; ++ox)
+          for (int c = 0; c < g.channels; ++c)
+            for (int a = 0; a < g.kernel_h; ++a)
+              for (int b = 0; b < g.kernel_w; ++b) {
+                const int iy = oy - g.pad_h + a * g.dilation_h;
+                const int ix = ox - g.pad_w + b * g.dilation_w;
+                if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) continue;
+                visit((m * g.out_height + oy) * g.out_width + ox,
+                      (c * g.height + iy) * g.width + ix,
+                      ((m * g.channels + c) * g.kernel_h + a) * g.kernel_w + b);
+              }
+  }
+};
+
+// Geometries, first narrowing then widening (shifting products, then inputs):
+// same-size 3x3; an asymmetric, dilated kernel that shrinks the image; padding
+// as wide as the kernel reach, so the output is larger; and (widening only)
+// padding wider than the reach, where BackwardData shifts products instead.
+const int kTestGeometries = 7;
+ShiftedConv TestGeometry(int which) {
+  ShiftedConv g;
+  const int shapes[kTestGeometries][11] = {
+      // C, H, W, M, kh, kw, ph, pw, dh, dw
+      {5, 7, 9, 3, 3, 3, 1, 1, 1, 1},
+      {4, 8, 11, 2, 3, 5, 0, 2, 2, 1},
+      {3, 5, 6, 2, 3, 3, 2, 2, 1, 1},
+      {16, 7, 9, 16, 3, 3, 1, 1, 1, 1},
+      {16, 8, 11, 20, 3, 5, 0, 2, 2, 1},
+      {17, 5, 6, 17, 3, 3, 2, 2, 1, 1},
+      {16, 5, 6, 18, 3, 3, 3, 1, 1, 1},
+  };
+  const int* s = shapes[which];
+  g.strategy = s[3] < s[0] ? ShiftedConv::kShiftProducts : ShiftedConv::kShiftInputs;
+  g.channels = s[0], g.height = s[1], g.width = s[2], g.out_channels = s[3];
+  g.kernel_h = s[4], g.kernel_w = s[5], g.pad_h = s[6], g.pad_w = s[7];
+  g.dilation_h = s[8], g.dilation_w = s[9];
+  g.out_height = g.height + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1);
+  g.out_width = g.width + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1);
+  return g;
+}
+
+template <typename Dtype>
+class ShiftedConvTest : public CPUDeviceTest<Dtype> {};
+
+TYPED_TEST_CASE(ShiftedConvTest, TestDtypes);
+
+TYPED_TEST(ShiftedConvTest, ForwardAndGradientsMatchDirectSums) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1701);
+  for (int which = 0; which < kTestGeometries; ++which) {
+    const ShiftedConv g = TestGeometry(which);
+    Blob<Dtype> input(1, g.channels, g.height, g.width);
+    Blob<Dtype> weights(g.out_channels, g.channels, g.kernel_h, g.kernel_w);
+    Blob<Dtype> output(1, g.out_channels, g.out_height, g.out_width);
+    FillGaussian(&input);
+    FillGaussian(&weights);
+    FillGaussian(&output);  // also the output gradient
+    vector<Dtype> out(output.count()), in_diff(input.count(), 0);
+    vector<Dtype> weight_diff(weights.count(), Dtype(0.5));  // accumulates onto 0.5
+    vector<Dtype> expected_out(output.count(), 0), expected_in(input.count(), 0);
+    vector<Dtype> expected_w(weights.count(), Dtype(0.5));
+    const Dtype* x = input.cpu_data();
+    const Dtype* w = weights.cpu_data();
+    const Dtype* dy = output.cpu_data();
+    DirectConv<Dtype>{g}.each_term([&](int o, int i, int k) {
+      expected_out[o] += w[k] * x[i];
+      expected_in[i] += w[k] * dy[o];
+      expected_w[k] += dy[o] * x[i];
+    });
+    g.Forward(x, w, out.data());
+    std::fill(in_diff.begin(), in_diff.end(), Dtype(7));  // overwritten
+    g.BackwardData(dy, w, in_diff.data());
+    g.BackwardWeights(x, dy, weight_diff.data());
+    const Dtype tol = sizeof(Dtype) == 4 ? 1e-4 : 1e-10;
+    for (int o = 0; o < output.count(); ++o)
+      EXPECT_NEAR(out[o], expected_out[o], tol) << "geometry " << which << " output " << o;
+    for (int i = 0; i < input.count(); ++i)
+      EXPECT_NEAR(in_diff[i], expected_in[i], tol) << "geometry " << which << " input " << i;
+    for (int k = 0; k < weights.count(); ++k)
+      EXPECT_NEAR(weight_diff[k], expected_w[k], tol) << "geometry " << which << " weight " << k;
+  }
+}
+
+TYPED_TEST(ShiftedConvTest, AppliesOnlyToStrideOneConvolutionsOfEnoughChannels) {
+  const int input[3] = {8, 10, 10}, output[2] = {10, 10}, kernel[2] = {3, 3};
+  const int pad[2] = {1, 1}, one[2] = {1, 1}, two[2] = {2, 2}, unit[2] = {1, 1};
+  const int wide[3] = {16, 10, 10};
+  EXPECT_EQ(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, kernel, pad, one,
+                                  one).strategy, ShiftedConv::kShiftProducts);
+  EXPECT_EQ(ShiftedConv::ForLayer(2, false, 1, 16, wide, 16, output, kernel, pad, one,
+                                  one).strategy, ShiftedConv::kShiftInputs);
+  EXPECT_EQ(ShiftedConv::ForLayer(2, false, 1, 16, wide, 64, output, kernel, pad, one,
+                                  one).strategy, ShiftedConv::kShiftInputs);
+  EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 1, 8, input, 8, output, kernel, pad, one,
+                                     one).applies());   // widening from few channels
+  EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, kernel, pad, two,
+                                     one).applies());   // stride 2
+  EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 2, 8, input, 4, output, kernel, pad, one,
+                                     one).applies());   // groups
+  EXPECT_FALSE(ShiftedConv::ForLayer(2, true, 1, 8, input, 4, output, kernel, pad, one,
+                                     one).applies());   // deconvolution or N-d im2col
+  EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, unit, pad, one,
+                                     one).applies());   // 1x1
+}
+
+// A 3x3 ConvolutionLayer with padding 1 and bias.
+template <typename Dtype>
+ConvolutionLayer<Dtype>* PaddedConvolution(int out_channels) {
+  LayerParameter param;
+  ConvolutionParameter* conv = param.mutable_convolution_param();
+  conv->set_num_output(out_channels);
+  conv->add_kernel_size(3);
+  conv->add_pad(1);
+  conv->mutable_weight_filler()->set_type("gaussian");
+  conv->mutable_bias_filler()->set_type("gaussian");
+  return new ConvolutionLayer<Dtype>(param);
+}
+
+// A same-size 3x3 ConvolutionLayer from C to M channels on a batch of 2 H x W
+// images: its forward equals the direct sum plus bias, and it grows the shifted
+// path's scratch to the geometry's size (larger than any test's before it), the
+// evidence that it took that path.
+template <typename Dtype>
+void ExpectConvolutionLayerTakesShiftedPath(int C, int M, int H, int W) {
+  Caffe::set_random_seed(1701);
+  const int size = H * W;
+  Blob<Dtype> bottom(2, C, H, W), top;
+  FillGaussian(&bottom);
+  vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M));
+  layer->SetUp(bottoms, tops);
+  ShiftedConv g = TestGeometry(0);
+  g.channels = C, g.height = g.out_height = H, g.width = g.out_width = W, g.out_channels = M;
+  g.strategy = M < C ? ShiftedConv::kShiftProducts : ShiftedConv::kShiftInputs;
+  ASSERT_GT(g.scratch_size(), ShiftedConv::scratch_held<Dtype>());
+  layer->Forward(bottoms, tops);
+  EXPECT_EQ(ShiftedConv::scratch_held<Dtype>(), g.scratch_size());
+  const Dtype* w = layer->blobs()[0]->cpu_data();
+  const Dtype* bias = layer->blobs()[1]->cpu_data();
+  for (int n = 0; n < 2; ++n) {
+    vector<Dtype> expected(M * size, 0);
+    const Dtype* x = bottom.cpu_data() + n * C * size;
+    DirectConv<Dtype>{g}.each_term([&](int o, int i, int k) { expected[o] += w[k] * x[i]; });
+    for (int o = 0; o < M * size; ++o)
+      EXPECT_NEAR(top.cpu_data()[n * M * size + o], expected[o] + bias[o / size], 1e-4);
+  }
+}
+
+TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesTheShiftedPath) {
+  ExpectConvolutionLayerTakesShiftedPath<TypeParam>(5, 2, 60, 61);
+}
+
+TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerTakesTheShiftedPath) {
+  ExpectConvolutionLayerTakesShiftedPath<TypeParam>(16, 17, 50, 52);
+}
+
+TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerGradient) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1701);
+  Blob<Dtype> bottom(2, 5, 6, 7), top;
+  FillGaussian(&bottom);
+  vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(2));
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(layer.get(), bottoms, tops);
+}
+
+// Widening (16 to 18 channels): the gradients of outputs at the corners, the
+// edges and inside (every output would take minutes; the sum of all of them is
+// too large a loss for float differences).
+TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerGradient) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1701);
+  const int H = 5, W = 6, M = 18;
+  Blob<Dtype> bottom(2, 16, H, W), top;
+  FillGaussian(&bottom);
+  vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M));
+  layer->SetUp(bottoms, tops);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  const int outputs[] = {0, W - 1, 2 * W + 3, (M + 5) * H * W + W * (H - 1),
+                         2 * M * H * W - 1};
+  for (int output : outputs) {
+    checker.CheckGradientSingle(layer.get(), bottoms, tops, -1, 0, output);
+  }
+}
+
+}  // namespace caffe

@@ -1,0 +1,67 @@
+"""Atomic file writes: write under a temporary name beside the target, then rename.
+
+A reader never sees a half-written file, and a failure (an exception, a full
+disk) leaves the target as it was. Temporary names are unique per process and
+call, so two writers of one target cannot clobber each other's partial files.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    The temporary name keeps ``target``'s suffix, so writers that pick a format
+    from the suffix (``np.save``, ``skimage.io.imsave``) still work. On an
+    exception the temporary file is removed and ``target`` is untouched.
+
+    Examples
+    --------
+    >>> with atomic_path(out / "labels.npy") as tmp:   # doctest: +SKIP
+    ...     np.save(tmp, labels)
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    # mkstemp makes the file private (0600); give it the target's mode, or rw-r--r--.
+    tmp.chmod(target.stat().st_mode & 0o7777 if target.exists() else 0o644)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(target: PathLike, content: Union[bytes, str]) -> None:
+    """Write ``content`` (bytes, or text as UTF-8) to ``target`` atomically."""
+    data = content.encode() if isinstance(content, str) else content
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_if_changed(target: PathLike, content: bytes) -> bool:
+    """Write ``content`` atomically unless ``target`` already holds it.
+
+    Keeps the modification time of unchanged files, which make relies on.
+
+    Returns
+    -------
+    bool
+        True if the file was written.
+    """
+    target = Path(target)
+    if target.exists() and target.read_bytes() == content:
+        return False
+    write_atomic(target, content)
+    return True

@@ -1,0 +1,49 @@
+"""Seconds per image for SSN inference on CPU, split into the feature CNN, the SLIC
+iterations and connectivity, next to scikit-image SLIC on the same image.
+
+Deep mode times the deploy net with random weights (the time does not depend
+on their values); pixel mode is SSN_pix. A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+
+import caffe
+
+from ssn.benchmarks.inference import median_seconds, time_mode
+from ssn.bsds import load_bsds, read_split
+from ssn.evaluation.baselines import slic_labels
+from ssn.inference import as_rgb
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n  python tools/bench_infer.py\n"
+               "  python tools/bench_infer.py --counts 200 --repeats 3")
+    parser.add_argument("--counts", type=int, nargs="+", default=[100, 400, 1000],
+                        help="requested superpixels")
+    parser.add_argument("--num-steps", type=int, default=10, help="SLIC iterations")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    caffe.set_mode_cpu()
+    image_id = read_split("val")[0]
+    rgb = as_rgb(load_bsds(image_id, "val").rgb)
+    if rgb.shape[0] > rgb.shape[1]:
+        rgb = rgb.transpose(1, 0, 2).copy()
+    print(f"# {rgb.shape[1]}x{rgb.shape[0]} image (BSDS val {image_id}), {args.num_steps} "
+          f"steps, CPU, median of {args.repeats}, seconds")
+    print(f"{'mode':6s} {'n':>5s} {'Lab':>7s} {'CNN':>7s} {'SLIC it.':>8s} {'connect':>8s} "
+          f"{'total':>7s} {'skimage SLIC':>12s} {'ratio':>6s}")
+    for count in args.counts:
+        slic = median_seconds(lambda count=count: slic_labels(rgb, count), args.repeats)
+        for features in ("deep", "pixel"):
+            t = time_mode(rgb, count, args.num_steps, features, args.repeats)
+            print(f"{features:6s} {count:5d} {t['lab']:7.3f} {t['cnn']:7.3f} {t['ssn']:8.3f} "
+                  f"{t['connectivity']:8.4f} {t['total']:7.3f} {slic:12.3f} "
+                  f"{t['total'] / slic:6.1f}")
+    return 0

@@ -1,0 +1,41 @@
+"""Seconds per SSN training iteration on CPU, split into the data layer, the feature
+CNN, the SSN layers and the loss heads, plus the process's peak memory.
+
+Times the generated TRAIN net (batch 6, 201x201 patches, 100 superpixels, 5 SLIC
+steps by default) layer by layer with pycaffe; the data layer is timed alone by
+drawing batches from the BSDS500 sampler. A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+
+import caffe
+import numpy as np
+
+from ssn.benchmarks.training import run
+from ssn.nets.generators import SSNConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n  python tools/bench_train.py\n"
+               "  python tools/bench_train.py --batch 2 --num-steps 10")
+    parser.add_argument("--batch", type=int, default=6, help="images per batch")
+    parser.add_argument("--patch", type=int, default=201, help="patch size")
+    parser.add_argument("--n-spixels", type=int, default=100, help="requested superpixels")
+    parser.add_argument("--num-steps", type=int, default=5, help="SLIC iterations")
+    parser.add_argument("--feature-dim", type=int, default=20, help="pixel feature channels")
+    parser.add_argument("--repeats", type=int, default=3, help="timed iterations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    caffe.set_mode_cpu()
+    np.random.seed(0)
+    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_spixels,
+                       num_steps=args.num_steps, feature_dim=args.feature_dim,
+                       batch_size=args.batch)
+    run(config, args.repeats)
+    return 0

@@ -1,0 +1,71 @@
+"""Export SSN training data to HDF5 for Caffe's HDF5Data layer (no Python while training).
+
+Each .h5 file holds datasets named after the data tops (img, spixel_init,
+feat_spixel_init, label, problabel), N x C x H x W float32, gzip-compressed
+(the one-hot labels are mostly zeros). A list file names the .h5 files, as
+HDF5Data's ``source`` expects. Caffe loads one whole file at a time, so files
+are kept to ``per_file`` samples.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional
+
+from google.protobuf import text_format
+
+from ssn.bsds import data_root, read_split
+from ssn.nets.generators import SSNConfig, train_net
+from ssn.nets.prototxt import HEADER
+from ssn.training.hdf5_export import export_split
+from ssn.training.samples import BSDSSampler
+
+log = logging.getLogger("ssn.cli.export_hdf5")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python tools/export_hdf5.py --out data/hdf5\n"
+               "  python tools/export_hdf5.py --no-augment --train-samples 200 "
+               "--val-samples 100 --out /tmp/bsds_h5\n")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--data-root", type=Path,
+                        help="BSDS500 directory (default: $SSN_DATA_ROOT or "
+                             "./data/BSDS500)")
+    parser.add_argument("--train-samples", type=int, default=1200,
+                        help="training samples to write (default: 1200)")
+    parser.add_argument("--val-samples", type=int, default=60,
+                        help="validation samples to write (default: 60)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                        help="random scale/flip/crop (default); --no-augment: centre crops")
+    parser.add_argument("--patch", type=int, default=201, help="patch size (default: 201)")
+    parser.add_argument("--n-spixels", type=int, default=100,
+                        help="superpixels of the initial grid (default: 100)")
+    parser.add_argument("--num-label-channels", type=int, default=50,
+                        help="one-hot label channels (default: 50)")
+    parser.add_argument("--per-file", type=int, default=24,
+                        help="samples per .h5 file (default: 24)")
+    parser.add_argument("--seed", type=int, default=2356, help="random seed (default: 2356)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_spixels,
+                       num_label_channels=args.num_label_channels)
+    lists = []
+    for split, count in (("train", args.train_samples), ("val", args.val_samples)):
+        root = data_root(args.data_root)
+        sampler = BSDSSampler(split, (args.patch, args.patch), config.grid, 1,
+                              args.num_label_channels, args.seed, root, read_split(split, root))
+        lists.append(export_split(sampler, args.out, split, count, args.augment,
+                                  args.per_file, args.seed))
+        log.info("wrote %d %s samples, listed in %s", count, split, lists[-1])
+    net = args.out / "ssn_train_val_hdf5.prototxt"
+    net.write_text(HEADER + text_format.MessageToString(
+        train_net(config, hdf5_sources=(str(lists[0].resolve()), str(lists[1].resolve())))))
+    log.info("wrote %s (the train/val net reading these files)", net)
+    return 0

@@ -1,0 +1,47 @@
+"""Turn a training snapshot into a shippable model: only the layers the deploy net
+uses (the feature CNN), checked to be complete (used by tools/export_model.py).
+
+The default output is the bundled model that tools/infer.py, tools/demo.py and
+ssn.inference.superpixels use when no --weights are given.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from ssn.nets.checks import NetCheckError
+from ssn.nets.weights import export_deploy_weights
+
+log = logging.getLogger("ssn.cli.export_model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python tools/export_model.py models/bsds_cpu/ssn_iter_4000.caffemodel "
+               "--out models/ssn_mine.caffemodel\n")
+    parser.add_argument("snapshot", type=Path, help="a training snapshot (.caffemodel)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where to write the model (replacing the shipped one is "
+                             "--out ssn/models/ssn_bsds.caffemodel)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        path = export_deploy_weights(args.snapshot, args.out)
+    except (NetCheckError, OSError) as error:
+        log.error("%s", error)
+        return 2
+    log.info("wrote %s (%.0f kB) from %s", path, path.stat().st_size / 1e3, args.snapshot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

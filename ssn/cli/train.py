@@ -1,0 +1,50 @@
+"""Train an SSN from a solver prototxt with pycaffe.
+
+Snapshots come from the solver's ``snapshot`` setting, and one more is written
+when training stops on Ctrl-C or SIGTERM. Each iteration's losses go to a CSV log.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ssn.nets.prototxt import PROTOTXT_DIR, SOLVER
+from ssn.training.solver import train
+
+log = logging.getLogger("ssn.cli.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python tools/train.py                      # prototxt/ssn_solver.prototxt, CPU\n"
+               "  python tools/train.py --max-iter 2000 --snapshot-prefix models/run1/ssn\n"
+               "  python tools/train.py --resume models/run1/ssn_iter_1000.solverstate\n"
+               "  python tools/train.py --weights models/ssn_init.caffemodel --gpu 0\n")
+    parser.add_argument("--solver", type=Path, default=PROTOTXT_DIR / SOLVER,
+                        help="solver prototxt (default: prototxt/ssn_solver.prototxt)")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for CPU (default: -1)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--weights", type=Path, help="initial .caffemodel (by layer name)")
+    start.add_argument("--resume", type=Path, help=".solverstate to continue from")
+    parser.add_argument("--max-iter", type=int, help="override the solver's max_iter")
+    parser.add_argument("--snapshot-prefix", help="override the solver's snapshot_prefix")
+    parser.add_argument("--log-csv", type=Path,
+                        help="loss log (default: <snapshot_prefix>_loss.csv, appended)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        result = train(args.solver, args.gpu, args.weights, args.resume, args.max_iter,
+                       args.snapshot_prefix, args.log_csv)
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+        log.error("%s", error)
+        return 2
+    log.info("stopped at iteration %d, losses %s; log %s", result["iteration"],
+             {k: round(v, 4) for k, v in result["losses"].items()}, result["log"])
+    return 0

@@ -1,0 +1,347 @@
+"""NetSpec generators for the SSN networks (spec sections 5 and 6).
+
+Layer and parameter names follow the original release (``Convolution1..7``,
+``BatchNorm1..6``, ``init_spixel_feat``, ``Passoc1..T``, ``spixel_feat1..T-1``,
+``final_pixel_assoc``, ``new_spix_indices``, ``concat_spixel_feat_50``,
+``recon_feat_50``, ...) so weights trained for it load by name.
+
+:func:`ssn_nets` gives the TRAIN/TEST net and the deploy net of one
+configuration; the pieces (:func:`cnn_features`, :func:`slic_iterations`,
+:func:`hard_assignment`, :func:`compactness_loss`, :func:`label_loss`) compose
+other networks.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import caffe
+from caffe import layers as L
+from caffe import params as P
+from caffe.proto import caffe_pb2
+
+from ssn.grid import grid_shape
+
+# Test-time input scaling (spec section 8): one superpixel spans 1/p_scale units.
+TEST_POSITION_SCALE = 0.4
+TRAIN_POSITION_SCALE = 0.25
+COLOR_SCALE = 0.26
+# SpixelFeature settings used for the initial superpixel features.
+INIT_IGNORE_INDEX = -10
+INIT_IGNORE_FEATURE = 255
+CNN_WIDTH = 64
+LABEL_IGNORE = 255
+DATA_LAYER_MODULE = "ssn.training.data_layer"
+DATA_LAYER_CLASS = "BSDSDataLayer"
+
+
+@dataclass
+class SSNConfig:
+    """What one SSN network computes.
+
+    Attributes
+    ----------
+    height, width : int
+        Image (or training patch) size.
+    n_spixels : int
+        Requested superpixels; the grid is K_h x K_w <= n_spixels (spec section 7).
+    num_steps : int
+        Differentiable SLIC iterations (>= 1).
+    feature_dim : int
+        Channels of the pixel features that SLIC sees: 5 (position and Lab)
+        plus the learned ones. 5 means the pixel-feature mode (no CNN).
+    pos_scale, color_scale : float
+        Input scaling of positions and Lab values.
+    compactness_weight, color_weight, label_weight : float
+        Loss weights of the position, colour and label-reconstruction terms.
+    num_label_channels : int
+        One-hot ground-truth channels of the label loss.
+    batch_size : int
+        Images per TRAIN batch.
+    data : dict
+        Extra parameters of the Python data layer (data root, split lists, seed).
+    """
+
+    height: int = 201
+    width: int = 201
+    n_spixels: int = 100
+    num_steps: int = 5
+    feature_dim: int = 20
+    pos_scale: float = TRAIN_POSITION_SCALE
+    color_scale: float = COLOR_SCALE
+    compactness_weight: float = 1e-5
+    color_weight: float = 0.0
+    label_weight: float = 1.0
+    num_label_channels: int = 50
+    batch_size: int = 6
+    data: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if self.feature_dim < 5:
+            raise ValueError(f"feature_dim must be >= 5 (position and Lab), "
+                             f"got {self.feature_dim}")
+        if min(self.height, self.width) < 1 or self.n_spixels < 1:
+            raise ValueError("height, width and n_spixels must be positive")
+        grid_h, grid_w = self.grid
+        if grid_h > self.height or grid_w > self.width:
+            raise ValueError(f"{self.n_spixels} superpixels need a {grid_h}x{grid_w} grid, "
+                             f"more cells than the {self.height}x{self.width} image has pixels")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return grid_shape(self.n_spixels, self.height, self.width)
+
+    @property
+    def uses_cnn(self) -> bool:
+        return self.feature_dim > 5
+
+
+def position_scale(n_spixels: int, height: int, width: int,
+                   p_scale: float = TEST_POSITION_SCALE) -> float:
+    """Scale of pixel coordinates at test time: max(K_h / (p H), K_w / (p W))."""
+    grid_h, grid_w = grid_shape(n_spixels, height, width)
+    return max(grid_h / (p_scale * height), grid_w / (p_scale * width))
+
+
+def pixel_features(net: caffe.NetSpec, image, pos_scale: float,
+                   color_scale: float = COLOR_SCALE):
+    """[ps*y, ps*x, cs*L, cs*a, cs*b] from a Lab image (layer ``pixel_features``)."""
+    net.pixel_features = L.PixelFeature(image, pixel_feature_param=dict(
+        type=P.PixelFeature.POSITION_AND_RGB, pos_scale=pos_scale, color_scale=color_scale))
+    return net.pixel_features
+
+
+def _conv_bn_relu(net: caffe.NetSpec, bottom, index: int):
+    """Convolution{i} (3x3, 64) -> BatchNorm{i} -> ReLU{i} in place; returns BatchNorm{i}."""
+    conv = L.Convolution(bottom, num_output=CNN_WIDTH, kernel_size=3, pad=1, stride=1,
+                         weight_filler=dict(type="gaussian", std=0.001),
+                         bias_filler=dict(type="constant", value=0),
+                         param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)])
+    net[f"Convolution{index}"] = conv
+    # BatchNorm's statistics are not learned (its three blobs get no gradient).
+    net[f"BatchNorm{index}"] = L.BatchNorm(conv, param=[dict(lr_mult=0)] * 3)
+    net[f"ReLU{index}"] = L.ReLU(net[f"BatchNorm{index}"], in_place=True)
+    return net[f"BatchNorm{index}"]
+
+
+def _max_pool(bottom):
+    return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=2, pad=1)
+
+
+def cnn_features(net: caffe.NetSpec, features, out_dim: int):
+    """The feature CNN of spec section 5.2: ``trans_features`` = [features, learned].
+
+    ``out_dim`` learned channels (the original: 15) follow the input channels.
+    """
+    conv2 = _conv_bn_relu(net, _conv_bn_relu(net, features, 1), 2)
+    net.Pooling1 = _max_pool(conv2)
+    conv4 = _conv_bn_relu(net, _conv_bn_relu(net, net.Pooling1, 3), 4)
+    net.Interp1 = L.Interp(conv4, interp_param=dict(zoom_factor=2))
+    net.Crop1 = L.Crop(net.Interp1, conv2, crop_param=dict(axis=2))
+    net.Pooling2 = _max_pool(conv4)
+    conv6 = _conv_bn_relu(net, _conv_bn_relu(net, net.Pooling2, 5), 6)
+    net.Interp2 = L.Interp(conv6, interp_param=dict(zoom_factor=4))
+    net.Crop2 = L.Crop(net.Interp2, conv2, crop_param=dict(axis=2))
+    net.Concat1 = L.Concat(features, conv2, net.Crop1, net.Crop2)
+    net.Convolution7 = L.Convolution(
+        net.Concat1, num_output=out_dim, kernel_size=3, pad=1, stride=1,
+        weight_filler=dict(type="gaussian", std=0.001),
+        bias_filler=dict(type="constant", value=0),
+        param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)])
+    net.ReLU7 = L.ReLU(net.Convolution7, in_place=True)
+    net.trans_features = L.Concat(features, net.Convolution7)
+    return net.trans_features
+
+
+def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
+                    grid_h: int, grid_w: int, num_steps: int):
+    """Differentiable SLIC: ``num_steps`` associations and ``num_steps - 1`` updates.
+
+    Returns the final association blob ``final_pixel_assoc`` (N x 9 x H x W).
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    num_spixels = grid_h * grid_w
+    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w, scale_value=-1.0)
+    net.init_spixel_feat = L.SpixelFeature(
+        features, feat_spixel_init, propagate_down=[True, False],
+        spixel_feature_param=dict(type=P.SpixelFeature.AVGRGB, rgb_scale=1.0,
+                                  ignore_idx_value=INIT_IGNORE_INDEX,
+                                  ignore_feature_value=INIT_IGNORE_FEATURE,
+                                  max_spixels=num_spixels))
+    spixel_feat = net.init_spixel_feat
+    for step in range(1, num_steps + 1):
+        assoc = L.Passoc(features, spixel_feat, spixel_init, spixel_feature2_param=grid,
+                         propagate_down=[True, True, False])
+        net[f"Passoc{step}"] = assoc
+        if step == num_steps:
+            net.final_pixel_assoc = L.Softmax(assoc)
+            return net.final_pixel_assoc
+        net[f"Softmax{step}"] = L.Softmax(assoc)
+        spixel_feat = L.SpixelFeature2(features, net[f"Softmax{step}"], spixel_init,
+                                       spixel_feature2_param=grid,
+                                       propagate_down=[True, True, False])
+        net[f"spixel_feat{step}"] = spixel_feat
+    raise AssertionError("unreachable")
+
+
+def hard_assignment(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: int):
+    """Superpixel id per pixel: argmax channel mapped to its grid cell (``new_spix_indices``)."""
+    net.ArgMax1 = L.ArgMax(assoc, argmax_param=dict(axis=1), propagate_down=[False])
+    net.new_spix_indices = L.RelToAbsIndex(
+        net.ArgMax1, spixel_init, propagate_down=[False, False],
+        rel_to_abs_index_param=dict(num_spixels_h=grid_h, num_spixels_w=grid_w))
+    return net.new_spix_indices
+
+
+def compactness_loss(net: caffe.NetSpec, pixel_feats, assoc, spixel_init, hard_labels,
+                     grid_h: int, grid_w: int, position_weight: float, color_weight: float):
+    """Euclidean losses between each pixel's position/colour and its superpixel's (5.4)."""
+    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w)
+    net.new_spixel_feat = L.SpixelFeature2(pixel_feats, assoc, spixel_init,
+                                           spixel_feature2_param=grid,
+                                           propagate_down=[False, True, False])
+    net.recon_feat2 = L.Smear(net.new_spixel_feat, hard_labels, propagate_down=[True, False])
+    net.Slice1, net.Slice2 = L.Slice(net.recon_feat2, slice_param=dict(axis=1, slice_point=2),
+                                     ntop=2)
+    net.Slice3, net.Slice4 = L.Slice(pixel_feats, slice_param=dict(axis=1, slice_point=2),
+                                     ntop=2, propagate_down=[False])
+    net.loss1 = L.EuclideanLoss(net.Slice1, net.Slice3, loss_weight=position_weight,
+                                propagate_down=[True, False])
+    net.loss2 = L.EuclideanLoss(net.Slice2, net.Slice4, loss_weight=color_weight,
+                                propagate_down=[True, False])
+    return net.loss1, net.loss2
+
+
+def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h: int,
+               grid_w: int, num_channels: int, weight: float):
+    """Cross-entropy of the labels reconstructed through the superpixels, R* = Q (Q^T R).
+
+    The fixed decoder weights (``concat_spixel_feat_<C>``) are set by
+    :func:`ssn.nets.weights.initialize_helper_weights`.
+    """
+    num_spixels = grid_h * grid_w
+    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w)
+    frozen = [dict(lr_mult=0, decay_mult=0)]
+    net.spixel_label = L.SpixelFeature2(problabel, assoc, spixel_init,
+                                        spixel_feature2_param=grid,
+                                        propagate_down=[False, True, False])
+    net.Reshape1 = L.Reshape(net.spixel_label, reshape_param=dict(
+        shape=dict(dim=[0, num_channels, grid_h, grid_w])))
+    name = f"concat_spixel_feat_{num_channels}"
+    net.Convolution8 = L.Convolution(
+        net.Reshape1, name=name, num_output=9 * num_channels, kernel_size=3, pad=1,
+        group=num_channels, bias_term=False, weight_filler=dict(type="constant", value=0),
+        param=[dict(name=name, lr_mult=0, decay_mult=0)])
+    net.Reshape2 = L.Reshape(net.Convolution8, reshape_param=dict(
+        shape=dict(dim=[0, 9 * num_channels, 1, num_spixels])))
+    net.Smear1 = L.Smear(net.Reshape2, spixel_init, propagate_down=[True, False])
+    net.Tile1 = L.Tile(assoc, tile_param=dict(axis=1, tiles=num_channels))
+    net.Eltwise1 = L.Eltwise(net.Smear1, net.Tile1, eltwise_param=dict(operation=P.Eltwise.PROD))
+    net.Convolution9 = L.Convolution(
+        net.Eltwise1, name=f"recon_feat_{num_channels}", num_output=num_channels,
+        kernel_size=1, group=num_channels, bias_term=False,
+        weight_filler=dict(type="constant", value=1), param=frozen)
+    net.recon_label = L.ReLU(net.Convolution9, in_place=True)
+    net.recon_label2 = L.Power(net.Convolution9, power_param=dict(shift=1e-10))
+    # normalize(): divide by the (ReLU'd) channel sum.
+    net.ReLU8 = L.ReLU(net.recon_label2)
+    net.Convolution10 = L.Convolution(
+        net.ReLU8, num_output=1, kernel_size=1, weight_filler=dict(type="constant", value=1),
+        bias_filler=dict(type="constant", value=0), param=frozen * 2)
+    net.Power1 = L.Power(net.Convolution10, power_param=dict(power=-1, shift=1e-12))
+    net.Tile2 = L.Tile(net.Power1, tile_param=dict(axis=1, tiles=num_channels))
+    net.recon_label3 = L.Eltwise(net.recon_label2, net.Tile2,
+                                 eltwise_param=dict(operation=P.Eltwise.PROD))
+    net.loss3 = L.LossWithoutSoftmax(net.recon_label3, label, loss_weight=weight,
+                                     loss_param=dict(ignore_label=LABEL_IGNORE),
+                                     propagate_down=[True, False])
+    return net.loss3
+
+
+def _features(net: caffe.NetSpec, config: SSNConfig, image):
+    feats = pixel_features(net, image, config.pos_scale, config.color_scale)
+    if config.uses_cnn:
+        return feats, cnn_features(net, feats, config.feature_dim - 5)
+    return feats, feats
+
+
+def _data_param(config: SSNConfig, phase: str) -> str:
+    grid_h, grid_w = config.grid
+    param = dict(phase=phase, batch_size=config.batch_size, patch_height=config.height,
+                 patch_width=config.width, grid_h=grid_h, grid_w=grid_w,
+                 num_label_channels=config.num_label_channels)
+    param.update(config.data)
+    return json.dumps(param, sort_keys=True)
+
+
+DATA_TOPS = ("img", "spixel_init", "feat_spixel_init", "label", "problabel")
+
+
+def _data_layer(config: SSNConfig, phase: str, hdf5_source: Optional[str]):
+    include = dict(phase=caffe.TRAIN if phase == "train" else caffe.TEST)
+    if hdf5_source is not None:
+        return L.HDF5Data(ntop=len(DATA_TOPS), include=include, hdf5_data_param=dict(
+            source=hdf5_source, batch_size=config.batch_size, shuffle=phase == "train"))
+    return L.Python(module=DATA_LAYER_MODULE, layer=DATA_LAYER_CLASS, ntop=len(DATA_TOPS),
+                    param_str=_data_param(config, phase), include=include)
+
+
+def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
+              ) -> caffe_pb2.NetParameter:
+    """The TRAIN/TEST net: data layer, features, SLIC and the losses of 5.4.
+
+    The data come from the Python layer ``ssn.training.data_layer.BSDSDataLayer``, or,
+    with ``hdf5_sources`` (train and val list files of .h5 files written by
+    ``tools/export_hdf5.py``), from Caffe's HDF5Data layer, with no Python in
+    the training loop.
+    """
+    grid_h, grid_w = config.grid
+    net = caffe.NetSpec()
+    tops = DATA_TOPS
+    data = _data_layer(config, "train", hdf5_sources[0] if hdf5_sources else None)
+    for top, blob in zip(tops, data):
+        net[top] = blob
+    pixel_feats, feats = _features(net, config, net.img)
+    assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
+                            config.num_steps)
+    hard = hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
+    compactness_loss(net, pixel_feats, assoc, net.spixel_init, hard, grid_h, grid_w,
+                     config.compactness_weight, config.color_weight)
+    label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
+               config.num_label_channels, config.label_weight)
+    net_param = net.to_proto()
+    # NetSpec makes one layer per top name: the TEST data layer is a copy.
+    train_data = net_param.layer[0]
+    test_data = caffe_pb2.LayerParameter()
+    test_data.CopyFrom(train_data)
+    test_data.name = "val_data"
+    if hdf5_sources:
+        test_data.hdf5_data_param.source = hdf5_sources[1]
+        test_data.hdf5_data_param.shuffle = False
+    else:
+        test_data.python_param.param_str = _data_param(config, "val")
+    del test_data.include[:]
+    test_data.include.add(phase=caffe.TEST)
+    train_data.name = "train_data"
+    net_param.layer.insert(1, test_data)
+    return net_param
+
+
+def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
+    """The deploy net: Input blobs ``img`` (Lab), ``spixel_init``, ``feat_spixel_init``
+    (1 x 1 x H x W initial cells) -> ``new_spix_indices`` (and ``final_pixel_assoc``)."""
+    grid_h, grid_w = config.grid
+    net = caffe.NetSpec()
+    net.img = L.Input(shape=dict(dim=[1, 3, config.height, config.width]))
+    net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
+    net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
+    _, feats = _features(net, config, net.img)
+    assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
+                            config.num_steps)
+    hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
+    return net.to_proto()
+

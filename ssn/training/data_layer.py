@@ -1,0 +1,101 @@
+"""Caffe Python data layer for SSN training on BSDS500 (module ``ssn.training.data_layer``).
+
+Use in a prototxt as::
+
+    layer { name: "train_data" type: "Python"
+      top: "img" top: "spixel_init" top: "feat_spixel_init" top: "label" top: "problabel"
+      python_param { module: "ssn.training.data_layer" layer: "BSDSDataLayer"
+        param_str: '{"phase": "train", "batch_size": 6, "patch_height": 201,
+                     "patch_width": 201, "grid_h": 10, "grid_w": 10}' } }
+
+param_str is JSON with the keys of :data:`DEFAULTS`. Batches are computed ahead
+by a pool of threads; batch ``i`` is the same whichever thread made it. The val
+phase cycles through its first ``repeat`` batches, so validation losses are
+comparable across tests.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import caffe
+
+from ssn.bsds import read_split
+from ssn.nets.generators import DATA_TOPS
+from ssn.training.samples import BSDSSampler
+
+DEFAULTS = {
+    "phase": "train",            # "train" or "val": the split to read
+    "batch_size": 6,
+    "patch_height": 201,
+    "patch_width": 201,
+    "grid_h": 10,
+    "grid_w": 10,
+    "num_label_channels": 50,
+    "seed": 2356,
+    "data_root": None,           # default: $SSN_DATA_ROOT or ./data/BSDS500
+    "list_file": None,           # default: every image of the phase's split
+    "workers": 2,
+    "prefetch": 4,
+    "repeat": 10,                # val only: batches cycle with this period
+}
+TOPS = DATA_TOPS
+
+
+def parse_param_str(param_str: str) -> dict:
+    """DEFAULTS updated by the JSON ``param_str``; unknown keys are an error."""
+    params = dict(DEFAULTS)
+    given = json.loads(param_str) if param_str.strip() else {}
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"BSDSDataLayer: unknown param_str keys {unknown}; "
+                         f"known: {sorted(DEFAULTS)}")
+    params.update(given)
+    if params["phase"] not in ("train", "val"):
+        raise ValueError(f"BSDSDataLayer: phase must be 'train' or 'val', got {params['phase']}")
+    return params
+
+
+class BSDSDataLayer(caffe.Layer):
+    """Five tops: img (Lab), spixel_init, feat_spixel_init, label, problabel."""
+
+    def setup(self, bottom, top):
+        if len(bottom) != 0 or len(top) != len(TOPS):
+            raise ValueError(f"BSDSDataLayer takes no bottoms and {len(TOPS)} tops {TOPS}")
+        self.params = parse_param_str(self.param_str)
+        p = self.params
+        ids = None
+        if p["list_file"] is not None:
+            ids = read_split(p["phase"], p["data_root"], p["list_file"])
+        self.sampler = BSDSSampler(p["phase"], (p["patch_height"], p["patch_width"]),
+                                   (p["grid_h"], p["grid_w"]), p["batch_size"],
+                                   p["num_label_channels"], p["seed"], p["data_root"], ids)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, p["workers"]))
+        self.pending: deque = deque()
+        self.next_index = 0
+        for _ in range(max(1, p["prefetch"])):
+            self._submit()
+
+    def _submit(self) -> None:
+        index = self.next_index
+        if self.params["phase"] == "val":
+            index %= max(1, self.params["repeat"])
+        self.pending.append(self.pool.submit(self.sampler.batch, index))
+        self.next_index += 1
+
+    def reshape(self, bottom, top):
+        p = self.params
+        size = (p["patch_height"], p["patch_width"])
+        channels = (3, 1, 1, 1, p["num_label_channels"])
+        for i, c in enumerate(channels):
+            top[i].reshape(p["batch_size"], c, *size)
+
+    def forward(self, bottom, top):
+        batch = self.pending.popleft().result()
+        self._submit()
+        for i, array in enumerate(batch.tops()):
+            top[i].data[...] = array
+
+    def backward(self, top, propagate_down, bottom):
+        pass  # data: nothing to propagate to

@@ -1,0 +1,5 @@
+import sys
+
+from ssn_build.cli import main
+
+sys.exit(main())

@@ -1,0 +1,184 @@
+"""Build configuration, the per-configuration tree, and Caffe's Makefile."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssn.atomic import write_if_changed
+from ssn_build.source import CAFFE_SHA256, CHECKOUT, PATCH_DIR
+from ssn_build.splice import CAFFE_PROTO, splice_destinations
+
+log = logging.getLogger("ssn_build")
+
+LIBCAFFE = "libcaffe.so.1.0.0-rc3"
+TEST_BINARY = "test_ssn_layers.testbin"
+# Our C++ tests: one binary per test_*.cpp, as Caffe's Makefile builds them.
+TEST_BINARIES = (TEST_BINARY, "test_shifted_conv.testbin")
+BUILD_STAMP = ".ssn_build_stamp"
+NUMPY_INCLUDE_PLACEHOLDER = "<numpy include>"
+
+# Ampere and Hopper binaries plus Hopper PTX (nvcc 13 takes compute_75 and newer).
+CUDA_ARCH = ("-gencode arch=compute_80,code=sm_80 "
+             "-gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What to build and where.
+
+    Attributes
+    ----------
+    venv : Path
+        Virtual environment that receives pycaffe, libcaffe and the tools.
+    cache : Path
+        Directory holding the downloaded source and the build trees.
+    gpu : bool
+        Build the CUDA paths (needs nvcc); CPU_ONLY otherwise.
+    jobs : int
+        Parallel make jobs.
+    """
+
+    venv: Path
+    cache: Path
+    gpu: bool = False
+    jobs: int = os.cpu_count() or 2
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("SSN_CAFFE_CACHE", Path.home() / ".cache" / "ssn-caffe"))
+
+
+def numpy_include() -> str:
+    import numpy
+    return numpy.get_include()
+
+
+def abi_tag() -> str:
+    import numpy
+    return f"py{sys.version_info.major}{sys.version_info.minor}-np{numpy.__version__.split('.')[0]}"
+
+
+def makefile_config(config: BuildConfig, numpy_headers: str | None = None) -> str:
+    """Makefile.config for this machine's Python, numpy, BLAS and HDF5.
+
+    ``numpy_headers`` replaces numpy's include directory (which lies inside the
+    venv, so differs between checkouts) when the text is used as a key.
+    """
+    py_include = sysconfig.get_paths()["include"]
+    py_libdir = sysconfig.get_config_var("LIBDIR")
+    py_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    boost_python = f"boost_python{sys.version_info.major}{sys.version_info.minor}"
+    lines = [
+        "# Written by the ssn_build tool; edits are overwritten.",
+        "USE_OPENCV := 0", "USE_LEVELDB := 0", "USE_LMDB := 0",
+        "BLAS := open",
+        "BLAS_INCLUDE := /usr/include/x86_64-linux-gnu/openblas-pthread",
+        f"PYTHON_INCLUDE := {py_include} {numpy_headers or numpy_include()}",
+        f"PYTHON_LIB := {py_libdir}",
+        f"PYTHON_LIBRARIES := {boost_python} python{py_version}",
+        "WITH_PYTHON_LAYER := 1",
+        "INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial",
+        "LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib "
+        "/usr/lib/x86_64-linux-gnu/hdf5/serial",
+        "BUILD_DIR := build", "DISTRIBUTE_DIR := distribute",
+        # The SSN layers' CPU loops run on all cores through OpenMP.
+        "CXXFLAGS += -fopenmp", "LINKFLAGS += -fopenmp",
+        "Q ?= @",
+    ]
+    if config.gpu:
+        lines += gpu_config_lines()
+    else:
+        lines.append("CPU_ONLY := 1")
+    return "\n".join(lines) + "\n"
+
+
+def gpu_config_lines() -> list[str]:
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise RuntimeError("--gpu needs nvcc on PATH")
+    cuda_dir = Path(nvcc).resolve().parent.parent
+    return [f"CUDA_DIR := {cuda_dir}", f"CUDA_ARCH := {CUDA_ARCH}"]
+
+
+def config_key(config: BuildConfig) -> str:
+    """Makefile.config with the checkout-specific numpy path replaced by a placeholder."""
+    return makefile_config(config, NUMPY_INCLUDE_PLACEHOLDER)
+
+
+def tree_dir(config: BuildConfig) -> Path:
+    """Build tree for this source, flavour, ABI and configuration.
+
+    Caffe's Makefile does not rebuild when Makefile.config changes, so a new
+    configuration gets a tree of its own. The key leaves out the checkout's
+    path, so every clone on a machine shares one warm tree.
+    """
+    flavour = "gpu" if config.gpu else "cpu"
+    settings = hashlib.sha256(config_key(config).encode()).hexdigest()[:8]
+    return config.cache / f"caffe-{CAFFE_SHA256[:12]}-{flavour}-{abi_tag()}-{settings}"
+
+
+def unpack(tarball: Path, tree: Path) -> None:
+    """Unpack the sdist into ``tree`` unless it is there already."""
+    if (tree / "Makefile").exists():
+        return
+    log.info("unpacking %s into %s", tarball.name, tree)
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tree.parent) as scratch:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(scratch, filter="data")
+        (top,) = Path(scratch).iterdir()
+        (top / "Makefile.config").unlink(missing_ok=True)
+        top.rename(tree)
+
+
+def input_fingerprint(config: BuildConfig, tree: Path) -> str:
+    """Hash of everything that decides the build's outputs.
+
+    The patched and spliced files are read from the tree, so an edited patch or
+    layer changes it; so does an edit to this tool.
+    """
+    digest = hashlib.sha256(CAFFE_SHA256.encode())
+    digest.update(config_key(config).encode())
+    patched = (tree / ".ssn_patched_files").read_text().split()
+    for relative in sorted(set(splice_destinations()) | set(patched) | {CAFFE_PROTO}):
+        digest.update(relative.encode())
+        path = tree / relative
+        digest.update(path.read_bytes() if path.exists() else b"<absent>")
+    for source in sorted(PATCH_DIR.iterdir()) + sorted((CHECKOUT / "ssn_build").glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def build_outputs(tree: Path) -> list[Path]:
+    return [tree / "build/lib" / LIBCAFFE, tree / "python/caffe/_caffe.so",
+            tree / "build/tools/caffe.bin"] + [tree / "build/test" / name
+                                               for name in TEST_BINARIES]
+
+
+def run_make(config: BuildConfig, tree: Path) -> None:
+    """Build libcaffe, the tools, pycaffe and our C++ layer tests."""
+    write_if_changed(tree / "Makefile.config", makefile_config(config).encode())
+    stamp = tree / BUILD_STAMP
+    fingerprint = input_fingerprint(config, tree)
+    if stamp.exists() and stamp.read_text() == fingerprint and all(
+            path.exists() for path in build_outputs(tree)):
+        log.info("caffe build is up to date (%s)", tree)
+        return
+    stamp.unlink(missing_ok=True)
+    make = ["make", f"-j{config.jobs}"]
+    log.info("building caffe in %s with %s", tree, " ".join(make))
+    subprocess.run(make + ["all", "pycaffe"], cwd=tree, check=True)
+    # Separately: Caffe's rule for test objects lacks the generated proto header as a
+    # prerequisite, so in one parallel make they can compile before it exists.
+    subprocess.run(make + [f".build_release/test/{name}" for name in TEST_BINARIES], cwd=tree,
+                   check=True)
+    stamp.write_text(fingerprint)

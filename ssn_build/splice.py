@@ -1,0 +1,94 @@
+"""Our layers in Caffe's tree: sources copied in, our proto fragment merged into caffe.proto."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ssn.atomic import write_if_changed
+from ssn_build.patches import read_pristine
+from ssn_build.source import CUDA_DIR, LAYER_DIR, PROTO_FRAGMENT
+
+SPLICE_MANIFEST = ".ssn_spliced_files"
+CAFFE_PROTO = "src/caffe/proto/caffe.proto"
+
+
+def splice_destinations() -> dict[str, Path]:
+    """Map each destination in the Caffe tree (relative) to our source file.
+
+    ``caffe_layers/*.hpp`` go to ``include/caffe/layers``, ``util/*.hpp`` to
+    ``include/caffe/util``, C++ tests (``test_*.cpp``) to ``src/caffe/test``,
+    the other sources beside Caffe's own, and ``cuda/*.cuh`` to
+    ``include/caffe/ssn``.
+    """
+    places: dict[str, Path] = {}
+    for source in sorted(LAYER_DIR.glob("*.hpp")):
+        places[f"include/caffe/layers/{source.name}"] = source
+    for source in sorted(LAYER_DIR.glob("*.cpp")):
+        folder = "src/caffe/test" if source.name.startswith("test_") else "src/caffe/layers"
+        places[f"{folder}/{source.name}"] = source
+    for source in sorted((LAYER_DIR / "util").glob("*.hpp")):
+        places[f"include/caffe/util/{source.name}"] = source
+    for source in sorted((LAYER_DIR / "util").glob("*.cpp")):
+        folder = "src/caffe/test" if source.name.startswith("test_") else "src/caffe/util"
+        places[f"{folder}/{source.name}"] = source
+    for source in sorted(CUDA_DIR.glob("*.cuh")):
+        places[f"include/caffe/ssn/{source.name}"] = source
+    for source in sorted(CUDA_DIR.glob("*.cu")):
+        places[f"src/caffe/layers/{source.name}"] = source
+    return places
+
+
+def spliced_proto(original: str, fragment: str) -> str:
+    """Return caffe.proto with our LayerParameter fields and messages added.
+
+    Works on the pristine text, so applying it again gives the same result.
+    """
+    match = re.search(r"// BEGIN LayerParameter fields\n(.*?)// END LayerParameter fields\n",
+                      fragment, re.S)
+    if match is None:
+        raise ValueError(f"{PROTO_FRAGMENT}: missing the LayerParameter fields block")
+    fields, messages = match.group(1), fragment[match.end():]
+    anchor = re.search(r"message LayerParameter \{.*?\n\}\n", original, re.S)
+    if anchor is None:
+        raise ValueError("caffe.proto: message LayerParameter not found")
+    closing = anchor.end() - 2  # position of the final "}" of LayerParameter
+    return (original[:closing] + "  // SSN layers (caffe_layers/ssn.proto)\n" + fields
+            + original[closing:] + "\n// ---- SSN layers (caffe_layers/ssn.proto) ----\n"
+            + messages)
+
+
+def touch_sources(tree: Path, places: dict[str, Path]) -> None:
+    """Mark our spliced sources as changed.
+
+    Caffe's Makefile passes include directories with -isystem, so its dependency
+    files omit headers: an edit to one of our headers must be made visible to make
+    by hand. Caffe's own sources include ours only through the patches, which
+    rewrite them when they change.
+    """
+    for relative in places:
+        if relative.endswith((".cpp", ".cu")):
+            os.utime(tree / relative)
+
+
+def splice(tree: Path, tarball: Path) -> list[str]:
+    """Copy our sources and proto fragment into ``tree``; return what changed."""
+    changed = []
+    places = splice_destinations()
+    manifest = tree / SPLICE_MANIFEST
+    previous = manifest.read_text().split() if manifest.exists() else []
+    for stale in set(previous) - set(places):
+        (tree / stale).unlink(missing_ok=True)
+        changed.append(stale)
+    for relative, source in places.items():
+        if write_if_changed(tree / relative, source.read_bytes()):
+            changed.append(relative)
+    write_if_changed(manifest, "\n".join(sorted(places)).encode())
+    if any(name.endswith((".hpp", ".cuh")) for name in changed):
+        touch_sources(tree, places)
+
+    pristine = read_pristine(tarball, {CAFFE_PROTO})[CAFFE_PROTO].decode()
+    text = spliced_proto(pristine, PROTO_FRAGMENT.read_text())
+    if write_if_changed(tree / CAFFE_PROTO, text.encode()):
+        changed.append(CAFFE_PROTO)
+    return changed

@@ -1,0 +1,215 @@
+"""The build tool (ssn_build): the patch series over pristine sources, the shared
+tree key, and the native library."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ssn import native
+from ssn_build import make, patches
+from ssn_build.native import build_native
+from ssn_build.source import CAFFE_SDIST, NATIVE_DIR, PATCH_DIR
+
+needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                                    reason="no C++ compiler")
+needs_patch = pytest.mark.skipif(shutil.which("patch") is None, reason="no 'patch' program")
+
+UPSTREAM_MAIN = """#include <cstdio>
+
+int answer() {
+  return 41;
+}
+
+int main() {
+  std::printf("%d\\n", answer());
+  return 0;
+}
+"""
+
+
+def make_tarball(path: Path, files: dict[str, str]) -> Path:
+    """An sdist-like tarball: every file under one top folder."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"upstream-1.0/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def answer_patch(value: int) -> str:
+    return (f"Make the answer {value}.\n\n"
+            "--- a/src/main.cpp\n+++ b/src/main.cpp\n@@ -1,7 +1,7 @@\n #include <cstdio>\n \n"
+            f" int answer() {{\n-  return 41;\n+  return {value};\n }}\n \n int main() {{\n")
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    """(tarball, patch folder, tree) of a one-file project, the tree unpacked pristine."""
+    tarball = make_tarball(tmp_path / "upstream.tar.gz",
+                           {"src/main.cpp": UPSTREAM_MAIN, "README": "upstream\n"})
+    patch_dir = tmp_path / "patches"
+    patch_dir.mkdir()
+    (patch_dir / "0001-answer.patch").write_text(answer_patch(42))
+    (patch_dir / "series").write_text("# the only patch\n0001-answer.patch\n")
+    tree = tmp_path / "tree"
+    with tarfile.open(tarball) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (tmp_path / "unpacked" / "upstream-1.0").rename(tree)
+    return tarball, patch_dir, tree
+
+
+def compile_and_run(tree: Path, tmp_path: Path) -> str:
+    binary = tmp_path / "answer"
+    subprocess.run([os.environ.get("CXX", "g++"), str(tree / "src/main.cpp"), "-o", str(binary)],
+                   check=True)
+    return subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout
+
+
+@needs_patch
+@needs_compiler
+def test_an_edited_patch_changes_the_compiled_code(upstream, tmp_path):
+    tarball, patch_dir, tree = upstream
+    assert patches.apply_series(tree, tarball, patch_dir) == ["src/main.cpp"]
+    assert compile_and_run(tree, tmp_path) == "42\n"
+    # Edit the patch only: no marker, no rename. The next build must follow it.
+    (patch_dir / "0001-answer.patch").write_text(answer_patch(43))
+    assert patches.apply_series(tree, tarball, patch_dir) == ["src/main.cpp"]
+    assert compile_and_run(tree, tmp_path) == "43\n"
+    assert patches.stale_files(tree, tarball, patch_dir) == []
+
+
+@needs_patch
+def test_patched_files_are_restored_from_the_tarball_first(upstream):
+    tarball, patch_dir, tree = upstream
+    patches.apply_series(tree, tarball, patch_dir)
+    (tree / "src/main.cpp").write_text("// hand-edited in the cache\n")
+    assert patches.stale_files(tree, tarball, patch_dir) == ["src/main.cpp"]
+    patches.apply_series(tree, tarball, patch_dir)
+    assert "return 42;" in (tree / "src/main.cpp").read_text()
+    assert "hand-edited" not in (tree / "src/main.cpp").read_text()
+
+
+@needs_patch
+def test_an_unchanged_series_rewrites_nothing(upstream):
+    tarball, patch_dir, tree = upstream
+    patches.apply_series(tree, tarball, patch_dir)
+    stamp = (tree / "src/main.cpp").stat().st_mtime_ns
+    assert patches.apply_series(tree, tarball, patch_dir) == []
+    assert (tree / "src/main.cpp").stat().st_mtime_ns == stamp  # make rebuilds nothing
+
+
+@needs_patch
+def test_a_dropped_patch_leaves_the_pristine_file(upstream):
+    tarball, patch_dir, tree = upstream
+    patches.apply_series(tree, tarball, patch_dir)
+    (patch_dir / "series").write_text("# no patches\n")
+    assert patches.apply_series(tree, tarball, patch_dir) == ["src/main.cpp"]
+    assert (tree / "src/main.cpp").read_text() == UPSTREAM_MAIN
+
+
+@needs_patch
+def test_a_patch_that_does_not_apply_names_itself(upstream):
+    tarball, patch_dir, tree = upstream
+    (patch_dir / "0001-answer.patch").write_text(answer_patch(42).replace("return 41", "return 7"))
+    with pytest.raises(patches.PatchError, match="0001-answer.patch does not apply"):
+        patches.apply_series(tree, tarball, patch_dir)
+
+
+def test_series_errors_are_clear(tmp_path):
+    with pytest.raises(patches.PatchError, match="no series file"):
+        patches.read_series(tmp_path)
+    (tmp_path / "series").write_text("0009-missing.patch\n")
+    with pytest.raises(patches.PatchError, match="0009-missing.patch does not exist"):
+        patches.read_series(tmp_path)
+    (tmp_path / "0009-missing.patch").write_text("not a diff\n")
+    with pytest.raises(patches.PatchError, match="not a unified diff"):
+        patches.touched_files(tmp_path / "0009-missing.patch")
+
+
+def test_every_patch_has_a_header_and_is_in_the_series():
+    listed = [patch.name for patch in patches.read_series(PATCH_DIR)]
+    assert sorted(listed) == sorted(path.name for path in PATCH_DIR.glob("*.patch"))
+    for patch in patches.read_series(PATCH_DIR):
+        header = patch.read_text().split("\n--- a/", 1)[0]
+        assert len(header.split()) >= 8, f"{patch.name}: say what it changes and why"
+
+
+def cached_tarball() -> Path:
+    return make.default_cache() / "downloads" / CAFFE_SDIST
+
+
+@needs_patch
+@pytest.mark.skipif(not cached_tarball().exists(), reason="no Caffe sdist downloaded yet")
+def test_the_series_applies_to_the_pinned_caffe_and_the_built_tree_is_current():
+    import sys
+    config = make.BuildConfig(venv=Path(sys.prefix), cache=make.default_cache())
+    contents = patches.patched_sources(cached_tarball(), patches.read_series(PATCH_DIR))
+    assert "ssn::softmax_forward" in contents["src/caffe/layers/softmax_layer.cpp"].decode()
+    tree = make.tree_dir(config)
+    if tree.exists():
+        assert patches.stale_files(tree, cached_tarball(), PATCH_DIR) == []
+
+
+def test_the_tree_key_does_not_depend_on_the_checkout(monkeypatch, tmp_path):
+    import sys
+    config = make.BuildConfig(venv=Path(sys.prefix), cache=tmp_path)
+    first = make.tree_dir(config)
+    monkeypatch.setattr(make, "numpy_include", lambda: "/elsewhere/.venv/numpy/_core/include")
+    assert make.tree_dir(config) == first
+    assert "/elsewhere/" in make.makefile_config(config)
+
+
+# --------------------------------------------------------------------------------------------
+# The native library
+
+
+@needs_compiler
+def test_build_native_only_when_stale(tmp_path):
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    source = src_dir / "connectivity.cpp"
+    shutil.copy(NATIVE_DIR / "connectivity.cpp", source)
+    out_dir = tmp_path / "lib"
+    library = build_native(out_dir, src_dir)
+    assert library == out_dir / native.LIBRARY_NAME and library.exists()
+    stamp = library.stat().st_mtime_ns
+    assert build_native(out_dir, src_dir) == library
+    assert library.stat().st_mtime_ns == stamp          # up to date: not rebuilt
+    future = library.stat().st_mtime + 100
+    os.utime(source, (future, future))
+    build_native(out_dir, src_dir)
+    assert library.stat().st_mtime_ns != stamp          # source newer: rebuilt
+    assert sorted(p.name for p in out_dir.iterdir()) == [native.LIBRARY_NAME]
+
+
+@needs_compiler
+def test_build_native_reports_compiler_errors(tmp_path):
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    (src_dir / "broken.cpp").write_text("int f( { return 0; }\n")
+    with pytest.raises(RuntimeError, match="broken.cpp"):
+        build_native(tmp_path / "lib", src_dir)
+    assert not any((tmp_path / "lib").iterdir())       # no half-written library left
+
+
+def test_build_native_without_sources(tmp_path):
+    with pytest.raises(RuntimeError, match="no C\\+\\+ sources"):
+        build_native(tmp_path / "lib", tmp_path)
+
+
+def test_a_missing_native_library_says_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "library_path", lambda: tmp_path / native.LIBRARY_NAME)
+    native.load_native.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="python -m ssn_build"):
+            native.load_native()
+    finally:
+        native.load_native.cache_clear()
