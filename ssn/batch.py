@@ -88,10 +88,12 @@ def save_summary(out: Path, rows: dict[str, dict]) -> None:
 def process(path: Path, out: Path, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     rgb = read_image(path)
-    labels = superpixels(rgb, args.n_spixels, args.num_steps, args.weights, args.connectivity,
-                         args.features, args.min_size_factor, args.max_size_factor)
+    labels = superpixels(rgb, args.n_segments, args.num_steps, args.weights,
+                         enforce_connectivity=args.connectivity, features=args.features,
+                         min_size_factor=args.min_size_factor,
+                         max_size_factor=args.max_size_factor)
     seconds = time.perf_counter() - start
     write_results(out, path.stem, rgb, labels)
     return dict(image=str(path), height=rgb.shape[0], width=rgb.shape[1],
-                requested=args.n_spixels, actual=int(labels.max()) + 1,
+                requested=args.n_segments, actual=int(labels.max()) + 1,
                 seconds=f"{seconds:.3f}", status="ok")

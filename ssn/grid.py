@@ -21,9 +21,9 @@ def grid_shape(n_spixels: int, height: int, width: int) -> tuple[int, int]:
     if n_spixels < 1 or height < 1 or width < 1:
         raise ValueError(
             f"n_spixels, height and width must be >= 1, got {n_spixels}, {height}, {width}")
-    grid_h = max(1, math.isqrt(n_spixels * height // width))
-    grid_w = max(1, math.isqrt(n_spixels * width // height))
-    return grid_h, max(1, min(grid_w, n_spixels // grid_h))
+    grid_h = max(1, min(math.isqrt(n_spixels * height // width), n_spixels))
+    grid_w = max(1, min(math.isqrt(n_spixels * width // height), n_spixels // grid_h))
+    return grid_h, grid_w
 
 
 def init_cells(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:

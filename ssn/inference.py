@@ -7,6 +7,7 @@ per geometry and reused.
 from __future__ import annotations
 
 import logging
+import numbers
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
@@ -15,7 +16,10 @@ import caffe
 import numpy as np
 
 from ssn.color import rgb_to_lab
-from ssn.connectivity import connectivity_sizes, enforce_connectivity
+
+# Aliased: superpixels() takes scikit-image's keyword enforce_connectivity.
+from ssn.connectivity import connectivity_sizes
+from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_shape, init_cells
 from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import SSNConfig, deploy_net, position_scale
@@ -109,50 +113,133 @@ def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]
     return features, (str(weights) if features == "deep" and weights is not None else None)
 
 
-def superpixels(image: np.ndarray, n_spixels: int = 100, num_steps: int = 10,
-                weights: Optional[Union[str, Path]] = None, connectivity: bool = True,
-                features: Optional[str] = None, min_size_factor: float = 0.06,
-                max_size_factor: float = 3.0) -> np.ndarray:
+def count_argument(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum`` (20, np.int64(20), 20.0).
+
+    Raises
+    ------
+    TypeError
+        If it is not a number (a string, None, an array).
+    ValueError
+        If it is fractional, not finite, or below ``minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a whole number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value) or float(value) != int(value):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def resolve_alias(name: str, value, alias: str, alias_value, default):
+    """The value given under ``name`` or its alias (not both); ``default`` if neither."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"give {name} or its alias {alias}, not both")
+    if alias_value is not None:
+        return alias_value
+    return default if value is None else value
+
+
+def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: int = 10,
+                weights: Optional[Union[str, Path]] = None, *,
+                enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
+                min_size_factor: float = 0.06, max_size_factor: float = 3.0,
+                start_label: int = 0, channel_axis: Optional[int] = -1,
+                n_spixels: Optional[int] = None, connectivity: Optional[bool] = None
+                ) -> np.ndarray:
     """Segment an image into SSN superpixels.
+
+    Keyword names follow :func:`skimage.segmentation.slic` where the concept is
+    the same; the SSN names ``n_spixels`` and ``connectivity`` are accepted as
+    aliases.
 
     Parameters
     ----------
-    image : ndarray, H x W, H x W x 3 or H x W x 4
-        Grayscale, RGB or RGBA; uint8, uint16, or float in [0, 1].
-    n_spixels : int
-        Requested number of superpixels (the grid K_h x K_w <= n_spixels; the
-        count after connectivity is usually a little lower).
-    num_steps : int
+    image : ndarray, H x W x C (C = 1, 3 or 4) or H x W
+        RGB, RGBA or grayscale; uint8, uint16, or float in [0, 1].
+    n_segments : int, default 100
+        Requested number of superpixels (the initial grid has K_h x K_w <=
+        n_segments cells). Alias: ``n_spixels``.
+    num_steps : int, default 10
         Differentiable SLIC iterations (>= 1).
     weights : str or Path, optional
-        A trained SSN .caffemodel; default: the bundled model, if any.
-    connectivity : bool
-        Merge fragments below ``min_size_factor * H*W/n_spixels`` pixels into a
-        neighbour and split segments above ``max_size_factor * H*W/n_spixels``.
+        A trained SSN .caffemodel; default: the bundled BSDS500 model.
+    enforce_connectivity : bool, default True
+        Merge fragments below ``min_size_factor * H*W/n_segments`` pixels into a
+        neighbour and split segments above ``max_size_factor * H*W/n_segments``.
+        Alias: ``connectivity``.
     features : {'deep', 'pixel', None}
         'deep': learned CNN features (needs weights); 'pixel': SLIC on scaled
         position and Lab only (SSN_pix, no training needed); None: 'deep' when
         weights are available, else 'pixel'.
+    min_size_factor, max_size_factor : float
+        Connectivity thresholds, as fractions of the mean superpixel area.
+    start_label : {0, 1}
+        The first label.
+    channel_axis : int or None, default -1
+        The image's colour axis; None for a 2-D grayscale image.
 
     Returns
     -------
     ndarray, H x W, int32
-        Labels 0..K-1, consecutive.
+        Consecutive labels from ``start_label``.
+
+    Raises
+    ------
+    TypeError
+        A count that is not a number, or an argument given under both names.
+    ValueError
+        An image, count, mode or geometry the network cannot take; the message
+        names the argument.
+    FileNotFoundError
+        ``weights`` does not exist.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from ssn.inference import superpixels
+    >>> labels = superpixels(data.astronaut(), n_segments=200)   # doctest: +SKIP
+    >>> labels.shape, labels.min()                               # doctest: +SKIP
+    ((512, 512), 0)
     """
-    rgb = as_rgb(image)
+    n_segments = count_argument(
+        "n_segments", resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100))
+    num_steps = count_argument("num_steps", num_steps)
+    enforce = bool(resolve_alias("enforce_connectivity", enforce_connectivity, "connectivity",
+                                 connectivity, True))
+    if start_label not in (0, 1):
+        raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
+    rgb = as_rgb(channels_last(image, channel_axis))
     height, width = rgb.shape[:2]
-    grid_h, grid_w = check_geometry(height, width, n_spixels)
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    grid_h, grid_w = check_geometry(height, width, n_segments)
     mode, weights_path = resolve_features(features, weights)
-    net = _net(height, width, n_spixels, num_steps, mode, weights_path)
+    net = _net(height, width, n_segments, num_steps, mode, weights_path)
     cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
     lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
     out = net.forward(outputs=["new_spix_indices"], img=lab, spixel_init=cells,
                       feat_spixel_init=cells)
     labels = out["new_spix_indices"][0, 0].astype(np.int32)
-    if connectivity:
-        min_size, max_size = connectivity_sizes(height, width, n_spixels, min_size_factor,
+    if enforce:
+        min_size, max_size = connectivity_sizes(height, width, n_segments, min_size_factor,
                                                 max_size_factor)
-        return enforce_connectivity(labels, min_size, max_size)
-    return np.unique(labels, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
+        labels = connect_segments(labels, min_size, max_size)
+    else:
+        labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+    return labels.astype(np.int32) + start_label
+
+
+def channels_last(image, channel_axis: Optional[int]) -> np.ndarray:
+    """The image with its colour axis last; a 2-D image as is when ``channel_axis`` is None."""
+    image = np.asarray(image)
+    if channel_axis is None:
+        if image.ndim != 2:
+            raise ValueError(f"channel_axis=None needs a 2-D grayscale image, got shape "
+                             f"{image.shape}")
+        return image
+    if image.ndim == 2:
+        return image
+    if not -image.ndim <= channel_axis < image.ndim:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for an image of shape "
+                         f"{image.shape}")
+    return np.moveaxis(image, channel_axis, -1)

@@ -50,6 +50,14 @@ def install(tree: Path, venv: Path) -> None:
         set_rpath(libexec / name, f"$ORIGIN/../../lib:{python_libdir}")
     write_caffe_wrapper(venv, libexec / "caffe.bin")
     write_if_changed(site_packages(venv) / THREADS_PTH, THREADS_PTH_LINE.encode())
+    cpu_only = "CPU_ONLY := 1" in (tree / "Makefile.config").read_text()
+    write_if_changed(package / "_ssn_build.py", BUILD_INFO.format(cpu_only=cpu_only).encode())
+
+
+# Read by ssn.device, which must refuse a GPU before a CPU-only Caffe aborts on it.
+BUILD_INFO = '''"""How the ssn_build tool built this Caffe."""
+CPU_ONLY = {cpu_only}
+'''
 
 
 # OpenBLAS's threads spin after each BLAS call (Caffe's Softmax uses gemm) and

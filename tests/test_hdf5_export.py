@@ -16,7 +16,7 @@ CAFFE = Path(sys.prefix) / "bin" / "caffe"
 def test_exported_data_trains_with_the_caffe_tool(tmp_path, sample_root):
     out = tmp_path / "h5"
     assert export_main(["--out", str(out), "--train-samples", "7", "--val-samples", "2",
-                        "--per-file", "4", "--patch", "45", "--n-spixels", "9",
+                        "--per-file", "4", "--patch", "45", "--n-segments", "9",
                         "--num-label-channels", "6"]) == 0
     files = out.joinpath("train.txt").read_text().split()
     assert len(files) == 2

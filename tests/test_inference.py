@@ -53,7 +53,7 @@ def test_image_kinds_are_converted(convert):
     (np.zeros((4, 5, 3), np.uint8), dict(n_spixels=100), "too small"),
     (np.zeros((40, 50, 3)) + 2.0, dict(), r"must lie in \[0, 1\]"),
     (np.zeros((40, 50, 2)), dict(), "expected an H x W"),
-    (np.zeros((40, 50, 3), np.uint8), dict(n_spixels=0), "n_spixels must be >= 1"),
+    (np.zeros((40, 50, 3), np.uint8), dict(n_spixels=0), "n_segments must be >= 1"),
     (np.zeros((40, 50, 3), np.uint8), dict(num_steps=0), "num_steps must be >= 1"),
     (np.zeros((40, 50, 3), np.uint8), dict(features="other"), "features must be one of"),
 ])
@@ -97,7 +97,7 @@ def test_infer_tool_end_to_end_with_bad_files(tmp_path, val_images):
     skio.imsave(images / "tiny.png", np.zeros((3, 3, 3), np.uint8), check_contrast=False)
     out = tmp_path / "out"
     args = [str(good[0]), str(good[1]), str(images), str(images / "missing.jpg"),
-            "--out", str(out), "--n-spixels", "50", "--num-steps", "3", "--features", "pixel"]
+            "--out", str(out), "--n-segments", "50", "--num-steps", "3", "--features", "pixel"]
     assert infer_main(args) == 1  # corrupt, tiny and missing fail; the rest is written
     for stem in (good[0].stem, good[1].stem, "gray"):
         labels = np.load(out / f"{stem}.npy")
@@ -110,11 +110,114 @@ def test_infer_tool_end_to_end_with_bad_files(tmp_path, val_images):
     assert len(failed) == 3
     assert any("too small" in row["status"] for row in failed)
     assert any("file not found" in row["status"] for row in failed)
-    assert json.loads((out / "config.json").read_text())["n_spixels"] == 50
+    assert json.loads((out / "config.json").read_text())["n_segments"] == 50
 
     before = (out / f"{good[0].stem}.npy").stat().st_mtime_ns
     assert infer_main(args[:2] + ["--out", str(out), "--features", "pixel"]) == 0  # skipped
     assert (out / f"{good[0].stem}.npy").stat().st_mtime_ns == before
-    assert infer_main(args[:1] + ["--out", str(out), "--features", "pixel", "--n-spixels",
+    assert infer_main(args[:1] + ["--out", str(out), "--features", "pixel", "--n-segments",
                                   "50", "--num-steps", "3", "--overwrite"]) == 0
     assert (out / f"{good[0].stem}.npy").stat().st_mtime_ns != before
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-image's keyword names, the SSN aliases, and argument checks
+
+
+def small_image():
+    return data.astronaut()[::8, ::8]  # 64 x 64 x 3
+
+
+def test_sklearn_names_and_ssn_aliases_agree():
+    image = small_image()
+    by_name = superpixels(image, n_segments=16, num_steps=2, features="pixel",
+                          enforce_connectivity=False)
+    by_alias = superpixels(image, n_spixels=16, num_steps=2, features="pixel",
+                           connectivity=False)
+    np.testing.assert_array_equal(by_name, by_alias)
+    with pytest.raises(TypeError, match="n_segments or its alias n_spixels, not both"):
+        superpixels(image, n_segments=16, n_spixels=16, features="pixel")
+
+
+@pytest.mark.parametrize("count", [16, 16.0, np.int64(16), np.float32(16)])
+def test_whole_numbers_of_any_type_are_counts(count):
+    labels = superpixels(small_image(), n_segments=count, num_steps=np.int32(2),
+                         features="pixel")
+    np.testing.assert_array_equal(labels, superpixels(small_image(), 16, 2, features="pixel"))
+
+
+@pytest.mark.parametrize("name, value, error, message", [
+    ("n_segments", 20.7, ValueError, "n_segments must be a whole number"),
+    ("n_segments", "20", TypeError, "n_segments must be a whole number, got str"),
+    ("n_segments", None, None, None),  # the default
+    ("num_steps", 2.5, ValueError, "num_steps must be a whole number"),
+    ("num_steps", "3", TypeError, "num_steps must be a whole number"),
+    ("num_steps", True, TypeError, "num_steps must be a whole number"),
+    ("n_segments", float("nan"), ValueError, "n_segments must be a whole number"),
+])
+def test_counts_that_are_not_whole_numbers_name_the_argument(name, value, error, message):
+    if error is None:
+        assert superpixels(small_image(), **{name: value}, num_steps=1,
+                           features="pixel").max() > 0
+        return
+    with pytest.raises(error, match=message):
+        superpixels(small_image(), **{name: value}, features="pixel")
+
+
+def test_start_label_and_channel_axis():
+    image = small_image()
+    labels = superpixels(image, 16, 2, features="pixel")
+    one = superpixels(image, 16, 2, features="pixel", start_label=1)
+    np.testing.assert_array_equal(one, labels + 1)
+    first_axis = superpixels(np.moveaxis(image, -1, 0), 16, 2, features="pixel",
+                             channel_axis=0)
+    np.testing.assert_array_equal(first_axis, labels)
+    gray = superpixels(image[:, :, 0], 16, 2, features="pixel", channel_axis=None)
+    assert gray.shape == (64, 64)
+    with pytest.raises(ValueError, match="start_label must be 0 or 1"):
+        superpixels(image, 16, 2, features="pixel", start_label=2)
+    with pytest.raises(ValueError, match="channel_axis=None needs a 2-D"):
+        superpixels(image, 16, 2, features="pixel", channel_axis=None)
+
+
+@pytest.mark.parametrize("shape", [(20, 300), (300, 20), (31, 31)])
+def test_one_superpixel_on_any_aspect_ratio(shape):
+    image = np.random.default_rng(1).integers(0, 255, size=shape + (3,), dtype=np.uint8)
+    labels = superpixels(image, n_segments=1, num_steps=2, features="pixel")
+    assert labels.shape == shape and labels.max() == 0
+
+
+def test_a_gpu_on_a_cpu_only_build_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from ssn import device
+    monkeypatch.setattr(device, "caffe_has_gpu", lambda: False)
+    with pytest.raises(ValueError, match="built CPU-only"):
+        device.use_device(0)
+    image = tmp_path / "a.png"
+    skio.imsave(image, small_image(), check_contrast=False)
+    assert infer_main([str(image), "--out", str(tmp_path / "out"), "--gpu", "0"]) == 2
+    assert not (tmp_path / "out" / "a.npy").exists()
+
+
+def test_this_build_records_its_flavour():
+    from caffe import _ssn_build
+
+    from ssn.device import caffe_has_gpu
+    assert caffe_has_gpu() == (not _ssn_build.CPU_ONLY)
+
+
+def test_the_runtime_grid_is_the_reference_grid_where_that_has_one():
+    from ssn import grid
+    from ssn.reference import grid as reference_grid
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n, height, width = (int(v) for v in rng.integers(1, [2000, 800, 800]))
+        try:
+            expected = reference_grid.grid_shape(n, height, width)
+        except ValueError:  # an extreme aspect ratio: the runtime still gives a grid
+            grid_h, grid_w = grid.grid_shape(n, height, width)
+            assert 1 <= grid_h * grid_w <= n
+            continue
+        assert grid.grid_shape(n, height, width) == expected
+        np.testing.assert_array_equal(grid.init_cells(height % 97 + 1, width % 89 + 1, *expected),
+                                      reference_grid.init_cells(height % 97 + 1,
+                                                                width % 89 + 1, *expected))

@@ -23,11 +23,11 @@ def test_eval_compares_inferred_maps_with_slic(tmp_path, val_images):
     from ssn.cli.eval import main as eval_main
     from ssn.cli.infer import main as infer_main
     image = val_images[0]  # --limit 1 evaluates this image
-    assert infer_main([str(image), "--out", str(tmp_path / "ssn"), "--n-spixels", "60",
+    assert infer_main([str(image), "--out", str(tmp_path / "ssn"), "--n-segments", "60",
                        "--num-steps", "3", "--features", "pixel"]) == 0
     out = tmp_path / "eval"
-    assert eval_main(["--out", str(out), "--method", f"SSN={tmp_path / 'ssn'}",
-                      "--slic", "60", "--limit", "1"]) == 0
+    assert eval_main(["--out", str(out), "--labels", f"SSN={tmp_path / 'ssn'}",
+                      "--n-segments", "60", "--methods", "slic", "--limit", "1"]) == 0
     summary = {row["method"]: row for row in json.loads((out / "summary.json").read_text())}
     assert set(summary) == {"SSN", "SLIC"} and summary["SSN"]["requested"] == 60
     for row in summary.values():
@@ -56,10 +56,11 @@ def test_eval_on_a_folder_of_images_with_npy_ground_truth(tmp_path):
     skio.imsave(images / "no_truth.png", image, check_contrast=False)
     out = tmp_path / "eval"
     assert eval_main(["--out", str(out), "--images", str(images), "--gt", str(truths),
-                      "--slic", "12"]) == 0
+                      "--n-segments", "12", "--methods", "slic"]) == 0
     (summary,) = json.loads((out / "summary.json").read_text())
     assert summary["rows"] == 2 and summary["asa"] > 0.95
-    assert eval_main(["--out", str(out), "--images", str(images), "--slic", "12"]) == 2
+    assert eval_main(["--out", str(out), "--images", str(images), "--n-segments", "12",
+                      "--methods", "slic"]) == 2
 
 
 def test_snapshots_are_found_by_iteration_and_thinned(tmp_path):
@@ -101,7 +102,7 @@ def test_eval_snapshots_runs_end_to_end(tmp_path, sample_root):
     write_snapshot(tmp_path / "snap" / "ssn_iter_7.caffemodel")
     out = tmp_path / "out"
     assert snapshots_main([str(tmp_path / "snap"), "--out", str(out), "--limit", "1",
-                           "--counts", "50", "--num-steps", "2"]) == 0
+                           "--n-segments", "50", "--num-steps", "2"]) == 0
     with open(out / "snapshots.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert [(row["method"], row["iteration"]) for row in rows] == [
@@ -139,7 +140,8 @@ def test_eval_runs_ssn_with_each_feature_mode(tmp_path, sample_root):
     from ssn.cli.eval import main as eval_main
     snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
     out = tmp_path / "eval"
-    assert eval_main(["--out", str(out), "--ssn", "40", "--features", "deep", "pixel",
+    assert eval_main(["--out", str(out), "--n-segments", "40", "--methods", "ssn",
+                      "--features", "deep", "pixel",
                       "--weights", str(snapshot), "--num-steps", "2", "--limit", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(row["method"] for row in summary) == ["SSN-deep", "SSN-pixel"]
@@ -152,7 +154,7 @@ def test_demo_writes_labels_and_overlays(tmp_path):
     import numpy as np
     from skimage import io as skio
     demo = runpy.run_path(str(Path(__file__).parent.parent / "tools" / "demo.py"))
-    assert demo["main"](["--images", "coffee", "--n-spixels", "60", "--num-steps", "2",
+    assert demo["main"](["--images", "coffee", "--n-segments", "60", "--num-steps", "2",
                          "--out", str(tmp_path)]) == 0
     labels = np.load(tmp_path / "coffee.npy")
     assert labels.shape == (400, 600) and labels.min() == 0

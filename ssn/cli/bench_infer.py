@@ -7,11 +7,12 @@ on their values); pixel mode is SSN_pix. A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-
-import caffe
+import sys
 
 from ssn.benchmarks.inference import median_seconds, time_mode
 from ssn.bsds import load_bsds, read_split
+from ssn.cli import options
+from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
 from ssn.inference import as_rgb
 
@@ -20,17 +21,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_infer.py\n"
-               "  python tools/bench_infer.py --counts 200 --repeats 3")
-    parser.add_argument("--counts", type=int, nargs="+", default=[100, 400, 1000],
-                        help="requested superpixels")
-    parser.add_argument("--num-steps", type=int, default=10, help="SLIC iterations")
+               "  python tools/bench_infer.py --n-segments 200 --repeats 3")
+    options.add_count(parser, [100, 400, 1000], many=True)
+    options.add_steps(parser)
+    options.add_gpu(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    caffe.set_mode_cpu()
+    use_device(args.gpu)
     image_id = read_split("val")[0]
     rgb = as_rgb(load_bsds(image_id, "val").rgb)
     if rgb.shape[0] > rgb.shape[1]:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
           f"steps, CPU, median of {args.repeats}, seconds")
     print(f"{'mode':6s} {'n':>5s} {'Lab':>7s} {'CNN':>7s} {'SLIC it.':>8s} {'connect':>8s} "
           f"{'total':>7s} {'skimage SLIC':>12s} {'ratio':>6s}")
-    for count in args.counts:
+    for count in args.n_segments:
         slic = median_seconds(lambda count=count: slic_labels(rgb, count), args.repeats)
         for features in ("deep", "pixel"):
             t = time_mode(rgb, count, args.num_steps, features, args.repeats)
@@ -47,3 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t['connectivity']:8.4f} {t['total']:7.3f} {slic:12.3f} "
                   f"{t['total'] / slic:6.1f}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,9 +13,9 @@ import argparse
 import logging
 import sys
 
-import caffe
-
 from ssn.benchmarks.layers import cuda_synchronizer, full_image_benchmark, no_sync, run_benchmark
+from ssn.cli import options
+from ssn.device import use_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,20 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_layers.py\n"
                "  python tools/bench_layers.py --no-full-image --repeats 50\n"
-               "  python tools/bench_layers.py --height 201 --width 201 --n-spixels 100 "
+               "  python tools/bench_layers.py --height 201 --width 201 --n-segments 100 "
                "--batch 6\n"
                "  python tools/bench_layers.py --gpu 0")
     parser.add_argument("--batch", type=int, default=1, help="images per batch")
     parser.add_argument("--channels", type=int, default=20, help="feature channels")
     parser.add_argument("--height", type=int, default=321, help="image height")
     parser.add_argument("--width", type=int, default=481, help="image width")
-    parser.add_argument("--n-spixels", type=int, default=600,
-                        help="requested superpixels (the grid is derived from it)")
+    options.add_count(parser, 600)
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure")
     parser.add_argument("--full-image", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the whole train net on one image (10 SLIC steps)")
-    parser.add_argument("--gpu", type=int, default=-1, metavar="ID",
-                        help="CUDA device to time the GPU paths on; -1 for the CPU")
+    options.add_gpu(parser)
     return parser
 
 
@@ -44,16 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     sync, device = no_sync, "CPU"
+    use_device(args.gpu)
     if args.gpu >= 0:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
         sync, device = cuda_synchronizer(), f"GPU {args.gpu}"
-    else:
-        caffe.set_mode_cpu()
-    run_benchmark(args.batch, args.channels, args.height, args.width, args.n_spixels,
+    run_benchmark(args.batch, args.channels, args.height, args.width, args.n_segments,
                   args.repeats, sync, device)
     if args.full_image:
-        full_image_benchmark(args.height, args.width, args.n_spixels, 10,
+        full_image_benchmark(args.height, args.width, args.n_segments, 10,
                              max(2, args.repeats // 5), sync, device)
     return 0
 

@@ -8,11 +8,13 @@ drawing batches from the BSDS500 sampler. A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import sys
 
-import caffe
 import numpy as np
 
 from ssn.benchmarks.training import run
+from ssn.cli import options
+from ssn.device import use_device
 from ssn.nets.generators import SSNConfig
 
 
@@ -23,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/bench_train.py --batch 2 --num-steps 10")
     parser.add_argument("--batch", type=int, default=6, help="images per batch")
     parser.add_argument("--patch", type=int, default=201, help="patch size")
-    parser.add_argument("--n-spixels", type=int, default=100, help="requested superpixels")
-    parser.add_argument("--num-steps", type=int, default=5, help="SLIC iterations")
+    options.add_count(parser, 100)
+    options.add_steps(parser, 5)
+    options.add_gpu(parser)
     parser.add_argument("--feature-dim", type=int, default=20, help="pixel feature channels")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations")
     return parser
@@ -32,10 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    caffe.set_mode_cpu()
+    use_device(args.gpu)
     np.random.seed(0)
-    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_spixels,
+    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
                        batch_size=args.batch)
     run(config, args.repeats)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-import caffe
 from skimage import data
 
+from ssn.cli import options
+from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
 from ssn.images import overlay, save_npy, save_png, side_by_side
 from ssn.inference import as_rgb, superpixels
@@ -28,15 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python tools/demo.py\n"
-               "  python tools/demo.py --n-spixels 400 --num-steps 5 --out /tmp/demo\n")
-    parser.add_argument("--out", type=Path, default=Path("out/demo"),
-                        help="output directory (default: out/demo)")
-    parser.add_argument("--n-spixels", type=int, default=200,
-                        help="requested superpixels per image (default: 200)")
-    parser.add_argument("--num-steps", type=int, default=10,
-                        help="SLIC iterations (default: 10)")
+               "  python tools/demo.py --n-segments 400 --num-steps 5 --out /tmp/demo\n")
+    options.add_out(parser, Path("out/demo"))
+    options.add_count(parser, 200)
+    options.add_steps(parser)
     parser.add_argument("--features", choices=["deep", "pixel"],
                         help="deep (needs a model) or pixel (default: deep if a model exists)")
+    options.add_gpu(parser)
     parser.add_argument("--images", nargs="+", choices=sorted(SAMPLES), default=sorted(SAMPLES),
                         help="sample images to process (default: all)")
     return parser
@@ -45,12 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    caffe.set_mode_cpu()
+    try:
+        use_device(args.gpu)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.images:
         image = SAMPLES[name]()
-        labels = superpixels(image, args.n_spixels, args.num_steps, features=args.features)
-        slic = slic_labels(as_rgb(image), args.n_spixels)
+        labels = superpixels(image, args.n_segments, args.num_steps, features=args.features)
+        slic = slic_labels(as_rgb(image), args.n_segments)
         ssn_overlay = overlay(image, labels)
         save_npy(args.out / f"{name}.npy", labels)
         save_png(args.out / f"{name}_overlay.png", ssn_overlay)
@@ -61,3 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                  args.out / f"{name}_ssn_vs_slic.png")
     return 0
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,17 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Optional
 
+from ssn.atomic import write_atomic
 from ssn.bsds import data_root
+from ssn.cli import options
+from ssn.device import use_device
 from ssn.evaluation.runs import (
     METRICS,
     bsds_samples,
     evaluate_runs,
+    folder_run,
     folder_samples,
-    methods_from_args,
     plot_curves,
+    slic_run,
+    ssn_run,
     summarise,
     write_csv,
 )
@@ -36,39 +42,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/eval.py --ssn 100 200 400 --slic 100 200 400 --out out/eval\n"
-               "  python tools/eval.py --ssn 200 --features deep pixel --out out/deep_pix\n"
+               "  python tools/eval.py --n-segments 100 200 400 --out out/eval\n"
+               "  python tools/eval.py --n-segments 200 --methods ssn --features deep pixel "
+               "--out out/deep_pix\n"
                "  python tools/infer.py data/BSDS500/images/val --out out/ssn100\n"
-               "  python tools/eval.py --method SSN=out/ssn100 --slic 100 --out out/eval100\n")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+               "  python tools/eval.py --labels SSN=out/ssn100 --n-segments 100 --methods slic "
+               "--out out/eval100\n")
+    options.add_out(parser)
     parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
-    parser.add_argument("--data-root", type=Path, help="BSDS500 directory (default: "
-                        "$SSN_DATA_ROOT or ./data/BSDS500)")
+    options.add_data_root(parser)
     parser.add_argument("--images", type=Path,
                         help="evaluate these images instead of a BSDS500 split (with --gt)")
     parser.add_argument("--gt", type=Path, help="ground truths for --images: <stem>.mat "
                         "(BSDS), .npy (H x W or A x H x W) or .png label maps")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--method", action="append",
-                        help="NAME=DIR of <image id>.npy label maps (repeatable)")
-    parser.add_argument("--ssn", type=int, nargs="+", metavar="N",
-                        help="run SSN here at these requested counts")
-    parser.add_argument("--slic", type=int, nargs="+", metavar="N",
-                        help="run scikit-image SLIC at these requested counts")
+    parser.add_argument("--labels", "--method", dest="labels", action="append",
+                        metavar="NAME=DIR",
+                        help="label maps computed earlier, DIR/<image id>.npy (repeatable)")
+    options.add_count(parser, None, many=True,
+                      help="compute --methods here at these requested counts")
+    parser.add_argument("--methods", nargs="+", choices=["ssn", "slic"],
+                        default=["ssn", "slic"],
+                        help="what --n-segments runs (default: ssn slic)")
     parser.add_argument("--features", choices=["deep", "pixel"], nargs="+",
-                        help="SSN features for --ssn, one run of each (default: deep if a "
-                        "model exists, else pixel)")
-    parser.add_argument("--weights", type=Path, help="SSN .caffemodel for --ssn")
-    parser.add_argument("--num-steps", type=int, default=10,
-                        help="SLIC iterations for --ssn (default: 10)")
+                        help="SSN features, one run of each (default: deep if a model "
+                        "exists, else pixel)")
+    parser.add_argument("--weights", type=Path, help="SSN .caffemodel (default: the bundled)")
+    options.add_steps(parser)
+    options.add_gpu(parser)
     return parser
+
+
+def runs_from_args(args: argparse.Namespace) -> list:
+    """Every (method, requested count, labeller) the flags ask for."""
+    runs = []
+    for spec in args.labels or []:
+        name, _, folder = spec.partition("=")
+        if not folder:
+            raise ValueError(f"--labels wants NAME=DIR, got {spec!r}")
+        runs.append(folder_run(name, Path(folder)))
+    for count in args.n_segments or []:
+        if "ssn" in args.methods:
+            runs += [ssn_run(count, features, args.num_steps, args.weights)
+                     for features in args.features or [None]]
+        if "slic" in args.methods:
+            runs.append(slic_run(count))
+    if not runs:
+        raise ValueError("nothing to evaluate: give --labels or --n-segments")
+    return runs
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        runs = methods_from_args(args)
+        use_device(args.gpu)
+        runs = runs_from_args(args)
     except ValueError as error:
         log.error("%s", error)
         return 2
@@ -86,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     summary = summarise(rows)
     write_csv(args.out / "rows.csv", rows)
     write_csv(args.out / "summary.csv", summary)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(args.out / "summary.json", json.dumps(summary, indent=1))
     plot_curves(summary, args.out / "curves.png")
     for entry in summary:
         log.info("%-14s n=%-5d actual %7.1f  ASA %.4f  BR %.4f  BP %.4f  UE %.4f  CO %.4f  "
@@ -95,3 +124,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("wrote %s", args.out)
     return 0
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,14 +10,15 @@ snapshots.png (metric against training iteration) to --out.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 from ssn.bsds import data_root
-from ssn.evaluation.runs import bsds_samples
+from ssn.cli import options
+from ssn.device import use_device
+from ssn.evaluation.runs import bsds_samples, write_csv
 from ssn.evaluation.snapshots import evaluate_snapshots, find_snapshots, plot_progress
 
 log = logging.getLogger("ssn.cli.eval_snapshots")
@@ -29,22 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  python tools/eval_snapshots.py models/bsds_cpu --out out/snapshots\n"
                "  python tools/eval_snapshots.py models/bsds_cpu/ssn_iter_2000.caffemodel "
-               "--counts 100 400 --limit 50 --out out/snap2000\n")
+               "--n-segments 100 400 --limit 50 --out out/snap2000\n")
     parser.add_argument("snapshots", type=Path, nargs="+",
                         help="snapshot .caffemodel files or directories holding them")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--counts", type=int, nargs="+", default=[200],
-                        help="requested superpixel counts (default: 200)")
+    options.add_out(parser)
+    options.add_count(parser, [200], many=True)
     parser.add_argument("--limit", type=int, default=20,
                         help="evaluate the first N images of the split (default: 20)")
     parser.add_argument("--every", type=int, default=1,
                         help="only snapshots whose iteration is a multiple of this "
                         "(the last one always)")
     parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
-    parser.add_argument("--data-root", type=Path, help="BSDS500 directory (default: "
-                        "$SSN_DATA_ROOT or ./data/BSDS500)")
-    parser.add_argument("--num-steps", type=int, default=10,
-                        help="SLIC iterations (default: 10)")
+    options.add_data_root(parser)
+    options.add_steps(parser)
+    options.add_gpu(parser)
     return parser
 
 
@@ -52,6 +51,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
+        use_device(args.gpu)
         snapshots = find_snapshots(args.snapshots, args.every)
         if not snapshots:
             raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
@@ -59,12 +59,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2
-    summary = evaluate_snapshots(snapshots, samples, args.counts, args.num_steps)
+    summary = evaluate_snapshots(snapshots, samples, args.n_segments, args.num_steps)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "snapshots.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(summary[0]))
-        writer.writeheader()
-        writer.writerows(summary)
+    write_csv(args.out / "snapshots.csv", summary)
     plot_progress(summary, args.out / "snapshots.png")
     for entry in summary:
         log.info("%-12s n=%-5d actual %7.1f  ASA %.4f  BR %.4f  UE %.4f", entry["method"],

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
+import sys
 from typing import Optional
 
 from google.protobuf import text_format
 
+from ssn.atomic import write_atomic
 from ssn.bsds import data_root, read_split
+from ssn.cli import options
 from ssn.nets.generators import SSNConfig, train_net
 from ssn.nets.prototxt import HEADER
 from ssn.training.hdf5_export import export_split
@@ -30,10 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  python tools/export_hdf5.py --out data/hdf5\n"
                "  python tools/export_hdf5.py --no-augment --train-samples 200 "
                "--val-samples 100 --out /tmp/bsds_h5\n")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--data-root", type=Path,
-                        help="BSDS500 directory (default: $SSN_DATA_ROOT or "
-                             "./data/BSDS500)")
+    options.add_out(parser)
+    options.add_data_root(parser)
     parser.add_argument("--train-samples", type=int, default=1200,
                         help="training samples to write (default: 1200)")
     parser.add_argument("--val-samples", type=int, default=60,
@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="random scale/flip/crop (default); --no-augment: centre crops")
     parser.add_argument("--patch", type=int, default=201, help="patch size (default: 201)")
-    parser.add_argument("--n-spixels", type=int, default=100,
-                        help="superpixels of the initial grid (default: 100)")
+    options.add_count(parser, 100)
     parser.add_argument("--num-label-channels", type=int, default=50,
                         help="one-hot label channels (default: 50)")
     parser.add_argument("--per-file", type=int, default=24,
@@ -54,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_spixels,
+    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
                        num_label_channels=args.num_label_channels)
     lists = []
     for split, count in (("train", args.train_samples), ("val", args.val_samples)):
@@ -65,7 +64,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                                   args.per_file, args.seed))
         log.info("wrote %d %s samples, listed in %s", count, split, lists[-1])
     net = args.out / "ssn_train_val_hdf5.prototxt"
-    net.write_text(HEADER + text_format.MessageToString(
+    write_atomic(net, HEADER + text_format.MessageToString(
         train_net(config, hdf5_sources=(str(lists[0].resolve()), str(lists[1].resolve())))))
     log.info("wrote %s (the train/val net reading these files)", net)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import caffe
 from tqdm import tqdm
 
+from ssn.atomic import write_atomic
 from ssn.batch import expand_inputs, load_summary, process, save_summary
+from ssn.cli import options
+from ssn.device import use_device
 
 log = logging.getLogger("ssn.cli.infer")
 
@@ -30,23 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python tools/infer.py data/BSDS500/images/val --out out/val_100\n"
-               "  python tools/infer.py 'photos/*.jpg' --n-spixels 400 --features pixel "
+               "  python tools/infer.py 'photos/*.jpg' --n-segments 400 --features pixel "
                "--out out/p400\n"
                "  python tools/infer.py list.txt --weights model.caffemodel --gpu 0 "
                "--out out/x\n")
     parser.add_argument("inputs", nargs="+",
                         help="image files, directories, glob patterns or .txt list files")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--n-spixels", type=int, default=100,
-                        help="requested superpixels (default: 100)")
-    parser.add_argument("--num-steps", type=int, default=10,
-                        help="SLIC iterations (default: 10)")
+    options.add_out(parser)
+    options.add_count(parser, 100)
+    options.add_steps(parser)
     parser.add_argument("--weights", type=Path,
                         help="trained .caffemodel (default: the bundled model, if any)")
     parser.add_argument("--features", choices=["deep", "pixel"],
                         help="deep: learned features (needs weights); pixel: SSN_pix, "
                              "position and Lab only (default: deep if weights exist)")
-    parser.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for CPU (default: -1)")
+    options.add_gpu(parser)
     parser.add_argument("--connectivity", action=argparse.BooleanOptionalAction, default=True,
                         help="enforce connected superpixels (default: on)")
     parser.add_argument("--min-size-factor", type=float, default=0.06,
@@ -61,18 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.gpu >= 0:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
-    else:
-        caffe.set_mode_cpu()
+    try:
+        use_device(args.gpu)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
     paths = expand_inputs(args.inputs)
     if not paths:
         log.error("no images found in %s", " ".join(args.inputs))
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "config.json").write_text(json.dumps(config, indent=1))
+    write_atomic(args.out / "config.json", json.dumps(config, indent=1))
     rows = load_summary(args.out / "summary.csv")
     failures = 0
     for path in tqdm(paths, unit="image", file=sys.stderr, disable=not sys.stderr.isatty()):
@@ -88,3 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     done = sum(row.get("status") == "ok" for row in rows.values())
     log.info("%d image(s) done, %d failed; results in %s", done, failures, args.out)
     return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from ssn.atomic import write_atomic
 from ssn.nets.prototxt import (
     PROTOTXT_DIR,
     RECIPES,
@@ -36,19 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/make_prototxt.py --check\n"
                "  python tools/make_prototxt.py --init-weights models/ssn_init.caffemodel\n"
                "  python tools/make_prototxt.py --recipe bsds_cpu   # prototxt/bsds_cpu/\n"
-               "  python tools/make_prototxt.py --out-dir /tmp/nets --n-spixels 200 "
+               "  python tools/make_prototxt.py --out /tmp/nets --n-segments 200 "
                "--num-steps 10\n")
     parser.add_argument("--recipe", choices=sorted(RECIPES),
                         help="start from a named training set-up instead of the defaults")
-    parser.add_argument("--out-dir", type=Path,
+    parser.add_argument("--out", "--out-dir", dest="out", type=Path,
                         help="where to write the files (default: prototxt/, or "
                         "prototxt/<recipe>/ with --recipe)")
     parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if the files in --out-dir differ")
+                        help="write nothing; exit 1 if the files in --out differ")
     parser.add_argument("--init-weights", type=Path,
                         help="also write initial weights of the train net to this .caffemodel")
     for option in dataclasses.fields(PrototxtOptions):
-        parser.add_argument(f"--{option.name.replace('_', '-')}", type=option.type
+        flags = [f"--{option.name.replace('_', '-')}"]
+        if option.name == "n_spixels":  # one name for the count across the commands
+            flags.insert(0, "--n-segments")
+        parser.add_argument(*flags, dest=option.name, type=option.type
                             if callable(option.type) else type(option.default),
                             help=f"(default: {option.default})")
     return parser
@@ -60,7 +65,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[PrototxtOptions, Path]:
     base = RECIPES[args.recipe] if args.recipe else PrototxtOptions()
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrototxtOptions)
              if getattr(args, f.name) is not None}
-    out_dir = args.out_dir or (PROTOTXT_DIR / args.recipe if args.recipe else PROTOTXT_DIR)
+    out_dir = args.out or (PROTOTXT_DIR / args.recipe if args.recipe else PROTOTXT_DIR)
     return dataclasses.replace(base, **given), out_dir
 
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stale else 0
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (out_dir / name).write_text(text)
+        write_atomic(out_dir / name, text)
         log.info("wrote %s", out_dir / name)
     if args.init_weights:
         net_param = text_format.Parse(files[TRAIN_VAL], caffe_pb2.NetParameter())
@@ -85,3 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

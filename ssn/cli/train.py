@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
+from ssn.cli import options
 from ssn.nets.prototxt import PROTOTXT_DIR, SOLVER
 from ssn.training.solver import train
 
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/train.py --weights models/ssn_init.caffemodel --gpu 0\n")
     parser.add_argument("--solver", type=Path, default=PROTOTXT_DIR / SOLVER,
                         help="solver prototxt (default: prototxt/ssn_solver.prototxt)")
-    parser.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for CPU (default: -1)")
+    options.add_gpu(parser)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--weights", type=Path, help="initial .caffemodel (by layer name)")
     start.add_argument("--resume", type=Path, help=".solverstate to continue from")
@@ -48,3 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("stopped at iteration %d, losses %s; log %s", result["iteration"],
              {k: round(v, 4) for k, v in result["losses"].items()}, result["log"])
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,6 @@ BSDS500 split. Writes rows.csv, summary.csv, summary.json and curves.png to --ou
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -25,9 +24,11 @@ import scipy.io
 from skimage import io as skio
 from tqdm import tqdm
 
+from ssn.atomic import atomic_path
 from ssn.bsds import BSDSImage, load_bsds, read_split
 from ssn.evaluation.baselines import slic_labels
 from ssn.evaluation.metrics import evaluate
+from ssn.evaluation.plots import metric_panels
 from ssn.images import IMAGE_SUFFIXES
 from ssn.inference import as_rgb, superpixels
 
@@ -37,29 +38,31 @@ METRICS = ("asa", "boundary_recall", "boundary_precision", "undersegmentation_er
 GT_SUFFIXES = {".mat", ".npy", ".png", ".tif", ".tiff"}
 
 
-def methods_from_args(args: argparse.Namespace) -> list[tuple[str, int, Callable]]:
-    """(method name, requested count, function(stem, rgb) -> labels) for every run."""
-    runs = []
-    for spec in args.method or []:
-        name, _, folder = spec.partition("=")
-        if not folder:
-            raise ValueError(f"--method wants NAME=DIR, got {spec!r}")
-        requested = json.loads((Path(folder) / "config.json").read_text()).get(
-            "n_spixels", 0) if (Path(folder) / "config.json").exists() else 0
+Run = tuple  # (method name, requested count, function(stem, rgb) -> H x W labels)
 
-        def from_folder(stem, rgb, folder=Path(folder)):
-            return np.load(folder / f"{stem}.npy")
-        runs.append((name, requested, from_folder))
-    for features in args.features or [None]:
-        for count in args.ssn or []:
-            runs.append((f"SSN-{features or 'auto'}", count,
-                         lambda stem, rgb, count=count, features=features: superpixels(
-                             rgb, count, args.num_steps, args.weights, True, features)))
-    for count in args.slic or []:
-        runs.append(("SLIC", count, lambda stem, rgb, count=count: slic_labels(rgb, count)))
-    if not runs:
-        raise ValueError("nothing to evaluate: give --method, --ssn or --slic")
-    return runs
+
+def folder_run(name: str, folder: Path) -> Run:
+    """Label maps computed earlier: ``folder/<image id>.npy`` (e.g. by ssn-infer).
+
+    The requested count comes from the folder's config.json, when it has one.
+    """
+    folder = Path(folder)
+    config = folder / "config.json"
+    settings = json.loads(config.read_text()) if config.exists() else {}
+    requested = settings.get("n_segments", settings.get("n_spixels", 0))
+    return name, requested, lambda stem, rgb: np.load(folder / f"{stem}.npy")
+
+
+def ssn_run(count: int, features: Optional[str], num_steps: int,
+            weights: Optional[Path]) -> Run:
+    """SSN computed here, named SSN-<features>."""
+    return (f"SSN-{features or 'auto'}", count, lambda stem, rgb: superpixels(
+        rgb, count, num_steps, weights, features=features))
+
+
+def slic_run(count: int) -> Run:
+    """scikit-image SLIC (see :mod:`ssn.evaluation.baselines`)."""
+    return "SLIC", count, lambda stem, rgb: slic_labels(rgb, count)
 
 
 def bsds_samples(split: str, root: Optional[Path], limit: Optional[int]
@@ -134,7 +137,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as stream:
+    """Rows (dicts with the first row's keys) as CSV, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -142,20 +146,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def plot_curves(summary: list[dict], path: Path) -> None:
     """One panel per metric: the metric against the mean actual superpixel count."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     methods = sorted({row["method"] for row in summary})
-    for axis, metric in zip(axes.flat, METRICS):
-        for method in methods:
-            points = sorted((r["n_spixels"], r[metric]) for r in summary
-                            if r["method"] == method)
-            axis.plot(*zip(*points), marker="o", label=method)
-        axis.set_xlabel("superpixels (mean actual count)")
-        axis.set_title(metric.replace("_", " "))
-        axis.grid(alpha=0.3)
-    axes.flat[0].legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    with metric_panels(path, METRICS, columns=3) as panels:
+        for axis, metric in panels:
+            for method in methods:
+                points = sorted((r["n_spixels"], r[metric]) for r in summary
+                                if r["method"] == method)
+                axis.plot(*zip(*points), marker="o", label=method)
+            axis.set_xlabel("superpixels (mean actual count)")
+        panels[0][0].legend()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ssn.evaluation.baselines import slic_labels
+from ssn.evaluation.plots import metric_panels
 from ssn.evaluation.runs import evaluate_runs, summarise
 from ssn.inference import superpixels
 
@@ -47,7 +48,7 @@ def find_snapshots(paths: list[Path], every: int = 1) -> list[Path]:
 def ssn_runs(name: str, counts: list[int], num_steps: int, features: str,
              weights: Optional[Path]):
     return [(name, count, lambda stem, rgb, count=count: superpixels(
-        rgb, count, num_steps, weights, True, features)) for count in counts]
+        rgb, count, num_steps, weights, features=features)) for count in counts]
 
 
 def evaluate_snapshots(snapshots: list[Path], samples, counts: list[int], num_steps: int
@@ -70,26 +71,18 @@ def evaluate_snapshots(snapshots: list[Path], samples, counts: list[int], num_st
 def plot_progress(summary: list[dict], path: Path) -> None:
     """One panel per plotted metric: each count's value against the iteration, with
     SSN_pix and SLIC as dashed and dotted lines."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     counts = sorted({entry["requested"] for entry in summary})
-    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(5 * len(PLOTTED), 4))
-    for axis, metric in zip(axes, PLOTTED):
-        for index, count in enumerate(counts):
-            color = f"C{index}"
-            points = [(e["iteration"], e[metric]) for e in summary
-                      if e["iteration"] >= 0 and e["requested"] == count]
-            if points:
-                axis.plot(*zip(*points), marker="o", color=color, label=f"SSN n={count}")
-            for method, style in (("SSN_pix", "--"), ("SLIC", ":")):
-                for e in summary:
-                    if e["method"] == method and e["requested"] == count:
-                        axis.axhline(e[metric], color=color, linestyle=style, linewidth=1)
-        axis.set_xlabel("training iteration")
-        axis.set_title(f"{metric.replace('_', ' ')} (dashed SSN_pix, dotted SLIC)", fontsize=9)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    with metric_panels(path, PLOTTED, columns=len(PLOTTED), panel_size=(5, 4)) as panels:
+        for axis, metric in panels:
+            for index, count in enumerate(counts):
+                color = f"C{index}"
+                points = [(e["iteration"], e[metric]) for e in summary
+                          if e["iteration"] >= 0 and e["requested"] == count]
+                if points:
+                    axis.plot(*zip(*points), marker="o", color=color, label=f"SSN n={count}")
+                for method, style in (("SSN_pix", "--"), ("SLIC", ":")):
+                    for e in summary:
+                        if e["method"] == method and e["requested"] == count:
+                            axis.axhline(e[metric], color=color, linestyle=style, linewidth=1)
+            axis.set_xlabel("training iteration (dashed: SSN_pix, dotted: SLIC)")
+        panels[0][0].legend(fontsize=8)

@@ -10,6 +10,7 @@ import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from ssn.atomic import atomic_path
 from ssn.inference import DEEP_FEATURE_DIM
 from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import DATA_LAYER_MODULE, SSNConfig, deploy_net
@@ -71,12 +72,9 @@ def write_initial_weights(net_param: caffe_pb2.NetParameter, shapes: dict[str, t
     finally:
         os.unlink(handle.name)
     initialize_helper_weights(net)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    net.save(str(tmp))
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        net.save(str(tmp))
+    return Path(path)
 
 
 def export_deploy_weights(snapshot: os.PathLike, path: os.PathLike) -> Path:
@@ -85,9 +83,6 @@ def export_deploy_weights(snapshot: os.PathLike, path: os.PathLike) -> Path:
     config = SSNConfig(height=9, width=9, n_spixels=4, num_steps=1,
                        feature_dim=DEEP_FEATURE_DIM)
     net = CheckedNet(deploy_net(config), caffe.TEST, weights=snapshot)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    net.net.save(str(tmp))
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        net.net.save(str(tmp))
+    return Path(path)

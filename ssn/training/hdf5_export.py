@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from ssn.atomic import atomic_path, write_atomic
 from ssn.color import rgb_to_lab
 from ssn.training.samples import BSDSSampler, labels_to_channels, make_sample
 
@@ -38,12 +39,10 @@ def center_crop_sample(sampler: BSDSSampler, image_id: str, num_channels: int):
 
 def write_h5(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         for name, array in arrays.items():
             handle.create_dataset(name, data=array.astype(np.float32), compression="gzip",
                                   compression_opts=4, chunks=(1,) + array.shape[1:])
-    tmp.replace(path)
 
 
 def export_split(sampler: BSDSSampler, out_dir: Path, name: str, num_samples: int,
@@ -72,5 +71,5 @@ def export_split(sampler: BSDSSampler, out_dir: Path, name: str, num_samples: in
             files.append(path.resolve())
             samples = []
     list_file = out_dir / f"{name}.txt"
-    list_file.write_text("".join(f"{path}\n" for path in files))
+    write_atomic(list_file, "".join(f"{path}\n" for path in files))
     return list_file

@@ -20,6 +20,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from tqdm import tqdm
 
+from ssn.device import use_device
 from ssn.nets.weights import initialize_helper_weights
 
 log = logging.getLogger("ssn.training.solver")
@@ -102,11 +103,7 @@ def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
     for given in (weights, resume):
         if given is not None and not Path(given).is_file():
             raise FileNotFoundError(f"not found: {given}")
-    if gpu >= 0:
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()
-    else:
-        caffe.set_mode_cpu()
+    use_device(gpu)
     param = load_solver_param(solver_path, max_iter, snapshot_prefix, gpu)
     solver = make_solver(param)
     if resume is not None:

@@ -1,0 +1,39 @@
+"""Flags that several commands share, so each means the same everywhere."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+
+def add_count(parser: argparse.ArgumentParser, default: Union[int, Sequence[int], None],
+              many: bool = False, help: str = "requested superpixels") -> None:
+    """``--n-segments N`` (``N [N ...]`` with ``many``); ``--n-spixels`` is an alias."""
+    parser.add_argument("--n-segments", "--n-spixels", dest="n_segments", type=int,
+                        nargs="+" if many else None, default=default, metavar="N",
+                        help=f"{help} (default: {default})")
+
+
+def add_gpu(parser: argparse.ArgumentParser) -> None:
+    """``--gpu ID``: -1 for the CPU."""
+    parser.add_argument("--gpu", type=int, default=-1, metavar="ID",
+                        help="GPU id, -1 for the CPU (default: -1)")
+
+
+def add_data_root(parser: argparse.ArgumentParser) -> None:
+    """``--data-root DIR``: the BSDS500 folder."""
+    parser.add_argument("--data-root", type=Path, metavar="DIR",
+                        help="BSDS500 folder (default: $SSN_DATA_ROOT, else ./data/BSDS500)")
+
+
+def add_steps(parser: argparse.ArgumentParser, default: int = 10) -> None:
+    """``--num-steps N``: differentiable SLIC iterations."""
+    parser.add_argument("--num-steps", type=int, default=default, metavar="N",
+                        help=f"SLIC iterations (default: {default})")
+
+
+def add_out(parser: argparse.ArgumentParser, default: Optional[Path] = None,
+            help: str = "output folder") -> None:
+    """``--out PATH``: where results go (required unless there is a default)."""
+    parser.add_argument("--out", type=Path, default=default, required=default is None,
+                        help=help + (f" (default: {default})" if default is not None else ""))
