@@ -25,6 +25,13 @@ TEST_BINARY = "test_ssn_layers.testbin"
 TEST_BINARIES = (TEST_BINARY, "test_shifted_conv.testbin")
 BUILD_STAMP = ".ssn_build_stamp"
 NUMPY_INCLUDE_PLACEHOLDER = "<numpy include>"
+# Generated files the sdist ships for an older protoc: they would shadow the ones
+# make generates (caffe_pb2.py in the same place), so unpacking removes them.
+STALE_GENERATED = (
+    "include/caffe/proto/caffe.pb.h",
+    "src/caffe/proto/caffe.pb.cc",
+    "python/caffe/proto/caffe_pb2.py",
+)
 
 # Ampere and Hopper binaries plus Hopper PTX (nvcc 13 takes compute_75 and newer).
 CUDA_ARCH = ("-gencode arch=compute_80,code=sm_80 "
@@ -137,6 +144,8 @@ def unpack(tarball: Path, tree: Path) -> None:
             archive.extractall(scratch, filter="data")
         (top,) = Path(scratch).iterdir()
         (top / "Makefile.config").unlink(missing_ok=True)
+        for relative in STALE_GENERATED:
+            (top / relative).unlink(missing_ok=True)
         top.rename(tree)
 
 
@@ -160,7 +169,7 @@ def input_fingerprint(config: BuildConfig, tree: Path) -> str:
 
 def build_outputs(tree: Path) -> list[Path]:
     return [tree / "build/lib" / LIBCAFFE, tree / "python/caffe/_caffe.so",
-            tree / "build/tools/caffe.bin"] + [tree / "build/test" / name
+            tree / "python/caffe/proto/caffe_pb2.py", tree / "build/tools/caffe.bin"] + [tree / "build/test" / name
                                                for name in TEST_BINARIES]
 
 

@@ -24,14 +24,6 @@ log = logging.getLogger("ssn_build")
 
 PATCHED_MANIFEST = ".ssn_patched_files"
 
-# Generated files the sdist ships for an older protoc: they would shadow the ones
-# the build generates, so they are removed from every tree.
-STALE_GENERATED = (
-    "include/caffe/proto/caffe.pb.h",
-    "src/caffe/proto/caffe.pb.cc",
-    "python/caffe/proto/caffe_pb2.py",
-)
-
 
 class PatchError(RuntimeError):
     """A patch is missing, malformed or does not apply to the pristine sources."""
@@ -130,8 +122,6 @@ def apply_series(tree: Path, tarball: Path, patch_dir: Path) -> list[str]:
         elif write_if_changed(tree / relative, content):
             changed.append(relative)
     write_if_changed(manifest, "\n".join(sorted(contents)).encode())
-    for relative in STALE_GENERATED:
-        (tree / relative).unlink(missing_ok=True)
     log.info("applied %d patch(es) from %s; %d file(s) changed", len(patches), patch_dir,
              len(changed))
     return changed

@@ -156,6 +156,10 @@ def test_the_series_applies_to_the_pinned_caffe_and_the_built_tree_is_current():
     tree = make.tree_dir(config)
     if tree.exists():
         assert patches.stale_files(tree, cached_tarball(), PATCH_DIR) == []
+        # Applying the series again leaves make's outputs alone (it once deleted the
+        # generated caffe_pb2.py, and a second clone then installed pycaffe without it).
+        assert patches.apply_series(tree, cached_tarball(), PATCH_DIR) == []
+        assert (tree / "python/caffe/proto/caffe_pb2.py").exists()
 
 
 def test_the_tree_key_does_not_depend_on_the_checkout(monkeypatch, tmp_path):
