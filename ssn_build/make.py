@@ -168,9 +168,9 @@ def input_fingerprint(config: BuildConfig, tree: Path) -> str:
 
 
 def build_outputs(tree: Path) -> list[Path]:
-    return [tree / "build/lib" / LIBCAFFE, tree / "python/caffe/_caffe.so",
-            tree / "python/caffe/proto/caffe_pb2.py", tree / "build/tools/caffe.bin"] + [tree / "build/test" / name
-                                               for name in TEST_BINARIES]
+    outputs = [tree / "build/lib" / LIBCAFFE, tree / "python/caffe/_caffe.so",
+               tree / "python/caffe/proto/caffe_pb2.py", tree / "build/tools/caffe.bin"]
+    return outputs + [tree / "build/test" / name for name in TEST_BINARIES]
 
 
 def run_make(config: BuildConfig, tree: Path) -> None:
