@@ -41,5 +41,5 @@ setup(
             "ssn-bench-train = ssn.cli.bench_train:main",
         ],
     },
-    extras_require={"test": ["pytest>=7", "ruff>=0.5", "cpplint>=2"]},
+    extras_require={"test": ["pytest>=7", "ruff>=0.5", "cpplint>=2", "wheel"]},
 )

@@ -217,3 +217,22 @@ def test_a_missing_native_library_says_how_to_build_it(monkeypatch, tmp_path):
             native.load_native()
     finally:
         native.load_native.cache_clear()
+
+
+def test_the_wheel_carries_the_package_its_model_and_no_build_tool(tmp_path, repo_root):
+    """``pip install .`` (not only editable) must find the bundled model and every part."""
+    import sys
+    import zipfile
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(repo_root)], check=True,
+                   cwd=tmp_path)
+    (wheel,) = tmp_path.glob("ssn_caffe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("ssn/models/ssn_bsds.caffemodel", "ssn/models/MODEL_CARD.md",
+                   "ssn/cli/infer.py", "ssn/nets/generators.py", "ssn/training/solver.py",
+                   "ssn/evaluation/metrics.py", "ssn/benchmarks/layers.py", "ssn/native.py"):
+        assert needed in names, needed
+    assert not any(name.startswith("ssn_build/") for name in names)
+    entry_points = next(name for name in names if name.endswith("entry_points.txt"))
+    assert "ssn-infer = ssn.cli.infer:main" in zipfile.ZipFile(wheel).read(
+        entry_points).decode()
