@@ -39,6 +39,7 @@ setup(
             "ssn-bench-layers = ssn.cli.bench_layers:main",
             "ssn-bench-infer = ssn.cli.bench_infer:main",
             "ssn-bench-train = ssn.cli.bench_train:main",
+            "ssn-data = ssn.cli.data:main",
         ],
     },
     extras_require={"test": ["pytest>=7", "ruff>=0.5", "cpplint>=2", "wheel"]},

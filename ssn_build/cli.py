@@ -18,13 +18,14 @@ from pathlib import Path
 
 from ssn_build.cuda_check import check_cuda_compile
 from ssn_build.install import install
-from ssn_build.make import BuildConfig, default_cache, run_make, tree_dir, unpack
+from ssn_build.make import BuildConfig, MakeError, default_cache, run_make, tree_dir, unpack
 from ssn_build.native import build_native
 from ssn_build.patches import PatchError, apply_series
 from ssn_build.source import PATCH_DIR, fetch_source
 from ssn_build.splice import splice
 
 log = logging.getLogger("ssn_build")
+BUILD_LOG = "logs/caffe-build.log"  # under the venv: make's full output
 
 
 def build(config: BuildConfig) -> Path:
@@ -36,7 +37,7 @@ def build(config: BuildConfig) -> Path:
     changed = splice(tree, tarball)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))
-    run_make(config, tree)
+    run_make(config, tree, config.venv / BUILD_LOG)
     install(tree, config.venv)
     build_native(config.venv / "lib")
     return tree
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.pack is not None:
             from ssn_build.gpu_pack import pack
             pack(tree, config.venv, args.pack.resolve())
-    except (subprocess.CalledProcessError, PatchError, RuntimeError, ValueError,
+    except (subprocess.CalledProcessError, PatchError, MakeError, RuntimeError, ValueError,
             OSError) as error:
         log.error("build failed: %s", error)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,8 +174,49 @@ def build_outputs(tree: Path) -> list[Path]:
     return outputs + [tree / "build/test" / name for name in TEST_BINARIES]
 
 
-def run_make(config: BuildConfig, tree: Path) -> None:
-    """Build libcaffe, the tools, pycaffe and our C++ layer tests."""
+# Caffe's quiet Makefile echoes one such line per file it compiles.
+COMPILE_STEP = re.compile(r"^(?:echo )?(CXX|NVCC) ")
+PROGRESS_STEPS = 10  # progress lines when not on a terminal
+
+
+class MakeError(RuntimeError):
+    """make failed; the message holds the end of its log."""
+
+
+def make_targets(config: BuildConfig) -> list[list[str]]:
+    """The make goals, in order. The test binaries go separately: Caffe's rule for test
+    objects lacks the generated proto header as a prerequisite, so in one parallel
+    make they can compile before it exists."""
+    return [["all", "pycaffe"], [f".build_release/test/{name}" for name in TEST_BINARIES]]
+
+
+def planned_compiles(tree: Path, make: list[str], goals: list[str]) -> int:
+    """How many files make would compile for ``goals`` (a dry run)."""
+    dry = subprocess.run(make + ["-n"] + goals, cwd=tree, capture_output=True, text=True)
+    return sum(bool(COMPILE_STEP.match(line)) for line in dry.stdout.splitlines())
+
+
+def run_logged(command: list[str], tree: Path, log_file, counter: dict, total: int) -> None:
+    """Run ``command`` in ``tree``, its output into ``log_file``, counting compiled files."""
+    with subprocess.Popen(command, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as process:
+        for line in process.stdout:
+            log_file.write(line)
+            if COMPILE_STEP.match(line):
+                counter["done"] += 1
+                step = max(1, total // PROGRESS_STEPS)
+                if counter["done"] % step == 0 or counter["done"] == total:
+                    log.info("compiled %d/%d files", counter["done"], total)
+    if process.returncode != 0:
+        raise MakeError(f"{' '.join(command)} failed (exit {process.returncode})")
+
+
+def run_make(config: BuildConfig, tree: Path, log_path: Path) -> None:
+    """Build libcaffe, the tools, pycaffe and our C++ layer tests.
+
+    make's full output goes to ``log_path``; the console gets a few progress
+    lines, and the log's end when make fails.
+    """
     write_if_changed(tree / "Makefile.config", makefile_config(config).encode())
     stamp = tree / BUILD_STAMP
     fingerprint = input_fingerprint(config, tree)
@@ -184,10 +226,18 @@ def run_make(config: BuildConfig, tree: Path) -> None:
         return
     stamp.unlink(missing_ok=True)
     make = ["make", f"-j{config.jobs}"]
-    log.info("building caffe in %s with %s", tree, " ".join(make))
-    subprocess.run(make + ["all", "pycaffe"], cwd=tree, check=True)
-    # Separately: Caffe's rule for test objects lacks the generated proto header as a
-    # prerequisite, so in one parallel make they can compile before it exists.
-    subprocess.run(make + [f".build_release/test/{name}" for name in TEST_BINARIES], cwd=tree,
-                   check=True)
+    total = sum(planned_compiles(tree, make, goals) for goals in make_targets(config))
+    log.info("compiling %d files in %s with %s; full log: %s", total, tree, " ".join(make),
+             log_path)
+    counter = {"done": 0}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log_file:
+        try:
+            for goals in make_targets(config):
+                run_logged(make + goals, tree, log_file, counter, max(total, 1))
+        except MakeError as error:
+            log_file.flush()
+            tail = log_path.read_text(errors="replace").splitlines()[-60:]
+            raise MakeError(f"{error}; the end of {log_path}:\n" + "\n".join(tail)) from None
+    log.info("compiled %d files", counter["done"])
     stamp.write_text(fingerprint)

@@ -236,3 +236,32 @@ def test_the_wheel_carries_the_package_its_model_and_no_build_tool(tmp_path, rep
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "ssn-infer = ssn.cli.infer:main" in zipfile.ZipFile(wheel).read(
         entry_points).decode()
+
+
+TOY_MAKEFILE = """.PHONY: all broken
+all: a.o b.o
+%.o:
+\t@echo CXX src/$*.cpp
+\t@echo compiler chatter for $*
+\t@touch $@
+broken:
+\t@echo CXX src/broken.cpp
+\t@echo "broken.cpp:1: error: expected ';'"
+\t@false
+"""
+
+
+def test_make_runs_quietly_into_a_log_and_fails_with_its_end(tmp_path, caplog):
+    import logging
+    (tmp_path / "Makefile").write_text(TOY_MAKEFILE)
+    assert make.planned_compiles(tmp_path, ["make"], ["all"]) == 2
+    counter = {"done": 0}
+    with caplog.at_level(logging.INFO, logger="ssn_build"), \
+            open(tmp_path / "build.log", "w") as log_file:
+        make.run_logged(["make", "all"], tmp_path, log_file, counter, 2)
+        with pytest.raises(make.MakeError, match="make broken failed"):
+            make.run_logged(["make", "broken"], tmp_path, log_file, counter, 2)
+    assert counter["done"] == 3
+    assert "compiled 2/2 files" in caplog.text and "chatter" not in caplog.text
+    logged = (tmp_path / "build.log").read_text()
+    assert "compiler chatter for a" in logged and "error: expected ';'" in logged

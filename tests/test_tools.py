@@ -8,7 +8,8 @@ import pytest
 
 TOOL_MODULES = [f"ssn.cli.{name}" for name in (
     "infer", "train", "eval", "eval_snapshots", "export_model", "export_hdf5",
-    "make_prototxt", "demo", "bench_layers", "bench_infer", "bench_train")] + ["ssn_build.cli"]
+    "make_prototxt", "demo", "bench_layers", "bench_infer", "bench_train", "data",
+)] + ["ssn_build.cli"]
 
 
 @pytest.mark.parametrize("module", TOOL_MODULES)

@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # One-command setup: system packages, the .venv, Caffe with the SSN layers, the ssn
-# package; then the demo on a bundled image. Safe to run again (everything is cached).
+# package; then the demo on bundled images. Safe to run again (everything is cached).
+# Prints a few progress lines; each step's full output goes to a log file under
+# .venv/ (shown when the step fails).
 #
 #   bash tools/setup.sh            # set up and run the demo
 #   SSN_SKIP_DEMO=1 bash tools/setup.sh
+#   bash tools/setup.sh --gpu      # arguments go to python -m ssn_build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(g++ make patch patchelf libboost-system-dev libboost-thread-dev
   libboost-filesystem-dev libboost-regex-dev libboost-python-dev libprotobuf-dev
   protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev libopenblas-dev)
+LOGS=.venv/logs
+
+# quietly NAME COMMAND...: run COMMAND with its output in $LOGS/NAME.log; on failure
+# show the log's end and its path.
+quietly() {
+  local name=$1; shift
+  mkdir -p "$LOGS"
+  if ! "$@" >"$LOGS/$name.log" 2>&1; then
+    tail -n 40 "$LOGS/$name.log" >&2
+    echo "setup: $name failed; full log: $LOGS/$name.log" >&2
+    exit 1
+  fi
+}
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
@@ -17,17 +33,20 @@ for package in "${APT_PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${missing[*]}" >&2
+  echo "setup: installing system packages: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+echo "setup: Python packages into .venv" >&2
+quietly pip-upgrade .venv/bin/python -m pip install --upgrade pip
+quietly pip .venv/bin/python -m pip install -e ".[test]"
+echo "setup: Caffe with the SSN layers (download, patch, compile, install)" >&2
 .venv/bin/python -m ssn_build "$@"
 
 if [ -z "${SSN_SKIP_DEMO:-}" ]; then
+  echo "setup: demo" >&2
   .venv/bin/python tools/demo.py --out out/demo
 fi
