@@ -11,6 +11,13 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ROOT = REPO / "data" / "bsds_sample"  # made by tests/make_bsds_sample.py
 
 
+@pytest.fixture(autouse=True)
+def caffe_on_the_cpu():
+    """Every test starts with Caffe in CPU mode (the GPU tests switch for themselves)."""
+    import caffe
+    caffe.set_mode_cpu()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The checkout these tests belong to (for its committed prototxt, tools and data)."""

@@ -9,8 +9,6 @@ from caffe import params as P
 
 from ssn.nets.checked import CheckedNet
 
-caffe.set_mode_cpu()
-
 EPS = 1e-5
 MOVING_FRACTION = 0.9
 

@@ -11,8 +11,6 @@ from caffe import layers as L
 from ssn.nets.checked import CheckedNet, single_layer_net
 from ssn.nets.checks import NetCheckError, infer_shapes
 
-caffe.set_mode_cpu()
-
 
 def passoc_net(grid=(2, 3), channels=(3, 3), spixels=6, **grid_param):
     param = dict(num_spixels_h=grid[0], num_spixels_w=grid[1])

@@ -33,7 +33,6 @@ GEOMETRIES = [
 GEOMETRY_IDS = ["1x3x7x9_2x3", "2x4x8x11_3x4", "2x2x5x6_1x1", "1x3x6x7_1x3",
                 "1x2x7x5_3x1", "2x3x4x5_4x5"]
 
-caffe.set_mode_cpu()
 
 
 def cells_for(num, height, width, grid_h, grid_w):

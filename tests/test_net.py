@@ -15,7 +15,6 @@ from ssn.reference import spixel_feature2 as spixel_feature2_ref
 GRID = (3, 4)
 POS_SCALE, COLOR_SCALE = 0.5, 0.26
 
-caffe.set_mode_cpu()
 
 
 def mini_ssn(height, width):

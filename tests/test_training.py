@@ -24,8 +24,6 @@ from ssn.nets.weights import initialize_helper_weights, inputs_for_data_layers
 from ssn.training import samples as ssn_data
 from ssn.training.solver import train
 
-caffe.set_mode_cpu()
-
 
 @pytest.fixture(autouse=True)
 def in_the_checkout(monkeypatch, repo_root):
