@@ -39,8 +39,15 @@ setup(
             "ssn-bench-layers = ssn.cli.bench_layers:main",
             "ssn-bench-infer = ssn.cli.bench_infer:main",
             "ssn-bench-train = ssn.cli.bench_train:main",
+            "ssn-bench-peers = ssn.cli.bench_peers:main",
             "ssn-data = ssn.cli.data:main",
         ],
     },
-    extras_require={"test": ["pytest>=7", "ruff>=0.5", "cpplint>=2", "wheel"]},
+    extras_require={
+        "test": ["pytest>=7", "ruff>=0.5", "cpplint>=2", "wheel"],
+        # Comparison baselines for ssn-eval and the peer benchmark. fast-slic builds
+        # from source and needs Cython first:
+        #   pip install .[bench] && pip install --no-build-isolation fast-slic
+        "bench": ["opencv-contrib-python-headless", "cython"],
+    },
 )

@@ -43,6 +43,11 @@ PYTHON="${PYTHON:-python3}"
 echo "setup: Python packages into .venv" >&2
 quietly pip-upgrade .venv/bin/python -m pip install --upgrade pip
 quietly pip .venv/bin/python -m pip install -e ".[test]"
+echo "setup: comparison baselines (OpenCV-contrib, fast-slic; optional)" >&2
+if ! (quietly bench .venv/bin/python -m pip install -e ".[bench]" \
+      && quietly fast-slic .venv/bin/python -m pip install --no-build-isolation fast-slic); then
+  echo "setup: the optional baselines did not install; ssn-eval skips them" >&2
+fi
 echo "setup: Caffe with the SSN layers (download, patch, compile, install)" >&2
 .venv/bin/python -m ssn_build "$@"
 

@@ -22,14 +22,16 @@ from ssn.atomic import write_atomic
 from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.device import use_device
+from ssn.evaluation.baselines import LABELLERS, BaselineMissing
+from ssn.evaluation.matched import MATCHED_COUNTS, format_table, matched_table
 from ssn.evaluation.runs import (
     METRICS,
+    baseline_run,
     bsds_samples,
     evaluate_runs,
     folder_run,
     folder_samples,
     plot_curves,
-    slic_run,
     ssn_run,
     summarise,
     write_csv,
@@ -61,9 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="label maps computed earlier, DIR/<image id>.npy (repeatable)")
     options.add_count(parser, None, many=True,
                       help="compute --methods here at these requested counts")
-    parser.add_argument("--methods", nargs="+", choices=["ssn", "slic"],
+    parser.add_argument("--methods", nargs="+", choices=["ssn", *LABELLERS],
                         default=["ssn", "slic"],
-                        help="what --n-segments runs (default: ssn slic)")
+                        help="what --n-segments runs (default: ssn slic); fast-slic and "
+                             "opencv-* need pip install .[bench] and are skipped, with a "
+                             "message, without it")
+    parser.add_argument("--compactness", action="append", default=[], metavar="METHOD=VALUE",
+                        help="a classical method's compactness (SLIC's m, LSC's ratio, "
+                             "SEEDS' prior), repeatable; default: each method's usual value")
+    parser.add_argument("--matched-counts", type=int, nargs="+",
+                        default=list(MATCHED_COUNTS), metavar="N",
+                        help="actual counts at which methods are compared, interpolated in "
+                             f"log count (default: {' '.join(map(str, MATCHED_COUNTS))})")
     parser.add_argument("--features", choices=["deep", "pixel"], nargs="+",
                         help="SSN features, one run of each (default: deep if a model "
                         "exists, else pixel)")
@@ -73,9 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_compactness(specs: list[str]) -> dict[str, float]:
+    """``METHOD=VALUE`` flags as a dict, checked."""
+    values = {}
+    for spec in specs:
+        method, _, value = spec.partition("=")
+        if method not in LABELLERS:
+            raise ValueError(f"--compactness: unknown method {method!r}; one of "
+                             f"{', '.join(LABELLERS)}")
+        try:
+            values[method] = float(value)
+        except ValueError:
+            raise ValueError(f"--compactness wants METHOD=NUMBER, got {spec!r}") from None
+    return values
+
+
 def runs_from_args(args: argparse.Namespace) -> list:
     """Every (method, requested count, labeller) the flags ask for."""
-    runs = []
+    runs, missing = [], set()
+    compactness = parse_compactness(args.compactness)
     for spec in args.labels or []:
         name, _, folder = spec.partition("=")
         if not folder:
@@ -85,8 +112,13 @@ def runs_from_args(args: argparse.Namespace) -> list:
         if "ssn" in args.methods:
             runs += [ssn_run(count, features, args.num_steps, args.weights)
                      for features in args.features or [None]]
-        if "slic" in args.methods:
-            runs.append(slic_run(count))
+        for method in args.methods:
+            if method != "ssn" and method not in missing:
+                try:
+                    runs.append(baseline_run(method, count, compactness.get(method)))
+                except BaselineMissing as error:
+                    missing.add(method)
+                    log.warning("skipping %s: %s", method, error)
     if not runs:
         raise ValueError("nothing to evaluate: give --labels or --n-segments")
     return runs
@@ -117,10 +149,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     write_csv(args.out / "summary.csv", summary)
     write_atomic(args.out / "summary.json", json.dumps(summary, indent=1))
     plot_curves(summary, args.out / "curves.png")
+    matched = matched_table(summary, args.matched_counts)
+    write_csv(args.out / "matched.csv", matched)
+    write_atomic(args.out / "matched.md", format_table(matched))
     for entry in summary:
         log.info("%-14s n=%-5d actual %7.1f  ASA %.4f  BR %.4f  BP %.4f  UE %.4f  CO %.4f  "
                  "EV %.4f", entry["method"], entry["requested"], entry["n_spixels"],
                  *(entry[m] for m in METRICS))
+    log.info("ASA / boundary recall at matched actual counts (matched.csv):\n%s",
+             format_table(matched))
     log.info("wrote %s", args.out)
     return 0
 

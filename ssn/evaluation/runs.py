@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ssn.atomic import atomic_path
 from ssn.bsds import BSDSImage, load_bsds, read_split
-from ssn.evaluation.baselines import slic_labels
+from ssn.evaluation.baselines import baseline
 from ssn.evaluation.metrics import evaluate
 from ssn.evaluation.plots import metric_panels
 from ssn.images import IMAGE_SUFFIXES
@@ -60,9 +60,16 @@ def ssn_run(count: int, features: Optional[str], num_steps: int,
         rgb, count, num_steps, weights, features=features))
 
 
-def slic_run(count: int) -> Run:
-    """scikit-image SLIC (see :mod:`ssn.evaluation.baselines`)."""
-    return "SLIC", count, lambda stem, rgb: slic_labels(rgb, count)
+def baseline_run(name: str, count: int, compactness: Optional[float] = None) -> Run:
+    """A classical method of :mod:`ssn.evaluation.baselines`; scikit-image's is "SLIC".
+
+    Raises BaselineMissing when its optional package is not installed.
+    """
+    labeller = baseline(name, compactness)
+    title = "SLIC" if name == "slic" else name
+    if compactness is not None:
+        title += f"-c{compactness:g}"
+    return title, count, lambda stem, rgb: labeller(rgb, count)
 
 
 def bsds_samples(split: str, root: Optional[Path], limit: Optional[int]
