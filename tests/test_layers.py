@@ -201,8 +201,10 @@ def test_smear(spixel_shape, channels):
 @pytest.mark.parametrize("params", [
     dict(zoom_factor=2), dict(zoom_factor=4), dict(shrink_factor=2),
     dict(height=13, width=6), dict(zoom_factor=3, shrink_factor=2),
-    dict(zoom_factor=2, pad_beg=-1, pad_end=-2),
-], ids=["zoom2", "zoom4", "shrink2", "size", "shrink_zoom", "crop"])
+    dict(zoom_factor=2, pad_beg=-1, pad_end=-2), dict(zoom_factor=2, height=5, width=5),
+    dict(shrink_factor=2, height=6, width=6),
+], ids=["zoom2", "zoom4", "shrink2", "size", "shrink_zoom", "crop", "zoom_over_size",
+        "shrink_over_size"])
 def test_interp(params):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 3, 7, 9))

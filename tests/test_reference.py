@@ -527,7 +527,9 @@ def test_interp_output_shape_rules():
     assert interp.output_shape(200, 200, shrink_factor=2) == (100, 100)
     assert interp.output_shape(201, 201, shrink_factor=2, zoom_factor=2) == (201, 201)
     assert interp.output_shape(7, 9, height=4, width=5) == (4, 5)
-    assert interp.output_shape(7, 9, zoom_factor=2, height=4, width=5) == (4, 5)
+    # A single factor wins over an explicit size (DeepLab's order, and the C++ layer's).
+    assert interp.output_shape(7, 9, zoom_factor=2, height=4, width=5) == (13, 17)
+    assert interp.output_shape(7, 9, shrink_factor=2, height=6, width=6) == (4, 5)
     assert interp.output_shape(7, 9, zoom_factor=2, height=4) == (13, 17)
     assert interp.output_shape(7, 9, zoom_factor=2, pad_beg=-1, pad_end=-1) == (9, 13)
     with pytest.raises(ValueError):

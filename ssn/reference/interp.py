@@ -31,8 +31,9 @@ def output_shape(
     """Output size by the first matching rule of spec section 3.7.
 
     A parameter is "given" when it is not None; height and width count as given only together.
-    The rules: shrink only, (H_eff - 1) // shrink + 1; zoom only, (H_eff - 1) * zoom + 1;
-    height and width, those; shrink and zoom, shrink first and then zoom.
+    The rules: shrink without zoom, (H_eff - 1) // shrink + 1; zoom without shrink,
+    (H_eff - 1) * zoom + 1 (either wins over a given height and width); height and
+    width, those; shrink and zoom, shrink first and then zoom.
 
     Parameters
     ----------
@@ -68,7 +69,6 @@ def output_shape(
     has_zoom = zoom_factor is not None
     has_shrink = shrink_factor is not None
     has_size = height is not None and width is not None
-    num_specs = int(has_zoom) + int(has_shrink) + int(has_size)
 
     def shrink(size: int) -> int:
         return (size - 1) // shrink_factor + 1
@@ -76,9 +76,11 @@ def output_shape(
     def zoom(size: int) -> int:
         return size + (size - 1) * (zoom_factor - 1)
 
-    if num_specs == 1 and has_shrink:
+    # "shrink only" / "zoom only" mean without the other factor: a single factor wins
+    # over an explicit size, as in DeepLab's layer (and the C++ layer here).
+    if has_shrink and not has_zoom:
         out_h, out_w = shrink(in_h), shrink(in_w)
-    elif num_specs == 1 and has_zoom:
+    elif has_zoom and not has_shrink:
         out_h, out_w = zoom(in_h), zoom(in_w)
     elif has_size:
         out_h, out_w = int(height), int(width)
