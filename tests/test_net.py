@@ -115,40 +115,6 @@ def test_mini_ssn_matches_reference_and_reshapes():
     assert net.net.blobs["labels"].data.shape == (2, 1, 14, 10)
 
 
-def test_crop_copies_each_row_once_and_correctly():
-    """Caffe's CPU Crop, which the build fixes (it repeated each row copy W times)."""
-    rng = np.random.default_rng(5)
-    n = caffe.NetSpec()
-    n.big = L.Input(shape=dict(dim=[2, 3, 9, 11]))
-    n.small = L.Input(shape=dict(dim=[2, 3, 5, 4]))
-    n.crop = L.Crop(n.big, n.small, crop_param=dict(axis=2, offset=[3, 2]))
-    net_param = n.to_proto()
-    net_param.force_backward = True
-    net = CheckedNet(net_param)
-    big = rng.normal(size=(2, 3, 9, 11))
-    out = net.forward(big=big, small=np.zeros((2, 3, 5, 4)))
-    np.testing.assert_allclose(out["crop"], big[:, :, 3:8, 2:6], rtol=1e-6)
-    top_diff = rng.normal(size=(2, 3, 5, 4))
-    diffs = net.backward({"crop": top_diff}, ["big"])
-    expected = np.zeros_like(big)
-    expected[:, :, 3:8, 2:6] = top_diff
-    np.testing.assert_allclose(diffs["big"], expected, rtol=1e-6)
-
-
-def test_fused_softmax_matches_numpy():
-    """Caffe's CPU Softmax, which the build replaces by a fused pass per position."""
-    rng = np.random.default_rng(6)
-    for shape in [(2, 9, 7, 5), (3, 4), (1, 9, 300, 301)]:
-        n = caffe.NetSpec()
-        n.x = L.Input(shape=dict(dim=list(shape)))
-        n.y = L.Softmax(n.x)
-        net = CheckedNet(n.to_proto())
-        x = rng.normal(size=shape) * 30
-        got = net.forward(x=x)["y"]
-        np.testing.assert_allclose(got, softmax(x.astype(np.float32).astype(np.float64)),
-                                   rtol=2e-5, atol=1e-7)
-
-
 def conv_net(channels):
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[1, 2, 5, 5]))
