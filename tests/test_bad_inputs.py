@@ -5,17 +5,21 @@ subprocess: a regression shows as a dead child, not a dead test run.
 """
 from __future__ import annotations
 
+import csv
 import math
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "bsds_sample"
@@ -348,3 +352,376 @@ def test_integer_image_in_range_is_8_bit():
     from ssn.inference import as_rgb
     image = np.arange(6 * 5 * 3).reshape(6, 5, 3).astype(np.int32)
     np.testing.assert_array_equal(as_rgb(image), as_rgb(image.astype(np.uint8)))
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+
+
+def training_files(folder: Path, max_iter: int = 8, snapshot: int = 3,
+                   data_root: Path = SAMPLE, extra_layer: str = "") -> Path:
+    """A tiny solver and train net on the sample's train split (4 images, batch 2)."""
+    from ssn.nets.generators import SSNConfig, train_net
+    from ssn.nets.prototxt import PrototxtOptions, solver
+    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+                       batch_size=2, num_label_channels=8,
+                       data=dict(phase="train", workers=1, prefetch=2,
+                                 data_root=str(data_root)))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "net.prototxt").write_text(text_format.MessageToString(train_net(config))
+                                         + extra_layer)
+    options = PrototxtOptions(base_lr=1e-3, max_iter=max_iter, snapshot=snapshot,
+                              snapshot_prefix=str(folder / "snap" / "ssn"))
+    param = solver(options, str(folder / "net.prototxt"))
+    del param.test_iter[:]
+    param.ClearField("test_interval")
+    (folder / "solver.prototxt").write_text(text_format.MessageToString(param))
+    return folder / "solver.prototxt"
+
+
+def train_tool(*args, cwd: Path = REPO, env: dict | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    import os
+    return subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def losses(log: Path) -> dict[int, float]:
+    with open(log) as stream:
+        return {int(row["iteration"]): float(row["loss"]) for row in csv.DictReader(stream)}
+
+
+def snapshot_names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("ssn_iter"))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted 8-iteration run with snapshots every 3: its folder and losses."""
+    folder = tmp_path_factory.mktemp("reference")
+    result = train_tool("--solver", training_files(folder))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, losses(folder / "snap" / "ssn_loss.csv"), result.stderr
+
+
+def test_final_snapshot_is_written(reference_run):
+    folder, _, stderr = reference_run
+    assert snapshot_names(folder / "snap") == [
+        f"ssn_iter_{i}.{kind}" for i in (3, 6, 8) for kind in ("caffemodel", "solverstate")]
+    assert f"final snapshot: {folder / 'snap' / 'ssn_iter_8.caffemodel'}" in stderr
+    assert not list((folder / "snap").glob(".ssn-snapshot-*"))  # the staging folder is gone
+
+
+def test_snapshots_name_their_model_relative_to_themselves(reference_run):
+    folder, _, _ = reference_run
+    state = caffe_pb2.SolverState.FromString(
+        (folder / "snap" / "ssn_iter_6.solverstate").read_bytes())
+    assert (state.iter, state.learned_net) == (6, "ssn_iter_6.caffemodel")
+
+
+def test_resume_continues_the_data_sequence(tmp_path, reference_run):
+    _, expected, _ = reference_run
+    solver = training_files(tmp_path)
+    assert train_tool("--solver", solver, "--max-iter", 5).returncode == 0
+    result = train_tool("--solver", solver, "--resume",
+                        tmp_path / "snap" / "ssn_iter_3.solverstate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dropped 2 row(s) after iteration 3" in result.stderr
+    got = losses(tmp_path / "snap" / "ssn_loss.csv")
+    assert list(got) == list(range(1, 9))
+    np.testing.assert_allclose([got[i] for i in got], [expected[i] for i in got], rtol=1e-5)
+
+
+def test_moved_run_folder_resumes(tmp_path, reference_run):
+    folder, expected, _ = reference_run
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(folder / "snap", moved)
+    solver = training_files(tmp_path / "new")
+    result = train_tool("--solver", solver, "--resume", moved / "ssn_iter_6.solverstate",
+                        "--snapshot-prefix", tmp_path / "new" / "snap" / "ssn",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stderr and "at iteration 6" in result.stderr
+    got = losses(tmp_path / "new" / "snap" / "ssn_loss.csv")
+    np.testing.assert_allclose([got[7], got[8]], [expected[7], expected[8]], rtol=1e-5)
+
+
+def bad_state(snap: Path, how: str) -> Path:
+    """Damage the iteration-6 snapshot in ``snap``, a copy of the reference run's folder."""
+    state, model = snap / "ssn_iter_6.solverstate", snap / "ssn_iter_6.caffemodel"
+    data = state.read_bytes()
+    if how == "truncated state":
+        state.write_bytes(data[:len(data) // 3])
+    elif how == "empty state":
+        state.write_bytes(b"")
+    elif how == "random state":
+        state.write_bytes(np.random.default_rng(1).integers(0, 256, 999, np.uint8).tobytes())
+    elif how == "missing model":
+        model.unlink()
+    elif how == "truncated model":
+        model.write_bytes(model.read_bytes()[:5000])
+    elif how == "model with NaN":
+        net = caffe_pb2.NetParameter.FromString(model.read_bytes())
+        next(layer for layer in net.layer if layer.blobs).blobs[0].data[0] = math.nan
+        model.write_bytes(net.SerializeToString())
+    elif how == "history of another solver":
+        proto = caffe_pb2.SolverState.FromString(data)
+        del proto.history[len(proto.history) // 2:]  # SGD keeps one history blob, Adam two
+        state.write_bytes(proto.SerializeToString())
+    elif how == "history of another net":
+        proto = caffe_pb2.SolverState.FromString(data)
+        proto.history[0].shape.dim[0] += 1
+        proto.history[0].data.extend([0.0] * math.prod(proto.history[0].shape.dim[1:]))
+        state.write_bytes(proto.SerializeToString())
+    elif how == "HDF5 state":
+        state = state.with_suffix(".h5")
+        state.write_bytes(b"\x89HDF\r\n\x1a\n")
+    return state
+
+
+STATE_CASES = {
+    "truncated state": r"\S+ is not a solver state \(.solverstate\), or is truncated: .*",
+    "empty state": r"\S+ is empty \(0 bytes\): not a solver state \(.solverstate\)",
+    "random state": r"\S+ (is not a solver state \(.solverstate\), or is truncated: .*"
+                    r"|names no iteration or no model: .*)",
+    "missing model": r"\S+ names its model ssn_iter_6.caffemodel, which is not there \(looked "
+                     r"for \S+/snap/ssn_iter_6.caffemodel, ssn_iter_6.caffemodel\); keep the "
+                     r".caffemodel beside its .solverstate",
+    "truncated model": r"\S+: its model does not fit this net: \S+ is not a Caffe model "
+                       r"\(.caffemodel\), or is truncated: .*",
+    "model with NaN": r"\S+: its model does not fit this net: \S+: layer Convolution1 blob 0 "
+                      r"holds 1 NaN or infinite value\(s\): .*",
+    "history of another solver": r"\S+ holds 36 history blobs; the Adam solver of this net "
+                                 r"keeps 72: it is from another net or solver",
+    "history of another net": r"\S+: history blob 0 is \(65, 5, 3, 3\), this net's parameter "
+                              r"is \(64, 5, 3, 3\): it is from another net",
+    "HDF5 state": r"\S+: HDF5 solver states are not supported; resume from a .solverstate "
+                  r"\(snapshot_format: BINARYPROTO\)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(STATE_CASES))
+def test_bad_snapshot_is_a_clear_error(tmp_path, reference_run, how):
+    folder, _, _ = reference_run
+    shutil.copytree(folder / "snap", tmp_path / "snap")
+    state = bad_state(tmp_path / "snap", how)
+    result = train_tool("--solver", training_files(tmp_path / "solver"), "--resume", state)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"ssn.cli.train: " + STATE_CASES[how], message), message
+
+
+@pytest.mark.parametrize("how", ["NaN", "other net"])
+def test_bad_initial_weights_are_a_clear_error(tmp_path, reference_run, how):
+    folder, _, _ = reference_run
+    weights = tmp_path / "w.caffemodel"
+    if how == "NaN":
+        net = caffe_pb2.NetParameter.FromString(
+            (folder / "snap" / "ssn_iter_3.caffemodel").read_bytes())
+        next(layer for layer in net.layer if layer.blobs).blobs[0].data[2] = math.inf
+        weights.write_bytes(net.SerializeToString())
+        expected = (r"\S+: layer \S+ blob 0 holds 1 NaN or infinite value\(s\): the model "
+                    r"diverged or the file is corrupt")
+    else:
+        conv_model(weights)
+        expected = r"\S+ has no weights for layers .*: it is not a model of this network"
+    result = train_tool("--solver", training_files(tmp_path), "--weights", weights)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.fullmatch(r"ssn.cli.train: " + expected, result.stderr.strip().splitlines()[-1])
+    assert not (tmp_path / "snap" / "ssn_loss.csv").exists()
+
+
+SOLVER_CASES = {
+    "snapshot folder is a file": r"the snapshot folder \S+/file is a file, not a folder",
+    "snapshot folder under a file": r"cannot write to the snapshot folder \S+/file/sub: "
+                                    r"Not a directory",
+    "net file missing": r"\S+solver.prototxt: its net \S+/net.prototxt was not found",
+    "solver does not parse": r"\S+solver.prototxt is not a solver prototxt: .*",
+    "solver missing": r"solver not found: \S+/none.prototxt",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SOLVER_CASES))
+def test_bad_solver_or_snapshot_folder(tmp_path, case):
+    solver = training_files(tmp_path)
+    args = ["--solver", solver, "--max-iter", 1]
+    (tmp_path / "file").write_text("not a folder")
+    if case == "snapshot folder is a file":
+        args += ["--snapshot-prefix", tmp_path / "file" / "ssn"]
+    elif case == "snapshot folder under a file":
+        args += ["--snapshot-prefix", tmp_path / "file" / "sub" / "ssn"]
+    elif case == "net file missing":
+        (tmp_path / "net.prototxt").unlink()
+    elif case == "solver does not parse":
+        solver.write_text("net: 'x'\nbase_lr: oops\n")
+    else:
+        args[1] = tmp_path / "none.prototxt"
+    result = train_tool(*args)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"ssn.cli.train: " + SOLVER_CASES[case], message), message
+
+
+FAULT_LAYER = '''
+import caffe
+
+
+class FaultLayer(caffe.Layer):
+    """Raises on its {fail}th forward."""
+
+    def setup(self, bottom, top):
+        self.calls = 0
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        self.calls += 1
+        if self.calls == {fail}:
+            raise RuntimeError("a fault on forward {fail}")
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+'''
+
+
+def test_an_error_mid_training_writes_the_last_completed_iteration(tmp_path):
+    (tmp_path / "fault_layer.py").write_text(FAULT_LAYER.format(fail=5))
+    layer = ('layer { name: "fault" type: "Python" bottom: "img" top: "fault" '
+             'python_param { module: "fault_layer" layer: "FaultLayer" } }\n')
+    solver = training_files(tmp_path, max_iter=20, snapshot=3, extra_layer=layer)
+    result = train_tool("--solver", solver, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "training stopped at iteration 4 by RuntimeError: a fault on forward 5" in \
+        result.stderr
+    assert "last completed iteration snapshot: " in result.stderr
+    assert snapshot_names(tmp_path / "snap") == [
+        f"ssn_iter_{i}.{kind}" for i in (3, 4) for kind in ("caffemodel", "solverstate")]
+    assert list(losses(tmp_path / "snap" / "ssn_loss.csv")) == [1, 2, 3, 4]
+
+
+def corrupt_copy(folder: Path, broken: dict[str, bytes]) -> Path:
+    """A copy of the sample data with the given files (relative paths) overwritten."""
+    root = folder / "data"
+    shutil.copytree(SAMPLE, root)
+    for name, content in broken.items():
+        (root / name).write_bytes(content)
+    return root
+
+
+def test_unreadable_training_images_are_reported_and_skipped(tmp_path, reference_run):
+    jpg = (SAMPLE / "images" / "train" / "9010.jpg").read_bytes()
+    root = corrupt_copy(tmp_path, {"images/train/9010.jpg": jpg[:len(jpg) // 2],
+                                   "groundTruth/train/9020.mat": b""})
+    solver = training_files(tmp_path, data_root=root)
+    result = train_tool("--solver", solver)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for image_id in ("9010", "9020"):
+        assert len(re.findall(rf"skipping training image \S+/images/train/{image_id}.jpg "
+                              r"\(or its ground truth\): \w+", result.stderr)) == 1
+    assert list(losses(tmp_path / "snap" / "ssn_loss.csv")) == list(range(1, 9))
+    # The skip is deterministic: a second run computes the same losses.
+    again = training_files(tmp_path / "again", data_root=root)
+    assert train_tool("--solver", again).returncode == 0
+    assert losses(tmp_path / "again" / "snap" / "ssn_loss.csv") == \
+        losses(tmp_path / "snap" / "ssn_loss.csv")
+
+
+def test_too_few_readable_images_stop_with_a_snapshot(tmp_path):
+    root = corrupt_copy(tmp_path, {f"images/train/{i}.jpg": b"" for i in (9000, 9010, 9020)})
+    result = train_tool("--solver", training_files(tmp_path, data_root=root))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ssn.cli.train: only 1 of the 4 images of split 'train' are readable, fewer than the "
+        "batch size 2; unreadable: 9000, 9010, 9020")
+    assert snapshot_names(tmp_path / "snap") == ["ssn_iter_0.caffemodel",
+                                                  "ssn_iter_0.solverstate"]
+
+
+def test_no_room_for_a_snapshot_leaves_no_partial_file(tmp_path, monkeypatch):
+    from ssn.training import solver as solver_module
+    real = shutil.disk_usage
+
+    def full(path):
+        return real(path)._replace(free=1000)
+    monkeypatch.setattr(solver_module.shutil, "disk_usage", full)
+    with pytest.raises(OSError, match=r"no room for the snapshot of iteration 3 in \S+: it "
+                                      r"needs about \d+\.\d MiB, 0.0 MiB are free"):
+        solver_module.train(training_files(tmp_path))
+    assert snapshot_names(tmp_path / "snap") == []
+    assert [p.name for p in (tmp_path / "snap").iterdir()] == ["ssn_loss.csv"]
+
+
+KILL_IN_SNAPSHOT = '''
+import os, signal, sys
+from ssn.training import solver
+real = solver.os.replace
+def replace(source, target):
+    if str(target).endswith("_iter_6.caffemodel"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(source, target)
+solver.os.replace = replace
+sys.argv = ["train", "--solver", {solver!r}]
+from ssn.cli.train import main
+main()
+'''
+
+
+def check_snapshots_are_whole(folder: Path) -> list[int]:
+    """Every .solverstate in ``folder`` parses and names a whole model; their iterations."""
+    from ssn.nets.checked import read_caffemodel
+    from ssn.training.solver import read_solverstate, snapshot_model
+    iterations = []
+    for path in sorted(folder.glob("*.solverstate")):
+        state = read_solverstate(path)
+        read_caffemodel(snapshot_model(state, path))
+        iterations.append(state.iter)
+    return sorted(iterations)
+
+
+def resume_latest(folder: Path, solver: Path) -> subprocess.CompletedProcess:
+    latest = max(check_snapshots_are_whole(folder / "snap"))
+    return train_tool("--solver", solver, "--resume",
+                      folder / "snap" / f"ssn_iter_{latest}.solverstate")
+
+
+def test_kill_inside_a_snapshot_keeps_the_previous_one(tmp_path, reference_run):
+    _, expected, _ = reference_run
+    solver = training_files(tmp_path)
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_SNAPSHOT.format(solver=str(solver))],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert check_snapshots_are_whole(tmp_path / "snap") == [3]
+    assert list((tmp_path / "snap").glob(".ssn-snapshot-*"))  # the dead run's staging folder
+    result = resume_latest(tmp_path, solver)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list((tmp_path / "snap").glob(".ssn-snapshot-*"))
+    got = losses(tmp_path / "snap" / "ssn_loss.csv")
+    assert list(got) == list(range(1, 9))
+    np.testing.assert_allclose(list(got.values()), [expected[i] for i in got], rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_sigkill_at_a_random_point_then_resume_gives_the_same_losses(tmp_path, seed,
+                                                                    reference_run):
+    _, expected, _ = reference_run
+    rng = np.random.default_rng(seed)
+    solver = training_files(tmp_path, snapshot=2)
+    log = tmp_path / "snap" / "ssn_loss.csv"
+    rows, delay = int(rng.integers(3, 8)), float(rng.uniform(0, 0.15))
+    process = subprocess.Popen([sys.executable, str(REPO / "tools" / "train.py"),
+                                "--solver", str(solver)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and (
+            not log.exists() or len(log.read_text().splitlines()) <= rows):
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.kill()
+    process.wait(timeout=60)
+    result = resume_latest(tmp_path, solver)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = losses(log)
+    assert list(got) == list(range(1, 9))
+    np.testing.assert_allclose(list(got.values()), [expected[i] for i in got], rtol=1e-5)
