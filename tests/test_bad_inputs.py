@@ -6,6 +6,7 @@ subprocess: a regression shows as a dead child, not a dead test run.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import shutil
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
+from skimage import io as skio
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "bsds_sample"
@@ -725,3 +727,152 @@ def test_sigkill_at_a_random_point_then_resume_gives_the_same_losses(tmp_path, s
     got = losses(log)
     assert list(got) == list(range(1, 9))
     np.testing.assert_allclose(list(got.values()), [expected[i] for i in got], rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation
+
+
+@pytest.fixture
+def eval_folders(tmp_path):
+    """Images a, b (40 x 60, two halves) with .npy ground truths, and label maps of both."""
+    images, truths, labels = (tmp_path / name for name in ("images", "gt", "labels"))
+    for folder in (images, truths, labels):
+        folder.mkdir()
+    halves = np.zeros((40, 60), np.int32)
+    halves[:, 30:] = 1
+    image = np.where(halves[..., None] == 1, 200, 40).astype(np.uint8).repeat(3, axis=2)
+    for stem in ("a", "b"):
+        skio.imsave(images / f"{stem}.png", image, check_contrast=False)
+        np.save(truths / f"{stem}.npy", halves)
+        np.save(labels / f"{stem}.npy", halves)
+    return tmp_path
+
+
+def run_eval(folders: Path, *extra: str) -> int:
+    from ssn.cli.eval import main
+    return main(["--out", str(folders / "out"), "--images", str(folders / "images"),
+                 "--gt", str(folders / "gt"), "--labels", f"L={folders / 'labels'}",
+                 "--n-segments", "6", "--methods", "slic", *extra])
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as stream:
+        return list(csv.DictReader(stream))
+
+
+LABEL_CASES = {
+    "missing": (None, r"no label file \S+/labels/b.npy"),
+    "empty": (b"", r"label file \S+/labels/b.npy is empty"),
+    "wrong shape": (np.zeros((60, 40), np.int32), r"labels are \(60, 40\), the image is "
+                                                   r"\(40, 60\)"),
+    "not an array": (b"garbage", r"cannot read label file \S+/labels/b.npy: .*"),
+    "fractional": (np.full((40, 60), 0.5), r"labels must be whole numbers, got fractions, NaN "
+                                           r"or infinity"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LABEL_CASES))
+def test_bad_label_file_is_reported_and_the_rest_scored(eval_folders, case):
+    content, expected = LABEL_CASES[case]
+    path = eval_folders / "labels" / "b.npy"
+    path.unlink()
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        np.save(path, content)
+    assert run_eval(eval_folders) == 1
+    out = eval_folders / "out"
+    rows = read_rows(out / "rows.csv")
+    assert sorted((row["method"], row["image"]) for row in rows) == [
+        ("L", "a"), ("SLIC", "a"), ("SLIC", "b")]
+    (skipped,) = read_rows(out / "skipped.csv")
+    assert (skipped["method"], skipped["image"]) == ("L", "b")
+    assert re.fullmatch(expected, skipped["reason"]), skipped["reason"]
+    assert {row["method"] for row in json.loads((out / "summary.json").read_text())} == \
+        {"L", "SLIC"}
+
+
+GT_CASES = {
+    "empty ground truth": (b"", r"ground truth \S+/gt/b.npy is empty"),
+    "unreadable ground truth": (b"garbage", r"cannot read ground truth \S+/gt/b.npy "
+                                            r"\(ValueError: .*\)"),
+    "ground truth of another size": (np.zeros((20, 30), np.int32),
+                                     r"a ground-truth segmentation is \(20, 30\), the image is "
+                                     r"\(40, 60\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GT_CASES))
+def test_bad_ground_truth_is_reported_and_the_rest_scored(eval_folders, case):
+    content, expected = GT_CASES[case]
+    path = eval_folders / "gt" / "b.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, content)
+    assert run_eval(eval_folders) == 1
+    rows = read_rows(eval_folders / "out" / "rows.csv")
+    assert sorted((row["method"], row["image"]) for row in rows) == [("L", "a"), ("SLIC", "a")]
+    (skipped,) = read_rows(eval_folders / "out" / "skipped.csv")
+    assert (skipped["method"], skipped["image"]) == ("*", "b")
+    assert re.fullmatch(expected, skipped["reason"]), skipped["reason"]
+
+
+def test_corrupt_image_is_reported_and_the_rest_scored(eval_folders):
+    (eval_folders / "images" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert run_eval(eval_folders) == 1
+    (skipped,) = read_rows(eval_folders / "out" / "skipped.csv")
+    assert (skipped["method"], skipped["image"]) == ("*", "b")
+    assert len(read_rows(eval_folders / "out" / "rows.csv")) == 2
+
+
+def test_image_without_ground_truth_is_reported(eval_folders, caplog):
+    (eval_folders / "gt" / "b.npy").unlink()
+    assert run_eval(eval_folders) == 0
+    assert re.search(r"no ground truth for b.png in \S+/gt \(<stem>.mat/.npy/.png/.tif/.tiff\): "
+                     r"not evaluated", caplog.text)
+    assert [row["image"] for row in read_rows(eval_folders / "out" / "rows.csv")] == ["a", "a"]
+    assert read_rows(eval_folders / "out" / "skipped.csv") == []
+
+
+def test_bsds_image_without_ground_truth_is_reported(tmp_path, caplog):
+    from ssn.cli.eval import main
+    root = corrupt_copy(tmp_path, {})
+    (root / "groundTruth" / "val" / "9011.mat").unlink()
+    assert main(["--out", str(tmp_path / "out"), "--data-root", str(root), "--n-segments",
+                 "6", "--methods", "slic"]) == 0
+    assert re.search(r"no ground truth for 9011 \(no \S+/groundTruth/val/9011.mat\): not "
+                     "evaluated", caplog.text)
+    images = {row["image"] for row in read_rows(tmp_path / "out" / "rows.csv")}
+    assert images == {"9001", "9021"}
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file"])
+def test_bad_output_folder_stops_before_the_work(eval_folders, case, caplog, monkeypatch):
+    from ssn.evaluation import runs
+    monkeypatch.setattr(runs, "evaluate", lambda *args: pytest.fail("evaluated"))
+    (eval_folders / "file").write_text("x")
+    out = eval_folders / "file" / ("sub" if case == "under a file" else "")
+    assert run_eval(eval_folders, "--out", str(out)) == 2
+    expected = (r"the output folder \(--out\) \S+/file is a file, not a folder"
+                if case == "a file" else
+                r"cannot write to the output folder \(--out\) \S+/file/sub: Not a directory")
+    assert re.search(expected, caplog.text), caplog.text
+
+
+def test_rows_are_on_disk_as_they_are_computed(eval_folders, monkeypatch):
+    from ssn.evaluation import runs
+    real, calls = runs.evaluate, []
+
+    def interrupted_on_the_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(runs, "evaluate", interrupted_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(eval_folders)
+    rows = read_rows(eval_folders / "out" / "rows.csv")
+    assert [(row["method"], row["image"]) for row in rows] == [("L", "a"), ("L", "b")]
+    assert float(rows[0]["asa"]) == 1.0
