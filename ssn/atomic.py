@@ -65,3 +65,30 @@ def write_if_changed(target: PathLike, content: bytes) -> bool:
         return False
     write_atomic(target, content)
     return True
+
+
+def ensure_writable_folder(folder: PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it.
+
+    Tools call this before their work starts, so a bad ``--out`` costs nothing.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``folder`` (or a folder above it) is a file.
+    OSError
+        If it cannot be created or written; the message names ``what`` and the path.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"the {what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        kind = NotADirectoryError if isinstance(error, (NotADirectoryError, FileExistsError)) \
+            else type(error)
+        raise kind(f"cannot write to the {what} {folder}: {error.strerror or error}") from error
+    return folder

@@ -22,6 +22,7 @@ from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_shape, init_cells
 from ssn.nets.checked import CheckedNet
+from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import SSNConfig, deploy_net, position_scale
 
 log = logging.getLogger("ssn.inference")
@@ -38,6 +39,9 @@ def bundled_weights() -> Optional[Path]:
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """An H x W x 3 float image in [0, 1] from grayscale, RGB or RGBA, 8 or 16 bit or float.
+
+    uint8 and other integer types are 8-bit (0..255), uint16 is 16-bit, floats
+    must lie in [0, 1].
 
     Raises
     ------
@@ -59,6 +63,14 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         return image.astype(np.float32) / 65535
     if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
         raise ValueError(f"unsupported image dtype {image.dtype}")
+    if np.issubdtype(image.dtype, np.integer):
+        # Other integer types (int32, int64, ...) carry 8-bit values, as from np.array([...]).
+        low, high = (int(image.min()), int(image.max())) if image.size else (0, 0)
+        if low < 0 or high > 255:
+            raise ValueError(f"{image.dtype} images must hold 8-bit values in 0..255, got "
+                             f"{low}..{high} (use uint16 for 16-bit images, or floats in "
+                             "[0, 1])")
+        return image.astype(np.float32) / 255
     image = image.astype(np.float32)
     if not np.all(np.isfinite(image)):
         raise ValueError("the image holds NaN or infinite values")
@@ -83,10 +95,21 @@ def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
     return grid_h, grid_w
 
 
-# A few nets only: a deep one for a 481x321 image holds over a GB.
+def file_identity(path: Optional[str]) -> Optional[tuple]:
+    """What tells one version of a file from another: its resolved path, device, inode,
+    size and modification and change times (a rewritten file differs in one of them)."""
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return (str(Path(path).resolve()), stat.st_dev, stat.st_ino, stat.st_size,
+            stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+# A few nets only: a deep one for a 481x321 image holds over a GB. Keyed on the
+# weights file's identity, not its name: a file rewritten in place is read again.
 @lru_cache(maxsize=4)
 def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
-         weights: Optional[str]) -> CheckedNet:
+         weights: Optional[str], weights_identity: Optional[tuple] = None) -> CheckedNet:
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim, pos_scale=position_scale(n_spixels, height,
@@ -194,6 +217,9 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         names the argument.
     FileNotFoundError
         ``weights`` does not exist.
+    NetTooLargeError
+        A ValueError and a MemoryError: the image needs a blob over Caffe's
+        INT_MAX count, or more memory than is available.
 
     Examples
     --------
@@ -214,7 +240,12 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     height, width = rgb.shape[:2]
     grid_h, grid_w = check_geometry(height, width, n_segments)
     mode, weights_path = resolve_features(features, weights)
-    net = _net(height, width, n_segments, num_steps, mode, weights_path)
+    try:
+        net = _net(height, width, n_segments, num_steps, mode, weights_path,
+                   file_identity(weights_path))
+    except NetTooLargeError as error:
+        raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
+                               f"{error}") from error
     cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
     lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
     out = net.forward(outputs=["new_spix_indices"], img=lab, spixel_init=cells,

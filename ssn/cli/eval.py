@@ -7,7 +7,12 @@ requested count is the mean over rows, plotted against the mean actual number
 of superpixels. Methods: label maps in directories (tools/infer.py output,
 <stem>.npy), SSN run here (--ssn COUNTS), scikit-image SLIC (--slic COUNTS).
 Any folder of images with ground truths (--images, --gt) works as well as a
-BSDS500 split. Writes rows.csv, summary.csv, summary.json and curves.png to --out.
+BSDS500 split. Writes rows.csv (appended as each image is scored), skipped.csv,
+summary.csv, summary.json and curves.png to --out.
+
+A bad image, ground truth or label file is reported and listed in skipped.csv,
+and the rest is still scored; images without a ground truth are reported.
+Exit status: 0 all scored, 1 some skipped, 2 a bad argument or --out.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ssn.atomic import write_atomic
+from ssn.atomic import ensure_writable_folder, write_atomic
 from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.device import use_device
@@ -26,6 +31,7 @@ from ssn.evaluation.baselines import LABELLERS, BaselineMissing
 from ssn.evaluation.matched import MATCHED_COUNTS, format_table, matched_table
 from ssn.evaluation.runs import (
     METRICS,
+    SKIPPED_FIELDS,
     baseline_run,
     bsds_samples,
     evaluate_runs,
@@ -137,15 +143,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.error("--images and --gt go together")
         return 2
     try:
+        ensure_writable_folder(args.out, "output folder (--out)")
         samples = (folder_samples(args.images, args.gt, args.limit) if args.images
                    else bsds_samples(args.split, data_root(args.data_root), args.limit))
     except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2
-    rows = evaluate_runs(runs, samples)
-    args.out.mkdir(parents=True, exist_ok=True)
+    skipped: list[dict] = []
+    rows = evaluate_runs(runs, samples, args.out / "rows.csv", skipped)
+    write_csv(args.out / "skipped.csv", skipped, SKIPPED_FIELDS)
+    if not rows:
+        log.error("nothing could be scored: %d problem(s), listed in %s", len(skipped),
+                  args.out / "skipped.csv")
+        return 1
     summary = summarise(rows)
-    write_csv(args.out / "rows.csv", rows)
     write_csv(args.out / "summary.csv", summary)
     write_atomic(args.out / "summary.json", json.dumps(summary, indent=1))
     plot_curves(summary, args.out / "curves.png")
@@ -159,8 +170,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("ASA / boundary recall at matched actual counts (matched.csv):\n%s",
              format_table(matched))
     log.info("wrote %s", args.out)
+    if skipped:
+        log.warning("%d (method, image) pair(s) not scored, listed in %s", len(skipped),
+                    args.out / "skipped.csv")
+        return 1
     return 0
-
 
 
 if __name__ == "__main__":

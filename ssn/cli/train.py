@@ -1,7 +1,11 @@
 """Train an SSN from a solver prototxt with pycaffe.
 
-Snapshots come from the solver's ``snapshot`` setting, and one more is written
-when training stops on Ctrl-C or SIGTERM. Each iteration's losses go to a CSV log.
+Snapshots come from the solver's ``snapshot`` setting, with one more at the end,
+and one when training stops on Ctrl-C, SIGTERM or an error. Each is written under
+a temporary name and renamed. --resume checks the snapshot first and continues
+the data sequence where the snapshot left it. Each iteration's losses go to a CSV
+log. Exit status: 0 done or interrupted, 2 a bad argument, file or snapshot, 1
+another error (after its snapshot).
 """
 from __future__ import annotations
 
@@ -44,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(args.solver, args.gpu, args.weights, args.resume, args.max_iter,
                        args.snapshot_prefix, args.log_csv)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+    except (ValueError, OSError, FloatingPointError) as error:
         log.error("%s", error)
         return 2
+    except Exception:  # noqa: BLE001 - the snapshot is written; say why training stopped
+        log.exception("training failed")
+        return 1
     log.info("stopped at iteration %d, losses %s; log %s", result["iteration"],
              {k: round(v, 4) for k, v in result["losses"].items()}, result["log"])
     return 0

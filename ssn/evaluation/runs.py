@@ -12,8 +12,10 @@ BSDS500 split. Writes rows.csv, summary.csv, summary.json and curves.png to --ou
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,8 +26,8 @@ import scipy.io
 from skimage import io as skio
 from tqdm import tqdm
 
-from ssn.atomic import atomic_path
-from ssn.bsds import BSDSImage, load_bsds, read_split
+from ssn.atomic import atomic_path, write_atomic
+from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.evaluation.baselines import baseline
 from ssn.evaluation.metrics import evaluate
 from ssn.evaluation.plots import metric_panels
@@ -36,6 +38,7 @@ log = logging.getLogger("ssn.evaluation.runs")
 METRICS = ("asa", "boundary_recall", "boundary_precision", "undersegmentation_error",
            "compactness", "explained_variation")
 GT_SUFFIXES = {".mat", ".npy", ".png", ".tif", ".tiff"}
+SKIPPED_FIELDS = ["method", "requested", "image", "reason"]
 
 
 Run = tuple  # (method name, requested count, function(stem, rgb) -> H x W labels)
@@ -50,7 +53,32 @@ def folder_run(name: str, folder: Path) -> Run:
     config = folder / "config.json"
     settings = json.loads(config.read_text()) if config.exists() else {}
     requested = settings.get("n_segments", settings.get("n_spixels", 0))
-    return name, requested, lambda stem, rgb: np.load(folder / f"{stem}.npy")
+    return name, requested, lambda stem, rgb: read_labels(folder / f"{stem}.npy")
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """A label map saved as .npy, or a ValueError/FileNotFoundError saying what is wrong."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no label file {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"label file {path} is empty")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        raise ValueError(f"cannot read label file {path}: {error}") from error
+
+
+def checked_labels(labels, shape: tuple[int, int]) -> np.ndarray:
+    """``labels`` as an integer H x W map, or a ValueError saying why they are not one."""
+    labels = np.asarray(labels)
+    if labels.shape != tuple(shape):
+        raise ValueError(f"labels are {labels.shape}, the image is {tuple(shape)}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.issubdtype(labels.dtype, np.number) or labels.dtype == bool:
+            raise ValueError(f"labels must be integers, got {labels.dtype}")
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("labels must be whole numbers, got fractions, NaN or infinity")
+    return labels.astype(np.int64)
 
 
 def ssn_run(count: int, features: Optional[str], num_steps: int,
@@ -74,31 +102,59 @@ def baseline_run(name: str, count: int, compactness: Optional[float] = None) -> 
 
 def bsds_samples(split: str, root: Optional[Path], limit: Optional[int]
                  ) -> list[tuple[str, Callable[[], BSDSImage]]]:
-    """(image id, loader) for a BSDS500 split."""
+    """(image id, loader) for a BSDS500 split; an image without a ground truth is
+    reported and left out."""
+    ids = read_split(split, root)[:limit]
+    truths = data_root(root) / "groundTruth" / split
+    missing = [image_id for image_id in ids if not (truths / f"{image_id}.mat").is_file()]
+    for image_id in missing:
+        log.warning("no ground truth for %s (no %s): not evaluated", image_id,
+                    truths / f"{image_id}.mat")
     return [(image_id, lambda image_id=image_id: load_bsds(image_id, split, root))
-            for image_id in read_split(split, root)[:limit]]
+            for image_id in ids if image_id not in missing]
 
 
 def read_ground_truth(path: Path) -> list[np.ndarray]:
     """Label maps of one image: a BSDS .mat (all annotators), a .npy (H x W or
-    A x H x W) or a label image (.png, .tif)."""
-    if path.suffix == ".mat":
-        cells = scipy.io.loadmat(path)["groundTruth"]
-        return [cells[0, j]["Segmentation"][0, 0].astype(np.int32)
-                for j in range(cells.shape[1])]
-    array = np.load(path) if path.suffix == ".npy" else skio.imread(path)
-    array = np.asarray(array).astype(np.int64)
+    A x H x W) or a label image (.png, .tif).
+
+    Raises
+    ------
+    ValueError
+        If the file is empty or cannot be read as label maps.
+    """
+    if path.stat().st_size == 0:
+        raise ValueError(f"ground truth {path} is empty")
+    try:
+        if path.suffix == ".mat":
+            cells = scipy.io.loadmat(path)["groundTruth"]
+            return [cells[0, j]["Segmentation"][0, 0].astype(np.int32)
+                    for j in range(cells.shape[1])]
+        array = np.load(path, allow_pickle=False) if path.suffix == ".npy" else skio.imread(path)
+        array = np.asarray(array).astype(np.int64)
+    except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
+        raise ValueError(f"cannot read ground truth {path} ({type(error).__name__}: "
+                         f"{error})") from error
+    if array.ndim not in (2, 3):
+        raise ValueError(f"ground truth {path} is {array.shape}: expected H x W or A x H x W")
     return list(array) if array.ndim == 3 else [array]
 
 
 def folder_samples(images: Path, ground_truth: Path, limit: Optional[int]
                    ) -> list[tuple[str, Callable[[], BSDSImage]]]:
     """(stem, loader) for every image in ``images`` with a ground truth of the same
-    stem in ``ground_truth`` (.mat, .npy, .png or .tif)."""
+    stem in ``ground_truth`` (.mat, .npy, .png or .tif); the others are reported."""
     truths = {path.stem: path for path in sorted(ground_truth.iterdir())
               if path.suffix in GT_SUFFIXES}
-    pairs = [(path.stem, path) for path in sorted(images.iterdir())
-             if path.suffix.lower() in IMAGE_SUFFIXES and path.stem in truths]
+    pairs = []
+    for path in sorted(images.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in truths:
+            pairs.append((path.stem, path))
+        else:
+            log.warning("no ground truth for %s in %s (<stem>%s): not evaluated", path.name,
+                        ground_truth, "/".join(sorted(GT_SUFFIXES)))
     if not pairs:
         raise ValueError(f"no image in {images} has a ground truth in {ground_truth}")
 
@@ -108,24 +164,95 @@ def folder_samples(images: Path, ground_truth: Path, limit: Optional[int]
             for stem, path in pairs[:limit]]
 
 
-def evaluate_runs(runs, samples) -> list[dict]:
-    """Rows of every (run, image, annotator); ``samples`` are (image id, loader) pairs."""
+def load_sample(load: Callable[[], BSDSImage]) -> tuple[np.ndarray, list]:
+    """(float RGB image, segmentations) of one sample, or an exception saying why not."""
+    sample = load()
+    rgb = as_rgb(sample.rgb)
+    if not sample.segmentations:
+        raise ValueError("the ground truth holds no segmentation")
+    for segmentation in sample.segmentations:
+        if np.shape(segmentation) != rgb.shape[:2]:
+            raise ValueError(f"a ground-truth segmentation is {np.shape(segmentation)}, the "
+                             f"image is {rgb.shape[:2]}")
+    return rgb, sample.segmentations
+
+
+def reason(error: Exception) -> str:
+    """An exception as one line for a report."""
+    if isinstance(error, (ValueError, OSError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class RowWriter:
+    """Appends rows to a CSV as they are computed, one write and fsync per batch.
+
+    Appending costs O(rows); rewriting the file atomically after each image
+    would cost O(rows^2) on a full BSDS evaluation. The file is emptied when
+    the writer starts, so no row of an earlier run survives; a kill loses at
+    most the batch being written.
+    """
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path, self.fields = path, None
+        if path is not None:
+            write_atomic(path, "")
+
+    def add(self, rows: list[dict]) -> None:
+        if self.path is None or not rows:
+            return
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.fields or list(rows[0]))
+        if self.fields is None:
+            self.fields = list(rows[0])
+            writer.writeheader()
+        writer.writerows(rows)
+        with open(self.path, "a", newline="") as stream:
+            stream.write(text.getvalue())
+            stream.flush()
+            os.fsync(stream.fileno())
+
+
+def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
+                  skipped: Optional[list] = None) -> list[dict]:
+    """Rows of every (run, image, annotator); ``samples`` are (image id, loader) pairs.
+
+    A problem with one image (an unreadable image or ground truth; a missing,
+    empty or wrong-shaped label file; a method failing on it) is logged and
+    appended to ``skipped`` as dict(method, requested, image, reason), and the
+    rest is still scored. With ``rows_csv``, rows are appended to that file as
+    each (run, image) is scored.
+    """
+    skipped = [] if skipped is None else skipped
+    writer = RowWriter(rows_csv)
     rows = []
-    progress = tqdm(total=len(runs) * len(samples), unit="map", file=sys.stderr,
+
+    def skip(method: str, requested, image_id: str, why: str) -> None:
+        log.warning("%s: %s not scored: %s", method, image_id, why)
+        skipped.append(dict(method=method, requested=requested, image=image_id, reason=why))
+
+    loaded = []
+    for image_id, load in samples:
+        try:
+            loaded.append((image_id, *load_sample(load)))
+        except Exception as error:  # noqa: BLE001 - one bad image must not stop the rest
+            skip("*", "*", image_id, reason(error))
+    progress = tqdm(total=len(runs) * len(loaded), unit="map", file=sys.stderr,
                     disable=not sys.stderr.isatty())
-    loaded = [(image_id, load()) for image_id, load in samples]
     # Run-major order: consecutive images reuse one run's nets (a deep net at 481x321
     # holds over a GB; a net per run and geometry cached at once ran out of memory).
     for name, requested, make_labels in runs:
-        for image_id, sample in loaded:
-            rgb = as_rgb(sample.rgb)
-            labels = make_labels(image_id, rgb)
-            if labels.shape != rgb.shape[:2]:
-                raise ValueError(f"{name}: labels of {image_id} are {labels.shape}, the image "
-                                 f"is {rgb.shape[:2]}")
-            for row in evaluate(labels, sample.segmentations, rgb):
-                rows.append(dict(method=name, requested=requested, image=image_id, **row))
+        for image_id, rgb, segmentations in loaded:
             progress.update(1)
+            try:
+                labels = checked_labels(make_labels(image_id, rgb), rgb.shape[:2])
+                scored = [dict(method=name, requested=requested, image=image_id, **row)
+                          for row in evaluate(labels, segmentations, rgb)]
+            except Exception as error:  # noqa: BLE001 - one bad image must not stop the rest
+                skip(name, requested, image_id, reason(error))
+                continue
+            rows += scored
+            writer.add(scored)
     progress.close()
     return rows
 
@@ -143,10 +270,10 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Rows (dicts with the first row's keys) as CSV, atomically."""
+def write_csv(path: Path, rows: list[dict], fields: Optional[list[str]] = None) -> None:
+    """Rows (dicts with ``fields``, default the first row's keys) as CSV, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(stream, fieldnames=fields or list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 

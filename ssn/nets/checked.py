@@ -7,6 +7,7 @@ serves any image size and batch.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,14 @@ import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from ssn.nets.checks import NetCheckError, check_index_inputs, infer_shapes
+from ssn.nets.checks import (
+    NetCheckError,
+    check_blob_sizes,
+    check_index_inputs,
+    check_index_values,
+    infer_shapes,
+    runtime_index_checks,
+)
 
 NetSource = Union[str, Path, caffe_pb2.NetParameter]
 
@@ -46,27 +54,91 @@ def input_blob_names(net_param: caffe_pb2.NetParameter) -> list[str]:
     return names
 
 
-def caffemodel_shapes(path: Union[str, Path]) -> dict[str, list[tuple[int, ...]]]:
-    """Layer name -> shapes of its parameter blobs in a .caffemodel."""
+LEGACY_BLOB_FIELDS = ("num", "channels", "height", "width")
+
+
+def blob_proto_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
+    """The shape Caffe gives a stored blob: the legacy 4-D fields if any is set."""
+    if any(blob.HasField(field) for field in LEGACY_BLOB_FIELDS):
+        return tuple(int(getattr(blob, field)) for field in LEGACY_BLOB_FIELDS)
+    return tuple(int(d) for d in blob.shape.dim)
+
+
+def check_blob_proto(blob: caffe_pb2.BlobProto, where: str) -> None:
+    """Raise NetCheckError unless ``blob`` holds one finite value per element of its
+    shape (Caffe aborts on a count mismatch and trains NaN on)."""
+    shape = blob_proto_shape(blob)
+    expected = math.prod(shape)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    if len(values) != expected:
+        raise NetCheckError(f"{where} has shape {' x '.join(map(str, shape)) or '()'} "
+                            f"({expected} values) but holds {len(values)}: the file is "
+                            "truncated or corrupt")
+    array = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise NetCheckError(f"{where} holds {int(bad.sum())} NaN or infinite value(s): the "
+                            "model diverged or the file is corrupt")
+
+
+def read_caffemodel(path: Union[str, Path]) -> caffe_pb2.NetParameter:
+    """Parse a .caffemodel and check every stored blob, before Caffe reads it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    NetCheckError
+        If the file is empty, not a Caffe model, truncated, holds no layers, or
+        a blob lacks values or holds NaN or infinity; the message names the
+        file and the layer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    data = path.read_bytes()
+    if not data:
+        raise NetCheckError(f"{path} is empty (0 bytes): not a Caffe model (.caffemodel)")
     model = caffe_pb2.NetParameter()
     try:
-        model.ParseFromString(Path(path).read_bytes())
+        model.ParseFromString(data)
     except Exception as error:  # protobuf raises its own DecodeError
-        raise NetCheckError(f"{path} is not a Caffe model (.caffemodel): {error}") from error
+        raise NetCheckError(f"{path} is not a Caffe model (.caffemodel), or is truncated: "
+                            f"{error}") from error
+    if not model.layer:
+        raise NetCheckError(f"{path} holds no layers: not a Caffe model (.caffemodel)")
+    for layer in model.layer:
+        for index, blob in enumerate(layer.blobs):
+            check_blob_proto(blob, f"{path}: layer {layer.name} blob {index}")
+    return model
+
+
+def caffemodel_shapes(path: Union[str, Path]) -> dict[str, list[tuple[int, ...]]]:
+    """Layer name -> shapes of its parameter blobs in a .caffemodel (checked)."""
     return {layer.name: [tuple(blob.shape.dim) for blob in layer.blobs]
-            for layer in model.layer if layer.blobs}
+            for layer in read_caffemodel(path).layer if layer.blobs}
 
 
-def check_weights_fit(net: caffe.Net, path: Union[str, Path]) -> None:
-    """Raise NetCheckError unless ``path`` holds every learnable layer of ``net`` with the
-    same blob shapes (Caffe would skip a missing layer silently and abort on a shape).
+def check_weights_fit(net: caffe.Net, path: Union[str, Path], complete: bool = True) -> None:
+    """Raise NetCheckError unless ``net.copy_from(path)`` is safe and, with
+    ``complete``, sets every learnable layer of ``net``.
+
+    Caffe skips a layer the file lacks silently, and aborts on a layer whose
+    blobs differ in number or shape from the net's. Without ``complete`` (to
+    fine-tune) layers may be missing, but one at least must match.
     """
     stored = caffemodel_shapes(path)
     missing = [name for name in net.params if name not in stored]
-    if missing:
+    if missing and (complete or len(missing) == len(net.params)):
         raise NetCheckError(f"{path} has no weights for layers {', '.join(missing)}: it is "
                             "not a model of this network")
+    for name, blobs in stored.items():
+        if name not in net.params and name in list(net._layer_names):
+            raise NetCheckError(f"{path}: layer {name} has {len(blobs)} weight blob(s), the "
+                                "network's layer of that name has none")
     for name, blobs in net.params.items():
+        if name not in stored:
+            continue
         shapes = [tuple(blob.data.shape) for blob in blobs]
         legacy = any(len(shape) == 0 for shape in stored[name])  # num/channels/... fields
         if len(shapes) != len(stored[name]) or (not legacy and shapes != stored[name]):
@@ -89,7 +161,18 @@ class CheckedNet:
     Raises
     ------
     NetCheckError
-        If Caffe would abort on the net's parameters or shapes.
+        If Caffe would abort on the net's parameters, shapes or weights file.
+    NetTooLargeError
+        A NetCheckError and a MemoryError: a blob over Caffe's INT_MAX count, or
+        blobs that need more memory than is available.
+    FileNotFoundError
+        If ``weights`` does not exist.
+
+    Notes
+    -----
+    Index maps that come from Input blobs are checked when they are set; those
+    that another non-SSN layer makes (DummyData, a Python layer) are checked
+    during :meth:`forward`, just before the SSN layer that reads them runs.
     """
 
     def __init__(self, source: NetSource, phase: int = caffe.TEST,
@@ -98,8 +181,10 @@ class CheckedNet:
         self.phase = phase
         self.shapes = infer_shapes(self.net_param, phase)
         self.inputs = input_blob_names(self.net_param)
-        if weights is not None and not Path(weights).is_file():
-            raise FileNotFoundError(f"weights file not found: {weights}")
+        if weights is not None:
+            read_caffemodel(weights)  # fails early, and names what is wrong with the file
+        check_blob_sizes(self.net_param, self.shapes, phase)
+        self.index_checks = runtime_index_checks(self.net_param, self.shapes, phase)
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
             handle.write(text_format.MessageToString(self.net_param))
         try:
@@ -120,7 +205,10 @@ class CheckedNet:
         current = {name: tuple(self.net.blobs[name].data.shape) for name in self.inputs}
         current.update({name: array.shape for name, array in arrays.items()})
         if current != {name: self.shapes[name] for name in self.inputs}:
-            self.shapes = infer_shapes(self.net_param, self.phase, current)
+            shapes = infer_shapes(self.net_param, self.phase, current)
+            check_blob_sizes(self.net_param, shapes, self.phase, held=self.shapes)
+            self.shapes = shapes
+            self.index_checks = runtime_index_checks(self.net_param, shapes, self.phase)
         check_index_inputs(self.net_param, arrays, self.phase)
         reshaped = False
         for name, array in arrays.items():
@@ -145,9 +233,26 @@ class CheckedNet:
             Input blob values by name; inputs not given keep their contents.
         """
         self.set_inputs(inputs)
-        self.net.forward()
+        self._forward_checked()
         names = list(outputs) if outputs is not None else list(self.net.outputs)
         return {name: self.net.blobs[name].data.copy() for name in names}
+
+    def _forward_checked(self) -> None:
+        """Forward through the whole net, checking the index maps that layers inside it
+        make just before the SSN layer that reads them runs."""
+        if not self.index_checks:
+            self.net.forward()
+            return
+        names = list(self.net._layer_names)
+        start = 0
+        for layer_name, checks in self.index_checks:
+            index = names.index(layer_name)
+            if index > start:
+                self.net._forward(start, index - 1)
+            for blob, limit, ignore, where in checks:
+                check_index_values(self.net.blobs[blob].data, limit, ignore, where)
+            start = index
+        self.net._forward(start, len(names) - 1)
 
     def backward(self, top_diffs: Mapping[str, np.ndarray],
                  diffs: Sequence[str]) -> dict[str, np.ndarray]:

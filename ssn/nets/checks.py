@@ -10,11 +10,15 @@ the interpreter. These checks find the same problems first and raise
   SSN nets use are derived too; a layer type it does not know makes its tops
   unknown, and checks that need an unknown shape are skipped.
 * :func:`check_index_inputs` checks the values of index maps and labels that
-  are fed to the net from outside.
+  are fed to the net from outside; :func:`runtime_index_checks` lists the index
+  maps that other layers (DummyData, a Python layer) make, to check during forward.
+* :func:`check_blob_sizes` refuses a blob over Caffe's INT_MAX count and a net
+  that cannot fit in the memory left, before Caffe aborts or the kernel kills.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -39,6 +43,10 @@ TOP_COUNTS = {
     "SpixelFeature2": (1, 1), "RelToAbsIndex": (1, 1), "Smear": (1, 1),
     "Interp": (1, 1), "LossWithoutSoftmax": (1, 1),
 }
+# Layers whose top shapes come from their own parameters.
+SOURCE_LAYERS = ("Input", "DummyData", "MemoryData")
+INT_MAX = 2**31 - 1  # Caffe counts a blob's values in an int (blob.cpp CHECKs it)
+FLOAT_BYTES = 4
 SHAPE_PRESERVING = {
     "ReLU", "BatchNorm", "Softmax", "Power", "Sigmoid", "TanH", "Dropout", "Scale",
     "Bias", "Eltwise", "Exp", "Log", "AbsVal", "BNLL", "ELU", "PReLU", "Split",
@@ -47,6 +55,13 @@ SHAPE_PRESERVING = {
 
 class NetCheckError(ValueError):
     """A net's parameters, shapes or inputs would make Caffe abort."""
+
+
+class NetTooLargeError(NetCheckError, MemoryError):
+    """A blob over Caffe's INT_MAX count, or a net larger than the memory left.
+
+    Both a ``ValueError`` (a :class:`NetCheckError`) and a ``MemoryError``.
+    """
 
 
 def _fail(layer: caffe_pb2.LayerParameter, message: str) -> None:
@@ -288,6 +303,57 @@ def _reshape_shape(layer: caffe_pb2.LayerParameter, shape: tuple) -> tuple:
     return tuple(out)
 
 
+def _dims(shape: Sequence[int]) -> str:
+    return " x ".join(str(int(d)) for d in shape) if len(shape) else "a scalar"
+
+
+def _legacy_input_shapes(net_param: caffe_pb2.NetParameter) -> dict:
+    """Shapes of a net's legacy ``input:`` blobs (``input_shape`` or ``input_dim``)."""
+    names = list(net_param.input)
+    if net_param.input_shape:
+        return {name: tuple(net_param.input_shape[min(i, len(net_param.input_shape) - 1)].dim)
+                for i, name in enumerate(names)}
+    dims = list(net_param.input_dim)
+    return {name: tuple(dims[4 * i:4 * i + 4]) if len(dims) >= 4 * (i + 1) else None
+            for i, name in enumerate(names)}
+
+
+def _per_top(layer: caffe_pb2.LayerParameter, values: Sequence, what: str) -> list:
+    """``values`` given once for all tops or once per top, as Caffe's CHECKs want."""
+    ntop = len(layer.top)
+    if len(values) not in (1, ntop):
+        _fail(layer, f"{what} must be given once or once per top ({ntop}), got {len(values)}")
+    return [values[0 if len(values) == 1 else i] for i in range(ntop)]
+
+
+def _source_top_shapes(layer: caffe_pb2.LayerParameter) -> list:
+    """Top shapes of a layer that makes data from its parameters (Input, DummyData,
+    MemoryData); None where the parameters leave a shape open."""
+    if layer.type == "Input":
+        declared = list(layer.input_param.shape)
+        if not declared:
+            return [None] * len(layer.top)
+        return [tuple(shape.dim) for shape in _per_top(layer, declared, "input_param.shape")]
+    if layer.type == "MemoryData":
+        param = layer.memory_data_param
+        data = (param.batch_size, param.channels, param.height, param.width)
+        return [data, (param.batch_size, 1, 1, 1)][:len(layer.top)]
+    param = layer.dummy_data_param
+    if len(param.data_filler) not in (0, 1, len(layer.top)):
+        _fail(layer, f"data_filler must be given 0 times, once or once per top "
+                     f"({len(layer.top)}), got {len(param.data_filler)}")
+    legacy = [list(param.num), list(param.channels), list(param.height), list(param.width)]
+    if any(legacy):
+        if param.shape:
+            _fail(layer, "give shape or num/channels/height/width, not both")
+        columns = [_per_top(layer, values, name) for values, name in
+                   zip(legacy, ("num", "channels", "height", "width"))]
+        return [tuple(dims) for dims in zip(*columns)]
+    if not param.shape:
+        _fail(layer, "dummy_data_param needs a shape for its tops")
+    return [tuple(shape.dim) for shape in _per_top(layer, list(param.shape), "shape")]
+
+
 def layers_for_phase(net_param: caffe_pb2.NetParameter, phase: int) -> list:
     """The layers of ``net_param`` that Caffe instantiates in ``phase`` (TRAIN=0, TEST=1)."""
     def included(layer):
@@ -322,14 +388,18 @@ def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
         If a layer's parameters or its bottoms' shapes would abort Caffe.
     """
     overrides = {name: tuple(int(d) for d in dims) for name, dims in (input_shapes or {}).items()}
-    shapes: dict = {}
+    shapes: dict = {name: overrides.get(name, shape)
+                    for name, shape in _legacy_input_shapes(net_param).items()}
     for layer in layers_for_phase(net_param, phase):
         check_layer_params(layer)
-        if layer.type == "Input":
-            declared = list(layer.input_param.shape)
-            for i, top in enumerate(layer.top):
-                dims = declared[min(i, len(declared) - 1)].dim if declared else None
-                shapes[top] = overrides.get(top, tuple(dims) if dims is not None else None)
+        if layer.type in SOURCE_LAYERS:
+            tops = _source_top_shapes(layer)
+            if layer.type == "Input":
+                tops = [overrides.get(top, shape) for top, shape in zip(layer.top, tops)]
+            for top, shape in zip(layer.top, tops):
+                if shape is not None and any(dim < 0 for dim in shape):
+                    _fail(layer, f"top '{top}' has a negative size: {_dims(shape)}")
+            shapes.update(zip(layer.top, tops))
             continue
         missing = [name for name in layer.bottom if name not in shapes]
         if missing:
@@ -377,10 +447,16 @@ def _index_limits(layer: caffe_pb2.LayerParameter, shapes: Mapping[str, Shape]) 
 
 def check_index_values(values: np.ndarray, limit: int, ignore: Optional[float],
                        where: str) -> None:
-    """Raise NetCheckError unless every truncated id is in [0, limit) or ignored."""
-    ids = np.trunc(np.asarray(values, dtype=np.float64))
+    """Raise NetCheckError unless every id is a whole number in [0, limit) or ignored."""
+    ids = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(ids)):
         raise NetCheckError(f"{where}: holds NaN or infinite values")
+    fractional = ids != np.trunc(ids)
+    if fractional.any():
+        first = np.unravel_index(np.flatnonzero(fractional)[0], ids.shape)
+        raise NetCheckError(f"{where}: {int(fractional.sum())} value(s) are not whole numbers "
+                            f"(ids must be), e.g. {ids[first]:g} at index "
+                            f"{tuple(int(i) for i in first)}")
     bad = (ids < 0) | (ids >= limit)
     if ignore is not None:
         bad &= ids != ignore
@@ -410,3 +486,129 @@ def check_index_inputs(net_param: caffe_pb2.NetParameter, inputs: Mapping[str, n
             if blob in inputs:
                 where = f"{layer.type} layer '{layer.name}': {what}s in '{blob}'"
                 check_index_values(inputs[blob], limit, ignore, where)
+
+
+def runtime_index_checks(net_param: caffe_pb2.NetParameter, shapes: Mapping[str, Shape],
+                         phase: int = 1) -> list:
+    """Index bottoms whose values come from inside the net, to check during forward.
+
+    Ids fed from Input blobs are checked by :func:`check_index_inputs` and ids
+    that an SSN layer computes are valid by construction; any other layer
+    (DummyData, a Python data layer, a Reshape in between) may produce ids the
+    consuming SSN layer would abort on.
+
+    Returns
+    -------
+    list of (str, list of (str, int, float or None, str))
+        Per consuming layer, in net order: its name and, per bottom to check,
+        (blob name, limit, ignore value, message prefix) for
+        :func:`check_index_values`.
+    """
+    producers = {name: "Input" for name in net_param.input}
+    checks = []
+    for layer in layers_for_phase(net_param, phase):
+        here = []
+        for index, limit, ignore, what in _index_limits(layer, shapes):
+            blob = layer.bottom[index]
+            producer = producers.get(blob, "Input")
+            if producer != "Input" and producer not in BOTTOM_COUNTS:
+                here.append((blob, limit, ignore,
+                             f"{layer.type} layer '{layer.name}': {what}s in '{blob}' "
+                             f"(made by a {producer} layer)"))
+        if here:
+            checks.append((layer.name, here))
+        producers.update({top: layer.type for top in layer.top})
+    return checks
+
+
+def _convolution_buffer(layer: caffe_pb2.LayerParameter, bottom: Shape, top: Shape) -> Shape:
+    """Shape of a Convolution layer's im2col buffer, which Caffe reshapes (and so
+    checks against INT_MAX) even when a faster path never fills it."""
+    if bottom is None or top is None or len(bottom) != 4:
+        return None
+    param = layer.convolution_param
+    kernel = ((param.kernel_h, param.kernel_w) if param.kernel_h
+              else (list(param.kernel_size) or [1]) * 2)
+    return (bottom[1] * kernel[0] * kernel[-1],) + tuple(top[2:])
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still allocate: MemAvailable, capped by a cgroup limit.
+
+    None when neither can be read (not Linux).
+    """
+    limits = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes",
+                                    "memory/memory.usage_in_bytes")):
+        try:
+            limit = Path("/sys/fs/cgroup", limit_file).read_text().strip()
+            usage = Path("/sys/fs/cgroup", usage_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and usage.isdigit() and int(limit) < 2**60:
+            limits.append(max(0, int(limit) - int(usage)))
+        break
+    return min(limits) if limits else None
+
+
+def check_blob_sizes(net_param: caffe_pb2.NetParameter, shapes: Mapping[str, Shape],
+                     phase: int = 1, held: Optional[Mapping[str, Shape]] = None) -> int:
+    """Refuse blobs Caffe cannot hold, before Caffe sees them.
+
+    Caffe aborts when a blob would hold more than INT_MAX values (``blob size
+    exceeds INT_MAX``), and when an allocation fails; on Linux a net larger
+    than the memory left is usually killed by the kernel instead.
+
+    Parameters
+    ----------
+    net_param : caffe_pb2.NetParameter
+    shapes : mapping of str to shape
+        Blob shapes, as :func:`infer_shapes` gives them (None where unknown).
+    phase : int
+    held : mapping of str to shape, optional
+        Shapes the net holds already (when reshaping): only growth is new memory.
+
+    Returns
+    -------
+    int
+        The bytes the known blobs need (a lower bound: unknown shapes and
+        layers' internal buffers are not counted).
+
+    Raises
+    ------
+    NetTooLargeError
+        Naming the blob and its size, if a blob exceeds INT_MAX values or the
+        blobs need more than :func:`available_memory`.
+    """
+    for layer in layers_for_phase(net_param, phase):
+        sized = [(f"top '{top}'", shapes.get(top)) for top in layer.top]
+        if layer.type == "Convolution" and layer.bottom and layer.top:
+            sized.append(("its im2col buffer", _convolution_buffer(
+                layer, shapes.get(layer.bottom[0]), shapes.get(layer.top[0]))))
+        for what, shape in sized:
+            if shape is not None and math.prod(shape) > INT_MAX:
+                raise NetTooLargeError(
+                    f"{layer.type} layer '{layer.name}': {what} would be {_dims(shape)} = "
+                    f"{math.prod(shape):,} values, over Caffe's limit of {INT_MAX:,} per blob "
+                    "(INT_MAX); use a smaller input")
+    known = {name: math.prod(shape) for name, shape in shapes.items() if shape is not None}
+    needed = FLOAT_BYTES * sum(known.values())
+    before = {name: math.prod(shape) for name, shape in (held or {}).items()
+              if shape is not None}
+    growth = FLOAT_BYTES * sum(max(0, count - before.get(name, 0))
+                               for name, count in known.items())
+    free = available_memory()
+    if free is not None and growth > free:
+        largest = sorted(known, key=known.get, reverse=True)[:3]
+        raise NetTooLargeError(
+            f"the net's blobs need {needed / 2**30:.1f} GiB ({growth / 2**30:.1f} GiB more "
+            f"than now), only {free / 2**30:.1f} GiB of memory is available; largest: "
+            + ", ".join(f"'{name}' {_dims(shapes[name])}" for name in largest))
+    return needed

@@ -11,7 +11,9 @@ Use in a prototxt as::
 param_str is JSON with the keys of :data:`DEFAULTS`. Batches are computed ahead
 by a pool of threads; batch ``i`` is the same whichever thread made it. The val
 phase cycles through its first ``repeat`` batches, so validation losses are
-comparable across tests.
+comparable across tests. A resumed run calls :meth:`BSDSDataLayer.seek` with the
+number of batches the run had used (ssn.training.solver derives it from the
+iteration), so it continues the sequence instead of replaying it.
 """
 from __future__ import annotations
 
@@ -75,6 +77,15 @@ class BSDSDataLayer(caffe.Layer):
         self.pending: deque = deque()
         self.next_index = 0
         for _ in range(max(1, p["prefetch"])):
+            self._submit()
+
+    def seek(self, index: int) -> None:
+        """Make batch ``index`` the next one forward returns; drop the prefetched ones."""
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        self.next_index = int(index)
+        for _ in range(max(1, self.params["prefetch"])):
             self._submit()
 
     def _submit(self) -> None:

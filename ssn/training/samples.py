@@ -5,10 +5,16 @@ random scale, flip and crop -> Lab image, initial superpixel cells, label map
 and one-hot label channels. Every sample draws from its own random generator,
 seeded from (seed, batch index, slot), so samples do not depend on which worker
 made them.
+
+An image (or ground truth) that cannot be read is reported by name once and
+skipped: its slot in a batch takes the next readable image in id order, so
+batch ``i`` is still the same whenever it is made.
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -16,9 +22,11 @@ import numpy as np
 import scipy.io
 import scipy.ndimage
 
-from ssn.bsds import BSDSImage, load_bsds, read_split
+from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.color import rgb_to_lab
 from ssn.grid import init_cells
+
+log = logging.getLogger("ssn.training.samples")
 
 IGNORE_LABEL = 255
 SCALE_MEAN, SCALE_STD, SCALE_MIN, SCALE_MAX = 1.0, 0.75, 0.75, 3.0
@@ -72,6 +80,23 @@ def augment(sample: BSDSImage, rng: np.random.Generator, patch: tuple[int, int]
     left = int(rng.integers(0, cols - width + 1))
     return (np.clip(rgb[top:top + height, left:left + width], 0, 1),
             segmentation[top:top + height, left:left + width])
+
+
+def checked_sample(sample: BSDSImage) -> BSDSImage:
+    """``sample`` with a 3-channel image (a gray one repeated), or a ValueError saying
+    why its image and ground truths cannot make training samples."""
+    rgb = np.asarray(sample.rgb)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an 8-bit RGB image, got {rgb.dtype} of shape {rgb.shape}")
+    if not sample.segmentations:
+        raise ValueError("the ground truth holds no segmentation")
+    for segmentation in sample.segmentations:
+        if np.shape(segmentation) != rgb.shape[:2]:
+            raise ValueError(f"a segmentation is {np.shape(segmentation)}, the image is "
+                             f"{rgb.shape[:2]}")
+    return BSDSImage(rgb=rgb[:, :, :3], segmentations=sample.segmentations)
 
 
 @dataclass
@@ -134,19 +159,55 @@ class BSDSSampler:
                              f"of split '{split}'")
         self.cells = init_cells(patch[0], patch[1], *grid).astype(np.float32)
         self._cache: dict[str, BSDSImage] = {}
+        self.unreadable: dict[str, str] = {}  # image id -> why it is skipped
+        self._lock = threading.Lock()
 
-    def image(self, image_id: str) -> BSDSImage:
+    def image(self, image_id: str) -> Optional[BSDSImage]:
+        """The image with its ground truth, or None (reported once) if either is unreadable."""
+        if image_id in self.unreadable:
+            return None
         if image_id not in self._cache:
-            self._cache[image_id] = load_bsds(image_id, self.split, self.root)
+            try:
+                sample = checked_sample(load_bsds(image_id, self.split, self.root))
+            except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
+                reason = f"{type(error).__name__}: {error}"
+                with self._lock:
+                    if image_id not in self.unreadable:
+                        self.unreadable[image_id] = reason
+                        path = data_root(self.root, check=False) / "images" / self.split
+                        log.warning("skipping training image %s (or its ground truth): %s",
+                                    path / f"{image_id}.jpg", reason)
+                return None
+            self._cache[image_id] = sample
         return self._cache[image_id]
+
+    def readable(self, chosen: Sequence[int]) -> list[BSDSImage]:
+        """The images at ``chosen``, each unreadable one replaced by the next readable
+        image (in id order, wrapping) that the batch does not hold yet."""
+        taken, samples = set(chosen), []
+        for start in chosen:
+            sample, index = self.image(self.ids[start]), start
+            while sample is None:
+                index = (index + 1) % len(self.ids)
+                if index == start:
+                    raise ValueError(
+                        f"only {len(self.ids) - len(self.unreadable)} of the {len(self.ids)} "
+                        f"images of split '{self.split}' are readable, fewer than the batch "
+                        f"size {self.batch_size}; unreadable: {', '.join(sorted(self.unreadable))}")
+                if index not in taken:
+                    sample = self.image(self.ids[index])
+                    if sample is not None:
+                        taken.add(index)
+            samples.append(sample)
+        return samples
 
     def batch(self, index: int) -> TrainingBatch:
         """Batch number ``index``: the same index always gives the same batch."""
         choice = np.random.default_rng([self.seed, index])
         chosen = choice.choice(len(self.ids), size=self.batch_size, replace=False)
-        samples = [make_sample(self.image(self.ids[i]), np.random.default_rng(
-            [self.seed, index, slot]), self.patch, self.num_label_channels)
-            for slot, i in enumerate(chosen)]
+        samples = [make_sample(image, np.random.default_rng([self.seed, index, slot]),
+                               self.patch, self.num_label_channels)
+                   for slot, image in enumerate(self.readable(list(chosen)))]
         cells = np.broadcast_to(self.cells, (self.batch_size, 1) + self.patch).copy()
         return TrainingBatch(img=np.stack([s[0] for s in samples]), spixel_init=cells,
                              feat_spixel_init=cells.copy(),
