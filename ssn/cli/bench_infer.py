@@ -1,14 +1,11 @@
-"""Seconds per image for SSN inference on CPU, split into the feature CNN, the SLIC
-iterations and connectivity, next to scikit-image SLIC on the same image.
-
-Deep mode times the deploy net with random weights (the time does not depend
-on their values); pixel mode is SSN_pix. A benchmark, not a test.
-"""
+"""The ``ssn-bench-infer`` command: its flags; the work and its description are in
+:mod:`ssn.benchmarks.inference`."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+import ssn.benchmarks.inference as inference_module
 from ssn.benchmarks.inference import median_seconds, time_mode
 from ssn.bsds import load_bsds, read_split
 from ssn.cli import options
@@ -19,7 +16,8 @@ from ssn.inference import as_rgb
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=inference_module.__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_infer.py\n"
                "  python tools/bench_infer.py --n-segments 200 --repeats 3")
     options.add_count(parser, [100, 400, 1000], many=True)

@@ -1,18 +1,12 @@
-"""Times one differentiable SLIC iteration (Passoc + Softmax + SpixelFeature2) and
-each SSN layer alone, forward and backward, through pycaffe.
-
-Prints milliseconds per call (median over repeats), then the forward and backward
-of the whole SSN train net on one image. A benchmark, not a test.
-``--gpu ID`` times the CUDA paths on device ID (needs Caffe built with
-``python -m ssn_build --gpu``); every timed call then ends with
-``cudaDeviceSynchronize`` so that it covers the kernels it queued.
-"""
+"""The ``ssn-bench-layers`` command: its flags; the work and its description are in
+:mod:`ssn.benchmarks.layers`."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 
+import ssn.benchmarks.layers as layers_module
 from ssn.benchmarks.layers import cuda_synchronizer, full_image_benchmark, no_sync, run_benchmark
 from ssn.cli import options
 from ssn.device import use_device
@@ -20,7 +14,7 @@ from ssn.device import use_device
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=layers_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_layers.py\n"
                "  python tools/bench_layers.py --no-full-image --repeats 50\n"
                "  python tools/bench_layers.py --height 201 --width 201 --n-segments 100 "

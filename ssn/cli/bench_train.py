@@ -1,10 +1,5 @@
-"""Seconds per SSN training iteration on CPU, split into the data layer, the feature
-CNN, the SSN layers and the loss heads, plus the process's peak memory.
-
-Times the generated TRAIN net (batch 6, 201x201 patches, 100 superpixels, 5 SLIC
-steps by default) layer by layer with pycaffe; the data layer is timed alone by
-drawing batches from the BSDS500 sampler. A benchmark, not a test.
-"""
+"""The ``ssn-bench-train`` command: its flags; the work and its description are in
+:mod:`ssn.benchmarks.training`."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +7,7 @@ import sys
 
 import numpy as np
 
+import ssn.benchmarks.training as training_module
 from ssn.benchmarks.training import run
 from ssn.cli import options
 from ssn.device import use_device
@@ -20,7 +16,7 @@ from ssn.nets.generators import SSNConfig
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=training_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_train.py\n"
                "  python tools/bench_train.py --batch 2 --num-steps 10")
     parser.add_argument("--batch", type=int, default=6, help="images per batch")

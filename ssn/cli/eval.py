@@ -1,19 +1,5 @@
-"""Evaluate superpixels against BSDS500 ground truth, next to SLIC.
-
-Protocol: every (image, annotator) pair is one row (ASA, boundary recall and
-precision with tolerance round(0.0025 x diagonal), undersegmentation error,
-compactness, explained variation; see ssn.evaluation.metrics); a method's figure at one
-requested count is the mean over rows, plotted against the mean actual number
-of superpixels. Methods: label maps in directories (tools/infer.py output,
-<stem>.npy), SSN run here (--ssn COUNTS), scikit-image SLIC (--slic COUNTS).
-Any folder of images with ground truths (--images, --gt) works as well as a
-BSDS500 split. Writes rows.csv (appended as each image is scored), skipped.csv,
-summary.csv, summary.json and curves.png to --out.
-
-A bad image, ground truth or label file is reported and listed in skipped.csv,
-and the rest is still scored; images without a ground truth are reported.
-Exit status: 0 all scored, 1 some skipped, 2 a bad argument or --out.
-"""
+"""The ``ssn-eval`` command: its flags; the work and its description are in
+:mod:`ssn.evaluation.runs`."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import ssn.evaluation.runs as runs_module
 from ssn.atomic import ensure_writable_folder, write_atomic
 from ssn.bsds import data_root
 from ssn.cli import options
@@ -48,7 +35,7 @@ log = logging.getLogger("ssn.cli.eval")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=runs_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python tools/eval.py --n-segments 100 200 400 --out out/eval\n"
                "  python tools/eval.py --n-segments 200 --methods ssn --features deep pixel "

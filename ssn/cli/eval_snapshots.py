@@ -1,12 +1,5 @@
-"""Quality of training snapshots on BSDS500 val, to pick one and to see learning
-progress (used by tools/eval_snapshots.py).
-
-Each snapshot runs SSN (deep features, connectivity on) on the first --limit
-images of the split at each requested count; ssn.evaluation.runs's protocol gives the
-means over (image, annotator) rows. SSN_pix (pixel features) and SLIC on the
-same images give the reference lines. Writes snapshots.csv and
-snapshots.png (metric against training iteration) to --out.
-"""
+"""The ``ssn-eval-snapshots`` command: its flags; the work and its description are in
+:mod:`ssn.evaluation.snapshots`."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import ssn.evaluation.snapshots as snapshots_module
 from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.device import use_device
@@ -26,7 +20,7 @@ log = logging.getLogger("ssn.cli.eval_snapshots")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=snapshots_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python tools/eval_snapshots.py models/bsds_cpu --out out/snapshots\n"
                "  python tools/eval_snapshots.py models/bsds_cpu/ssn_iter_2000.caffemodel "

@@ -1,11 +1,5 @@
-"""Export SSN training data to HDF5 for Caffe's HDF5Data layer (no Python while training).
-
-Each .h5 file holds datasets named after the data tops (img, spixel_init,
-feat_spixel_init, label, problabel), N x C x H x W float32, gzip-compressed
-(the one-hot labels are mostly zeros). A list file names the .h5 files, as
-HDF5Data's ``source`` expects. Caffe loads one whole file at a time, so files
-are kept to ``per_file`` samples.
-"""
+"""The ``ssn-export-hdf5`` command: its flags; the work and its description are in
+:mod:`ssn.training.hdf5_export`."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +9,7 @@ from typing import Optional
 
 from google.protobuf import text_format
 
+import ssn.training.hdf5_export as hdf5_export_module
 from ssn.atomic import write_atomic
 from ssn.bsds import data_root, read_split
 from ssn.cli import options
@@ -28,7 +23,8 @@ log = logging.getLogger("ssn.cli.export_hdf5")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=hdf5_export_module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python tools/export_hdf5.py --out data/hdf5\n"
                "  python tools/export_hdf5.py --no-augment --train-samples 200 "
                "--val-samples 100 --out /tmp/bsds_h5\n")

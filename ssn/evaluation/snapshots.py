@@ -1,5 +1,5 @@
 """Quality of training snapshots on BSDS500 val, to pick one and to see learning
-progress (used by tools/eval_snapshots.py).
+progress .
 
 Each snapshot runs SSN (deep features, connectivity on) on the first --limit
 images of the split at each requested count; ssn.evaluation.runs's protocol gives the
