@@ -23,6 +23,7 @@ setup(
         "protobuf>=3.20",
         "six",  # pycaffe imports it
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",  # OpenMP/BLAS threads per worker process
         "matplotlib>=3.5",  # evaluation curves
     ],
     # One command per ssn/cli module, named like it; tools/<module>.py runs the same.
@@ -41,5 +42,8 @@ setup(
             "ssn-bench-train = ssn.cli.bench_train:main",
         ],
     },
-    extras_require={"test": ["pytest>=7", "ruff>=0.5", "cpplint>=2"]},
+    # dask: ssn-infer --dask / --scheduler ADDRESS (a Dask cluster); the tests run one.
+    extras_require={"dask": ["dask[distributed]>=2023.1"],
+                    "test": ["pytest>=7", "ruff>=0.5", "cpplint>=2",
+                             "dask[distributed]>=2023.1"]},
 )
