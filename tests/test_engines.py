@@ -190,6 +190,20 @@ def test_a_killed_worker_does_not_lose_images(tmp_path, bigger_pictures, cluster
     assert_same_results(out, reference)
 
 
+def test_a_worker_process_that_cannot_run_stops_the_run(tmp_path, pictures):
+    """The worker processes check the device themselves; their RunError ends the run."""
+    from ssn import batch, engines
+    from ssn.device import caffe_has_gpu
+    if caffe_has_gpu():
+        pytest.skip("needs a CPU-only Caffe")
+    settings, _ = batch.make_settings(30, 3, "pixel", None, True, 0.06, 3.0)
+    job = batch.Job(str(tmp_path), settings, None, gpu=0, threads=1)
+    items = batch.assign_names(sorted(pictures.glob("*.jpg")))
+    with pytest.raises(batch.RunError, match="built CPU-only"):
+        list(engines.run_processes(job, items, 2))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_dask_worker_without_the_device_stops_the_run(tmp_path, pictures, monkeypatch,
                                                         caplog):
     """--scheduler leaves the device to the workers; one that lacks it says so (exit 2).
