@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ssn.batch import run
 from ssn.cli import options
 
 
@@ -73,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    # Imported here: worker processes re-import this module when they start, and must set
+    # their thread count before anything imports Caffe.
+    from ssn.batch import run
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's own chatter
