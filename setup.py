@@ -23,6 +23,7 @@ setup(
         "protobuf>=3.20",
         "six",  # pycaffe imports it
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",  # OpenMP/BLAS threads per worker process
         "matplotlib>=3.5",  # evaluation curves
     ],
     # One command per ssn/cli module, named like it; tools/<module>.py runs the same.
@@ -44,7 +45,9 @@ setup(
         ],
     },
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5", "cpplint>=2", "wheel"],
+        "test": ["pytest>=7", "ruff>=0.5", "cpplint>=2", "wheel", "dask[distributed]>=2023.1"],
+        # ssn-infer --dask / --scheduler ADDRESS (a Dask cluster); the tests run one.
+        "dask": ["dask[distributed]>=2023.1"],
         # Comparison baselines for ssn-eval and the peer benchmark. fast-slic builds
         # from source and needs Cython first:
         #   pip install .[bench] && pip install --no-build-isolation fast-slic

@@ -20,7 +20,7 @@ def read_image(path: Path) -> np.ndarray:
     Raises
     ------
     ValueError
-        "file not found", or "cannot read the image (...)" with the reader's reason.
+        "file not found", or "cannot read image: <why>" (empty, truncated, not an image).
     """
     path = Path(path)
     if not path.is_file():
@@ -28,8 +28,30 @@ def read_image(path: Path) -> np.ndarray:
     try:
         image = skio.imread(path)
     except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
-        raise ValueError(f"cannot read the image ({type(error).__name__}: {error})") from error
+        raise ValueError(f"cannot read image: {unreadable_reason(path, error)}") from error
     return as_rgb(image)
+
+
+def unreadable_reason(path: Path, error: Exception) -> str:
+    """Why an image file did not read, in terms of the file.
+
+    imageio answers a file whose bytes no reader recognises (a corrupt or
+    truncated header, an HTML page saved as .jpg) with "Could not find a backend
+    ... pip install ...", which reads like a missing package; say what it means.
+    """
+    message = str(error)
+    if "Could not find a backend" not in message and "cannot identify image" not in message:
+        return f"{message} ({type(error).__name__})" if message else type(error).__name__
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as stream:
+            head = stream.read(16)
+    except OSError as stat_error:
+        return stat_error.strerror or str(stat_error)
+    if size == 0:
+        return "the file is empty"
+    return (f"no image format matches its {size} bytes (they start with {head!r}): the file "
+            f"is corrupt, truncated or not a {path.suffix.lstrip('.') or 'image'} file")
 
 
 def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -113,10 +113,13 @@ def test_infer_tool_end_to_end_with_bad_files(tmp_path, val_images):
     assert json.loads((out / "config.json").read_text())["n_segments"] == 50
 
     before = (out / f"{good[0].stem}.npy").stat().st_mtime_ns
-    assert infer_main(args[:2] + ["--out", str(out), "--features", "pixel"]) == 0  # skipped
+    same = ["--out", str(out), "--features", "pixel", "--n-segments", "50", "--num-steps", "3"]
+    assert infer_main(args[:2] + same) == 0  # verified and kept
     assert (out / f"{good[0].stem}.npy").stat().st_mtime_ns == before
-    assert infer_main(args[:1] + ["--out", str(out), "--features", "pixel", "--n-segments",
-                                  "50", "--num-steps", "3", "--overwrite"]) == 0
+    # Other settings into the same --out: refused, nothing touched.
+    assert infer_main(args[:2] + ["--out", str(out), "--features", "pixel"]) == 2
+    assert (out / f"{good[0].stem}.npy").stat().st_mtime_ns == before
+    assert infer_main(args[:1] + same + ["--overwrite"]) == 0
     assert (out / f"{good[0].stem}.npy").stat().st_mtime_ns != before
 
 

@@ -1,30 +1,29 @@
-"""Compute SSN superpixels for many images.
+"""Compute SSN superpixels for many images, on one core, all cores or a Dask cluster.
 
 Inputs are image files, directories, glob patterns or list files (.txt, one
-path per line). For each image it writes, next to nothing else in --out:
-<stem>.npy (int32 H x W labels 0..K-1), <stem>_labels.png (16-bit labels) and
-<stem>_overlay.png (boundaries on the image); plus summary.csv / summary.json
-(image, size, requested and actual count, seconds) and config.json. Images
-already done are skipped unless --overwrite. A bad file is reported and
-skipped; the exit code is 1 if any image failed.
+path per line). For each image it writes, in --out: <name>.npy (int32 H x W
+labels 0..K-1), <name>_labels.png (16-bit labels), <name>_overlay.png
+(boundaries on the image) and, last, <name>.ssn.json (the settings that made
+them, the image's size and time, each file's hash); per run summary.csv /
+summary.json (rebuilt from the records on disk) and config.json. <name> is the
+image's stem, or where inputs share a stem their path below the folder they
+share (a/img, b/img).
+
+An image whose results verify (same settings, same image, files intact) is
+skipped unless --overwrite; anything else is recomputed. An --out made with
+other settings is refused (exit 2) unless --overwrite. A bad image is reported,
+recorded and skipped (exit 1); a bad --out, a full disk or a missing device
+stops the run with one message (exit 2), keeping what is finished.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
-from tqdm import tqdm
-
-from ssn.atomic import write_atomic
-from ssn.batch import expand_inputs, load_summary, process, save_summary
 from ssn.cli import options
-from ssn.device import use_device
-
-log = logging.getLogger("ssn.cli.infer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/infer.py 'photos/*.jpg' --n-segments 400 --features pixel "
                "--out out/p400\n"
                "  python tools/infer.py list.txt --weights model.caffemodel --gpu 0 "
-               "--out out/x\n")
+               "--out out/x\n"
+               "  python tools/infer.py frames/ --workers 8 --out out/frames   "
+               "# 8 processes\n"
+               "  python tools/infer.py frames/ --dask --workers 4 --out out/frames\n"
+               "  python tools/infer.py /shared/frames --scheduler tcp://head:8786 "
+               "--out /shared/out\n")
     parser.add_argument("inputs", nargs="+",
                         help="image files, directories, glob patterns or .txt list files")
     options.add_out(parser)
@@ -54,40 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-size-factor", type=float, default=3.0,
                         help="split segments above this x H*W/n pixels (default: 3.0)")
     parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
-                        help="recompute images whose results exist (default: skip them)")
+                        help="recompute images whose results verify, and replace results "
+                             "made with other settings (default: keep and refuse)")
+    options.add_workers(parser)
+    parser.add_argument("--dask", action=argparse.BooleanOptionalAction, default=False,
+                        help="run on a Dask LocalCluster of --workers processes (needs "
+                             "pip install 'ssn-caffe[dask]') (default: off)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on the Dask cluster of this scheduler (tcp://host:8786); "
+                             "its workers must see the inputs and --out at the same paths "
+                             "(default: none)")
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    # Imported here: worker processes re-import this module when they start, and must set
+    # their thread count before anything imports Caffe.
+    from ssn.batch import run
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        use_device(args.gpu)
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
-    paths = expand_inputs(args.inputs)
-    if not paths:
-        log.error("no images found in %s", " ".join(args.inputs))
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_atomic(args.out / "config.json", json.dumps(config, indent=1))
-    rows = load_summary(args.out / "summary.csv")
-    failures = 0
-    for path in tqdm(paths, unit="image", file=sys.stderr, disable=not sys.stderr.isatty()):
-        if not args.overwrite and (args.out / f"{path.stem}.npy").exists():
-            continue
-        try:
-            rows[str(path)] = process(path, args.out, args)
-        except (ValueError, OSError) as error:
-            failures += 1
-            log.error("%s: %s", path, error)
-            rows[str(path)] = dict(image=str(path), status=f"failed: {error}")
-        save_summary(args.out, rows)
-    done = sum(row.get("status") == "ok" for row in rows.values())
-    log.info("%d image(s) done, %d failed; results in %s", done, failures, args.out)
-    return 1 if failures else 0
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's own chatter
+    return run(args)
 
 
 if __name__ == "__main__":

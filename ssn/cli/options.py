@@ -37,3 +37,24 @@ def add_out(parser: argparse.ArgumentParser, default: Optional[Path] = None,
     """``--out PATH``: where results go (required unless there is a default)."""
     parser.add_argument("--out", type=Path, default=default, required=default is None,
                         help=help + (f" (default: {default})" if default is not None else ""))
+
+
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    """``--workers N`` and ``--threads N``: processes, and OpenMP/BLAS threads in each."""
+    parser.add_argument("--workers", type=positive_int, metavar="N",
+                        help="worker processes sharing the images (default: this machine's "
+                             "cores)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="OpenMP/BLAS threads in each worker process (default: the cores "
+                             "shared evenly among the workers; one process: as it is)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value

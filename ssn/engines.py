@@ -1,0 +1,211 @@
+"""Where the per-image tasks of ``ssn-infer`` run: this process, worker processes, or Dask.
+
+Each engine runs :func:`ssn.batch.process` once per item and yields the summary
+rows as the tasks finish; a :class:`ssn.batch.RunError` from any task ends the
+run (the engine stops what is pending). The tasks read the images and write
+the results themselves, so the caller only counts rows.
+
+- :func:`run_here`: one task after another in this process.
+- :func:`run_processes`: N worker processes started with 'spawn' (Caffe and
+  OpenMP do not survive a fork after use), fed from one queue; each builds its
+  own nets (per geometry, as :mod:`ssn.inference` caches them) and uses its own
+  number of OpenMP/BLAS threads.
+- :func:`run_dask`: a Dask cluster (a scheduler address, or a ``LocalCluster``):
+  Dask schedules, and reruns the tasks of a worker that is lost.
+
+Nothing heavy is imported at the top: a worker process loads this module,
+sets its thread count, and only then imports Caffe (through :mod:`ssn.batch`).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
+
+if TYPE_CHECKING:
+    from ssn.batch import Item, Job
+
+log = logging.getLogger("ssn.engines")
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+START_METHOD = "spawn"
+# How long a Dask client waits for a scheduler and for its first worker.
+DASK_CONNECT_TIMEOUT_S = 30
+DASK_WORKER_WAIT_S = 120
+
+
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, threads: Optional[int] = None) -> int:
+    """``threads`` if given, else the cores shared evenly among ``workers`` (at least 1)."""
+    return threads or max(1, available_cores() // max(1, workers))
+
+
+def _task(job: Job, item: Item) -> dict:
+    from ssn.batch import process  # imports Caffe: after _start_worker set the threads
+    return process(job, item)
+
+
+def _start_worker(threads: Optional[int]) -> None:
+    """Runs first in each worker process: OpenMP and BLAS read these when they load."""
+    if threads:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(threads)
+
+
+def run_here(job: Job, items: Iterable[Item]) -> Iterator[dict]:
+    """Run the tasks one after another in this process."""
+    for item in items:
+        yield _task(job, item)
+
+
+def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dict]:
+    """Run the tasks in ``workers`` spawned processes that share one queue.
+
+    At most two tasks per worker are queued at a time, so any number of images
+    takes little memory here.
+
+    Raises
+    ------
+    RunError
+        From a task, or when a worker process dies (killed, out of memory).
+    """
+    from ssn.batch import RunError
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD),
+                               initializer=_start_worker, initargs=(job.threads,))
+    queue = iter(items)
+    pending = {}
+
+    def fill() -> None:
+        while len(pending) < 2 * workers:
+            item = next(queue, None)
+            if item is None:
+                return
+            pending[pool.submit(_task, job, item)] = item
+
+    try:
+        fill()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = pending.pop(future)
+                try:
+                    row = future.result()
+                except BrokenProcessPool as error:
+                    raise RunError(f"a worker process died (killed, or out of memory?) while "
+                                   f"on {item.image}; finished images are kept: rerun to "
+                                   "complete the rest") from error
+                yield row
+            fill()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_worker(job: Job) -> Optional[str]:
+    """On a Dask worker: why it cannot run this job's tasks, or None."""
+    import socket
+    import tempfile
+
+    from ssn.batch import RunError, _check_weights
+    from ssn.device import use_device
+    host = socket.gethostname()
+    try:
+        use_device(job.gpu)
+    except ValueError as error:
+        return f"{host}: {error}"
+    try:
+        with tempfile.TemporaryFile(dir=job.out, prefix=".ssn-infer-probe."):
+            pass
+    except OSError as error:
+        return (f"{host} cannot write to {job.out} ({error.strerror}): workers need the "
+                "output folder at the same path")
+    try:
+        _check_weights(job)
+    except RunError as error:
+        return str(error)
+    return None
+
+
+def run_dask(job: Job, items: Iterable[Item], scheduler: Optional[str] = None,
+             workers: int = 2) -> Iterator[dict]:
+    """Run the tasks on a Dask cluster: the scheduler at ``scheduler``, or a
+    ``LocalCluster`` of ``workers`` processes with one task thread each.
+
+    Every worker must see the images and ``job.out`` at the same paths. Each
+    worker process builds its nets once and keeps them. A worker lost mid-task
+    is replaced and its tasks rerun by Dask; an image that kills workers
+    repeatedly (Dask's ``allowed-failures``) is recorded as failed.
+
+    Raises
+    ------
+    RunError
+        Dask is not installed, the scheduler cannot be reached or has no workers,
+        a worker cannot run the job (device, folder, weights), or a task raised it.
+    """
+    from ssn.batch import RunError, record_failure
+    try:
+        from distributed import Client, LocalCluster, as_completed
+        from distributed.scheduler import KilledWorker
+    except ImportError as error:
+        raise RunError("--dask and --scheduler need Dask: pip install 'ssn-caffe[dask]' "
+                       "(that is, dask[distributed])") from error
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            threads = job.threads or 1
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", memory_limit=0,
+                silence_logs=logging.WARNING,
+                env={name: str(threads) for name in THREAD_VARIABLES}))
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler,
+                                                    timeout=DASK_CONNECT_TIMEOUT_S))
+            except (OSError, TimeoutError) as error:
+                raise RunError(f"cannot reach the Dask scheduler at {scheduler}: "
+                               f"{error}") from error
+            try:
+                client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_S)
+            except TimeoutError as error:
+                raise RunError(f"no Dask worker joined the scheduler at {scheduler} within "
+                               f"{DASK_WORKER_WAIT_S} s: start some with `dask worker "
+                               f"{scheduler}`") from error
+        problems = [p for p in client.run(_check_worker, job).values() if p]
+        if problems:
+            raise RunError("; ".join(sorted(set(problems))))
+        window = max(64, 4 * sum(client.nthreads().values()))
+        queue = iter(items)
+        futures = as_completed()
+        pending = {}
+
+        def submit_next() -> None:
+            item = next(queue, None)
+            if item is not None:
+                future = client.submit(_task, job, item, pure=False)
+                pending[future.key] = item
+                futures.add(future)
+
+        for _ in range(window):
+            submit_next()
+        for future in futures:
+            item = pending.pop(future.key)
+            try:
+                row = future.result()
+            except KilledWorker:
+                row = record_failure(job, item, "the workers running it died repeatedly "
+                                     "(out of memory?)")
+            finally:
+                future.release()
+            submit_next()
+            yield row

@@ -1,0 +1,426 @@
+"""Batch inference (ssn-infer) trusts nothing it did not verify: issue #11, section 3.
+
+Every test runs the command in this process with --workers 1 unless it says
+otherwise, on the tiny committed sample or synthetic images.
+"""
+import errno
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage import io as skio
+
+from ssn import batch
+from ssn.cli.infer import main as infer_main
+from ssn.images import read_image
+from ssn.inference import superpixels
+
+SETTINGS = ["--n-segments", "30", "--num-steps", "3", "--features", "pixel", "--workers", "1"]
+
+
+def infer(images, out, *extra):
+    return infer_main([str(image) for image in images] + ["--out", str(out), *SETTINGS,
+                                                          *map(str, extra)])
+
+
+def expected_labels(image, n_segments=30):
+    return superpixels(read_image(image), n_segments, 3, features="pixel")
+
+
+def visible_files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def hidden_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*")]
+
+
+def summary(out: Path) -> dict[str, dict]:
+    return {row["output"]: row for row in json.loads((out / "summary.json").read_text())}
+
+
+@pytest.fixture
+def images(val_images):
+    return val_images[:3]
+
+
+# --------------------------------------------------------------------------------------------
+# Records: what made each output
+
+
+def test_each_output_records_its_settings(tmp_path, images):
+    out = tmp_path / "out"
+    assert infer(images, out) == 0
+    record = json.loads((out / f"{images[0].stem}.ssn.json").read_text())
+    assert record["status"] == "ok" and record["image"] == str(images[0])
+    assert record["settings"] == dict(n_segments=30, num_steps=3, features="pixel",
+                                      weights_sha256=None, connectivity=True,
+                                      min_size_factor=0.06, max_size_factor=3.0,
+                                      version=record["settings"]["version"])
+    assert set(record["files"]) == {"npy", "labels_png", "overlay_png"}
+    np.testing.assert_array_equal(np.load(out / f"{images[0].stem}.npy"),
+                                  expected_labels(images[0]))
+
+
+def test_deep_records_hash_the_weights(tmp_path, images):
+    out = tmp_path / "out"
+    assert infer_main([str(images[0]), "--out", str(out), "--n-segments", "30",
+                       "--num-steps", "2", "--features", "deep", "--workers", "1"]) == 0
+    settings = json.loads((out / f"{images[0].stem}.ssn.json").read_text())["settings"]
+    from ssn.inference import bundled_weights
+    assert settings["weights_sha256"] == batch.file_sha256(bundled_weights())
+
+
+def test_other_settings_into_one_out_are_refused_and_overwrite_recomputes(
+        tmp_path, images, caplog):
+    out = tmp_path / "out"
+    assert infer(images, out) == 0
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    caplog.clear()
+    for other in (["--n-segments", "40"], ["--num-steps", "4"], ["--no-connectivity"],
+                  ["--min-size-factor", "0.1"]):
+        assert infer(images, out, *other) == 2
+        assert "holds results this run would replace" in caplog.text
+        assert "--overwrite" in caplog.text
+        assert {p: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    # A new image with other settings is refused too: config.json says how --out was made.
+    new = tmp_path / "new.png"
+    skio.imsave(new, data.camera()[::8, ::8], check_contrast=False)
+    caplog.clear()
+    assert infer([new], out, "--n-segments", "40") == 2
+    assert "n_segments 30 -> 40 (config.json)" in caplog.text
+    assert infer(images[:2], out, "--n-segments", "40", "--overwrite") == 0
+    for image in images[:2]:
+        record = json.loads((out / f"{image.stem}.ssn.json").read_text())
+        assert record["settings"]["n_segments"] == 40
+        np.testing.assert_array_equal(np.load(out / f"{image.stem}.npy"),
+                                      expected_labels(image, 40))
+    # The third image still holds n=30 results: the summary says so.
+    assert summary(out)[images[2].stem]["status"].startswith("stale: settings differ")
+    assert summary(out)[images[0].stem]["status"] == "ok"
+
+
+# --------------------------------------------------------------------------------------------
+# Existing outputs are verified, not trusted
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def empty(path):
+    path.write_bytes(b"")
+
+
+def wrong_shape(path):
+    np.save(path, np.zeros((5, 7), np.int32))
+
+
+def wrong_dtype(path):
+    np.save(path, np.load(path).astype(np.int64))
+
+
+def gaps(path):
+    np.save(path, np.load(path) * 2)
+
+
+def no_record(path):
+    path.with_name(path.stem + ".ssn.json").unlink()
+
+
+def png_gone(path):
+    path.with_name(path.stem + "_overlay.png").unlink()
+
+
+@pytest.mark.parametrize("damage", [truncate, empty, wrong_shape, wrong_dtype, gaps,
+                                    no_record, png_gone])
+def test_a_damaged_output_is_recomputed(tmp_path, images, damage, caplog):
+    out = tmp_path / "out"
+    assert infer(images, out) == 0
+    npy = out / f"{images[1].stem}.npy"
+    good = npy.read_bytes()
+    kept = (out / f"{images[0].stem}.npy").stat().st_mtime_ns
+    damage(npy)
+    caplog.set_level(logging.INFO)
+    assert infer(images, out) == 0
+    assert npy.read_bytes() == good
+    assert "1 image(s) computed" in caplog.text and "2 verified" in caplog.text
+    assert (out / f"{images[0].stem}.npy").stat().st_mtime_ns == kept
+    assert (out / f"{images[1].stem}_overlay.png").exists()
+
+
+def test_verify_checks_the_labels_even_when_the_record_matches(tmp_path, images):
+    """A record forged (or written by a bug) for a bad .npy: the load check catches it."""
+    out = tmp_path / "out"
+    assert infer(images[:1], out) == 0
+    item = batch.Item(str(images[0]), images[0].stem)
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert batch.verify(item, out, settings)[0] is not None
+    npy = out / f"{item.name}.npy"
+    np.save(npy, np.load(npy)[:, :-1])
+    record_file = out / f"{item.name}.ssn.json"
+    record = json.loads(record_file.read_text())
+    record["files"]["npy"].update(size=npy.stat().st_size, sha256=batch.file_sha256(npy))
+    record_file.write_text(json.dumps(record))
+    assert batch.verify(item, out, settings) == (None, f"{item.name}.npy: shape "
+                                                 f"{np.load(npy).shape}, not the image's "
+                                                 f"{(record['height'], record['width'])}")
+
+
+def test_a_changed_image_is_recomputed(tmp_path):
+    image = tmp_path / "photo.png"
+    skio.imsave(image, data.astronaut()[::8, ::8], check_contrast=False)
+    out = tmp_path / "out"
+    assert infer([image], out) == 0
+    skio.imsave(image, data.coffee()[::8, ::8], check_contrast=False)
+    os.utime(image, ns=(1, 1))
+    assert infer([image], out) == 0
+    np.testing.assert_array_equal(np.load(out / "photo.npy"), expected_labels(image))
+
+
+def test_an_image_that_turned_bad_loses_its_old_labels(tmp_path):
+    image = tmp_path / "photo.png"
+    skio.imsave(image, data.astronaut()[::8, ::8], check_contrast=False)
+    out = tmp_path / "out"
+    assert infer([image], out) == 0
+    image.write_bytes(b"\x89PNG garbage")
+    assert infer([image], out) == 1
+    assert visible_files(out) == {"photo.ssn.json", "config.json", "summary.csv",
+                                  "summary.json"}
+    assert summary(out)["photo"]["status"].startswith("failed: cannot read image")
+
+
+# --------------------------------------------------------------------------------------------
+# Names, concurrent runs and the summary
+
+
+def test_inputs_with_one_stem_all_get_outputs(tmp_path):
+    pictures = {"a/img.jpg": data.astronaut(), "b/img.jpg": data.coffee(),
+                "b/img.png": data.chelsea(), "c/other.png": data.camera()}
+    for name, picture in pictures.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        skio.imsave(tmp_path / name, picture[::8, ::8], check_contrast=False)
+    out = tmp_path / "out"
+    assert infer([tmp_path / "a", tmp_path / "b", tmp_path / "c"], out) == 0
+    names = {"a/img.jpg": "a/img.jpg", "b/img.jpg": "b/img.jpg", "b/img.png": "b/img.png",
+             "c/other.png": "other"}  # a/img and b/img are not enough: b has two
+    for source, name in names.items():
+        np.testing.assert_array_equal(np.load(out / f"{name}.npy"),
+                                      expected_labels(tmp_path / source))
+    assert {row["image"] for row in summary(out).values()} == {
+        str(tmp_path / source) for source in names}
+    assert batch.assign_names([Path("/x/a/img.jpg"), Path("/x/b/img.jpg")]) == [
+        batch.Item("/x/a/img.jpg", "a/img"), batch.Item("/x/b/img.jpg", "b/img")]
+
+
+def test_inputs_and_out_may_be_one_folder(tmp_path, images):
+    for image in images:
+        (tmp_path / image.name).write_bytes(image.read_bytes())
+    assert infer([tmp_path], tmp_path) == 0
+    assert infer([tmp_path], tmp_path) == 0  # its pictures are not taken for inputs
+    assert not list(tmp_path.glob("*_labels_labels.png"))
+    assert sorted(summary(tmp_path)) == sorted(image.stem for image in images)
+
+
+def test_a_name_holding_another_images_results_is_refused(tmp_path):
+    for folder, picture in (("a", data.astronaut()), ("b", data.coffee())):
+        (tmp_path / folder).mkdir()
+        skio.imsave(tmp_path / folder / "img.png", picture[::8, ::8], check_contrast=False)
+    out = tmp_path / "out"
+    assert infer([tmp_path / "a" / "img.png"], out) == 0
+    assert infer([tmp_path / "b" / "img.png"], out) == 2
+    np.testing.assert_array_equal(np.load(out / "img.npy"),
+                                  expected_labels(tmp_path / "a" / "img.png"))
+
+
+def test_the_summary_is_rebuilt_from_the_records_on_disk(tmp_path, images):
+    out = tmp_path / "out"
+    assert infer(images[:2], out) == 0
+    (out / "summary.csv").unlink()
+    (out / "summary.json").unlink()
+    assert infer(images[2:], out) == 0
+    assert set(summary(out)) == {image.stem for image in images}
+    assert (out / "summary.csv").read_text().count("\n") == 1 + len(images)
+
+
+def test_two_runs_into_one_out_both_finish_correctly(tmp_path, val_images, repo_root):
+    """Two processes at once on overlapping images: both finish, every file verifies,
+    and the summary lists every image once."""
+    images = []
+    for index in range(8):
+        path = tmp_path / "images" / f"im{index}.png"
+        path.parent.mkdir(exist_ok=True)
+        picture = np.roll(data.astronaut()[::4, ::4], 17 * index, axis=1)
+        skio.imsave(path, picture, check_contrast=False)
+        images.append(path)
+    out = tmp_path / "out"
+    command = [sys.executable, str(repo_root / "tools" / "infer.py"), "--out", str(out),
+               *SETTINGS]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    runs = [subprocess.Popen(command + [str(p) for p in part], env=env,
+                             stderr=subprocess.PIPE, text=True)
+            for part in (images[:6], images[2:][::-1])]
+    for run in runs:
+        _, errors = run.communicate(timeout=300)
+        assert run.returncode == 0, errors
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    for image in images:
+        assert batch.verify(batch.Item(str(image), image.stem), out, settings)[0] is not None
+    rows = summary(out)
+    assert sorted(rows) == sorted(image.stem for image in images)
+    assert all(row["status"] == "ok" for row in rows.values())
+    assert not hidden_files(out)
+
+
+# --------------------------------------------------------------------------------------------
+# A bad --out, a full disk, a foreign folder: one message, exit 2, nothing half-written
+
+
+def test_an_out_that_is_a_file(tmp_path, images, caplog):
+    out = tmp_path / "taken"
+    out.write_text("mine")
+    assert infer(images, out) == 2
+    assert "is a file, not a folder" in caplog.text
+    assert out.read_text() == "mine"
+    assert infer(images, out / "below") == 2
+    assert "cannot write to --out" in caplog.text
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux's /sys")
+def test_an_out_that_cannot_be_created(images, caplog):
+    assert infer(images, "/sys/ssn-infer-test") == 2
+    assert "cannot write to --out /sys/ssn-infer-test" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_out_that_cannot_be_written(tmp_path, images, caplog):
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert infer(images, out) == 2
+    finally:
+        out.chmod(0o700)
+    assert "cannot write to --out" in caplog.text and not list(out.iterdir())
+
+
+@pytest.mark.parametrize("name, content", [
+    ("summary.csv", "id,score\n1,0.5\n"),
+    ("summary.json", '{"accuracy": 0.9}'),
+    ("config.json", '{"lr": 0.001}'),
+    ("summary.csv", b"\xff\xfe\x00binary"),
+])
+def test_a_foreign_summary_or_config_is_left_alone(tmp_path, images, caplog, name, content):
+    out = tmp_path / "results"
+    out.mkdir()
+    path = out / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    before = path.read_bytes()
+    assert infer(images, out) == 2
+    assert f"{path} was not written by ssn-infer" in caplog.text
+    assert path.read_bytes() == before and visible_files(out) == {name}
+
+
+def test_a_full_disk_stops_the_run_cleanly(tmp_path, images, monkeypatch, caplog):
+    out = tmp_path / "out"
+    real_save = np.save
+    calls = []
+
+    def save_until_the_disk_is_full(file, array, *args, **kwargs):
+        calls.append(file)
+        if len(calls) == 2:  # the second image: half a file, then no space
+            Path(file).write_bytes(b"\x93NUMPY half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_save(file, array, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save_until_the_disk_is_full)
+    assert infer(images, out) == 2
+    assert "no space left on the device" in caplog.text
+    assert caplog.text.count("no space left") == 1  # one message, not one per image
+    first, second = images[0].stem, images[1].stem
+    assert visible_files(out) == {f"{first}.npy", f"{first}_labels.png",
+                                  f"{first}_overlay.png", f"{first}.ssn.json",
+                                  "config.json", "summary.csv", "summary.json"}
+    assert not hidden_files(out)  # no temporary file left
+    assert list(summary(out)) == [first]
+    monkeypatch.setattr(np, "save", real_save)
+    assert infer(images, out) == 0  # the rerun completes the rest
+    assert sorted(summary(out)) == sorted(image.stem for image in images)
+    np.testing.assert_array_equal(np.load(out / f"{second}.npy"), expected_labels(images[1]))
+
+
+def test_a_full_disk_while_writing_the_summary(tmp_path, images, monkeypatch, caplog):
+    out = tmp_path / "out"
+    assert infer(images[:1], out) == 0
+    old = (out / "summary.csv").read_bytes()
+    real_writer = batch.csv.DictWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch.csv, "DictWriter", full)
+    assert infer(images, out) == 2
+    assert "no space left on the device" in caplog.text
+    assert (out / "summary.csv").read_bytes() == old and not hidden_files(out)
+    monkeypatch.setattr(batch.csv, "DictWriter", real_writer)
+
+
+# --------------------------------------------------------------------------------------------
+# Devices and bad images
+
+
+@pytest.mark.parametrize("engine", [[], ["--workers", "2"], ["--dask", "--workers", "2"]],
+                         ids=["here", "workers", "dask"])
+def test_a_gpu_on_a_cpu_only_build_on_every_path(tmp_path, images, monkeypatch, caplog, engine):
+    from ssn import device
+    monkeypatch.setattr(device, "caffe_has_gpu", lambda: False)
+    out = tmp_path / "out"
+    assert infer_main([str(p) for p in images] + ["--out", str(out), "--gpu", "0",
+                                                  *engine]) == 2
+    assert "built CPU-only" in caplog.text
+    assert not out.exists() or not list(out.glob("*.npy"))
+
+
+def test_corrupt_images_say_cannot_read_image(tmp_path, images):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "corrupt.jpg").write_bytes(b"not a jpeg at all")
+    (bad / "page.png").write_bytes(b"<!DOCTYPE html><html>404</html>")
+    (bad / "empty.jpg").write_bytes(b"")
+    jpeg = images[0].read_bytes()
+    (bad / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 3])
+    out = tmp_path / "out"
+    assert infer([images[0], bad], out) == 1
+    rows = summary(out)
+    assert rows[images[0].stem]["status"] == "ok"
+    for name in ("corrupt", "page", "empty", "cut"):
+        status = rows[name]["status"]
+        assert status.startswith("failed: cannot read image: "), status
+        assert "backend" not in status and "pip install" not in status
+    assert "the file is empty" in rows["empty"]["status"]
+    assert "b'<!DOCTYPE html>" in rows["page"]["status"]
+    assert "truncated" in rows["cut"]["status"].lower()
+
+
+def test_a_failing_image_does_not_stop_the_others(tmp_path, images, monkeypatch):
+    """Any exception from one image (here a MemoryError) is that image's failure."""
+    real = batch.superpixels
+
+    def flaky(rgb, *args, **kwargs):
+        if rgb.shape[0] == 72:  # 9011.jpg
+            raise MemoryError("out of memory")
+        return real(rgb, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "superpixels", flaky)
+    out = tmp_path / "out"
+    assert infer(images, out) == 1
+    rows = summary(out)
+    assert rows["9011"]["status"] == "failed: MemoryError: out of memory"
+    assert sum(row["status"] == "ok" for row in rows.values()) == 2
