@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_out(parser, Path("out/demo"))
     options.add_count(parser, 200)
     options.add_steps(parser)
+    options.add_grid(parser)
     parser.add_argument("--features", choices=["deep", "pixel"],
                         help="deep (needs a model) or pixel (default: deep if a model exists)")
     options.add_gpu(parser)
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.images:
         image = SAMPLES[name]()
-        labels = superpixels(image, args.n_segments, args.num_steps, features=args.features)
+        labels = superpixels(image, args.n_segments, args.num_steps, features=args.features,
+                             grid=args.grid)
         slic = slic_labels(as_rgb(image), args.n_segments)
         ssn_overlay = overlay(image, labels)
         save_npy(args.out / f"{name}.npy", labels)

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "exists, else pixel)")
     parser.add_argument("--weights", type=Path, help="SSN .caffemodel (default: the bundled)")
     options.add_steps(parser)
+    options.add_grid(parser)
     options.add_gpu(parser)
     return parser
 
@@ -103,7 +104,7 @@ def runs_from_args(args: argparse.Namespace) -> list:
         runs.append(folder_run(name, Path(folder)))
     for count in args.n_segments or []:
         if "ssn" in args.methods:
-            runs += [ssn_run(count, features, args.num_steps, args.weights)
+            runs += [ssn_run(count, features, args.num_steps, args.weights, args.grid)
                      for features in args.features or [None]]
         for method in args.methods:
             if method != "ssn" and method not in missing:

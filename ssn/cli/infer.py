@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_out(parser)
     options.add_count(parser, 100)
     options.add_steps(parser)
+    options.add_grid(parser)
     parser.add_argument("--weights", type=Path,
                         help="trained .caffemodel (default: the bundled model, if any)")
     parser.add_argument("--features", choices=["deep", "pixel"],

@@ -14,6 +14,14 @@ def add_count(parser: argparse.ArgumentParser, default: Union[int, Sequence[int]
                         help=f"{help} (default: {default})")
 
 
+def add_grid(parser: argparse.ArgumentParser) -> None:
+    """``--grid calibrated|original``: how the initial grid follows the requested count."""
+    parser.add_argument("--grid", choices=["calibrated", "original"], default="calibrated",
+                        help="calibrated: about --n-segments superpixels come out; original: "
+                             "the original release's grid for --n-segments, about 1.5-1.8x "
+                             "as many after connectivity (default: calibrated)")
+
+
 def add_gpu(parser: argparse.ArgumentParser) -> None:
     """``--gpu ID``: -1 for the CPU."""
     parser.add_argument("--gpu", type=int, default=-1, metavar="ID",

@@ -82,10 +82,11 @@ def checked_labels(labels, shape: tuple[int, int]) -> np.ndarray:
 
 
 def ssn_run(count: int, features: Optional[str], num_steps: int,
-            weights: Optional[Path]) -> Run:
-    """SSN computed here, named SSN-<features>."""
-    return (f"SSN-{features or 'auto'}", count, lambda stem, rgb: superpixels(
-        rgb, count, num_steps, weights, features=features))
+            weights: Optional[Path], grid: str = "calibrated") -> Run:
+    """SSN computed here, named SSN-<features> (SSN-<features>-original with that grid)."""
+    name = f"SSN-{features or 'auto'}" + ("" if grid == "calibrated" else f"-{grid}")
+    return (name, count, lambda stem, rgb: superpixels(
+        rgb, count, num_steps, weights, features=features, grid=grid))
 
 
 def baseline_run(name: str, count: int, compactness: Optional[float] = None) -> Run:
