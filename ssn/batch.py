@@ -91,7 +91,8 @@ def process(path: Path, out: Path, args: argparse.Namespace) -> dict:
     labels = superpixels(rgb, args.n_segments, args.num_steps, args.weights,
                          enforce_connectivity=args.connectivity, features=args.features,
                          min_size_factor=args.min_size_factor,
-                         max_size_factor=args.max_size_factor)
+                         max_size_factor=args.max_size_factor,
+                         fused=args.fused)
     seconds = time.perf_counter() - start
     write_results(out, path.stem, rgb, labels)
     return dict(image=str(path), height=rgb.shape[0], width=rgb.shape[1],

@@ -86,13 +86,13 @@ def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
 # A few nets only: a deep one for a 481x321 image holds over a GB.
 @lru_cache(maxsize=4)
 def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
-         weights: Optional[str]) -> CheckedNet:
+         weights: Optional[str], fused: bool = True) -> CheckedNet:
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim, pos_scale=position_scale(n_spixels, height,
-                                                                         width))
-    log.debug("building a %s net for %dx%d, %d superpixels", features, height, width,
-              n_spixels)
+                                                                         width), fused=fused)
+    log.debug("building a %s%s net for %dx%d, %d superpixels", features,
+              "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
 
 
@@ -146,8 +146,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                 enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: int = 0, channel_axis: Optional[int] = -1,
-                n_spixels: Optional[int] = None, connectivity: Optional[bool] = None
-                ) -> np.ndarray:
+                n_spixels: Optional[int] = None, connectivity: Optional[bool] = None,
+                fused: bool = True) -> np.ndarray:
     """Segment an image into SSN superpixels.
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
@@ -179,6 +179,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         The first label.
     channel_axis : int or None, default -1
         The image's colour axis; None for a 2-D grayscale image.
+    fused : bool, default True
+        Run the SLIC iterations as one forward-only SlicIterations layer; False
+        runs the decomposed Passoc/Softmax/SpixelFeature2 layers, which give the
+        same labels up to float ties, several times slower.
 
     Returns
     -------
@@ -214,7 +218,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     height, width = rgb.shape[:2]
     grid_h, grid_w = check_geometry(height, width, n_segments)
     mode, weights_path = resolve_features(features, weights)
-    net = _net(height, width, n_segments, num_steps, mode, weights_path)
+    net = _net(height, width, n_segments, num_steps, mode, weights_path, bool(fused))
     cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
     lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
     out = net.forward(outputs=["new_spix_indices"], img=lab, spixel_init=cells,

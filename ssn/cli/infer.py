@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="split segments above this x H*W/n pixels (default: 3.0)")
     parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
                         help="recompute images whose results exist (default: skip them)")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the SLIC iterations as one SlicIterations layer; "
+                             "--no-fused runs the decomposed layers (default: fused)")
     return parser
 
 
