@@ -65,6 +65,16 @@ inline int thread_id() {
 #endif
 }
 
+// Threads in the current team (1 outside a parallel region); may be fewer
+// than a num_threads clause asked for.
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 // Below this many rows a layer runs on one thread: starting a team costs more
 // than it saves on small blobs (and a busy machine makes it cost far more).
 const int kMinParallelRows = 64;

@@ -1,10 +1,9 @@
 // CUDA forward and backward of SpixelFeature2 (see spixel_feature2_layer.hpp).
 //
-// The forward sums W[j] and U[k, j] = sum Q F are scatters. Pixels of one
-// image row share their initial cell in long runs, and with it their 9
-// candidate superpixels, so one thread scans one row for one (c, k) pair,
-// adds up each run and issues one atomicAdd per run. The backward is a
-// gather per pixel and needs no atomics.
+// The forward sums W[j] and U[k, j] = sum Q F are scatters, done by
+// ssn::AssociationSums (ssn_gpu_util.cuh, shared with SlicIterations) with one
+// atomicAdd per run of equal cell along a row. The backward is a gather per
+// pixel and needs no atomics.
 #include <vector>
 
 #include "caffe/layers/spixel_feature2_layer.hpp"
@@ -13,62 +12,6 @@
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
-
-// One thread per (n, y, c, k) with k in [0, channels]: k < channels sums
-// Q[c, p] F[k, p] into U[k, nb(p, c)] (N x C x K), k == channels sums Q[c, p]
-// into W[nb(p, c)] (N x K), over the runs of equal initial cell of row y.
-// Cells outside [0, K) raise the flag and are skipped.
-template <typename Dtype>
-__global__ void SpixelFeature2Sums(const int count, const Dtype* pixels,
-    const Dtype* assoc, const Dtype* cells, const int channels,
-    const int height, const int width, const int grid_h, const int grid_w,
-    Dtype* centroid_sums, Dtype* weights, int* bad_index) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int k = index % (channels + 1);
-    const int c = (index / (channels + 1)) % ssn::kNumNeighbours;
-    const int y = (index / (channels + 1) / ssn::kNumNeighbours) % height;
-    const int n = index / (channels + 1) / ssn::kNumNeighbours / height;
-    const int spatial = height * width, num_spixels = grid_h * grid_w;
-    const bool weight = k == channels;
-    const Dtype* cell_row = cells + n * spatial + y * width;
-    const Dtype* q = assoc + (n * ssn::kNumNeighbours + c) * spatial +
-                     y * width;
-    const Dtype* f = weight ? NULL
-        : pixels + (n * channels + k) * spatial + y * width;
-    Dtype* out = weight ? weights + n * num_spixels
-        : centroid_sums + (n * channels + k) * num_spixels;
-    int run_cell = -1, j = -1;
-    Dtype run_sum = 0;
-    for (int x = 0; x < width; ++x) {
-      int cell = ssn::index_value(cell_row[x]);
-      if (cell < 0 || cell >= num_spixels) {
-        ssn::raise_index_flag(bad_index);
-        cell = -1;
-      }
-      if (cell != run_cell) {
-        if (j >= 0) atomicAdd(out + j, run_sum);
-        run_cell = cell;
-        j = cell < 0 ? -1 : ssn::neighbour_index(cell, c, grid_h, grid_w);
-        run_sum = 0;
-      }
-      if (j >= 0) run_sum += weight ? q[x] : q[x] * f[x];
-    }
-    if (j >= 0) atomicAdd(out + j, run_sum);
-  }
-}
-
-// One thread per (n, k, j): S[k, j] = U[k, j] / W[j], 0 for dead j.
-template <typename Dtype>
-__global__ void SpixelFeature2Normalise(const int count, const Dtype* weights,
-    const int channels, const int num_spixels, Dtype* centroids) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int j = index % num_spixels;
-    const int n = index / num_spixels / channels;
-    const Dtype weight = weights[n * num_spixels + j];
-    const Dtype inverse = ssn::spixel_is_alive(weight) ? 1 / weight : 0;
-    centroids[index] *= inverse;
-  }
-}
 
 // Initial cell of a pixel, or -1 when it is outside [0, num_spixels) (the
 // forward pass reported it).
@@ -144,8 +87,8 @@ void SpixelFeature2Layer<Dtype>::Forward_gpu(
   int* bad_index = ssn::reset_index_flag(&bad_index_);
   const int rows = num * height * ssn::kNumNeighbours * (channels + 1);
   // NOLINT_NEXT_LINE(whitespace/operators)
-  SpixelFeature2Sums<Dtype><<<ssn::gpu_blocks(rows),
-                              CAFFE_CUDA_NUM_THREADS>>>(
+  ssn::AssociationSums<Dtype><<<ssn::gpu_blocks(rows),
+                                 CAFFE_CUDA_NUM_THREADS>>>(
       rows, bottom[0]->gpu_data(), bottom[1]->gpu_data(),
       bottom[2]->gpu_data(), channels, height, width, grid_h_, grid_w_,
       top[0]->mutable_gpu_data(), weights_.mutable_gpu_data(), bad_index);
@@ -158,8 +101,8 @@ void SpixelFeature2Layer<Dtype>::Forward_gpu(
   }
   const int count = top[0]->count();
   // NOLINT_NEXT_LINE(whitespace/operators)
-  SpixelFeature2Normalise<Dtype><<<ssn::gpu_blocks(count),
-                                   CAFFE_CUDA_NUM_THREADS>>>(
+  ssn::NormaliseCentroids<Dtype><<<ssn::gpu_blocks(count),
+                                    CAFFE_CUDA_NUM_THREADS>>>(
       count, weights_.gpu_data(), channels, grid_h_ * grid_w_,
       top[0]->mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;

@@ -1,7 +1,8 @@
 // Host and device helpers of the SSN layers' CUDA code (the .cu files only):
-// launch sizes, the out-of-range index flag, one-block sums and a row-run
-// scatter-add. The
-// per-element math itself lives in ssn_math.cuh, shared with the CPU code.
+// launch sizes, the out-of-range index flag, one-block sums, a row-run
+// scatter-add, and SpixelFeature2's association-weighted sums (used by
+// SpixelFeature2 and SlicIterations). The per-element math itself lives in
+// ssn_math.cuh, shared with the CPU code.
 #ifndef CAFFE_SSN_SSN_GPU_UTIL_CUH_
 #define CAFFE_SSN_SSN_GPU_UTIL_CUH_
 
@@ -9,6 +10,7 @@
 
 #include "caffe/blob.hpp"
 #include "caffe/common.hpp"
+#include "caffe/ssn/ssn_math.cuh"
 #include "caffe/util/device_alternate.hpp"
 #include "caffe/util/math_functions.hpp"
 
@@ -90,6 +92,64 @@ __global__ void ScatterAddRowRuns(const int count, const Dtype* values,
       if (id >= 0) run_sum += row[x];
     }
     if (run_id >= 0) atomicAdd(out + run_id, run_sum);
+  }
+}
+
+// One thread per (n, y, c, k) with k in [0, channels]: k < channels sums
+// Q[c, p] F[k, p] into U[k, nb(p, c)] (N x C x K), k == channels sums Q[c, p]
+// into W[nb(p, c)] (N x K), over the runs of equal initial cell of row y, with
+// one atomicAdd per run (pixels of a run share their 9 candidates). Sums and
+// weights must be zeroed first. Cells outside [0, K) raise the flag and are
+// skipped.
+template <typename Dtype>
+__global__ void AssociationSums(const int count, const Dtype* pixels,
+    const Dtype* assoc, const Dtype* cells, const int channels,
+    const int height, const int width, const int grid_h, const int grid_w,
+    Dtype* centroid_sums, Dtype* weights, int* bad_index) {
+  CUDA_KERNEL_LOOP(index, count) {
+    const int k = index % (channels + 1);
+    const int c = (index / (channels + 1)) % kNumNeighbours;
+    const int y = (index / (channels + 1) / kNumNeighbours) % height;
+    const int n = index / (channels + 1) / kNumNeighbours / height;
+    const int spatial = height * width, num_spixels = grid_h * grid_w;
+    const bool weight = k == channels;
+    const Dtype* cell_row = cells + n * spatial + y * width;
+    const Dtype* q = assoc + (n * kNumNeighbours + c) * spatial + y * width;
+    const Dtype* f = weight ? NULL
+        : pixels + (n * channels + k) * spatial + y * width;
+    Dtype* out = weight ? weights + n * num_spixels
+        : centroid_sums + (n * channels + k) * num_spixels;
+    int run_cell = -1, j = -1;
+    Dtype run_sum = 0;
+    for (int x = 0; x < width; ++x) {
+      int cell = index_value(cell_row[x]);
+      if (cell < 0 || cell >= num_spixels) {
+        raise_index_flag(bad_index);
+        cell = -1;
+      }
+      if (cell != run_cell) {
+        if (j >= 0) atomicAdd(out + j, run_sum);
+        run_cell = cell;
+        j = cell < 0 ? -1 : neighbour_index(cell, c, grid_h, grid_w);
+        run_sum = 0;
+      }
+      if (j >= 0) run_sum += weight ? q[x] : q[x] * f[x];
+    }
+    if (j >= 0) atomicAdd(out + j, run_sum);
+  }
+}
+
+// One thread per (n, k, j) of N x C x K centroids: S[k, j] = U[k, j] / W[j]
+// (in place), 0 for dead j.
+template <typename Dtype>
+__global__ void NormaliseCentroids(const int count, const Dtype* weights,
+    const int channels, const int num_spixels, Dtype* centroids) {
+  CUDA_KERNEL_LOOP(index, count) {
+    const int j = index % num_spixels;
+    const int n = index / num_spixels / channels;
+    const Dtype weight = weights[n * num_spixels + j];
+    const Dtype inverse = spixel_is_alive(weight) ? 1 / weight : 0;
+    centroids[index] *= inverse;
   }
 }
 #endif  // __CUDACC__

@@ -60,6 +60,18 @@ SSN_HOST_DEVICE bool spixel_is_alive(Dtype weight) {
   return weight >= static_cast<Dtype>(kMinSpixelWeight);
 }
 
+// The hard assignment's tie rule: scanning the 9 association channels in
+// order, a value takes the maximum when it is >= the best so far, so ties go
+// to the highest channel, as in Caffe's ArgMax layer (which sorts (value,
+// channel) pairs in descending order). A template, so that the CPU can apply
+// it to whole vectors of pixels (GCC vector types compare lane by lane; they
+// pass by reference, as GCC notes that SSE2 and AVX code pass them by value
+// differently).
+template <typename T>
+SSN_HOST_DEVICE auto argmax_takes(const T& value, const T& best) -> decltype(value >= best) {
+  return value >= best;
+}
+
 // One axis of an align-corners bilinear resize from in_size to out_size
 // samples: output o reads input i0 (weight 1 - lambda) and i0 + step (weight
 // lambda). Computed in float as in the original Interp layer.

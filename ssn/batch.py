@@ -215,7 +215,7 @@ def weights_sha256(path: str) -> str:
 
 def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                   weights: Optional[Path], connectivity: bool, min_size_factor: float,
-                  max_size_factor: float, grid: str = "calibrated"
+                  max_size_factor: float, grid: str = "calibrated", fused: bool = True
                   ) -> tuple[dict, Optional[str]]:
     """(settings, weights path): everything that decides the labels, as recorded per image.
 
@@ -225,7 +225,8 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
         As :func:`ssn.inference.resolve_features` (a mode without weights, a missing file).
     """
     mode, weights_path = resolve_features(features, weights)
-    settings = dict(n_segments=n_segments, grid=grid, num_steps=num_steps, features=mode,
+    settings = dict(n_segments=n_segments, grid=grid, fused=fused, num_steps=num_steps,
+                    features=mode,
                     weights_sha256=weights_sha256(weights_path) if weights_path else None,
                     connectivity=connectivity,
                     min_size_factor=min_size_factor if connectivity else None,
@@ -421,7 +422,8 @@ def segment(rgb: np.ndarray, job: Job) -> np.ndarray:
                        max_size_factor=settings["max_size_factor"])
     return superpixels(rgb, settings["n_segments"], settings["num_steps"], job.weights,
                        enforce_connectivity=settings["connectivity"],
-                       features=settings["features"], grid=settings["grid"], **factors)
+                       features=settings["features"], grid=settings["grid"],
+                       fused=settings["fused"], **factors)
 
 
 def process(job: Job, item: Item) -> dict:
@@ -661,7 +663,7 @@ def run(args: argparse.Namespace) -> int:
             use_device(args.gpu)
         settings, weights = make_settings(
             args.n_segments, args.num_steps, args.features, args.weights, args.connectivity,
-            args.min_size_factor, args.max_size_factor, args.grid)
+            args.min_size_factor, args.max_size_factor, args.grid, args.fused)
     except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2

@@ -109,13 +109,14 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 # weights file's identity, not its name: a file rewritten in place is read again.
 @lru_cache(maxsize=4)
 def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
-         weights: Optional[str], weights_identity: Optional[tuple] = None) -> CheckedNet:
+         weights: Optional[str], weights_identity: Optional[tuple] = None,
+         fused: bool = True) -> CheckedNet:
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim, pos_scale=position_scale(n_spixels, height,
-                                                                         width))
-    log.debug("building a %s net for %dx%d, %d superpixels", features, height, width,
-              n_spixels)
+                                                                         width), fused=fused)
+    log.debug("building a %s%s net for %dx%d, %d superpixels", features,
+              "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
 
 
@@ -170,7 +171,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: int = 0, channel_axis: Optional[int] = -1,
                 grid: str = "calibrated", n_spixels: Optional[int] = None,
-                connectivity: Optional[bool] = None
+                connectivity: Optional[bool] = None, fused: bool = True
                 ) -> np.ndarray:
     """Segment an image into SSN superpixels.
 
@@ -210,6 +211,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         ``n_segments`` itself, which ends with about 1.5-1.8 times as many.
         Either way the superpixels are the same algorithm's: calibrated for n is
         original for :func:`ssn.grid.grid_request` (n).
+    fused : bool, default True
+        Run the SLIC iterations as one forward-only SlicIterations layer; False
+        runs the decomposed Passoc/Softmax/SpixelFeature2 layers, which give the
+        same labels up to float ties, several times slower.
 
     Returns
     -------
@@ -251,7 +256,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     grid_h, grid_w = check_geometry(height, width, grid_count)
     try:
         net = _net(height, width, grid_count, num_steps, mode, weights_path,
-                   file_identity(weights_path))
+                   file_identity(weights_path), bool(fused))
     except NetTooLargeError as error:
         raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                f"{error}") from error

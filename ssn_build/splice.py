@@ -71,6 +71,26 @@ def touch_sources(tree: Path, places: dict[str, Path]) -> None:
             os.utime(tree / relative)
 
 
+# Folders of the tree whose C++ and CUDA sources build against caffe.pb.h
+# (src/gtest does not include it).
+PROTO_USERS = ("src/caffe", "tools", "python/caffe")
+
+
+def touch_proto_users(tree: Path) -> None:
+    """Mark every compiled source of Caffe's tree as changed, for a new caffe.proto.
+
+    A new field changes the generated caffe.pb.h, and with it the size of
+    LayerParameter, which every Caffe object builds in (libcaffe, pycaffe's
+    _caffe.so, the tools, the tests). Caffe's Makefile cannot see that
+    dependency (-isystem, as above), so an object left alone would allocate the
+    old, smaller layout and corrupt memory at the first net built.
+    """
+    for folder in PROTO_USERS:
+        for path in (tree / folder).rglob("*"):
+            if path.suffix in (".cpp", ".cu") and path.is_file():
+                os.utime(path)
+
+
 def splice(tree: Path, tarball: Path) -> list[str]:
     """Copy our sources and proto fragment into ``tree``; return what changed."""
     changed = []
@@ -91,4 +111,5 @@ def splice(tree: Path, tarball: Path) -> list[str]:
     text = spliced_proto(pristine, PROTO_FRAGMENT.read_text())
     if write_if_changed(tree / CAFFE_PROTO, text.encode()):
         changed.append(CAFFE_PROTO)
+        touch_proto_users(tree)
     return changed

@@ -60,7 +60,7 @@ def test_each_output_records_its_settings(tmp_path, images):
     assert infer(images, out) == 0
     record = json.loads((out / f"{images[0].stem}.ssn.json").read_text())
     assert record["status"] == "ok" and record["image"] == str(images[0])
-    assert record["settings"] == dict(n_segments=30, grid="calibrated", num_steps=3,
+    assert record["settings"] == dict(n_segments=30, grid="calibrated", fused=True, num_steps=3,
                                       features="pixel",
                                       weights_sha256=None, connectivity=True,
                                       min_size_factor=0.06, max_size_factor=3.0,

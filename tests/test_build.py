@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ssn import native
-from ssn_build import make, patches
+from ssn_build import make, patches, splice
 from ssn_build.native import build_native
 from ssn_build.source import CAFFE_SDIST, NATIVE_DIR, PATCH_DIR
 
@@ -160,6 +160,41 @@ def test_the_series_applies_to_the_pinned_caffe_and_the_built_tree_is_current():
         # generated caffe_pb2.py, and a second clone then installed pycaffe without it).
         assert patches.apply_series(tree, cached_tarball(), PATCH_DIR) == []
         assert (tree / "python/caffe/proto/caffe_pb2.py").exists()
+
+
+def test_a_changed_caffe_proto_rebuilds_every_caffe_object(tmp_path, monkeypatch):
+    """A new field changes LayerParameter's size, which every object built against
+    caffe.pb.h bakes in; Caffe's Makefile cannot see that dependency, so the splice
+    marks those sources changed (not gtest's), and only when the proto changed."""
+    proto = "message LayerParameter {\n  optional string name = 1;\n}\n"
+    tarball = make_tarball(tmp_path / "caffe.tar.gz", {splice.CAFFE_PROTO: proto})
+    fragment = tmp_path / "ssn.proto"
+    fragment.write_text("// BEGIN LayerParameter fields\n  optional X x = 2001;\n"
+                        "// END LayerParameter fields\nmessage X {}\n")
+    monkeypatch.setattr(splice, "PROTO_FRAGMENT", fragment)
+    monkeypatch.setattr(splice, "splice_destinations", dict)
+    tree = tmp_path / "tree"
+    users = ["src/caffe/layers/conv_layer.cpp", "src/caffe/layers/conv_layer.cu",
+             "tools/caffe.cpp", "python/caffe/_caffe.cpp"]
+    others = ["src/gtest/gtest-all.cpp", "src/caffe/proto/README"]
+
+    def age_sources():
+        for name in users + others:
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            (tree / name).touch()
+            os.utime(tree / name, (1000, 1000))
+
+    def touched():
+        return sorted(name for name in users + others
+                      if (tree / name).stat().st_mtime > 1000)
+
+    age_sources()
+    assert splice.splice(tree, tarball) == [splice.CAFFE_PROTO]
+    assert "optional X x = 2001;" in (tree / splice.CAFFE_PROTO).read_text()
+    assert touched() == sorted(users)
+    age_sources()
+    assert splice.splice(tree, tarball) == []
+    assert touched() == []
 
 
 def test_the_tree_key_does_not_depend_on_the_checkout(monkeypatch, tmp_path):

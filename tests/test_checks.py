@@ -130,3 +130,100 @@ def test_caffe_itself_would_abort_with_our_message(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0
     assert "num_spixels_h and num_spixels_w are required" in result.stderr
+
+
+def slic_net(num_steps=3, spixels=6, cells_shape=(1, 1, 5, 7), **layer):
+    n = caffe.NetSpec()
+    n.feat = L.Input(shape=dict(dim=[1, 3, 5, 7]))
+    n.spix = L.Input(shape=dict(dim=[1, 3, 1, spixels]))
+    n.cells = L.Input(shape=dict(dim=list(cells_shape)))
+    slic = dict(num_steps=num_steps) if num_steps is not None else {}
+    n.labels = L.SlicIterations(n.feat, n.spix, n.cells, slic_iterations_param=slic,
+                                spixel_feature2_param=dict(num_spixels_h=2, num_spixels_w=3,
+                                                           scale_value=-1), **layer)
+    return n.to_proto()
+
+
+def test_slic_iterations_checks_its_parameters_and_shapes():
+    assert infer_shapes(slic_net())["labels"] == (1, 1, 5, 7)
+    with pytest.raises(NetCheckError, match="slic_iterations_param.num_steps is required"):
+        CheckedNet(slic_net(num_steps=None))
+    with pytest.raises(NetCheckError, match="num_steps must be at least 1, got 0"):
+        CheckedNet(slic_net(num_steps=0))
+    with pytest.raises(NetCheckError, match=r"SlicIterations layer 'labels': initial superpixel "
+                                            r"features .* 1 x 3 x 1 x 6 .* got 1 x 3 x 1 x 5"):
+        CheckedNet(slic_net(spixels=5))
+    with pytest.raises(NetCheckError, match="the cell map"):
+        CheckedNet(slic_net(cells_shape=(1, 1, 5, 6)))
+    net_param = slic_net()
+    net_param.layer[-1].spixel_feature2_param.ClearField("num_spixels_w")
+    with pytest.raises(NetCheckError, match="num_spixels_h and num_spixels_w are required"):
+        CheckedNet(net_param)
+    with pytest.raises(NetCheckError, match=r"takes 1 or 3 top blobs, got 4"):
+        n = caffe.NetSpec()
+        n.f, n.s, n.c = (L.Input(shape=dict(dim=d)) for d in
+                         ([1, 3, 5, 7], [1, 3, 1, 6], [1, 1, 5, 7]))
+        n.a, n.b, n.c2, n.d = L.SlicIterations(
+            n.f, n.s, n.c, ntop=4, slic_iterations_param=dict(num_steps=1),
+            spixel_feature2_param=dict(num_spixels_h=2, num_spixels_w=3))
+        CheckedNet(n.to_proto())
+
+
+def test_slic_iterations_tops_and_cells_at_forward():
+    n = caffe.NetSpec()
+    n.feat = L.Input(shape=dict(dim=[2, 4, 9, 8]))
+    n.spix = L.Input(shape=dict(dim=[2, 4, 1, 6]))
+    n.cells = L.Input(shape=dict(dim=[2, 1, 9, 8]))
+    n.labels, n.centres, n.assoc = L.SlicIterations(
+        n.feat, n.spix, n.cells, ntop=3, slic_iterations_param=dict(num_steps=2),
+        spixel_feature2_param=dict(num_spixels_h=2, num_spixels_w=3))
+    shapes = infer_shapes(n.to_proto())
+    assert (shapes["labels"], shapes["centres"], shapes["assoc"]) == (
+        (2, 1, 9, 8), (2, 4, 1, 6), (2, 9, 9, 8))
+    net = CheckedNet(n.to_proto())
+    cells = np.zeros((2, 1, 9, 8))
+    cells[1, 0, 8, 7] = 6
+    with pytest.raises(NetCheckError, match=r"SlicIterations layer 'labels': initial cells in "
+                                            r"'cells': 1 value\(s\) outside \[0, 6\)"):
+        net.forward(feat=np.zeros((2, 4, 9, 8)), spix=np.zeros((2, 4, 1, 6)), cells=cells)
+
+
+def test_slic_iterations_refuses_any_gradient():
+    with pytest.raises(NetCheckError, match="has no backward .* propagate_down must be false"):
+        CheckedNet(slic_net(propagate_down=[True, False, False]))
+    forced = slic_net()
+    forced.force_backward = True
+    with pytest.raises(NetCheckError, match="cannot set force_backward; train with the "
+                                            "decomposed"):
+        CheckedNet(forced)
+    # A loss downstream: Caffe would call the backward, unless propagate_down is all false.
+    n = caffe.NetSpec()
+    n.feat = L.Input(shape=dict(dim=[1, 3, 5, 7]))
+    n.spix = L.Input(shape=dict(dim=[1, 3, 1, 6]))
+    n.cells = L.Input(shape=dict(dim=[1, 1, 5, 7]))
+    n.target = L.Input(shape=dict(dim=[1, 1, 5, 7]))
+    n.conv = L.Convolution(n.feat, num_output=3, kernel_size=1)
+    grid = dict(num_spixels_h=2, num_spixels_w=3, scale_value=-1)
+    n.labels = L.SlicIterations(n.conv, n.spix, n.cells, spixel_feature2_param=grid,
+                                slic_iterations_param=dict(num_steps=2))
+    n.scaled = L.Power(n.labels, power_param=dict(scale=2))
+    n.loss = L.EuclideanLoss(n.scaled, n.target)
+    with pytest.raises(NetCheckError, match="the loss layer 'loss' depends on it"):
+        CheckedNet(n.to_proto(), caffe.TRAIN)
+    net_param = n.to_proto()
+    net_param.layer[5].propagate_down.extend([False, False, False])
+    assert net_param.layer[5].type == "SlicIterations"
+    net = CheckedNet(net_param, caffe.TRAIN)
+    net.forward(feat=np.ones((1, 3, 5, 7)), spix=np.ones((1, 3, 1, 6)),
+                cells=np.zeros((1, 1, 5, 7)), target=np.zeros((1, 1, 5, 7)))
+    net.net.backward()  # Caffe never asks the layer for a gradient
+
+
+def test_caffe_aborts_without_num_steps_with_our_message(tmp_path):
+    """Without the Python checks, the layer's own CHECK fires."""
+    prototxt = tmp_path / "bad.prototxt"
+    prototxt.write_text(str(slic_net(num_steps=None)))
+    script = f"import caffe\ncaffe.Net({str(prototxt)!r}, caffe.TEST)\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "slic_iterations_param.num_steps is required" in result.stderr

@@ -214,3 +214,34 @@ def test_ssn_iteration_at_benchmark_size():
             scale = max(1.0, float(np.abs(expected).max()))
             np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-4 * scale,
                                        err_msg=f"{name} {what}")
+
+
+@pytest.mark.parametrize("num_steps", [1, 4])
+def test_slic_iterations_forward(num_steps):
+    """The fused iterations (forward only): labels, final centres and association."""
+    from caffe import layers as L
+
+    from ssn.nets.checked import CheckedNet
+
+    rng = np.random.default_rng(10)
+    features = rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    spixels = rng.normal(size=(NUM, CHANNELS, 1, GRID_H * GRID_W))
+    n = caffe.NetSpec()
+    n.feat = L.Input(shape=dict(dim=list(features.shape)))
+    n.spix = L.Input(shape=dict(dim=list(spixels.shape)))
+    n.cells = L.Input(shape=dict(dim=[NUM, 1, HEIGHT, WIDTH]))
+    n.labels, n.centres, n.assoc = L.SlicIterations(
+        n.feat, n.spix, n.cells, ntop=3, spixel_feature2_param=grid_params(scale_value=-1),
+        slic_iterations_param=dict(num_steps=num_steps))
+    net = CheckedNet(n.to_proto())
+    results = {}
+    for mode in ("cpu", "gpu"):
+        if mode == "gpu":
+            caffe.set_mode_gpu()
+        else:
+            caffe.set_mode_cpu()
+        results[mode] = net.forward(feat=features, spix=spixels, cells=cells())
+    for name, expected in results["cpu"].items():
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(results["gpu"][name], expected, rtol=1e-4,
+                                   atol=1e-4 * scale, err_msg=name)

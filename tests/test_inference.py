@@ -88,6 +88,32 @@ def test_a_new_net_gives_the_labels_of_a_used_one(features):
     np.testing.assert_array_equal(superpixels(image, n_spixels=100, features=features), first)
 
 
+@pytest.mark.parametrize("features", ["deep", "pixel"])
+def test_fused_and_decomposed_label_bsds_images_alike(features, bsds_root):
+    """The fused SLIC layer gives the decomposed layers' labels on real images, except
+    at float ties: over 99.9% of the pixels agree on BSDS-size images."""
+    from ssn.bsds import load_bsds, read_split
+    for image_id in read_split("val", bsds_root)[:3]:
+        rgb = load_bsds(image_id, "val", bsds_root).rgb
+        fused, decomposed = (superpixels(rgb, 400, features=features, fused=fused,
+                                         enforce_connectivity=False)
+                             for fused in (True, False))
+        assert fused.shape == rgb.shape[:2] and fused.max() > 200
+        assert np.mean(fused == decomposed) > 0.999, image_id
+    inference._net.cache_clear()  # a deep net at this size holds over a GB
+
+
+def test_infer_tool_runs_fused_or_decomposed(tmp_path, val_images):
+    outputs = []
+    for flag in ("--fused", "--no-fused"):
+        out = tmp_path / flag
+        assert infer_main([str(val_images[0]), "--out", str(out), "--n-segments", "50",
+                           "--num-steps", "3", "--features", "pixel", flag]) == 0
+        assert json.loads((out / "config.json").read_text())["fused"] == (flag == "--fused")
+        outputs.append(np.load(out / f"{val_images[0].stem}.npy"))
+    assert np.mean(outputs[0] == outputs[1]) > 0.999
+
+
 def test_infer_tool_end_to_end_with_bad_files(tmp_path, val_images):
     images = tmp_path / "images"
     images.mkdir()

@@ -70,14 +70,14 @@ def test_learning_rate_step_schedule():
                                                                     pytest.approx(0.2))
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "decomposed"])
 @pytest.mark.parametrize("size", [(201, 201), (321, 481)])
-def test_generated_nets_have_the_expected_shapes(size):
-    config = SSNConfig(height=size[0], width=size[1], n_spixels=100, num_steps=2)
+def test_generated_nets_have_the_expected_shapes(size, fused):
+    config = SSNConfig(height=size[0], width=size[1], n_spixels=100, num_steps=2, fused=fused)
     grid_h, grid_w = config.grid
     net = CheckedNet(deploy_net(config)).net
     assert net.blobs["trans_features"].data.shape == (1, 20) + size
     assert net.blobs["init_spixel_feat"].data.shape == (1, 20, 1, grid_h * grid_w)
-    assert net.blobs["final_pixel_assoc"].data.shape == (1, 9) + size
     assert net.blobs["new_spix_indices"].data.shape == (1, 1) + size
     cells = ssn_data.init_cells(*size, grid_h, grid_w)[None, None].astype(np.float32)
     rng = np.random.default_rng(size[0])
@@ -88,8 +88,45 @@ def test_generated_nets_have_the_expected_shapes(size):
     assert np.all(labels == np.round(labels)) and labels.min() >= 0
     assert labels.max() < grid_h * grid_w and len(np.unique(labels)) > grid_h * grid_w // 2
     layer_names = set(net._layer_names)
-    assert {"Convolution1", "Convolution7", "BatchNorm6", "Passoc1", "Passoc2",
-            "spixel_feat1", "final_pixel_assoc", "new_spix_indices"} <= layer_names
+    assert {"Convolution1", "Convolution7", "BatchNorm6", "init_spixel_feat",
+            "new_spix_indices" if not fused else "slic_iterations"} <= layer_names
+    if fused:
+        assert "final_pixel_assoc" not in net.blobs and "Passoc1" not in layer_names
+        assert list(net.outputs) == ["new_spix_indices"]
+    else:
+        assert net.blobs["final_pixel_assoc"].data.shape == (1, 9) + size
+        assert {"Passoc1", "Passoc2", "spixel_feat1", "final_pixel_assoc"} <= layer_names
+
+
+def test_the_deploy_file_is_fused_and_no_fused_writes_the_original_layers(tmp_path):
+    from ssn.cli.make_prototxt import main as make_prototxt
+    from ssn.inference import bundled_weights
+    committed = (PROTOTXT_DIR / "ssn_deploy.prototxt").read_text()
+    assert 'type: "SlicIterations"' in committed and 'type: "Passoc"' not in committed
+    assert make_prototxt(["--out", str(tmp_path), "--no-fused"]) == 0
+    decomposed = (tmp_path / "ssn_deploy.prototxt").read_text()
+    assert 'type: "SlicIterations"' not in decomposed
+    for name in ("Passoc1", "Passoc10", "spixel_feat9", "final_pixel_assoc", "ArgMax1",
+                 "new_spix_indices"):
+        assert f'name: "{name}"' in decomposed
+    # Both load with the shipped model and label a photo alike.
+    from skimage import data, transform
+    rgb = transform.resize(data.astronaut(), (321, 481), anti_aliasing=True)
+    lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
+    config = PrototxtOptions().deploy_config()
+    cells = ssn_data.init_cells(321, 481, *config.grid)[None, None].astype(np.float32)
+    labels = [CheckedNet(path, weights=bundled_weights()).forward(
+        outputs=["new_spix_indices"], img=lab, spixel_init=cells,
+        feat_spixel_init=cells)["new_spix_indices"]
+        for path in (PROTOTXT_DIR / "ssn_deploy.prototxt", tmp_path / "ssn_deploy.prototxt")]
+    assert np.mean(labels[0] == labels[1]) > 0.999
+
+
+def test_fused_flag_of_the_prototxt_tool():
+    default, _ = options_from_args(build_parser().parse_args([]))
+    off, _ = options_from_args(build_parser().parse_args(["--no-fused"]))
+    assert default.fused is True and off.fused is False
+    assert off.deploy_config().fused is False and default.deploy_config().fused is True
 
 
 def tiny_train_net(config):

@@ -11,6 +11,7 @@
 #pragma GCC optimize("no-trapping-math")
 
 #include "caffe/util/vector_clones.hpp"
+#include "caffe/util/vector_exp.hpp"
 
 namespace caffe {
 namespace ssn {
@@ -18,29 +19,6 @@ namespace {
 
 // Positions per block: a block's channels stay in L1 between the three passes.
 const int kBlock = 256;
-
-// exp(x) for x <= 0 by Cody-Waite reduction x = n ln 2 + r, |r| <= ln 2 / 2,
-// and the Cephes minimax polynomial for exp(r); 0 below the float range.
-SSN_ALWAYS_INLINE float exp_nonpositive(
-    float x) {
-  const float kLog2e = 1.44269504088896341f;
-  const float kRound = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  const float clamped = x < -87.f ? -87.f : x;
-  const float n = (clamped * kLog2e + kRound) - kRound;
-  const float r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
-  return x < -87.f ? 0.f : p * scale;
-}
-
-inline double exp_nonpositive(double x) { return std::exp(x); }
 
 // Positions [begin, end) of one outer slice; in and out point at the slice.
 // Always inlined, so that each clone below compiles it for its instruction set.

@@ -28,10 +28,10 @@ def median_seconds(call, repeats: int) -> float:
 
 
 def time_mode(rgb: np.ndarray, n_spixels: int, num_steps: int, features: str,
-              repeats: int) -> dict:
+              repeats: int, fused: bool = True) -> dict:
     height, width = rgb.shape[:2]
     grid_h, grid_w = check_geometry(height, width, n_spixels)
-    net = _net(height, width, n_spixels, num_steps, features, None)
+    net = _net(height, width, n_spixels, num_steps, features, None, fused)
     cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
     lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
     net.set_inputs(dict(img=lab, spixel_init=cells, feat_spixel_init=cells))

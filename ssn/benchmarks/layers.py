@@ -1,5 +1,6 @@
-"""Times one differentiable SLIC iteration (Passoc + Softmax + SpixelFeature2) and
-each SSN layer alone, forward and backward, through pycaffe.
+"""Times the fused SLIC iterations (SlicIterations) against the decomposed ones and a
+memory-bandwidth bound, one differentiable SLIC iteration (Passoc + Softmax +
+SpixelFeature2) and each SSN layer alone, forward and backward, through pycaffe.
 
 Prints milliseconds per call (median over repeats), then the forward and backward
 of the whole SSN train net on one image. A benchmark, not a test.
@@ -108,6 +109,82 @@ def make_inputs(rng, num, channels, height, width, grid_h, grid_w):
                 spix=rng.normal(size=(num, channels, 1, grid_h * grid_w)),
                 cells=cells, labels=rng.integers(0, 9, (num, 1, height, width)),
                 rel=rng.integers(0, 9, (num, 1, height, width)))
+
+
+def slic_net(num, channels, height, width, grid_h, grid_w, num_steps, fused):
+    """Inputs feat, spix, cells -> the deploy net's SLIC part with ``num_steps`` steps:
+    one SlicIterations layer, or Passoc/Softmax/SpixelFeature2 then ArgMax and
+    RelToAbsIndex; top ``labels``."""
+    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w, scale_value=-1)
+    n = caffe.NetSpec()
+    n.feat = L.Input(shape=dict(dim=[num, channels, height, width]))
+    n.spix = L.Input(shape=dict(dim=[num, channels, 1, grid_h * grid_w]))
+    n.cells = L.Input(shape=dict(dim=[num, 1, height, width]))
+    if fused:
+        n.labels = L.SlicIterations(n.feat, n.spix, n.cells, spixel_feature2_param=grid,
+                                    slic_iterations_param=dict(num_steps=num_steps))
+        return n.to_proto()
+    centres = n.spix
+    for step in range(1, num_steps + 1):
+        n[f"passoc{step}"] = L.Passoc(n.feat, centres, n.cells, spixel_feature2_param=grid)
+        n[f"assoc{step}"] = L.Softmax(n[f"passoc{step}"])
+        if step < num_steps:
+            centres = L.SpixelFeature2(n.feat, n[f"assoc{step}"], n.cells,
+                                       spixel_feature2_param=grid)
+            n[f"spixel_feat{step}"] = centres
+    n.relative = L.ArgMax(n[f"assoc{num_steps}"], argmax_param=dict(axis=1))
+    n.labels = L.RelToAbsIndex(n.relative, n.cells, rel_to_abs_index_param=dict(
+        num_spixels_h=grid_h, num_spixels_w=grid_w))
+    return n.to_proto()
+
+
+def copy_ms(nbytes: int, repeats: int) -> float:
+    """Median time of a plain copy of ``nbytes`` (numpy, one thread): what one pass
+    that reads a blob of that size and writes as much costs in memory traffic."""
+    source = np.ones(nbytes // 4, np.float32)
+    target = np.empty_like(source)
+    return median_ms(lambda: np.copyto(target, source), repeats)
+
+
+def fused_benchmark(num, channels, height, width, n_spixels, repeats, num_steps=10,
+                    sync: Callable[[], None] = no_sync, device: str = "CPU") -> dict:
+    """The deploy net's SLIC iterations, fused and decomposed, in ms.
+
+    One iteration (a centre update: distances, softmax, weighted sums) is the
+    time of ``num_steps + 1`` steps less that of 1 step (the final assignment
+    alone), over ``num_steps``; ``deploy`` is ``num_steps`` steps with the
+    assignment, as in the deploy net. ``copy`` is the memory-bandwidth bound:
+    one copy of the feature blob's bytes.
+    """
+    grid_h, grid_w = grid_shape(n_spixels, height, width)
+    rng = np.random.default_rng(0)
+    inputs = make_inputs(rng, num, channels, height, width, grid_h, grid_w)
+    inputs = {name: inputs[name] for name in ("feat", "spix", "cells")}
+    times = {}
+    for fused in (True, False):
+        steps_ms = {}
+        for steps in (1, num_steps, num_steps + 1):
+            net = CheckedNet(slic_net(num, channels, height, width, grid_h, grid_w, steps,
+                                      fused))
+            net.set_inputs(inputs)
+            steps_ms[steps] = median_ms(net.net.forward, repeats, sync)
+        name = "fused" if fused else "decomposed"
+        times[name] = (steps_ms[num_steps + 1] - steps_ms[1]) / num_steps
+        times[f"{name}_deploy"] = steps_ms[num_steps]
+    feature_bytes = num * channels * height * width * 4
+    times["copy"] = copy_ms(feature_bytes, repeats)
+    print(f"# SLIC iterations of the deploy net: {num}x{channels}x{height}x{width} features, "
+          f"grid {grid_h}x{grid_w} = {grid_h * grid_w} superpixels, {device}, "
+          f"median of {repeats} runs, ms")
+    print(f"{'one iteration, fused (SlicIterations)':48s} {times['fused']:8.2f}")
+    print(f"{'one iteration, decomposed (Passoc+Softmax+SF2)':48s} {times['decomposed']:8.2f}")
+    print(f"{'memory bound: copy of the features':48s} {times['copy']:8.2f}  "
+          f"({feature_bytes / 1e6:.1f} MB, {2 * feature_bytes / times['copy'] / 1e6:.1f} GB/s "
+          f"read+write, one thread)")
+    print(f"{f'{num_steps} steps + assignment, fused':48s} {times['fused_deploy']:8.2f}")
+    print(f"{f'{num_steps} steps + assignment, decomposed':48s} "
+          f"{times['decomposed_deploy']:8.2f}")
+    return times
 
 
 def run_benchmark(num, channels, height, width, n_spixels, repeats,

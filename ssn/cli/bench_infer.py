@@ -19,11 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=inference_module.__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_infer.py\n"
-               "  python tools/bench_infer.py --n-segments 200 --repeats 3")
+               "  python tools/bench_infer.py --n-segments 200 --repeats 3\n"
+               "  python tools/bench_infer.py --no-fused   # the decomposed SLIC layers")
     options.add_count(parser, [100, 400, 1000], many=True)
     options.add_steps(parser)
     options.add_gpu(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                        help="SLIC iterations as one SlicIterations layer; --no-fused: the "
+                             "decomposed layers")
     return parser
 
 
@@ -35,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     if rgb.shape[0] > rgb.shape[1]:
         rgb = rgb.transpose(1, 0, 2).copy()
     print(f"# {rgb.shape[1]}x{rgb.shape[0]} image (BSDS val {image_id}), {args.num_steps} "
-          f"steps, CPU, median of {args.repeats}, seconds")
+          f"steps, {'fused' if args.fused else 'decomposed'} SLIC layers, CPU, median of "
+          f"{args.repeats}, seconds")
     print(f"{'mode':6s} {'n':>5s} {'Lab':>7s} {'CNN':>7s} {'SLIC it.':>8s} {'connect':>8s} "
           f"{'total':>7s} {'skimage SLIC':>12s} {'ratio':>6s}")
     for count in args.n_segments:
         slic = median_seconds(lambda count=count: slic_labels(rgb, count), args.repeats)
         for features in ("deep", "pixel"):
-            t = time_mode(rgb, count, args.num_steps, features, args.repeats)
+            t = time_mode(rgb, count, args.num_steps, features, args.repeats, args.fused)
             print(f"{features:6s} {count:5d} {t['lab']:7.3f} {t['cnn']:7.3f} {t['ssn']:8.3f} "
                   f"{t['connectivity']:8.4f} {t['total']:7.3f} {slic:12.3f} "
                   f"{t['total'] / slic:6.1f}")

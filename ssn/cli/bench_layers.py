@@ -7,7 +7,13 @@ import logging
 import sys
 
 import ssn.benchmarks.layers as layers_module
-from ssn.benchmarks.layers import cuda_synchronizer, full_image_benchmark, no_sync, run_benchmark
+from ssn.benchmarks.layers import (
+    cuda_synchronizer,
+    full_image_benchmark,
+    fused_benchmark,
+    no_sync,
+    run_benchmark,
+)
 from ssn.cli import options
 from ssn.device import use_device
 
@@ -17,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=layers_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_layers.py\n"
                "  python tools/bench_layers.py --no-full-image --repeats 50\n"
+               "  python tools/bench_layers.py --no-layers --no-full-image   "
+               "# fused vs decomposed only\n"
                "  python tools/bench_layers.py --height 201 --width 201 --n-segments 100 "
                "--batch 6\n"
                "  python tools/bench_layers.py --gpu 0")
@@ -24,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels", type=int, default=20, help="feature channels")
     parser.add_argument("--height", type=int, default=321, help="image height")
     parser.add_argument("--width", type=int, default=481, help="image width")
-    options.add_count(parser, 600)
+    options.add_count(parser, 400)
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure")
+    parser.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time one differentiable iteration and each SSN layer, "
+                             "forward and backward")
     parser.add_argument("--full-image", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the whole train net on one image (10 SLIC steps)")
     options.add_gpu(parser)
@@ -39,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     use_device(args.gpu)
     if args.gpu >= 0:
         sync, device = cuda_synchronizer(), f"GPU {args.gpu}"
-    run_benchmark(args.batch, args.channels, args.height, args.width, args.n_segments,
-                  args.repeats, sync, device)
+    fused_benchmark(args.batch, args.channels, args.height, args.width, args.n_segments,
+                    args.repeats, sync=sync, device=device)
+    if args.layers:
+        run_benchmark(args.batch, args.channels, args.height, args.width, args.n_segments,
+                      args.repeats, sync, device)
     if args.full_image:
         full_image_benchmark(args.height, args.width, args.n_segments, 10,
                              max(2, args.repeats // 5), sync, device)

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
                         help="recompute images whose results verify, and replace results "
                              "made with other settings (default: keep and refuse)")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the SLIC iterations as one SlicIterations layer; "
+                             "--no-fused runs the decomposed layers (default: fused)")
     options.add_workers(parser)
     parser.add_argument("--dask", action=argparse.BooleanOptionalAction, default=False,
                         help="run on a Dask LocalCluster of --workers processes (needs "

@@ -30,6 +30,10 @@ from ssn.nets.weights import write_initial_weights
 
 log = logging.getLogger("ssn.cli.make_prototxt")
 
+FLAG_HELP = {"fused": "deploy net: the SLIC iterations as one forward-only SlicIterations "
+                      "layer; --no-fused writes the decomposed layers with the original "
+                      "release's names"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/make_prototxt.py --init-weights models/ssn_init.caffemodel\n"
                "  python tools/make_prototxt.py --recipe bsds_cpu   # prototxt/bsds_cpu/\n"
                "  python tools/make_prototxt.py --out /tmp/nets --n-segments 200 "
-               "--num-steps 10\n")
+               "--num-steps 10\n"
+               "  python tools/make_prototxt.py --out /tmp/nets --no-fused   "
+               "# decomposed deploy net\n")
     parser.add_argument("--recipe", choices=sorted(RECIPES),
                         help="start from a named training set-up instead of the defaults")
     parser.add_argument("--out", "--out-dir", dest="out", type=Path,
@@ -53,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         flags = [f"--{option.name.replace('_', '-')}"]
         if option.name == "n_spixels":  # one name for the count across the commands
             flags.insert(0, "--n-segments")
+        if isinstance(option.default, bool):
+            parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction,
+                                help=FLAG_HELP.get(option.name, "")
+                                + f" (default: {option.default})")
+            continue
         parser.add_argument(*flags, dest=option.name, type=option.type
                             if callable(option.type) else type(option.default),
                             help=f"(default: {option.default})")
@@ -88,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         write_initial_weights(net_param, data_shapes(options), args.init_weights)
         log.info("wrote %s", args.init_weights)
     return 0
-
-
 
 
 if __name__ == "__main__":

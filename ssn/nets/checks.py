@@ -9,6 +9,8 @@ the interpreter. These checks find the same problems first and raise
   checking every SSN layer's bottoms on the way. Shapes of the standard layers
   SSN nets use are derived too; a layer type it does not know makes its tops
   unknown, and checks that need an unknown shape are skipped.
+* :func:`check_forward_only` refuses nets that would ask a forward-only layer
+  (SlicIterations) for a gradient.
 * :func:`check_index_inputs` checks the values of index maps and labels that
   are fed to the net from outside; :func:`runtime_index_checks` lists the index
   maps that other layers (DummyData, a Python layer) make, to check during forward.
@@ -32,21 +34,28 @@ SUPPORTED_PIXEL_FEATURES = ("POSITION", "POSITION_AND_RGB", "RGB_AND_POSITION", 
 INDEX_BOTTOMS = {
     "SpixelFeature": (1,), "Passoc": (2,), "SpixelFeature2": (2,),
     "RelToAbsIndex": (0, 1), "Smear": (1,), "LossWithoutSoftmax": (1,),
+    "SlicIterations": (2,),
 }
 BOTTOM_COUNTS = {
     "PixelFeature": (1, 1), "SpixelFeature": (2, 2), "Passoc": (3, 3),
     "SpixelFeature2": (3, 3), "RelToAbsIndex": (2, 2), "Smear": (2, 2),
-    "Interp": (1, 1), "LossWithoutSoftmax": (2, 2),
+    "Interp": (1, 1), "LossWithoutSoftmax": (2, 2), "SlicIterations": (3, 3),
 }
 TOP_COUNTS = {
     "PixelFeature": (1, 1), "SpixelFeature": (1, 2), "Passoc": (1, 1),
     "SpixelFeature2": (1, 1), "RelToAbsIndex": (1, 1), "Smear": (1, 1),
-    "Interp": (1, 1), "LossWithoutSoftmax": (1, 1),
+    "Interp": (1, 1), "LossWithoutSoftmax": (1, 1), "SlicIterations": (1, 3),
 }
 # Layers whose top shapes come from their own parameters.
 SOURCE_LAYERS = ("Input", "DummyData", "MemoryData")
 INT_MAX = 2**31 - 1  # Caffe counts a blob's values in an int (blob.cpp CHECKs it)
 FLOAT_BYTES = 4
+# Layers with no backward: Caffe would abort in it.
+FORWARD_ONLY = ("SlicIterations",)
+# Layers that read spixel_feature2_param's grid.
+GRID_LAYERS = ("Passoc", "SpixelFeature2", "SlicIterations")
+TRAIN_WITH = ("train with the decomposed Passoc, Softmax and SpixelFeature2 layers "
+              "(ssn.nets.generators.slic_iterations)")
 SHAPE_PRESERVING = {
     "ReLU", "BatchNorm", "Softmax", "Power", "Sigmoid", "TanH", "Dropout", "Scale",
     "Bias", "Eltwise", "Exp", "Log", "AbsVal", "BNLL", "ELU", "PReLU", "Split",
@@ -69,7 +78,8 @@ def _fail(layer: caffe_pb2.LayerParameter, message: str) -> None:
 
 
 def grid_of(layer: caffe_pb2.LayerParameter) -> tuple[int, int]:
-    """Superpixel grid (K_h, K_w) of a Passoc, SpixelFeature2 or RelToAbsIndex layer."""
+    """Superpixel grid (K_h, K_w) of a Passoc, SpixelFeature2, SlicIterations or
+    RelToAbsIndex layer."""
     if layer.type == "RelToAbsIndex":
         param = layer.rel_to_abs_index_param
         return int(param.num_spixels_h), int(param.num_spixels_w)
@@ -90,15 +100,24 @@ def check_layer_params(layer: caffe_pb2.LayerParameter) -> None:
         if not low <= len(names) <= high:
             expected = str(low) if low == high else f"{low} or {high}"
             _fail(layer, f"takes {expected} {what} blobs, got {len(names)}")
+    if kind in FORWARD_ONLY and any(layer.propagate_down):
+        _fail(layer, f"has no backward (it is for inference): propagate_down must be false for "
+                     f"every bottom; {TRAIN_WITH}")
     for index in INDEX_BOTTOMS.get(kind, ()):
         if index < len(layer.propagate_down) and layer.propagate_down[index]:
             _fail(layer, f"cannot backpropagate to bottom {index} ('{layer.bottom[index]}'), "
                          "an index input; set propagate_down false for it")
-    if kind in ("Passoc", "SpixelFeature2"):
+    if kind in GRID_LAYERS:
         param = layer.spixel_feature2_param
         if not (param.HasField("num_spixels_h") and param.HasField("num_spixels_w")):
             _fail(layer, "spixel_feature2_param.num_spixels_h and num_spixels_w are required")
-    if kind in ("Passoc", "SpixelFeature2", "RelToAbsIndex"):
+    if kind == "SlicIterations":
+        if not layer.slic_iterations_param.HasField("num_steps"):
+            _fail(layer, "slic_iterations_param.num_steps is required")
+        if layer.slic_iterations_param.num_steps < 1:
+            _fail(layer, f"num_steps must be at least 1, got "
+                         f"{layer.slic_iterations_param.num_steps}")
+    if kind in GRID_LAYERS + ("RelToAbsIndex",):
         grid_h, grid_w = grid_of(layer)
         if grid_h < 1 or grid_w < 1:
             _fail(layer, f"the superpixel grid must be at least 1x1, got {grid_h}x{grid_w}")
@@ -173,6 +192,17 @@ def _ssn_top_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple]) -
         out = _spixel_feature_channels(layer, channels)
         tops = [(num, out, 1, int(layer.spixel_feature_param.max_spixels))]
         return tops + [(num, out, height, width)] * (len(layer.top) - 1)
+    if kind == "SlicIterations":
+        grid_h, grid_w = grid_of(layer)
+        expect_map(2, "the cell map")
+        expected = (num, channels, 1, grid_h * grid_w)
+        if bottoms[1] != expected:
+            _fail(layer, f"initial superpixel features (bottom 1) must be "
+                         f"{' x '.join(map(str, expected))} for a {grid_h}x{grid_w} grid "
+                         f"and {channels}-channel pixel features, got "
+                         f"{' x '.join(map(str, bottoms[1]))}")
+        tops = [(num, 1, height, width), expected, (num, NUM_NEIGHBOURS, height, width)]
+        return tops[:len(layer.top)]
     if kind in ("Passoc", "SpixelFeature2"):
         grid_h, grid_w = grid_of(layer)
         expect_map(2, "the cell map")
@@ -364,6 +394,37 @@ def layers_for_phase(net_param: caffe_pb2.NetParameter, phase: int) -> list:
     return [layer for layer in net_param.layer if included(layer)]
 
 
+def _is_loss(layer: caffe_pb2.LayerParameter) -> bool:
+    return layer.type.endswith("Loss") or any(weight != 0 for weight in layer.loss_weight)
+
+
+def check_forward_only(net_param: caffe_pb2.NetParameter, phase: int = 1) -> None:
+    """Raise NetCheckError if Caffe would call a forward-only layer's backward.
+
+    That happens with ``force_backward``, or when a loss depends on the layer's
+    tops unless its ``propagate_down`` is false for every bottom (then Caffe
+    never asks it for a gradient).
+    """
+    layers = layers_for_phase(net_param, phase)
+    for index, layer in enumerate(layers):
+        if layer.type not in FORWARD_ONLY:
+            continue
+        if net_param.force_backward:
+            _fail(layer, f"has no backward (it is for inference), so the net cannot set "
+                         f"force_backward; {TRAIN_WITH}")
+        if len(layer.propagate_down) == len(layer.bottom) and not any(layer.propagate_down):
+            continue
+        downstream = set(layer.top)
+        for later in layers[index + 1:]:
+            if not downstream.intersection(later.bottom):
+                continue
+            if _is_loss(later):
+                _fail(layer, f"has no backward, but the loss layer '{later.name}' depends on "
+                             f"it: set propagate_down: false for each of its bottoms, or "
+                             f"{TRAIN_WITH}")
+            downstream.update(later.top)
+
+
 def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
                  input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> dict:
     """Check every SSN layer of a net and return the shape of each blob.
@@ -385,11 +446,13 @@ def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
     Raises
     ------
     NetCheckError
-        If a layer's parameters or its bottoms' shapes would abort Caffe.
+        If a layer's parameters or its bottoms' shapes would abort Caffe, or a
+        forward-only layer would be asked for a gradient.
     """
     overrides = {name: tuple(int(d) for d in dims) for name, dims in (input_shapes or {}).items()}
     shapes: dict = {name: overrides.get(name, shape)
                     for name, shape in _legacy_input_shapes(net_param).items()}
+    check_forward_only(net_param, phase)
     for layer in layers_for_phase(net_param, phase):
         check_layer_params(layer)
         if layer.type in SOURCE_LAYERS:
@@ -422,7 +485,7 @@ def _index_limits(layer: caffe_pb2.LayerParameter, shapes: Mapping[str, Shape]) 
     if kind == "SpixelFeature":
         param = layer.spixel_feature_param
         return [(1, int(param.max_spixels), param.ignore_idx_value, "superpixel id")]
-    if kind in ("Passoc", "SpixelFeature2"):
+    if kind in GRID_LAYERS:
         grid_h, grid_w = grid_of(layer)
         return [(2, grid_h * grid_w, None, "initial cell")]
     if kind == "RelToAbsIndex":

@@ -5,10 +5,10 @@ Layer and parameter names follow the original release (``Convolution1..7``,
 ``final_pixel_assoc``, ``new_spix_indices``, ``concat_spixel_feat_50``,
 ``recon_feat_50``, ...) so weights trained for it load by name.
 
-:func:`ssn_nets` gives the TRAIN/TEST net and the deploy net of one
-configuration; the pieces (:func:`cnn_features`, :func:`slic_iterations`,
-:func:`hard_assignment`, :func:`compactness_loss`, :func:`label_loss`) compose
-other networks.
+:func:`train_net` and :func:`deploy_net` give the TRAIN/TEST net and the deploy
+net of one configuration; the pieces (:func:`cnn_features`,
+:func:`slic_iterations`, :func:`fused_slic_iterations`, :func:`hard_assignment`,
+:func:`compactness_loss`, :func:`label_loss`) compose other networks.
 """
 from __future__ import annotations
 
@@ -61,6 +61,11 @@ class SSNConfig:
         Images per TRAIN batch.
     data : dict
         Extra parameters of the Python data layer (data root, split lists, seed).
+    fused : bool
+        Deploy nets run the SLIC iterations and the hard assignment as one
+        forward-only ``SlicIterations`` layer (:func:`fused_slic_iterations`)
+        instead of the decomposed layers; the labels are the same up to float
+        rounding. Train nets always use the decomposed, differentiable layers.
     """
 
     height: int = 201
@@ -76,6 +81,7 @@ class SSNConfig:
     num_label_channels: int = 50
     batch_size: int = 6
     data: dict = field(default_factory=dict)
+    fused: bool = True
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -156,6 +162,21 @@ def cnn_features(net: caffe.NetSpec, features, out_dim: int):
     return net.trans_features
 
 
+def _slic_grid(grid_h: int, grid_w: int) -> dict:
+    return dict(num_spixels_h=grid_h, num_spixels_w=grid_w, scale_value=-1.0)
+
+
+def initial_spixel_features(net: caffe.NetSpec, features, feat_spixel_init, num_spixels: int):
+    """S^0, the mean feature of each initial cell (layer ``init_spixel_feat``)."""
+    net.init_spixel_feat = L.SpixelFeature(
+        features, feat_spixel_init, propagate_down=[True, False],
+        spixel_feature_param=dict(type=P.SpixelFeature.AVGRGB, rgb_scale=1.0,
+                                  ignore_idx_value=INIT_IGNORE_INDEX,
+                                  ignore_feature_value=INIT_IGNORE_FEATURE,
+                                  max_spixels=num_spixels))
+    return net.init_spixel_feat
+
+
 def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
                     grid_h: int, grid_w: int, num_steps: int):
     """Differentiable SLIC: ``num_steps`` associations and ``num_steps - 1`` updates.
@@ -164,15 +185,8 @@ def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    num_spixels = grid_h * grid_w
-    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w, scale_value=-1.0)
-    net.init_spixel_feat = L.SpixelFeature(
-        features, feat_spixel_init, propagate_down=[True, False],
-        spixel_feature_param=dict(type=P.SpixelFeature.AVGRGB, rgb_scale=1.0,
-                                  ignore_idx_value=INIT_IGNORE_INDEX,
-                                  ignore_feature_value=INIT_IGNORE_FEATURE,
-                                  max_spixels=num_spixels))
-    spixel_feat = net.init_spixel_feat
+    grid = _slic_grid(grid_h, grid_w)
+    spixel_feat = initial_spixel_features(net, features, feat_spixel_init, grid_h * grid_w)
     for step in range(1, num_steps + 1):
         assoc = L.Passoc(features, spixel_feat, spixel_init, spixel_feature2_param=grid,
                          propagate_down=[True, True, False])
@@ -186,6 +200,26 @@ def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
                                        propagate_down=[True, True, False])
         net[f"spixel_feat{step}"] = spixel_feat
     raise AssertionError("unreachable")
+
+
+def fused_slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
+                          grid_h: int, grid_w: int, num_steps: int):
+    """Inference-only SLIC in one ``SlicIterations`` layer (named ``slic_iterations``).
+
+    The same ``init_spixel_feat`` as :func:`slic_iterations`, then all
+    ``num_steps`` steps and the hard assignment in one layer, which has no
+    backward (its ``propagate_down`` is false). Returns its top
+    ``new_spix_indices``: the labels of :func:`slic_iterations` followed by
+    :func:`hard_assignment`, up to float rounding.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    init = initial_spixel_features(net, features, feat_spixel_init, grid_h * grid_w)
+    net.new_spix_indices = L.SlicIterations(
+        features, init, spixel_init, name="slic_iterations",
+        spixel_feature2_param=_slic_grid(grid_h, grid_w),
+        slic_iterations_param=dict(num_steps=num_steps), propagate_down=[False] * 3)
+    return net.new_spix_indices
 
 
 def hard_assignment(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: int):
@@ -333,15 +367,24 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
 
 def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     """The deploy net: Input blobs ``img`` (Lab), ``spixel_init``, ``feat_spixel_init``
-    (1 x 1 x H x W initial cells) -> ``new_spix_indices`` (and ``final_pixel_assoc``)."""
+    (1 x 1 x H x W initial cells) -> ``new_spix_indices`` (hard labels).
+
+    With ``config.fused`` (the default) the SLIC iterations are one forward-only
+    ``SlicIterations`` layer; otherwise the decomposed layers of the train net,
+    with the original release's names and the blob ``final_pixel_assoc``.
+    """
     grid_h, grid_w = config.grid
     net = caffe.NetSpec()
     net.img = L.Input(shape=dict(dim=[1, 3, config.height, config.width]))
     net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
     net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
     _, feats = _features(net, config, net.img)
-    assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
-                            config.num_steps)
-    hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
+    if config.fused:
+        fused_slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
+                              config.num_steps)
+    else:
+        assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h,
+                                grid_w, config.num_steps)
+        hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
     return net.to_proto()
 

@@ -28,7 +28,9 @@ class PrototxtOptions:
     """Options of the generated files (defaults: the original's BSDS settings).
 
     The deploy net is for ``deploy_height`` x ``deploy_width`` images (BSDS500
-    landscape) with ``deploy_n_spixels`` superpixels and ``deploy_num_steps``.
+    landscape) with ``deploy_n_spixels`` superpixels and ``deploy_num_steps``;
+    ``fused`` runs its SLIC iterations as one forward-only SlicIterations layer
+    (``False``: the decomposed layers, with the original release's names).
     ``lr_step`` 0 keeps the learning rate fixed; otherwise it is multiplied by
     ``lr_gamma`` every ``lr_step`` iterations (Caffe's "step" policy).
     """
@@ -44,6 +46,7 @@ class PrototxtOptions:
     deploy_width: int = 481
     deploy_n_spixels: int = 100
     deploy_num_steps: int = 10
+    fused: bool = True
     base_lr: float = 1e-4
     lr_step: int = 0
     lr_gamma: float = 0.1
@@ -64,7 +67,7 @@ class PrototxtOptions:
         height, width, n = self.deploy_height, self.deploy_width, self.deploy_n_spixels
         return SSNConfig(height=height, width=width, n_spixels=n,
                          num_steps=self.deploy_num_steps, feature_dim=self.feature_dim,
-                         pos_scale=position_scale(n, height, width))
+                         pos_scale=position_scale(n, height, width), fused=self.fused)
 
 
 # Named training set-ups, each written to prototxt/<name>/ by --recipe <name>.

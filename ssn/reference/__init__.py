@@ -1,4 +1,4 @@
-"""Float64 NumPy reference of the eight SSN layers, written from the spec.
+"""Float64 NumPy reference of the SSN layers, written from the spec.
 
 One module per layer, each with ``forward`` and (where the layer has one) ``backward``,
 loop-based and mirroring the spec's indexing. It is the oracle the Caffe CPU and CUDA layers
@@ -11,6 +11,7 @@ from ssn.reference import (
     passoc,
     pixel_feature,
     rel_to_abs_index,
+    slic_iterations,
     smear,
     spixel_feature,
     spixel_feature2,
@@ -23,6 +24,7 @@ __all__ = [
     "passoc",
     "pixel_feature",
     "rel_to_abs_index",
+    "slic_iterations",
     "smear",
     "spixel_feature",
     "spixel_feature2",

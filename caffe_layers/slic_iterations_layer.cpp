@@ -1,0 +1,262 @@
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "caffe/layers/slic_iterations_kernels.hpp"
+#include "caffe/layers/slic_iterations_layer.hpp"
+#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+
+namespace {
+
+// Consecutive rows with equal cell ids form one block per run of equal cell,
+// so a block is a small rectangle of pixels (one cell of the grid is about
+// H / K_h rows high): a few rows amortise the per-block set-up and sums, and
+// groups stay small enough to share out among threads.
+const int kGroupRows = 8;
+// A thread copies a group's rows (channel by channel: C contiguous ranges that
+// the hardware prefetches well) into a buffer of at most this many bytes,
+// which stays in L2 while the group's blocks read it, cell by cell.
+const size_t kGroupBytes = 256 << 10;
+
+template <typename Dtype>
+bool SameIds(const Dtype* a, const Dtype* b, int width) {
+  for (int x = 0; x < width; ++x) {
+    if (ssn::index_value(a[x]) != ssn::index_value(b[x])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+template <typename Dtype>
+void SlicIterationsLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+                                            const vector<Blob<Dtype>*>& top) {
+  ssn::read_grid(this->layer_param_, &grid_h_, &grid_w_);
+  const SpixelFeatureTwoParameter& param = this->layer_param_.spixel_feature2_param();
+  scale_ = param.has_scale_value() ? param.scale_value() : 1;
+  invalid_distance_ = param.invalid_distance();
+  const SlicIterationsParameter& slic = this->layer_param_.slic_iterations_param();
+  CHECK(slic.has_num_steps())
+      << "SlicIterations layer '" << this->layer_param_.name()
+      << "': slic_iterations_param.num_steps is required";
+  num_steps_ = slic.num_steps();
+  CHECK_GE(num_steps_, 1) << "SlicIterations layer '" << this->layer_param_.name()
+                          << "': num_steps must be at least 1";
+}
+
+template <typename Dtype>
+void SlicIterationsLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
+                                         const vector<Blob<Dtype>*>& top) {
+  const std::string name = "SlicIterations '" + this->layer_param_.name() + "'";
+  const Blob<Dtype>& pixels = *bottom[0];
+  const Blob<Dtype>& spixels = *bottom[1];
+  const Blob<Dtype>& cells = *bottom[2];
+  CHECK(pixels.num_axes() == 4 && spixels.num_axes() == 4 && cells.num_axes() == 4)
+      << name << ": inputs must be 4-D";
+  CHECK(spixels.num() == pixels.num() && cells.num() == pixels.num())
+      << name << ": batch sizes differ";
+  CHECK_EQ(spixels.channels(), pixels.channels())
+      << name << ": pixel and superpixel features differ in channels";
+  const int num = pixels.num(), channels = pixels.channels();
+  const int height = pixels.height(), width = pixels.width();
+  const int num_spixels = grid_h_ * grid_w_;
+  CHECK(spixels.height() == 1 && spixels.width() == num_spixels)
+      << name << ": initial superpixel features must be N x C x 1 x " << num_spixels
+      << " for a " << grid_h_ << "x" << grid_w_ << " grid";
+  CHECK_EQ(cells.channels(), 1) << name << ": the cell map must have 1 channel";
+  CHECK(cells.height() == height && cells.width() == width)
+      << name << ": cell map and features differ in size";
+  top[0]->Reshape(num, 1, height, width);
+  if (top.size() > 1) top[1]->Reshape(num, channels, 1, num_spixels);
+  if (top.size() > 2) top[2]->Reshape(num, ssn::kNumNeighbours, height, width);
+  vector<int> centres_shape(4);
+  centres_shape[0] = 2;
+  centres_shape[1] = num;
+  centres_shape[2] = channels;
+  centres_shape[3] = num_spixels;
+  centres_.Reshape(centres_shape);
+  // Blobs allocate on first use: the CPU path never touches these two.
+  assoc_.Reshape(num, ssn::kNumNeighbours, height, width);
+  weights_.Reshape(num, 1, 1, num_spixels);
+}
+
+template <typename Dtype>
+int SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom) {
+  const std::string where = "SlicIterations '" + this->layer_param_.name() + "' cell map";
+  const int num = bottom[0]->num(), height = bottom[0]->height();
+  const int width = bottom[0]->width(), num_spixels = grid_h_ * grid_w_;
+  const size_t row_bytes = sizeof(Dtype) * bottom[0]->channels() * width;
+  const int max_rows = std::max<int>(1, std::min<size_t>(kGroupRows, kGroupBytes / row_bytes));
+  const Dtype* cells = bottom[2]->cpu_data();
+  blocks_.clear();
+  groups_.clear();
+  for (int n = 0; n < num; ++n) {
+    for (int y = 0; y < height;) {
+      const Dtype* row = cells + (static_cast<size_t>(n) * height + y) * width;
+      int rows = 1;
+      while (rows < max_rows && y + rows < height &&
+             SameIds(row, row + rows * width, width)) {
+        ++rows;
+      }
+      groups_.push_back(blocks_.size());
+      ssn::for_each_cell_run(row, width, num_spixels, where, n, y,
+          [&](int begin, int end, int cell) {
+        const CellBlock block = {n, y, rows, begin, end, cell};
+        blocks_.push_back(block);
+      });
+      y += rows;
+    }
+  }
+  groups_.push_back(blocks_.size());
+  return max_rows;
+}
+
+// Step t reads S^(t-1) and writes S^t into the other half of centres_; the
+// sums of a step are scatters that blocks share, so each thread adds into its
+// own zeroed buffer (per superpixel: C sums and the weight) and the buffers are
+// added up (in thread order) into S^t. All steps run in one parallel region,
+// with barriers between the phases; each group of rows is first copied out of
+// the features (see kGroupBytes).
+template <typename Dtype>
+void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+                                             const vector<Blob<Dtype>*>& top) {
+  const int max_rows = FindBlocks(bottom);
+  const int num = bottom[0]->num(), channels = bottom[0]->channels();
+  const int height = bottom[0]->height(), width = bottom[0]->width();
+  const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
+  const int grid_h = grid_h_, grid_w = grid_w_, num_steps = num_steps_;
+  const Dtype scale = scale_, invalid = scale_ * invalid_distance_;
+  const int num_groups = static_cast<int>(groups_.size()) - 1;
+  const int threads = num * height >= ssn::kMinParallelRows
+      ? std::max(1, std::min(ssn::max_threads(), num_groups)) : 1;
+  const int centre_count = num * channels * num_spixels;
+  const int sums_size = num * num_spixels * (channels + 1);
+  const int scratch_size = ssn::slic_scratch_size<Dtype>(channels);
+  const size_t group_size = static_cast<size_t>(channels) * max_rows * width;
+  partial_.resize(static_cast<size_t>(threads) * sums_size);
+  scratch_.resize(static_cast<size_t>(threads) * scratch_size);
+  rows_.resize(threads * group_size);
+  // Every blob pointer before the parallel region: a blob's first access
+  // allocates it.
+  const Dtype* pixels_all = bottom[0]->cpu_data();
+  const Dtype* initial = bottom[1]->cpu_data();
+  Dtype* centres[2] = {centres_.mutable_cpu_data(),
+                       centres_.mutable_cpu_data() + centre_count};
+  Dtype* labels_all = top[0]->mutable_cpu_data();
+  Dtype* assoc_all = top.size() > 2 ? top[2]->mutable_cpu_data() : NULL;
+  Dtype* partial_all = partial_.data();
+  Dtype* scratch_all = scratch_.data();
+  Dtype* rows_all = rows_.data();
+  const CellBlock* blocks = blocks_.data();
+  const int* groups = groups_.data();
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = ssn::thread_id(), team = ssn::team_size();
+    Dtype* partial = partial_all + static_cast<size_t>(thread) * sums_size;
+    Dtype* scratch = scratch_all + static_cast<size_t>(thread) * scratch_size;
+    Dtype* rows = rows_all + thread * group_size;
+    // Copies the group's rows of every channel into `rows` (C planes of
+    // block.rows x width) and returns the plane size.
+    const auto copy_rows = [&](const CellBlock& block) {
+      const int plane = block.rows * width;
+      const Dtype* from = pixels_all + static_cast<size_t>(block.n) * channels * spatial +
+                          static_cast<size_t>(block.y) * width;
+      for (int k = 0; k < channels; ++k) {
+        std::copy(from + static_cast<size_t>(k) * spatial,
+                  from + static_cast<size_t>(k) * spatial + plane, rows + k * plane);
+      }
+      return plane;
+    };
+    int neighbours[ssn::kNumNeighbours];
+    for (int step = 1; step < num_steps; ++step) {
+      const Dtype* current = step == 1 ? initial : centres[step % 2];
+      Dtype* next = centres[(step + 1) % 2];
+      std::fill(partial, partial + sums_size, Dtype(0));
+#pragma omp for schedule(static)
+      for (int group = 0; group < num_groups; ++group) {
+        const int plane = copy_rows(blocks[groups[group]]);
+        for (int b = groups[group]; b < groups[group + 1]; ++b) {
+          const CellBlock& block = blocks[b];
+          for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+            neighbours[c] = ssn::neighbour_index(block.cell, c, grid_h, grid_w);
+          }
+          const size_t image = static_cast<size_t>(block.n) * num_spixels;
+          ssn::slic_update_block(
+              rows, plane, width, block.rows, block.begin, block.end,
+              current + image * channels, neighbours, channels, num_spixels, scale, invalid,
+              scratch, partial + image * (channels + 1));
+        }
+      }  // implicit barrier: every thread's sums are complete
+#pragma omp for schedule(static)
+      for (int i = 0; i < centre_count; ++i) {
+        const int n = i / (channels * num_spixels), k = i / num_spixels % channels;
+        const size_t at = (static_cast<size_t>(n) * num_spixels + i % num_spixels) *
+                          (channels + 1);
+        Dtype sum = 0, weight = 0;
+        for (int t = 0; t < team; ++t) {
+          const Dtype* sums = partial_all + static_cast<size_t>(t) * sums_size + at;
+          sum += sums[k];
+          weight += sums[channels];
+        }
+        next[i] = sum * (ssn::spixel_is_alive(weight) ? 1 / weight : 0);
+      }  // implicit barrier: S^t is complete before the next step reads it
+    }
+    const Dtype* last = num_steps == 1 ? initial : centres[num_steps % 2];
+    Dtype channel_labels[ssn::kNumNeighbours];
+#pragma omp for schedule(static)
+    for (int group = 0; group < num_groups; ++group) {
+      const int plane = copy_rows(blocks[groups[group]]);
+      for (int b = groups[group]; b < groups[group + 1]; ++b) {
+        const CellBlock& block = blocks[b];
+        for (int c = 0; c < ssn::kNumNeighbours; ++c) {
+          neighbours[c] = ssn::neighbour_index(block.cell, c, grid_h, grid_w);
+          channel_labels[c] = ssn::neighbour_index_clamped(block.cell, c, grid_h, grid_w);
+        }
+        const size_t image = static_cast<size_t>(block.n) * channels;
+        const size_t first = static_cast<size_t>(block.y) * width;
+        ssn::slic_assign_block(
+            rows, plane, width, block.rows, block.begin, block.end,
+            last + image * num_spixels, neighbours, channel_labels, channels, num_spixels,
+            scale, invalid, scratch, labels_all + static_cast<size_t>(block.n) * spatial + first,
+            assoc_all == NULL ? NULL
+                : assoc_all + static_cast<size_t>(block.n) * ssn::kNumNeighbours * spatial
+                    + first,
+            spatial);
+      }
+    }
+  }
+  if (top.size() > 1) {
+    caffe_copy(centre_count, num_steps == 1 ? initial : centres[num_steps % 2],
+               top[1]->mutable_cpu_data());
+  }
+}
+
+template <typename Dtype>
+void SlicIterationsLayer<Dtype>::RefuseBackward(const vector<bool>& propagate_down) const {
+  for (int i = 0; i < propagate_down.size(); ++i) {
+    if (!propagate_down[i]) continue;
+    LOG(FATAL) << "SlicIterations layer '" << this->layer_param_.name()
+               << "' has no backward (bottom " << i << " asked for a gradient): it is "
+               << "for inference; train with the decomposed Passoc, Softmax and "
+               << "SpixelFeature2 layers (ssn.nets.generators.slic_iterations)";
+  }
+}
+
+template <typename Dtype>
+void SlicIterationsLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
+                                              const vector<bool>& propagate_down,
+                                              const vector<Blob<Dtype>*>& bottom) {
+  RefuseBackward(propagate_down);
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(SlicIterationsLayer);
+#endif
+
+INSTANTIATE_CLASS(SlicIterationsLayer);
+REGISTER_LAYER_CLASS(SlicIterations);
+
+}  // namespace caffe
