@@ -425,3 +425,77 @@ def test_a_failing_image_does_not_stop_the_others(tmp_path, images, monkeypatch)
     rows = summary(out)
     assert rows["9011"]["status"] == "failed: MemoryError: out of memory"
     assert sum(row["status"] == "ok" for row in rows.values()) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# A run killed anywhere, then run again, ends as an uninterrupted run
+
+
+KILL_TEST_IMAGES = 10
+
+
+def kill_test_pictures(folder: Path) -> list[Path]:
+    """Ten 256 x 384 crops of one photo: work enough (deep features) to be killed in."""
+    folder.mkdir()
+    photo = data.astronaut()
+    paths = []
+    for index in range(KILL_TEST_IMAGES):
+        top, left = 24 * index, 12 * index
+        path = folder / f"crop{index}.png"
+        skio.imsave(path, photo[top:top + 256, left:left + 384], check_contrast=False)
+        paths.append(path)
+    return paths
+
+
+VOLATILE_RECORD_FIELDS = ("seconds", "threads", "host")
+
+
+def output_contents(out: Path) -> dict:
+    """Every output file's bytes, and each record less its timing; not the run-level files."""
+    contents = {}
+    for name in visible_files(out):
+        if name.startswith(("summary.", "config.json")):
+            continue
+        if name.endswith(".ssn.json"):
+            record = json.loads((out / name).read_text())
+            contents[name] = {key: value for key, value in record.items()
+                              if key not in VOLATILE_RECORD_FIELDS}
+        else:
+            contents[name] = (out / name).read_bytes()
+    return contents
+
+
+def run_tool(pictures: Path, out: Path, kill_after: float = None) -> int:
+    command = [sys.executable, "-m", "ssn.cli.infer", str(pictures), "--out", str(out),
+               "--n-segments", "60", "--num-steps", "5", "--features", "deep",
+               "--workers", "1", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if kill_after is None:
+        return process.wait(timeout=300)
+    try:
+        return process.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return -9
+
+
+def test_a_run_killed_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    pictures = tmp_path / "pictures"
+    kill_test_pictures(pictures)
+    reference = tmp_path / "reference"
+    assert run_tool(pictures, reference) == 0
+    expected = output_contents(reference)
+    assert len([name for name in expected if name.endswith(".npy")]) == KILL_TEST_IMAGES
+    rng = np.random.default_rng(11)
+    killed = 0
+    for attempt, delay in enumerate(rng.uniform(2.0, 6.0, size=3)):
+        out = tmp_path / f"killed{attempt}"
+        code = run_tool(pictures, out, kill_after=float(delay))
+        killed += code == -9
+        assert run_tool(pictures, out) == 0, f"rerun after a kill at {delay:.2f} s"
+        assert output_contents(out) == expected, (attempt, delay, code)
+        rows = summary(out)
+        assert len(rows) == KILL_TEST_IMAGES
+        assert all(row["status"] == "ok" for row in rows.values())
+    assert killed >= 2, "the runs finished before they could be killed: give them more work"
