@@ -8,10 +8,52 @@ from skimage import io as skio
 from skimage import segmentation, util
 
 from ssn.atomic import atomic_path
-from ssn.inference import as_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 BOUNDARY_COLOUR = (1, 1, 0)  # yellow
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An H x W x 3 float image in [0, 1] from grayscale, RGB or RGBA, 8 or 16 bit or float.
+
+    uint8 and other integer types are 8-bit (0..255), uint16 is 16-bit, floats
+    must lie in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If the array is not an image this can convert.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W, H x W x 3 or H x W x 4 image, got shape "
+                         f"{image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = image[:, :, :3]
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535
+    if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    if np.issubdtype(image.dtype, np.integer):
+        # Other integer types (int32, int64, ...) carry 8-bit values, as from np.array([...]).
+        low, high = (int(image.min()), int(image.max())) if image.size else (0, 0)
+        if low < 0 or high > 255:
+            raise ValueError(f"{image.dtype} images must hold 8-bit values in 0..255, got "
+                             f"{low}..{high} (use uint16 for 16-bit images, or floats in "
+                             "[0, 1])")
+        return image.astype(np.float32) / 255
+    image = image.astype(np.float32)
+    if not np.all(np.isfinite(image)):
+        raise ValueError("the image holds NaN or infinite values")
+    if image.min() < 0 or image.max() > 1:
+        raise ValueError(f"float images must lie in [0, 1], got [{image.min():g}, "
+                         f"{image.max():g}]")
+    return image
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -21,63 +21,20 @@ from ssn.color import rgb_to_lab
 from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_request, grid_shape, init_cells
+from ssn.images import as_rgb
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
-from ssn.nets.generators import SSNConfig, deploy_net, position_scale
+from ssn.nets.generators import DEEP_FEATURE_DIM, SSNConfig, deploy_net, position_scale
 
 log = logging.getLogger("ssn.inference")
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "models" / "ssn_bsds.caffemodel"
 FEATURE_MODES = ("deep", "pixel")
-DEEP_FEATURE_DIM = 20
 
 
 def bundled_weights() -> Optional[Path]:
     """The project's trained BSDS500 model, if one is shipped."""
     return BUNDLED_WEIGHTS if BUNDLED_WEIGHTS.is_file() else None
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """An H x W x 3 float image in [0, 1] from grayscale, RGB or RGBA, 8 or 16 bit or float.
-
-    uint8 and other integer types are 8-bit (0..255), uint16 is 16-bit, floats
-    must lie in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        If the array is not an image this can convert.
-    """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an H x W, H x W x 3 or H x W x 4 image, got shape "
-                         f"{image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    image = image[:, :, :3]
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535
-    if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
-        raise ValueError(f"unsupported image dtype {image.dtype}")
-    if np.issubdtype(image.dtype, np.integer):
-        # Other integer types (int32, int64, ...) carry 8-bit values, as from np.array([...]).
-        low, high = (int(image.min()), int(image.max())) if image.size else (0, 0)
-        if low < 0 or high > 255:
-            raise ValueError(f"{image.dtype} images must hold 8-bit values in 0..255, got "
-                             f"{low}..{high} (use uint16 for 16-bit images, or floats in "
-                             "[0, 1])")
-        return image.astype(np.float32) / 255
-    image = image.astype(np.float32)
-    if not np.all(np.isfinite(image)):
-        raise ValueError("the image holds NaN or infinite values")
-    if image.min() < 0 or image.max() > 1:
-        raise ValueError(f"float images must lie in [0, 1], got [{image.min():g}, "
-                         f"{image.max():g}]")
-    return image
 
 
 def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
@@ -108,9 +65,14 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 # A few nets only: a deep one for a 481x321 image holds over a GB. Keyed on the
 # weights file's identity, not its name: a file rewritten in place is read again.
 @lru_cache(maxsize=4)
-def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
-         weights: Optional[str], weights_identity: Optional[tuple] = None,
-         fused: bool = True) -> CheckedNet:
+def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
+                   weights: Optional[str], weights_identity: Optional[tuple] = None,
+                   fused: bool = True) -> CheckedNet:
+    """The deploy net for one image geometry and grid request, built once and cached.
+
+    ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
+    weights file rewritten in place is read again.
+    """
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim, pos_scale=position_scale(n_spixels, height,
@@ -255,7 +217,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     grid_count = grid_request(n_segments, height, width, mode, grid)
     grid_h, grid_w = check_geometry(height, width, grid_count)
     try:
-        net = _net(height, width, grid_count, num_steps, mode, weights_path,
+        net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
                    file_identity(weights_path), bool(fused))
     except NetTooLargeError as error:
         raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "

@@ -69,12 +69,12 @@ def test_deep_features_need_weights(monkeypatch, tmp_path):
 
 
 def test_nets_are_built_once_per_geometry():
-    inference._net.cache_clear()
+    inference.deploy_net_for.cache_clear()
     image = data.camera()[::8, ::8]
     for _ in range(3):
         superpixels(image, n_spixels=16, num_steps=2, features="pixel")
-    assert inference._net.cache_info().misses == 1
-    assert inference._net.cache_info().hits == 2
+    assert inference.deploy_net_for.cache_info().misses == 1
+    assert inference.deploy_net_for.cache_info().hits == 2
 
 
 @pytest.mark.parametrize("features", ["deep", "pixel"])
@@ -83,7 +83,7 @@ def test_a_new_net_gives_the_labels_of_a_used_one(features):
     parallel loop (Interp, Passoc), two threads each allocated, and the rows of
     one were lost in the first forward of every new geometry."""
     image = data.astronaut()[100:250, 150:350]  # enough rows for the parallel paths
-    inference._net.cache_clear()
+    inference.deploy_net_for.cache_clear()
     first = superpixels(image, n_spixels=100, features=features)
     np.testing.assert_array_equal(superpixels(image, n_spixels=100, features=features), first)
 
@@ -100,7 +100,7 @@ def test_fused_and_decomposed_label_bsds_images_alike(features, bsds_root):
                              for fused in (True, False))
         assert fused.shape == rgb.shape[:2] and fused.max() > 200
         assert np.mean(fused == decomposed) > 0.999, image_id
-    inference._net.cache_clear()  # a deep net at this size holds over a GB
+    inference.deploy_net_for.cache_clear()  # a deep net at this size holds over a GB
 
 
 def test_infer_tool_runs_fused_or_decomposed(tmp_path, val_images):

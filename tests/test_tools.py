@@ -118,7 +118,7 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     from skimage import data
 
     from ssn.cli.export_model import main as export_main
-    from ssn.inference import _net, superpixels
+    from ssn.inference import deploy_net_for, superpixels
     from ssn.nets.checked import caffemodel_shapes
     snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
     exported = tmp_path / "model" / "ssn.caffemodel"
@@ -131,7 +131,7 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     features = []
     for weights in (exported, snapshot):
         superpixels(image, 30, 2, weights, features="deep")
-        net = _net(64, 64, 30, 2, "deep", str(weights)).net
+        net = deploy_net_for(64, 64, 30, 2, "deep", str(weights)).net
         features.append(net.blobs["trans_features"].data.copy())
     np.testing.assert_allclose(features[0], features[1], rtol=1e-5, atol=1e-5)
     assert export_main([str(tmp_path / "missing.caffemodel"), "--out", str(exported)]) == 2

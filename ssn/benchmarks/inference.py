@@ -14,7 +14,7 @@ import numpy as np
 from ssn.color import rgb_to_lab
 from ssn.connectivity import connectivity_sizes, enforce_connectivity
 from ssn.grid import init_cells
-from ssn.inference import _net, check_geometry
+from ssn.inference import check_geometry, deploy_net_for
 
 
 def median_seconds(call, repeats: int) -> float:
@@ -31,7 +31,7 @@ def time_mode(rgb: np.ndarray, n_spixels: int, num_steps: int, features: str,
               repeats: int, fused: bool = True) -> dict:
     height, width = rgb.shape[:2]
     grid_h, grid_w = check_geometry(height, width, n_spixels)
-    net = _net(height, width, n_spixels, num_steps, features, None, fused)
+    net = deploy_net_for(height, width, n_spixels, num_steps, features, None, fused=fused)
     cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
     lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
     net.set_inputs(dict(img=lab, spixel_init=cells, feat_spixel_init=cells))

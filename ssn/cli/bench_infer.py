@@ -11,7 +11,7 @@ from ssn.bsds import load_bsds, read_split
 from ssn.cli import options
 from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
-from ssn.inference import as_rgb
+from ssn.images import as_rgb
 
 
 def build_parser() -> argparse.ArgumentParser:

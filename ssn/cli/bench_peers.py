@@ -18,8 +18,7 @@ from skimage import data
 from ssn.benchmarks.peers import methods, time_rounds
 from ssn.bsds import DataRootError, load_bsds, read_split
 from ssn.cli import options
-from ssn.images import read_image
-from ssn.inference import as_rgb
+from ssn.images import as_rgb, read_image
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,8 +19,8 @@ from skimage import data
 from ssn.cli import options
 from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
-from ssn.images import overlay, save_npy, save_png, side_by_side
-from ssn.inference import as_rgb, superpixels
+from ssn.images import as_rgb, overlay, save_npy, save_png, side_by_side
+from ssn.inference import superpixels
 
 SAMPLES = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea}
 log = logging.getLogger("ssn.cli.demo")

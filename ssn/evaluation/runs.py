@@ -31,8 +31,8 @@ from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.evaluation.baselines import baseline
 from ssn.evaluation.metrics import evaluate
 from ssn.evaluation.plots import metric_panels
-from ssn.images import IMAGE_SUFFIXES
-from ssn.inference import as_rgb, superpixels
+from ssn.images import IMAGE_SUFFIXES, as_rgb
+from ssn.inference import superpixels
 
 log = logging.getLogger("ssn.evaluation.runs")
 METRICS = ("asa", "boundary_recall", "boundary_precision", "undersegmentation_error",

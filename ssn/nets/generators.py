@@ -36,6 +36,10 @@ DATA_LAYER_MODULE = "ssn.training.data_layer"
 DATA_LAYER_CLASS = "BSDSDataLayer"
 
 
+# Channels of the learned pixel features (the CNN's output) in the shipped model.
+DEEP_FEATURE_DIM = 20
+
+
 @dataclass
 class SSNConfig:
     """What one SSN network computes.

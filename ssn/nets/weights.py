@@ -11,9 +11,8 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from ssn.atomic import atomic_path
-from ssn.inference import DEEP_FEATURE_DIM
 from ssn.nets.checked import CheckedNet
-from ssn.nets.generators import DATA_LAYER_MODULE, SSNConfig, deploy_net
+from ssn.nets.generators import DATA_LAYER_MODULE, DEEP_FEATURE_DIM, SSNConfig, deploy_net
 
 DECODER_PREFIX = "concat_spixel_feat_"
 
