@@ -3,6 +3,12 @@
 The data path: image -> RGB -> Lab -> pixel features -> (CNN features) -> SLIC
 iterations -> labels -> connectivity -> consecutive labels. Nets are built once
 per geometry and reused.
+
+Deep features of images over :data:`ssn.tiling.TILE_PIXELS` pixels are computed
+by the CNN alone on overlapping tiles (:func:`ssn.tiling.tiled_features`, equal
+to the whole net's) and written straight into the input blob of a second net
+that runs only SLIC (:func:`ssn.nets.generators.slic_net`): memory then grows
+linearly with the pixel count, about 100 bytes a pixel.
 """
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_request, grid_shape, init_cells
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
-from ssn.nets.generators import SSNConfig, deploy_net, position_scale
+from ssn.nets.generators import FEATURES, SSNConfig, deploy_net, position_scale, slic_net
+from ssn.tiling import TILE_PIXELS, pixel_feature_array, tiled_features
 
 log = logging.getLogger("ssn.inference")
 
@@ -118,6 +125,35 @@ def _net(height: int, width: int, n_spixels: int, num_steps: int, features: str,
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
+
+
+# One only: at 24 MP it holds about 2.2 GB.
+@lru_cache(maxsize=1)
+def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
+              fused: bool = True) -> CheckedNet:
+    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
+                       feature_dim=feature_dim, fused=fused)
+    log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
+    return CheckedNet(slic_net(config), caffe.TEST)
+
+
+def tiled(height: int, width: int, features: str) -> bool:
+    """Whether :func:`superpixels` computes the deep features of this size in tiles."""
+    return features == "deep" and height * width > TILE_PIXELS
+
+
+def _tiled_labels(lab: np.ndarray, cells: np.ndarray, grid_count: int, num_steps: int,
+                  weights: str, fused: bool) -> np.ndarray:
+    """Labels from tiled deep features (``lab``: 3 x H x W) and a SLIC-only net."""
+    _, height, width = lab.shape
+    net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM, fused)
+    pixel_feats = pixel_feature_array(lab, position_scale(grid_count, height, width))
+    blob = net.net.blobs[FEATURES]
+    tiled_features(pixel_feats, weights, DEEP_FEATURE_DIM, out=blob.data[0],
+                   weights_identity=file_identity(weights))
+    del pixel_feats
+    out = net.forward(outputs=["new_spix_indices"], spixel_init=cells, feat_spixel_init=cells)
+    return out["new_spix_indices"][0, 0]
 
 
 def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]]
@@ -254,17 +290,24 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     mode, weights_path = resolve_features(features, weights)
     grid_count = grid_request(n_segments, height, width, mode, grid)
     grid_h, grid_w = check_geometry(height, width, grid_count)
+    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+    lab = rgb_to_lab(rgb).transpose(2, 0, 1)
+    del rgb
     try:
-        net = _net(height, width, grid_count, num_steps, mode, weights_path,
-                   file_identity(weights_path), bool(fused))
+        if tiled(height, width, mode):
+            labels = _tiled_labels(lab, cells, grid_count, num_steps, weights_path,
+                                   bool(fused))
+        else:
+            net = _net(height, width, grid_count, num_steps, mode, weights_path,
+                       file_identity(weights_path), bool(fused))
+            out = net.forward(outputs=["new_spix_indices"], img=lab[None], spixel_init=cells,
+                              feat_spixel_init=cells)
+            labels = out["new_spix_indices"][0, 0]
     except NetTooLargeError as error:
         raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                f"{error}") from error
-    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
-    lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
-    out = net.forward(outputs=["new_spix_indices"], img=lab, spixel_init=cells,
-                      feat_spixel_init=cells)
-    labels = out["new_spix_indices"][0, 0].astype(np.int32)
+    del lab, cells
+    labels = labels.astype(np.int32)
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
                                                 max_size_factor)
