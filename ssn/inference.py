@@ -142,20 +142,6 @@ def tiled(height: int, width: int, features: str) -> bool:
     return features == "deep" and height * width > TILE_PIXELS
 
 
-def _tiled_labels(lab: np.ndarray, cells: np.ndarray, grid_count: int, num_steps: int,
-                  weights: str, fused: bool) -> np.ndarray:
-    """Labels from tiled deep features (``lab``: 3 x H x W) and a SLIC-only net."""
-    _, height, width = lab.shape
-    net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM, fused)
-    pixel_feats = pixel_feature_array(lab, position_scale(grid_count, height, width))
-    blob = net.net.blobs[FEATURES]
-    tiled_features(pixel_feats, weights, DEEP_FEATURE_DIM, out=blob.data[0],
-                   weights_identity=file_identity(weights))
-    del pixel_feats
-    out = net.forward(outputs=["new_spix_indices"], spixel_init=cells, feat_spixel_init=cells)
-    return out["new_spix_indices"][0, 0]
-
-
 def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]]
                      ) -> tuple[str, Optional[str]]:
     """(mode, weights path): 'deep' needs weights (given or bundled); None picks for you."""
@@ -290,23 +276,33 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     mode, weights_path = resolve_features(features, weights)
     grid_count = grid_request(n_segments, height, width, mode, grid)
     grid_h, grid_w = check_geometry(height, width, grid_count)
-    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
-    lab = rgb_to_lab(rgb).transpose(2, 0, 1)
-    del rgb
-    try:
-        if tiled(height, width, mode):
-            labels = _tiled_labels(lab, cells, grid_count, num_steps, weights_path,
-                                   bool(fused))
+    in_tiles = tiled(height, width, mode)
+    try:  # the nets' checks first: a clear error before the work
+        if in_tiles:
+            net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM, bool(fused))
         else:
             net = _net(height, width, grid_count, num_steps, mode, weights_path,
                        file_identity(weights_path), bool(fused))
+        cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+        lab = rgb_to_lab(rgb).transpose(2, 0, 1)
+        del rgb
+        if in_tiles:
+            pixel_feats = pixel_feature_array(lab, position_scale(grid_count, height, width))
+            del lab
+            tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
+                           out=net.net.blobs[FEATURES].data[0],
+                           weights_identity=file_identity(weights_path))
+            del pixel_feats
+            out = net.forward(outputs=["new_spix_indices"], spixel_init=cells,
+                              feat_spixel_init=cells)
+        else:
             out = net.forward(outputs=["new_spix_indices"], img=lab[None], spixel_init=cells,
                               feat_spixel_init=cells)
-            labels = out["new_spix_indices"][0, 0]
     except NetTooLargeError as error:
         raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                f"{error}") from error
-    del lab, cells
+    labels = out["new_spix_indices"][0, 0]
+    del out, cells
     labels = labels.astype(np.int32)
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
