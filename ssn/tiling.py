@@ -143,11 +143,12 @@ def pixel_feature_array(lab: np.ndarray, pos_scale: float,
     return out
 
 
-@lru_cache(maxsize=2)
+# One only: it holds about 1.5 GB once used.
+@lru_cache(maxsize=1)
 def _feature_net(height: int, width: int, feature_dim: int, weights: str,
                  weights_identity: Optional[tuple] = None) -> CheckedNet:
-    """The feature CNN for tiles of up to ``height`` x ``width``; it reshapes to smaller
-    tiles and keeps its largest blobs. Keyed on the weights file's identity."""
+    """The feature CNN for tiles of up to ``height`` x ``width``; it reshapes to each
+    tile (Caffe keeps the largest blobs). Keyed on the weights file's identity."""
     return CheckedNet(feature_net(height, width, feature_dim), caffe.TEST, weights=weights)
 
 
@@ -186,8 +187,13 @@ def tiled_features(pixel_feats: np.ndarray, weights: str, feature_dim: int,
     needed, stride = feature_margin(feature_dim)
     margin = needed if margin is None else margin
     if tile is None:
-        side = max(stride, math.isqrt(TILE_PIXELS) - 2 * margin)
+        limit = math.isqrt(TILE_PIXELS)
+        side = max(stride, limit - 2 * margin)
         tile = (tile_core(height, side, stride), tile_core(width, side, stride))
+        # One net for all images (it reshapes to each tile): built for the largest tile.
+        largest = (max(limit, side + 2 * margin),) * 2
+    else:
+        largest = (tile[0] + 2 * margin, tile[1] + 2 * margin)
     core_h, core_w = tile
     if core_h % stride or core_w % stride or margin % stride or min(core_h, core_w) < 1:
         raise ValueError(f"tiles {core_h}x{core_w} with margin {margin} must be positive "
@@ -197,8 +203,8 @@ def tiled_features(pixel_feats: np.ndarray, weights: str, feature_dim: int,
     elif out.shape != (feature_dim, height, width):
         raise ValueError(f"out has shape {out.shape}, expected "
                          f"{(feature_dim, height, width)}")
-    net = _feature_net(min(height, core_h + 2 * margin), min(width, core_w + 2 * margin),
-                       feature_dim, str(weights), weights_identity)
+    net = _feature_net(min(height, largest[0]), min(width, largest[1]), feature_dim,
+                       str(weights), weights_identity)
     for top, bottom, in_top, in_bottom in spans(height, core_h, margin):
         for left, right, in_left, in_right in spans(width, core_w, margin):
             piece = pixel_feats[None, :, in_top:in_bottom, in_left:in_right]

@@ -118,3 +118,12 @@ def test_infer_tool_on_a_folder_with_a_2_megapixel_photo(tmp_path, val_images):
     assert np.load(out / "a_big.npy").shape == (1200, 1600)
     assert np.load(out / "b_small.npy").shape == skio.imread(val_images[0]).shape[:2]
     inference._slic_net.cache_clear()
+
+
+def test_the_size_benchmark_measures_a_run_in_a_fresh_process():
+    from ssn.benchmarks.sizes import measure, megapixel_size, table_row
+    result = measure(60, 90, "pixel", 20)
+    assert result["seconds"] > 0 and 50e6 < result["peak"] < 4e9 and result["count"] > 5
+    assert table_row(0.0054, 60, 90, "pixel", result).startswith("| 0.0054 MP (90x60) | pixel |")
+    assert "failed: " in table_row(1, 2, 3, "deep", measure(2, 3, "deep", 20))
+    assert megapixel_size(24) == (4000, 6000) and megapixel_size(6) == (2000, 3000)
