@@ -41,6 +41,7 @@ setup(
             "ssn-bench-infer = ssn.cli.bench_infer:main",
             "ssn-bench-train = ssn.cli.bench_train:main",
             "ssn-bench-peers = ssn.cli.bench_peers:main",
+            "ssn-bench-sizes = ssn.cli.bench_sizes:main",
             "ssn-data = ssn.cli.data:main",
         ],
     },

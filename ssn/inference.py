@@ -3,6 +3,12 @@
 The data path: image -> RGB -> Lab -> pixel features -> (CNN features) -> SLIC
 iterations -> labels -> connectivity -> consecutive labels. Nets are built once
 per geometry and reused.
+
+Deep features of images over :data:`ssn.tiling.TILE_PIXELS` pixels are computed
+by the CNN alone on overlapping tiles (:func:`ssn.tiling.tiled_features`, equal
+to the whole net's) and written straight into the input blob of a second net
+that runs only SLIC (:func:`ssn.nets.generators.slic_net`): memory then grows
+linearly with the pixel count, about 100 bytes a pixel.
 """
 from __future__ import annotations
 
@@ -24,7 +30,15 @@ from ssn.grid import grid_request, grid_shape, init_cells
 from ssn.images import as_rgb
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
-from ssn.nets.generators import DEEP_FEATURE_DIM, SSNConfig, deploy_net, position_scale
+from ssn.nets.generators import (
+    DEEP_FEATURE_DIM,
+    FEATURES,
+    SSNConfig,
+    deploy_net,
+    position_scale,
+    slic_net,
+)
+from ssn.tiling import TILE_PIXELS, pixel_feature_array, tiled_features
 
 log = logging.getLogger("ssn.inference")
 
@@ -80,6 +94,21 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
+
+
+# One only: at 24 MP it holds about 2.2 GB.
+@lru_cache(maxsize=1)
+def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
+              fused: bool = True) -> CheckedNet:
+    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
+                       feature_dim=feature_dim, fused=fused)
+    log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
+    return CheckedNet(slic_net(config), caffe.TEST)
+
+
+def tiled(height: int, width: int, features: str) -> bool:
+    """Whether :func:`superpixels` computes the deep features of this size in tiles."""
+    return features == "deep" and height * width > TILE_PIXELS
 
 
 def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]]
@@ -216,17 +245,34 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     mode, weights_path = resolve_features(features, weights)
     grid_count = grid_request(n_segments, height, width, mode, grid)
     grid_h, grid_w = check_geometry(height, width, grid_count)
-    try:
-        net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
-                   file_identity(weights_path), bool(fused))
+    in_tiles = tiled(height, width, mode)
+    try:  # the nets' checks first: a clear error before the work
+        if in_tiles:
+            net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM, bool(fused))
+        else:
+            net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
+                                 file_identity(weights_path), bool(fused))
+        cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+        lab = rgb_to_lab(rgb).transpose(2, 0, 1)
+        del rgb
+        if in_tiles:
+            pixel_feats = pixel_feature_array(lab, position_scale(grid_count, height, width))
+            del lab
+            tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
+                           out=net.net.blobs[FEATURES].data[0],
+                           weights_identity=file_identity(weights_path))
+            del pixel_feats
+            out = net.forward(outputs=["new_spix_indices"], spixel_init=cells,
+                              feat_spixel_init=cells)
+        else:
+            out = net.forward(outputs=["new_spix_indices"], img=lab[None], spixel_init=cells,
+                              feat_spixel_init=cells)
     except NetTooLargeError as error:
         raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                f"{error}") from error
-    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
-    lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
-    out = net.forward(outputs=["new_spix_indices"], img=lab, spixel_init=cells,
-                      feat_spixel_init=cells)
-    labels = out["new_spix_indices"][0, 0].astype(np.int32)
+    labels = out["new_spix_indices"][0, 0]
+    del out, cells
+    labels = labels.astype(np.int32)
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
                                                 max_size_factor)

@@ -239,15 +239,37 @@ SIZE_CASES = {
         r"raised NetTooLargeError: the net's blobs need 1490.1 GiB \(1490.1 GiB more than "
         r"now\), only \d+\.\d GiB of memory is available; largest: 'big0' 1 x 2000 x 1000 x "
         r"1000, .*"),
-    "superpixels of a 1200x1600 photo": (
-        # Section 1 of issue 11 makes such images work; then this case moves to a larger one.
+    "SLIC net's features over INT_MAX": (
+        # 108 MP of deep features: 20 x 9000 x 12000 values do not fit one blob.
         '''
+        from ssn.nets.generators import SSNConfig, slic_net
+        config = SSNConfig(height=9000, width=12000, n_spixels=100, num_steps=10,
+                           feature_dim=20)
+        report(lambda: CheckedNet(slic_net(config)))''',
+        r"raised NetTooLargeError: Input layer 'trans_features': top 'trans_features' would "
+        r"be 1 x 20 x 9000 x 12000 = 2,160,000,000 values, over Caffe's limit of "
+        r"2,147,483,647 per blob \(INT_MAX\); use a smaller input"),
+    # Such photos run, in tiles (issue 11, section 1); the nets are checked before the work.
+    "superpixels of a 1200x1600 photo with too little memory, deep": (
+        '''
+        import ssn.nets.checks as checks
         from ssn.inference import superpixels
-        report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100))''',
-        r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: "
-        r"Convolution layer 'Convolution7': its im2col buffer would be 1773 x 1200 x 1600 = "
-        r"3,404,160,000 values, over Caffe's limit of 2,147,483,647 per blob \(INT_MAX\); "
-        r"use a smaller input"),
+        checks.available_memory = lambda: 2**27
+        report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100,
+                                   features="deep"))''',
+        r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: the net's "
+        r"blobs need 0\.2 GiB \(0\.2 GiB more than now\), only 0\.1 GiB of memory is "
+        r"available; largest: 'trans_features' 1 x 20 x 1200 x 1600, .*"),
+    "superpixels of a 1200x1600 photo with too little memory, pixel": (
+        '''
+        import ssn.nets.checks as checks
+        from ssn.inference import superpixels
+        checks.available_memory = lambda: 2**25
+        report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100,
+                                   features="pixel"))''',
+        r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: the net's "
+        r"blobs need 0\.1 GiB \(0\.1 GiB more than now\), only 0\.0 GiB of memory is "
+        r"available; largest: 'pixel_features' 1 x 5 x 1200 x 1600, .*"),
 }
 
 

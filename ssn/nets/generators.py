@@ -8,7 +8,10 @@ Layer and parameter names follow the original release (``Convolution1..7``,
 :func:`train_net` and :func:`deploy_net` give the TRAIN/TEST net and the deploy
 net of one configuration; the pieces (:func:`cnn_features`,
 :func:`slic_iterations`, :func:`fused_slic_iterations`, :func:`hard_assignment`,
-:func:`compactness_loss`, :func:`label_loss`) compose other networks.
+:func:`compactness_loss`, :func:`label_loss`) compose other networks, such as
+the two halves of a deploy net that :mod:`ssn.tiling` runs on large images:
+:func:`feature_net` (the CNN alone, on one tile) and :func:`slic_net` (SLIC on
+precomputed features).
 """
 from __future__ import annotations
 
@@ -392,3 +395,41 @@ def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
         hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
     return net.to_proto()
 
+
+
+PIXEL_FEATURES = "pixel_features"
+FEATURES = "trans_features"
+
+
+def feature_net(height: int, width: int, feature_dim: int) -> caffe_pb2.NetParameter:
+    """The deploy net's feature CNN alone: Input ``pixel_features`` (1 x 5 x H x W, as
+    :func:`pixel_features` makes them) -> ``trans_features`` (1 x feature_dim x H x W).
+
+    Its layers have the deploy net's names, so the same weights load.
+    """
+    if feature_dim <= 5:
+        raise ValueError(f"a feature net needs feature_dim > 5, got {feature_dim}")
+    net = caffe.NetSpec()
+    net[PIXEL_FEATURES] = L.Input(shape=dict(dim=[1, 5, height, width]))
+    cnn_features(net, net[PIXEL_FEATURES], feature_dim - 5)
+    return net.to_proto()
+
+
+def slic_net(config: SSNConfig) -> caffe_pb2.NetParameter:
+    """The deploy net after its features: Input ``trans_features`` (1 x feature_dim x H x
+    W), ``spixel_init``, ``feat_spixel_init`` -> ``new_spix_indices``; no CNN, no weights.
+
+    Fused or decomposed SLIC as in :func:`deploy_net`.
+    """
+    grid_h, grid_w = config.grid
+    net = caffe.NetSpec()
+    net[FEATURES] = L.Input(shape=dict(dim=[1, config.feature_dim, config.height,
+                                            config.width]))
+    net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
+    net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
+    iterations = fused_slic_iterations if config.fused else slic_iterations
+    out = iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init, grid_h,
+                     grid_w, config.num_steps)
+    if not config.fused:
+        hard_assignment(net, out, net.spixel_init, grid_h, grid_w)
+    return net.to_proto()
