@@ -4,10 +4,13 @@ Protocol: every (image, annotator) pair is one row (ASA, boundary recall and
 precision with tolerance round(0.0025 x diagonal), undersegmentation error,
 compactness, explained variation; see ssn.evaluation.metrics); a method's figure at one
 requested count is the mean over rows, plotted against the mean actual number
-of superpixels. Methods: label maps in directories (tools/infer.py output,
-<stem>.npy), SSN run here (--ssn COUNTS), scikit-image SLIC (--slic COUNTS).
-Any folder of images with ground truths (--images, --gt) works as well as a
-BSDS500 split. Writes rows.csv, summary.csv, summary.json and curves.png to --out.
+of superpixels, and interpolated at matched actual counts (matched.csv,
+matched.md). Methods: label maps in folders (ssn-infer output, <stem>.npy:
+--labels NAME=DIR), and at each --n-segments count SSN and the classical
+baselines of ssn.evaluation.baselines (--methods). Any folder of images with
+ground truths (--images, --gt) works as well as a BSDS500 split. Writes
+rows.csv (as it goes), skipped.csv, summary.csv, summary.json and curves.png to
+--out.
 """
 from __future__ import annotations
 
