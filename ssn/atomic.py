@@ -1,4 +1,5 @@
-"""Atomic file writes: write under a temporary name beside the target, then rename.
+"""Atomic file writes (write under a temporary name beside the target, then rename),
+and a file's sha256.
 
 A reader never sees a half-written file, and a failure (an exception, a full
 disk) leaves the target as it was. Temporary names are unique per process and
@@ -7,6 +8,7 @@ call, so two writers of one target cannot clobber each other's partial files.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -92,3 +94,12 @@ def ensure_writable_folder(folder: PathLike, what: str = "output folder") -> Pat
             else type(error)
         raise kind(f"cannot write to the {what} {folder}: {error.strerror or error}") from error
     return folder
+
+
+def sha256_of(path: PathLike) -> str:
+    """The sha256 of a file's bytes, as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

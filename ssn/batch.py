@@ -57,7 +57,7 @@ from skimage import io as skio
 from tqdm import tqdm
 
 from ssn import __version__
-from ssn.atomic import atomic_path, write_atomic
+from ssn.atomic import atomic_path, sha256_of, write_atomic
 from ssn.device import use_device
 from ssn.images import IMAGE_SUFFIXES, overlay, read_image
 from ssn.inference import resolve_features, superpixels
@@ -194,17 +194,10 @@ def assign_names(paths: list[Path]) -> list[Item]:
 # Settings
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 @lru_cache(maxsize=8)
 def _weights_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(Path(path))
+    return sha256_of(path)
 
 
 def weights_sha256(path: str) -> str:

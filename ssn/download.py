@@ -29,7 +29,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from ssn.atomic import write_atomic
+from ssn.atomic import sha256_of, write_atomic
 
 log = logging.getLogger("ssn.download")
 
@@ -45,13 +45,6 @@ CHUNK = 1 << 20
 class FetchError(RuntimeError):
     """The download failed, or what came does not verify."""
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_digest(root: Path, folders=VERIFIED_FOLDERS) -> str:

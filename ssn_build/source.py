@@ -1,11 +1,12 @@
 """Where the build's inputs are: the pinned Caffe sdist and this checkout's sources."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 import sys
 from pathlib import Path
+
+from ssn.atomic import sha256_of
 
 log = logging.getLogger("ssn_build")
 
@@ -21,13 +22,6 @@ PATCH_DIR = CHECKOUT / "patches" / "caffe"
 NATIVE_DIR = CHECKOUT / "ssn" / "native"
 PROTO_FRAGMENT = LAYER_DIR / "ssn.proto"
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_source(cache: Path) -> Path:

@@ -17,6 +17,7 @@ from skimage import data
 from skimage import io as skio
 
 from ssn import batch
+from ssn.atomic import sha256_of
 from ssn.cli.infer import main as infer_main
 from ssn.images import read_image
 from ssn.inference import superpixels
@@ -76,7 +77,7 @@ def test_deep_records_hash_the_weights(tmp_path, images):
                        "--num-steps", "2", "--features", "deep", "--workers", "1"]) == 0
     settings = json.loads((out / f"{images[0].stem}.ssn.json").read_text())["settings"]
     from ssn.inference import bundled_weights
-    assert settings["weights_sha256"] == batch.file_sha256(bundled_weights())
+    assert settings["weights_sha256"] == sha256_of(bundled_weights())
 
 
 def test_other_settings_into_one_out_are_refused_and_overwrite_recomputes(
@@ -168,7 +169,7 @@ def test_verify_checks_the_labels_even_when_the_record_matches(tmp_path, images)
     np.save(npy, np.load(npy)[:, :-1])
     record_file = out / f"{item.name}.ssn.json"
     record = json.loads(record_file.read_text())
-    record["files"]["npy"].update(size=npy.stat().st_size, sha256=batch.file_sha256(npy))
+    record["files"]["npy"].update(size=npy.stat().st_size, sha256=sha256_of(npy))
     record_file.write_text(json.dumps(record))
     assert batch.verify(item, out, settings) == (None, f"{item.name}.npy: shape "
                                                  f"{np.load(npy).shape}, not the image's "

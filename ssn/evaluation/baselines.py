@@ -81,29 +81,30 @@ def region_size(shape: tuple, n_segments: int) -> int:
     return max(2, round(math.sqrt(shape[0] * shape[1] / n_segments)))
 
 
-def opencv_slico_labels(rgb: np.ndarray, n_segments: int, compactness: float = 10.0
-                        ) -> np.ndarray:
-    """OpenCV-contrib SLICO on Lab (its adaptive-compactness SLIC), connectivity enforced."""
+def opencv_clustering(rgb: np.ndarray, n_segments: int, make) -> np.ndarray:
+    """An OpenCV-contrib clustering superpixel method on Lab, connectivity enforced;
+    ``make(cv2, lab, region_size)`` creates its object."""
     cv2 = opencv()
     lab = cv2.cvtColor(as_uint8(rgb), cv2.COLOR_RGB2Lab)
-    slic = cv2.ximgproc.createSuperpixelSLIC(lab, algorithm=cv2.ximgproc.SLICO,
-                                             region_size=region_size(lab.shape, n_segments),
-                                             ruler=float(compactness))
-    slic.iterate(ITERATIONS)
-    slic.enforceLabelConnectivity(25)
-    return consecutive(slic.getLabels())
+    method = make(cv2, lab, region_size(lab.shape, n_segments))
+    method.iterate(ITERATIONS)
+    method.enforceLabelConnectivity(25)
+    return consecutive(method.getLabels())
+
+
+def opencv_slico_labels(rgb: np.ndarray, n_segments: int, compactness: float = 10.0
+                        ) -> np.ndarray:
+    """OpenCV-contrib SLICO (its adaptive-compactness SLIC)."""
+    return opencv_clustering(rgb, n_segments, lambda cv2, lab, size: (
+        cv2.ximgproc.createSuperpixelSLIC(lab, algorithm=cv2.ximgproc.SLICO,
+                                          region_size=size, ruler=float(compactness))))
 
 
 def opencv_lsc_labels(rgb: np.ndarray, n_segments: int, compactness: float = 0.075
                       ) -> np.ndarray:
-    """OpenCV-contrib LSC (linear spectral clustering) on Lab, connectivity enforced."""
-    cv2 = opencv()
-    lab = cv2.cvtColor(as_uint8(rgb), cv2.COLOR_RGB2Lab)
-    lsc = cv2.ximgproc.createSuperpixelLSC(lab, region_size=region_size(lab.shape, n_segments),
-                                           ratio=float(compactness))
-    lsc.iterate(ITERATIONS)
-    lsc.enforceLabelConnectivity(25)
-    return consecutive(lsc.getLabels())
+    """OpenCV-contrib LSC (linear spectral clustering)."""
+    return opencv_clustering(rgb, n_segments, lambda cv2, lab, size: (
+        cv2.ximgproc.createSuperpixelLSC(lab, region_size=size, ratio=float(compactness))))
 
 
 def opencv_seeds_labels(rgb: np.ndarray, n_segments: int, compactness: float = 2

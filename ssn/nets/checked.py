@@ -81,6 +81,22 @@ def check_blob_proto(blob: caffe_pb2.BlobProto, where: str) -> None:
                             "model diverged or the file is corrupt")
 
 
+def parse_binary_proto(path: Path, message, what: str, error: type):
+    """Parse the binary protobuf file ``path`` into ``message``; return it.
+
+    Raises ``error`` saying that the file is not ``what`` when it is empty or
+    does not parse (Caffe would abort on either).
+    """
+    data = Path(path).read_bytes()
+    if not data:
+        raise error(f"{path} is empty (0 bytes): not {what}")
+    try:
+        message.ParseFromString(data)
+    except Exception as cause:  # protobuf raises its own DecodeError
+        raise error(f"{path} is not {what}, or is truncated: {cause}") from cause
+    return message
+
+
 def read_caffemodel(path: Union[str, Path]) -> caffe_pb2.NetParameter:
     """Parse a .caffemodel and check every stored blob, before Caffe reads it.
 
@@ -96,15 +112,8 @@ def read_caffemodel(path: Union[str, Path]) -> caffe_pb2.NetParameter:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    data = path.read_bytes()
-    if not data:
-        raise NetCheckError(f"{path} is empty (0 bytes): not a Caffe model (.caffemodel)")
-    model = caffe_pb2.NetParameter()
-    try:
-        model.ParseFromString(data)
-    except Exception as error:  # protobuf raises its own DecodeError
-        raise NetCheckError(f"{path} is not a Caffe model (.caffemodel), or is truncated: "
-                            f"{error}") from error
+    model = parse_binary_proto(path, caffe_pb2.NetParameter(),
+                               "a Caffe model (.caffemodel)", NetCheckError)
     if not model.layer:
         raise NetCheckError(f"{path} holds no layers: not a Caffe model (.caffemodel)")
     for layer in model.layer:

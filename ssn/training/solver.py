@@ -39,7 +39,12 @@ from tqdm import tqdm
 
 from ssn.atomic import ensure_writable_folder, write_atomic
 from ssn.device import use_device
-from ssn.nets.checked import blob_proto_shape, check_blob_proto, check_weights_fit
+from ssn.nets.checked import (
+    blob_proto_shape,
+    check_blob_proto,
+    check_weights_fit,
+    parse_binary_proto,
+)
 from ssn.nets.checks import NetCheckError, infer_shapes, layers_for_phase
 from ssn.nets.weights import initialize_helper_weights
 from ssn.training.data_layer import BSDSDataLayer
@@ -302,15 +307,8 @@ def read_solverstate(path: Path) -> caffe_pb2.SolverState:
     if path.suffix == ".h5":
         raise SnapshotError(f"{path}: HDF5 solver states are not supported; resume from a "
                             ".solverstate (snapshot_format: BINARYPROTO)")
-    data = path.read_bytes()
-    if not data:
-        raise SnapshotError(f"{path} is empty (0 bytes): not a solver state (.solverstate)")
-    state = caffe_pb2.SolverState()
-    try:
-        state.ParseFromString(data)
-    except Exception as error:  # protobuf raises its own DecodeError
-        raise SnapshotError(f"{path} is not a solver state (.solverstate), or is truncated: "
-                            f"{error}") from error
+    state = parse_binary_proto(path, caffe_pb2.SolverState(), "a solver state (.solverstate)",
+                               SnapshotError)
     if not state.HasField("iter") or not state.learned_net:
         raise SnapshotError(f"{path} names no iteration or no model: not a solver state "
                             "(.solverstate) of a training run")
