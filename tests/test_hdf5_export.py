@@ -49,3 +49,41 @@ def test_exported_data_trains_with_the_caffe_tool(tmp_path, sample_root):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Finetuning from" in result.stderr
     assert "Iteration 2, loss =" in result.stderr
+
+
+def read_all(list_file: Path) -> list[dict[str, np.ndarray]]:
+    """Every dataset of every file named in ``list_file``."""
+    contents = []
+    for name in list_file.read_text().split():
+        with h5py.File(name) as handle:
+            contents.append({key: handle[key][...] for key in handle})
+    return contents
+
+
+def test_worker_processes_write_the_same_files_and_compression_is_optional(tmp_path,
+                                                                           sample_root):
+    common = ["--train-samples", "5", "--val-samples", "1", "--per-file", "2", "--patch",
+              "33", "--n-segments", "4", "--num-label-channels", "5", "--no-net"]
+    assert export_main(["--out", str(tmp_path / "one"), *common]) == 0
+    assert export_main(["--out", str(tmp_path / "two"), "--jobs", "2", "--no-compress",
+                        *common]) == 0
+    one, two = read_all(tmp_path / "one" / "train.txt"), read_all(tmp_path / "two" / "train.txt")
+    assert [len(c["img"]) for c in one] == [2, 2, 1]
+    for first, second in zip(one, two, strict=True):
+        for key in first:
+            np.testing.assert_array_equal(first[key], second[key])
+    assert not (tmp_path / "one" / "ssn_train_val_hdf5.prototxt").exists()
+    with h5py.File((tmp_path / "two" / "train.txt").read_text().split()[0]) as handle:
+        assert handle["img"].compression is None
+    with h5py.File((tmp_path / "one" / "train.txt").read_text().split()[0]) as handle:
+        assert handle["img"].compression == "gzip"
+
+
+def test_export_without_the_net_needs_no_pycaffe(tmp_path, sample_root):
+    code = ("import sys; from ssn.cli.export_hdf5 import main; "
+            f"main(['--out', {str(tmp_path)!r}, '--train-samples', '1', '--val-samples', '1', "
+            "'--patch', '33', '--n-segments', '4', '--no-net']); "
+            "assert 'caffe' not in sys.modules, 'caffe was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, SSN_DATA_ROOT=str(sample_root)), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Optional
-
-from google.protobuf import text_format
 
 import ssn.training.hdf5_export as hdf5_export_module
 from ssn.atomic import write_atomic
 from ssn.bsds import data_root, read_split
 from ssn.cli import options
-from ssn.nets.generators import SSNConfig, train_net
-from ssn.nets.prototxt import HEADER
+from ssn.grid import grid_shape
 from ssn.training.hdf5_export import export_split
 from ssn.training.samples import BSDSSampler
 
@@ -43,28 +41,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-file", type=int, default=24,
                         help="samples per .h5 file (default: 24)")
     parser.add_argument("--seed", type=int, default=2356, help="random seed (default: 2356)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes (default: 1); the files do not depend on it")
+    parser.add_argument("--compress", action=argparse.BooleanOptionalAction, default=True,
+                        help="gzip the datasets (default); --no-compress: about 10x larger "
+                             "files that load several times faster")
+    parser.add_argument("--net", action=argparse.BooleanOptionalAction, default=True,
+                        help="also write the train/val net reading the files (default); "
+                             "--no-net needs no pycaffe")
     return parser
+
+
+def write_train_net(args: argparse.Namespace, train_list: Path, val_list: Path) -> Path:
+    """Write the train/val net that reads the exported files; return its path."""
+    from google.protobuf import text_format
+
+    from ssn.nets.generators import SSNConfig, train_net
+    from ssn.nets.prototxt import HEADER
+
+    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
+                       num_label_channels=args.num_label_channels)
+    net = args.out / "ssn_train_val_hdf5.prototxt"
+    write_atomic(net, HEADER + text_format.MessageToString(
+        train_net(config, hdf5_sources=(str(train_list.resolve()), str(val_list.resolve())))))
+    return net
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
-                       num_label_channels=args.num_label_channels)
+    if args.jobs < 1:
+        raise SystemExit("ssn-export-hdf5: --jobs must be at least 1")
+    grid = grid_shape(args.n_segments, args.patch, args.patch)
     lists = []
     for split, count in (("train", args.train_samples), ("val", args.val_samples)):
         root = data_root(args.data_root)
-        sampler = BSDSSampler(split, (args.patch, args.patch), config.grid, 1,
+        sampler = BSDSSampler(split, (args.patch, args.patch), grid, 1,
                               args.num_label_channels, args.seed, root, read_split(split, root))
         lists.append(export_split(sampler, args.out, split, count, args.augment,
-                                  args.per_file, args.seed))
+                                  args.per_file, args.seed, args.jobs, args.compress))
         log.info("wrote %d %s samples, listed in %s", count, split, lists[-1])
-    net = args.out / "ssn_train_val_hdf5.prototxt"
-    write_atomic(net, HEADER + text_format.MessageToString(
-        train_net(config, hdf5_sources=(str(lists[0].resolve()), str(lists[1].resolve())))))
-    log.info("wrote %s (the train/val net reading these files)", net)
+    if args.net:
+        net = write_train_net(args, *lists)
+        log.info("wrote %s (the train/val net reading these files)", net)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import caffe
 import numpy as np
@@ -60,8 +61,13 @@ def inputs_for_data_layers(net_param: caffe_pb2.NetParameter, phase: int,
 
 
 def write_initial_weights(net_param: caffe_pb2.NetParameter, shapes: dict[str, tuple],
-                          path: os.PathLike, seed: int = 2356) -> Path:
-    """Fill the TRAIN net's weights (random convs, fixed helpers) and save a .caffemodel."""
+                          path: os.PathLike, seed: int = 2356,
+                          trained: Optional[os.PathLike] = None) -> Path:
+    """Fill the TRAIN net's weights (random convs, fixed helpers) and save a .caffemodel.
+
+    With ``trained``, the layers that .caffemodel holds (a trained feature CNN)
+    replace the random ones, to fine-tune from it.
+    """
     caffe.set_random_seed(seed)
     param = inputs_for_data_layers(net_param, caffe.TRAIN, shapes)
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
@@ -71,6 +77,8 @@ def write_initial_weights(net_param: caffe_pb2.NetParameter, shapes: dict[str, t
     finally:
         os.unlink(handle.name)
     initialize_helper_weights(net)
+    if trained is not None:
+        net.copy_from(str(trained))
     with atomic_path(path) as tmp:
         net.save(str(tmp))
     return Path(path)

@@ -162,6 +162,17 @@ class BSDSSampler:
         self.unreadable: dict[str, str] = {}  # image id -> why it is skipped
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled for worker processes without its lock and image cache."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def image(self, image_id: str) -> Optional[BSDSImage]:
         """The image with its ground truth, or None (reported once) if either is unreadable."""
         if image_id in self.unreadable:
