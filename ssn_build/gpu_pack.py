@@ -33,8 +33,9 @@ PACK_PACKAGES = ("caffe", "numpy", "numpy.libs", "google", "six.py", "pytest", "
                  "pluggy", "iniconfig", "packaging", "pygments", "py.py")
 PACK_DISTRIBUTIONS = {"numpy", "protobuf", "six", "pytest", "pluggy", "iniconfig", "packaging",
                       "pygments"}
-# pycaffe's caffe.io imports scikit-image and SciPy for its image helpers only;
-# the pack holds stand-ins (far smaller than the real packages) that raise when used.
+# pycaffe's caffe.io imports scikit-image and SciPy for its image helpers only, and
+# ssn.bsds SciPy's .mat reader; the pack holds stand-ins (far smaller than the real
+# packages) that raise when used.
 PACK_STUB_NOTE = ('"""Stand-in written by ssn_build --pack: the GPU-check pack leaves out '
                   '{package}, which\npycaffe\'s caffe.io imports for its image helpers; '
                   'using them raises ImportError."""\n')
@@ -47,6 +48,10 @@ PACK_STUBS = {
     "scipy/ndimage.py": PACK_STUB_NOTE.format(package="SciPy") + (
         "\n\ndef zoom(*args, **kwargs):\n"
         "    raise ImportError('scipy.ndimage.zoom: not in the ssn GPU-check pack')\n"),
+    # ssn.bsds (imported by the tests' conftest) reads ground truth with scipy.io.
+    "scipy/io.py": PACK_STUB_NOTE.format(package="SciPy") + (
+        "\n\ndef __getattr__(name):\n"
+        "    raise ImportError(f'scipy.io.{name}: not in the ssn GPU-check pack')\n"),
 }
 
 

@@ -42,7 +42,7 @@ pids=()
 for run in .gpu-run/*/; do
   name=$(basename "$run")
   mkdir -p "$run/snap"
-  (cd "$run" && exec "${caffe_env[@]}" "$root/bin/caffe" train --solver=solver.prototxt \
+  (cd "$run" && exec "${caffe_env[@]}" "$root/bin/caffe.bin" train --solver=solver.prototxt \
      --weights=init.caffemodel --gpu=0) >"$results/$name.log" 2>&1 &
   pids+=($!)
 done
