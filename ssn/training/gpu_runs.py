@@ -44,7 +44,6 @@ GPU_OPTIONS = PrototxtOptions(batch_size=6, base_lr=1e-4, max_iter=500000, snaps
 VARIANTS = (
     Variant("finetune_b6_s5", GPU_OPTIONS, from_shipped=True),
     Variant("finetune_b6_s10", replace(GPU_OPTIONS, num_steps=10), from_shipped=True),
-    Variant("scratch_b6_s5", GPU_OPTIONS, from_shipped=False),
 )
 
 
