@@ -1,5 +1,6 @@
 """SSN inside a downstream net: task labels, the generator, gradients and a short run."""
 import csv
+import json
 
 import caffe
 import numpy as np
@@ -8,8 +9,10 @@ from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from ssn.cli.eval_task import main as eval_task_main
 from ssn.cli.make_prototxt import build_parser, options_from_args
 from ssn.color import rgb_to_lab
+from ssn.evaluation.task import accuracy, image_config
 from ssn.grid import init_cells
 from ssn.nets.checked import CheckedNet
 from ssn.nets.downstream import (
@@ -19,8 +22,9 @@ from ssn.nets.downstream import (
     deploy_net,
     train_net,
 )
+from ssn.nets.prototxt import data_shapes as prototxt_data_shapes
 from ssn.nets.prototxt import generate, solver, stale_files
-from ssn.nets.weights import inputs_for_data_layers
+from ssn.nets.weights import inputs_for_data_layers, write_initial_weights
 from ssn.training.solver import train
 from ssn.training.task_labels import lightness_class, segment_lightness_labels
 
@@ -304,3 +308,39 @@ def test_short_training_lowers_the_task_loss(tmp_path, sample_root):
         losses = [float(row["task_loss"]) for row in csv.DictReader(stream)]
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
+
+
+def test_accuracy_is_the_mean_over_the_segmentations():
+    lab = np.zeros((1, 4, 3))
+    lab[0, :, 0] = [10, 10, 90, 90]
+    one = np.array([[0, 0, 1, 1]])  # dark, dark, light, light
+    other = np.zeros((1, 4), dtype=int)  # one segment of mean 50: light
+    predicted = np.array([[0, 0, 1, 1]])
+    assert accuracy(predicted, lab, [one, other], 2) == pytest.approx((1 + 0.5) / 2)
+    with pytest.raises(ValueError, match="no segmentation"):
+        accuracy(predicted, lab, [], 2)
+
+
+def test_images_get_cells_of_the_training_size():
+    options = DownstreamOptions(patch=100, n_spixels=25)  # 5 x 5 cells of 400 pixels
+    config = image_config(options, 200, 300)
+    assert config.n_spixels == 150 and config.grid == (10, 15)
+    assert config.num_steps == options.deploy_num_steps and not config.fused
+    assert image_config(options, 200, 300, n_spixels=6).grid == (2, 3)
+
+
+@pytest.mark.parametrize("pooling", [True, False], ids=["superpixels", "pixels"])
+def test_eval_task_runs_end_to_end(tmp_path, sample_root, pooling):
+    options = DownstreamOptions(patch=33, n_spixels=9, batch_size=1, spixel_pooling=pooling)
+    weights = tmp_path / "model.caffemodel"
+    write_initial_weights(options.train_net_param(), prototxt_data_shapes(options), weights)
+    flag = "--spixel-pooling" if pooling else "--no-spixel-pooling"
+    out = tmp_path / "out"
+    assert eval_task_main([str(weights), "--out", str(out), "--limit", "2", flag,
+                           "--patch", "33", "--train-n-segments", "9", "--num-steps", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 2 and 0 <= summary["accuracy"] <= 1
+    assert 0 < summary["own_lightness"] <= 1
+    with open(out / "images.csv") as stream:
+        assert [row["id"] for row in csv.DictReader(stream)] == ["9001", "9011"]
+    assert eval_task_main([str(tmp_path / "missing.caffemodel"), "--out", str(out)]) == 2
