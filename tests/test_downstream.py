@@ -12,7 +12,7 @@ from google.protobuf import text_format
 from ssn.cli.eval_task import main as eval_task_main
 from ssn.cli.make_prototxt import build_parser, options_from_args
 from ssn.color import rgb_to_lab
-from ssn.evaluation.task import accuracy, image_config
+from ssn.evaluation.task import accuracy, image_config, moving_mean, plot_comparison
 from ssn.grid import init_cells
 from ssn.nets.checked import CheckedNet
 from ssn.nets.downstream import (
@@ -344,3 +344,18 @@ def test_eval_task_runs_end_to_end(tmp_path, sample_root, pooling):
     with open(out / "images.csv") as stream:
         assert [row["id"] for row in csv.DictReader(stream)] == ["9001", "9011"]
     assert eval_task_main([str(tmp_path / "missing.caffemodel"), "--out", str(out)]) == 2
+
+
+def test_moving_mean_averages_the_window_before_each_value():
+    np.testing.assert_allclose(moving_mean([1, 3, 5, 7], 2), [1, 2, 4, 6])
+    np.testing.assert_allclose(moving_mean([2, 4], 10), [2, 3])
+    with pytest.raises(ValueError, match="window"):
+        moving_mean([1], 0)
+
+
+def test_comparison_plot(tmp_path):
+    curves = {"a": ([1, 2, 3], [3.0, 2.0, 1.0]), "b": ([1, 2, 3], [3.0, 2.5, 2.0])}
+    plot_comparison(curves, {"a": [0.5, 0.7], "b": [0.6, 0.8]}, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 5000
+    with pytest.raises(ValueError, match="two models"):
+        plot_comparison(curves, {"a": [0.5]}, tmp_path / "bad.png")

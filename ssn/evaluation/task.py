@@ -138,3 +138,46 @@ def standard_error(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.0
     return float(np.std(values, ddof=1) / math.sqrt(len(values)))
+
+
+def moving_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """Mean of each value with the up to ``window - 1`` values before it (1-D)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=np.float64)]))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(0, ends - window)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def plot_comparison(curves: dict, accuracies: dict, path, window: int = 20) -> None:
+    """Two panels: the task loss against the iteration (``window``-iteration means)
+    of each model, and the per-image accuracy of two models against each other.
+
+    Parameters
+    ----------
+    curves : dict of str to (iterations, losses)
+        Each model's training log.
+    accuracies : dict of str to sequence of float
+        Per-image accuracies of exactly two models (x axis first), same images.
+    path : path
+        The PNG to write.
+    """
+    from ssn.evaluation.plots import metric_panels
+
+    if len(accuracies) != 2:
+        raise ValueError(f"plot_comparison compares two models, got {len(accuracies)}")
+    (x_name, x_values), (y_name, y_values) = accuracies.items()
+    if len(x_values) != len(y_values):
+        raise ValueError("the two models were scored on different numbers of images")
+    panels = ("task loss (training)", "val accuracy per image")
+    with metric_panels(path, panels, columns=2, panel_size=(4.6, 4)) as ((loss, _), (acc, _)):
+        for name, (iterations, losses) in curves.items():
+            loss.plot(iterations, moving_mean(losses, window), label=name)
+        loss.set_xlabel(f"iteration ({window}-iteration mean)")
+        loss.legend(fontsize=8)
+        acc.scatter(x_values, y_values, s=12)
+        low = min(min(x_values), min(y_values))
+        acc.plot([low, 1], [low, 1], color="grey", linewidth=1)
+        acc.set_xlabel(x_name)
+        acc.set_ylabel(y_name)
