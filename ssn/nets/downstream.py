@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Optional
 
 import caffe
 from caffe import layers as L
@@ -171,6 +172,7 @@ def _ssn(net: caffe.NetSpec, config: DownstreamConfig, features):
 
 
 def _ssn_losses(net: caffe.NetSpec, config: DownstreamConfig, pixel_feats, assoc, hard) -> None:
+    """SSN's compactness and label-reconstruction losses, each unless its weight is 0."""
     grid_h, grid_w = config.grid
     if config.compactness_weight or config.color_weight:
         compactness_loss(net, pixel_feats, assoc, net.spixel_init, hard, grid_h, grid_w,
@@ -181,13 +183,15 @@ def _ssn_losses(net: caffe.NetSpec, config: DownstreamConfig, pixel_feats, assoc
 
 
 def _features(net: caffe.NetSpec, config: DownstreamConfig):
+    """``pixel_features`` and the SLIC features (the CNN's ``trans_features``)."""
     pixel_feats = pixel_features(net, net.img, config.pos_scale, config.color_scale)
     if not config.uses_cnn:
         return pixel_feats, pixel_feats
     return pixel_feats, cnn_features(net, pixel_feats, config.feature_dim - 5)
 
 
-def train_net(config: DownstreamConfig, hdf5_sources=None) -> caffe_pb2.NetParameter:
+def train_net(config: DownstreamConfig, hdf5_sources: Optional[tuple[str, str]] = None
+              ) -> caffe_pb2.NetParameter:
     """The TRAIN/TEST net: the SSN data layer, ``task_label``, the feature CNN,
     SLIC (with the SSN losses whose weights are not 0), the head and ``task_loss``.
 
@@ -198,8 +202,7 @@ def train_net(config: DownstreamConfig, hdf5_sources=None) -> caffe_pb2.NetParam
     task_labels(net, net.img, net.label, config.num_classes)
     pixel_feats, feats = _features(net, config)
     assoc, hard = _ssn(net, config, feats)
-    if config.has_ssn_losses:
-        _ssn_losses(net, config, pixel_feats, assoc, hard)
+    _ssn_losses(net, config, pixel_feats, assoc, hard)
     scores = task_scores(net, config, task_features(net, feats), assoc, hard, net.spixel_init)
     task_loss(net, scores, net.task_label, config.task_weight)
     return with_val_data(net.to_proto(), config, hdf5_sources)
@@ -219,8 +222,9 @@ def deploy_net(config: DownstreamConfig) -> caffe_pb2.NetParameter:
         net.spixel_init = L.Input(shape=dict(dim=shape))
         net.feat_spixel_init = L.Input(shape=dict(dim=shape))
     _, feats = _features(net, config)
-    pooled = dataclasses.replace(config, compactness_weight=0, color_weight=0, label_weight=0)
-    assoc, hard = _ssn(net, pooled, feats)
+    no_losses = dataclasses.replace(config, compactness_weight=0, color_weight=0,
+                                    label_weight=0)
+    assoc, hard = _ssn(net, no_losses, feats)
     scores = task_scores(net, config, task_features(net, feats), assoc, hard,
                          net.spixel_init if config.spixel_pooling else None)
     net.task_prob = L.Softmax(scores)
