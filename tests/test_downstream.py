@@ -22,16 +22,18 @@ from ssn.nets.downstream import (
     deploy_net,
     train_net,
 )
+from ssn.nets.prototxt import PrototxtOptions, generate, solver, stale_files
 from ssn.nets.prototxt import data_shapes as prototxt_data_shapes
-from ssn.nets.prototxt import generate, solver, stale_files
 from ssn.nets.weights import inputs_for_data_layers, write_initial_weights
 from ssn.training.solver import train
 from ssn.training.task_labels import lightness_class, segment_lightness_labels
 
 FILLER_SEED = 1705
 # Task loss only: the CNN can learn only through the superpixel pooling.
+# The tiny nets' CNNs start from scratch: BatchNorm by the batch's statistics.
 TASK_ONLY = dict(height=24, width=26, n_spixels=9, num_steps=2, feature_dim=8, batch_size=1,
-                 num_label_channels=4, compactness_weight=0, label_weight=0)
+                 num_label_channels=4, compactness_weight=0, label_weight=0,
+                 frozen_batch_norm=False)
 
 
 @pytest.fixture(autouse=True)
@@ -276,6 +278,17 @@ def test_deploy_net_gives_class_probabilities_per_pixel(pooling):
         for spixel in np.unique(labels):
             first = prob[0, :, labels == spixel]
             np.testing.assert_allclose(first, first[:1].repeat(len(first), 0), rtol=1e-6)
+
+
+def batch_norm_frozen(net_param):
+    return {layer.batch_norm_param.use_global_stats for layer in net_param.layer
+            if layer.type == "BatchNorm"}
+
+
+def test_fine_tuning_keeps_the_stored_batch_norm_statistics():
+    assert batch_norm_frozen(DownstreamOptions().train_net_param()) == {True}
+    assert batch_norm_frozen(train_net(DownstreamConfig(**TASK_ONLY))) == {False}
+    assert batch_norm_frozen(PrototxtOptions().train_net_param()) == {False}  # SSN's own
 
 
 def test_the_head_fits_both_nets():

@@ -37,7 +37,10 @@ FLAG_HELP = {"fused": "deploy net: the SLIC iterations as one forward-only SlicI
                       "layer; --no-fused writes the decomposed layers with the original "
                       "release's names",
              "spixel_pooling": "--net downstream: pool the features over the superpixels "
-                               "before the head; --no-spixel-pooling: a head per pixel"}
+                               "before the head; --no-spixel-pooling: a head per pixel",
+             "frozen_batch_norm": "--net downstream: BatchNorm uses the stored statistics "
+                                  "in training too (fine-tuning); --no-frozen-batch-norm: "
+                                  "the batch's (a CNN trained from scratch)"}
 NETS = {"ssn": PrototxtOptions, "downstream": DownstreamOptions}
 DOWNSTREAM_ONLY = {f.name for f in dataclasses.fields(DownstreamOptions)} - {
     f.name for f in dataclasses.fields(PrototxtOptions)}
