@@ -280,6 +280,16 @@ def test_deploy_net_gives_class_probabilities_per_pixel(pooling):
             np.testing.assert_allclose(first, first[:1].repeat(len(first), 0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("pooling", [True, False], ids=["superpixels", "pixels"])
+@pytest.mark.parametrize("label_weight", [0.0, 1.0])
+def test_the_train_net_outputs_only_its_losses(pooling, label_weight):
+    """Unread data tops would be net outputs, which a solver displays value by value."""
+    config = DownstreamConfig(**dict(TASK_ONLY, spixel_pooling=pooling,
+                                     label_weight=label_weight))
+    outputs = set(tiny_net(config).net.outputs)
+    assert "task_loss" in outputs and outputs <= {"task_loss", "loss3"}
+
+
 def batch_norm_frozen(net_param):
     return {layer.batch_norm_param.use_global_stats for layer in net_param.layer
             if layer.type == "BatchNorm"}

@@ -167,12 +167,15 @@ def task_loss(net: caffe.NetSpec, scores, label, weight: float):
 
 
 def _ssn(net: caffe.NetSpec, config: DownstreamConfig, features):
-    """SLIC and the hard labels (or ``(None, None)`` when the net needs no SLIC)."""
+    """SLIC's association and, where the pooling or the compactness loss reads
+    them, the hard labels (``None`` for what the net does not need)."""
     if not config.uses_slic:
         return None, None
     grid_h, grid_w = config.grid
     assoc = slic_iterations(net, features, net.spixel_init, net.feat_spixel_init, grid_h,
                             grid_w, config.num_steps)
+    if not (config.spixel_pooling or config.compactness_weight or config.color_weight):
+        return assoc, None
     return assoc, hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
 
 
@@ -210,10 +213,22 @@ def train_net(config: DownstreamConfig, hdf5_sources: Optional[tuple[str, str]] 
     _ssn_losses(net, config, pixel_feats, assoc, hard)
     scores = task_scores(net, config, task_features(net, feats), assoc, hard, net.spixel_init)
     task_loss(net, scores, net.task_label, config.task_weight)
+    silence_unused_data(net, config)
     net_param = net.to_proto()
     if config.frozen_batch_norm:
         frozen_batch_norm(net_param)
     return with_val_data(net_param, config, hdf5_sources)
+
+
+def silence_unused_data(net: caffe.NetSpec, config: DownstreamConfig) -> None:
+    """A Silence layer for the data tops that no layer reads (the cells without SLIC,
+    the one-hot labels without the label loss): a solver would otherwise display
+    every value of these net outputs at each display step."""
+    unused = [] if config.label_weight else ["problabel"]
+    if not config.uses_slic:
+        unused += ["spixel_init", "feat_spixel_init"]
+    if unused:
+        net.unused_data = L.Silence(*[net[name] for name in unused], ntop=0)
 
 
 def frozen_batch_norm(net_param: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
