@@ -31,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=task_module.__doc__ + "\n" + __doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/eval_task.py models/downstream/ssn_task_iter_400.caffemodel "
+               "  python tools/eval_task.py models/downstream/ssn_task_iter_200.caffemodel "
                "--out out/task\n"
-               "  python tools/eval_task.py models/pixel/ssn_task_iter_400.caffemodel "
+               "  python tools/eval_task.py models/pixel/ssn_task_iter_200.caffemodel "
                "--no-spixel-pooling --limit 20 --out out/task_pixel\n")
     parser.add_argument("weights", type=Path, help="a snapshot of the downstream TRAIN net")
     options.add_out(parser)

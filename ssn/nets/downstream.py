@@ -287,7 +287,7 @@ class DownstreamOptions(PrototxtOptions):
     deploy_n_spixels: int = 330
     fused: bool = False
     base_lr: float = 5e-4
-    max_iter: int = 400
+    max_iter: int = 200
     snapshot: int = 100
     test_interval: int = 100000
     snapshot_prefix: str = "models/downstream/ssn_task"
