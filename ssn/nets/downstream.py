@@ -304,11 +304,13 @@ class DownstreamOptions(PrototxtOptions):
                              "--fused off")
 
     def _with_task(self, config: SSNConfig) -> DownstreamConfig:
-        base = {f.name: getattr(config, f.name) for f in dataclasses.fields(SSNConfig)}
-        return DownstreamConfig(**base, num_classes=self.num_classes,
-                                spixel_pooling=self.spixel_pooling,
-                                head_width=self.head_width, task_weight=self.task_weight,
-                                frozen_batch_norm=self.frozen_batch_norm)
+        """``config`` with this object's values of the task fields (those that
+        :class:`DownstreamConfig` adds to :class:`SSNConfig`)."""
+        ssn_fields = {f.name for f in dataclasses.fields(SSNConfig)}
+        task = {f.name: getattr(self, f.name) for f in dataclasses.fields(DownstreamConfig)
+                if f.name not in ssn_fields}
+        base = {name: getattr(config, name) for name in ssn_fields}
+        return DownstreamConfig(**base, **task)
 
     def train_config(self) -> DownstreamConfig:
         return self._with_task(super().train_config())
