@@ -33,6 +33,7 @@ setup(
             "ssn-train = ssn.cli.train:main",
             "ssn-eval = ssn.cli.eval:main",
             "ssn-eval-snapshots = ssn.cli.eval_snapshots:main",
+            "ssn-eval-task = ssn.cli.eval_task:main",
             "ssn-export-model = ssn.cli.export_model:main",
             "ssn-export-hdf5 = ssn.cli.export_hdf5:main",
             "ssn-make-prototxt = ssn.cli.make_prototxt:main",

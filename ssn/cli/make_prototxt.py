@@ -4,6 +4,8 @@ With no options it regenerates the committed files in prototxt/; the tests check
 that the committed files are what :func:`generate` gives for the defaults. The
 initial .caffemodel (random CNN weights, fixed helper weights) lets `caffe train`
 start from scratch: caffe train --solver prototxt/ssn_solver.prototxt --weights <it>.
+--net downstream writes the example net with SSN inside (prototxt/downstream/):
+superpixel pooling of the CNN features for a per-pixel task (docs/TASKS.md).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from ssn.atomic import write_atomic
+from ssn.nets.downstream import DOWNSTREAM_DIR, DownstreamOptions
 from ssn.nets.prototxt import (
     PROTOTXT_DIR,
     RECIPES,
@@ -32,7 +35,15 @@ log = logging.getLogger("ssn.cli.make_prototxt")
 
 FLAG_HELP = {"fused": "deploy net: the SLIC iterations as one forward-only SlicIterations "
                       "layer; --no-fused writes the decomposed layers with the original "
-                      "release's names"}
+                      "release's names",
+             "spixel_pooling": "--net downstream: pool the features over the superpixels "
+                               "before the head; --no-spixel-pooling: a head per pixel",
+             "frozen_batch_norm": "--net downstream: BatchNorm uses the stored statistics "
+                                  "in training too (fine-tuning); --no-frozen-batch-norm: "
+                                  "the batch's (a CNN trained from scratch)"}
+NETS = {"ssn": PrototxtOptions, "downstream": DownstreamOptions}
+DOWNSTREAM_ONLY = {f.name for f in dataclasses.fields(DownstreamOptions)} - {
+    f.name for f in dataclasses.fields(PrototxtOptions)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,45 +56,74 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/make_prototxt.py --out /tmp/nets --n-segments 200 "
                "--num-steps 10\n"
                "  python tools/make_prototxt.py --out /tmp/nets --no-fused   "
-               "# decomposed deploy net\n")
+               "# decomposed deploy net\n"
+               "  python tools/make_prototxt.py --net downstream   # prototxt/downstream/\n"
+               "  python tools/make_prototxt.py --net downstream --no-spixel-pooling "
+               "--label-weight 0 \\\n      --compactness-weight 0 --out /tmp/pixel_head\n")
+    parser.add_argument("--net", choices=sorted(NETS), default="ssn",
+                        help="the SSN net, or the downstream example with SSN inside "
+                        "(default: ssn)")
     parser.add_argument("--recipe", choices=sorted(RECIPES),
                         help="start from a named training set-up instead of the defaults")
     parser.add_argument("--out", "--out-dir", dest="out", type=Path,
                         help="where to write the files (default: prototxt/, or "
-                        "prototxt/<recipe>/ with --recipe)")
+                        "prototxt/<recipe>/ with --recipe, prototxt/downstream/ with "
+                        "--net downstream)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the files in --out differ")
     parser.add_argument("--init-weights", type=Path,
                         help="also write initial weights of the train net to this .caffemodel")
-    for option in dataclasses.fields(PrototxtOptions):
+    ssn, downstream = PrototxtOptions(), DownstreamOptions()
+    for option in dataclasses.fields(DownstreamOptions):
         flags = [f"--{option.name.replace('_', '-')}"]
         if option.name == "n_spixels":  # one name for the count across the commands
             flags.insert(0, "--n-segments")
+        default = getattr(downstream, option.name)
+        shown = (f"(--net downstream; default: {default})" if option.name in DOWNSTREAM_ONLY
+                 else f"(default: {getattr(ssn, option.name)}; --net downstream: {default})"
+                 if default != getattr(ssn, option.name) else f"(default: {default})")
         if isinstance(option.default, bool):
             parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction,
-                                help=FLAG_HELP.get(option.name, "")
-                                + f" (default: {option.default})")
+                                                help=FLAG_HELP.get(option.name, "") + f" {shown}")
             continue
         parser.add_argument(*flags, dest=option.name, type=option.type
                             if callable(option.type) else type(option.default),
-                            help=f"(default: {option.default})")
+                            help=shown)
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[PrototxtOptions, Path]:
-    """The options (the recipe's or the defaults, then any given flags) and the
-    output directory."""
-    base = RECIPES[args.recipe] if args.recipe else PrototxtOptions()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrototxtOptions)
+    """The options (the recipe's or the net's defaults, then any given flags) and the
+    output directory.
+
+    Raises
+    ------
+    ValueError
+        A recipe with --net downstream, or a downstream flag without it.
+    """
+    net = getattr(args, "net", "ssn")
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(NETS[net])
              if getattr(args, f.name) is not None}
+    if net == "downstream":
+        if args.recipe:
+            raise ValueError("--recipe sets up the SSN net; it does not go with --net downstream")
+        return dataclasses.replace(DownstreamOptions(), **given), args.out or DOWNSTREAM_DIR
+    misplaced = sorted(name for name in DOWNSTREAM_ONLY if getattr(args, name) is not None)
+    if misplaced:
+        raise ValueError(f"--{misplaced[0].replace('_', '-')} is an option of --net downstream")
+    base = RECIPES[args.recipe] if args.recipe else PrototxtOptions()
     out_dir = args.out or (PROTOTXT_DIR / args.recipe if args.recipe else PROTOTXT_DIR)
     return dataclasses.replace(base, **given), out_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    options, out_dir = options_from_args(args)
+    try:
+        options, out_dir = options_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
     files = generate(options, out_dir)
     if args.check:
         stale = stale_files(files, out_dir)

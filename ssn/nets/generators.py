@@ -331,30 +331,20 @@ def _data_layer(config: SSNConfig, phase: str, hdf5_source: Optional[str]):
                     param_str=_data_param(config, phase), include=include)
 
 
-def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
-              ) -> caffe_pb2.NetParameter:
-    """The TRAIN/TEST net: data layer, features, SLIC and the losses of 5.4.
+def data_layers(net: caffe.NetSpec, config: SSNConfig,
+                hdf5_sources: Optional[tuple[str, str]] = None) -> None:
+    """The TRAIN data layer, whose tops :data:`DATA_TOPS` become blobs of ``net``.
 
-    The data come from the Python layer ``ssn.training.data_layer.BSDSDataLayer``, or,
-    with ``hdf5_sources`` (train and val list files of .h5 files written by
-    ``tools/export_hdf5.py``), from Caffe's HDF5Data layer, with no Python in
-    the training loop.
+    :func:`with_val_data` adds its TEST copy to the finished net.
     """
-    grid_h, grid_w = config.grid
-    net = caffe.NetSpec()
-    tops = DATA_TOPS
     data = _data_layer(config, "train", hdf5_sources[0] if hdf5_sources else None)
-    for top, blob in zip(tops, data):
+    for top, blob in zip(DATA_TOPS, data):
         net[top] = blob
-    pixel_feats, feats = _features(net, config, net.img)
-    assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
-                            config.num_steps)
-    hard = hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
-    compactness_loss(net, pixel_feats, assoc, net.spixel_init, hard, grid_h, grid_w,
-                     config.compactness_weight, config.color_weight)
-    label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
-               config.num_label_channels, config.label_weight)
-    net_param = net.to_proto()
+
+
+def with_val_data(net_param: caffe_pb2.NetParameter, config: SSNConfig,
+                  hdf5_sources: Optional[tuple[str, str]] = None) -> caffe_pb2.NetParameter:
+    """``net_param`` (first layer: :func:`data_layers`') with the TEST-phase data layer."""
     # NetSpec makes one layer per top name: the TEST data layer is a copy.
     train_data = net_param.layer[0]
     test_data = caffe_pb2.LayerParameter()
@@ -370,6 +360,29 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
     train_data.name = "train_data"
     net_param.layer.insert(1, test_data)
     return net_param
+
+
+def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
+              ) -> caffe_pb2.NetParameter:
+    """The TRAIN/TEST net: data layer, features, SLIC and the losses of 5.4.
+
+    The data come from the Python layer ``ssn.training.data_layer.BSDSDataLayer``, or,
+    with ``hdf5_sources`` (train and val list files of .h5 files written by
+    ``tools/export_hdf5.py``), from Caffe's HDF5Data layer, with no Python in
+    the training loop.
+    """
+    grid_h, grid_w = config.grid
+    net = caffe.NetSpec()
+    data_layers(net, config, hdf5_sources)
+    pixel_feats, feats = _features(net, config, net.img)
+    assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
+                            config.num_steps)
+    hard = hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
+    compactness_loss(net, pixel_feats, assoc, net.spixel_init, hard, grid_h, grid_w,
+                     config.compactness_weight, config.color_weight)
+    label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
+               config.num_label_channels, config.label_weight)
+    return with_val_data(net.to_proto(), config, hdf5_sources)
 
 
 def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:

@@ -69,6 +69,12 @@ class PrototxtOptions:
                          num_steps=self.deploy_num_steps, feature_dim=self.feature_dim,
                          pos_scale=position_scale(n, height, width), fused=self.fused)
 
+    def train_net_param(self) -> caffe_pb2.NetParameter:
+        return train_net(self.train_config())
+
+    def deploy_net_param(self) -> caffe_pb2.NetParameter:
+        return deploy_net(self.deploy_config())
+
 
 # Named training set-ups, each written to prototxt/<name>/ by --recipe <name>.
 RECIPES = {
@@ -130,8 +136,8 @@ def generate(options: PrototxtOptions, out_dir: Path = PROTOTXT_DIR) -> dict[str
         return HEADER + text_format.MessageToString(message)
 
     return {
-        TRAIN_VAL: text(train_net(options.train_config())),
-        DEPLOY: text(deploy_net(options.deploy_config())),
+        TRAIN_VAL: text(options.train_net_param()),
+        DEPLOY: text(options.deploy_net_param()),
         SOLVER: text(solver(options, net_path_for_solver(out_dir))),
     }
 
