@@ -118,31 +118,43 @@ SSN_ALWAYS_INLINE void CopyShort(const T* from, int length, T* to) {
 
 // Channel by channel and row by row, so that the reads are C x rows
 // contiguous ranges (which the hardware prefetches), each scattered over the
-// blocks it crosses.
+// blocks it crosses; blocks go in batches whose destinations are worked out
+// once.
 template <typename T>
 SSN_ALWAYS_INLINE void PackGroup(const T* pixels, int plane, int width, int rows, int channels,
                                  const int* bounds, int num_blocks, T* packed) {
-  const int block_rows = slic_block_rows(channels);
+  typedef typename Simd<T>::V V;
+  const int lanes = Simd<T>::kLanes, block_rows = slic_block_rows(channels);
+  const int kBatch = 64;
+  T* start[kBatch];
+  int length[kBatch], padded[kBatch];
   T* block = packed;
-  for (int b = 0; b < num_blocks; ++b) {
-    const int length = bounds[b + 1] - bounds[b], count = rows * length;
-    const int padded = slic_padded(count);
-    for (int k = 0; k < channels; ++k) {
-      std::fill(block + k * padded + count, block + (k + 1) * padded, T(0));
+  for (int b0 = 0; b0 < num_blocks; b0 += kBatch) {
+    const int batch = std::min(kBatch, num_blocks - b0);
+    for (int i = 0; i < batch; ++i) {
+      length[i] = bounds[b0 + i + 1] - bounds[b0 + i];
+      const int count = rows * length[i];
+      padded[i] = slic_padded(count);
+      start[i] = block;
+      block += block_rows * padded[i];
+      // Zeros past the pixels (the copies below overwrite the valid part of
+      // this last vector), then the ones and any rows of zeros.
+      const V zero = {};
+      for (int k = 0; k < channels; ++k) Store(start[i] + (k + 1) * padded[i] - lanes, zero);
+      T* ones = start[i] + channels * padded[i];
+      FillVectors(ones, padded[i], T(1));
+      for (int x = count; x < padded[i]; ++x) ones[x] = 0;
+      FillVectors(ones + padded[i], (block_rows - channels - 1) * padded[i], T(0));
     }
-    std::fill(block + channels * padded, block + channels * padded + count, T(1));
-    std::fill(block + channels * padded + count, block + block_rows * padded, T(0));
-    block += block_rows * padded;
-  }
-  for (int k = 0; k < channels; ++k) {
-    for (int r = 0; r < rows; ++r) {
-      const T* in = pixels + static_cast<size_t>(k) * plane + static_cast<size_t>(r) * width;
-      block = packed;
-      for (int b = 0; b < num_blocks; ++b) {
-        const int length = bounds[b + 1] - bounds[b];
-        const int padded = slic_padded(rows * length);
-        CopyShort(in + bounds[b], length, block + k * padded + r * length);
-        block += block_rows * padded;
+    const int begin = bounds[b0];
+    for (int k = 0; k < channels; ++k) {
+      for (int r = 0; r < rows; ++r) {
+        const T* in = pixels + static_cast<size_t>(k) * plane + static_cast<size_t>(r) * width +
+                      begin;
+        for (int i = 0; i < batch; ++i) {
+          CopyShort(in, length[i], start[i] + k * padded[i] + r * length[i]);
+          in += length[i];
+        }
       }
     }
   }
@@ -210,12 +222,13 @@ SSN_ALWAYS_INLINE void Associate(const T* features, int stride, const T* table,
 // SpixelFeature2's sums over a chunk, as a small matrix product: for every
 // neighbour c and feature row k (row C is the ones: the weight), the lanes of
 // sums[(c * sum_rows + k) * lanes] add up q_c(p) F[k, p] over the chunk's
-// pixels. Tiles of 3 neighbours x 3 rows keep 9 accumulators, 3 associations
-// and a feature vector in registers (6 loads per 9 FMAs). Padding has q = 0.
+// pixels (the first chunk of a block stores them, later ones add). Tiles of
+// 3 neighbours x 3 rows keep 9 accumulators, 3 associations and a feature
+// vector in registers (6 loads per 9 FMAs). Padding has q = 0.
 template <typename T>
 SSN_ALWAYS_INLINE void AccumulateChunk(const T* features, int stride, const T* assoc,
                                        const bool* valid, int block_rows, int sum_rows,
-                                       int padded, T* sums) {
+                                       int padded, bool first, T* sums) {
   typedef typename Simd<T>::V V;
   const int lanes = Simd<T>::kLanes;
   const V zero = {};
@@ -247,17 +260,26 @@ SSN_ALWAYS_INLINE void AccumulateChunk(const T* features, int stride, const T* a
       }
       T* out = sums + (c0 * sum_rows + k0) * lanes;
       const int next = sum_rows * lanes;  // the next neighbour's row
-      Store(out, Load<V>(out) + a00);
-      Store(out + lanes, Load<V>(out + lanes) + a01);
-      Store(out + 2 * lanes, Load<V>(out + 2 * lanes) + a02);
-      out += next;
-      Store(out, Load<V>(out) + a10);
-      Store(out + lanes, Load<V>(out + lanes) + a11);
-      Store(out + 2 * lanes, Load<V>(out + 2 * lanes) + a12);
-      out += next;
-      Store(out, Load<V>(out) + a20);
-      Store(out + lanes, Load<V>(out + lanes) + a21);
-      Store(out + 2 * lanes, Load<V>(out + 2 * lanes) + a22);
+      if (!first) {
+        a00 += Load<V>(out);
+        a01 += Load<V>(out + lanes);
+        a02 += Load<V>(out + 2 * lanes);
+        a10 += Load<V>(out + next);
+        a11 += Load<V>(out + next + lanes);
+        a12 += Load<V>(out + next + 2 * lanes);
+        a20 += Load<V>(out + 2 * next);
+        a21 += Load<V>(out + 2 * next + lanes);
+        a22 += Load<V>(out + 2 * next + 2 * lanes);
+      }
+      Store(out, a00);
+      Store(out + lanes, a01);
+      Store(out + 2 * lanes, a02);
+      Store(out + next, a10);
+      Store(out + next + lanes, a11);
+      Store(out + next + 2 * lanes, a12);
+      Store(out + 2 * next, a20);
+      Store(out + 2 * next + lanes, a21);
+      Store(out + 2 * next + 2 * lanes, a22);
     }
   }
 }
@@ -290,7 +312,12 @@ SSN_ALWAYS_INLINE void SlicUpdateBlock(const T* packed, int count, const T* cent
   Scratch<T> buffers(scratch, channels);
   bool valid[kNumNeighbours];
   CentreTable(centres, neighbours, channels, num_spixels, buffers.table, valid);
-  FillVectors(buffers.sums, kNumNeighbours * sum_rows * lanes, T(0));
+  // The first chunk stores the sums of every tile it computes, which covers
+  // every valid neighbour; rows from block_rows to sum_rows stay zero.
+  for (int c = 0; c < kNumNeighbours; ++c) {
+    FillVectors(buffers.sums + (c * sum_rows + block_rows) * lanes,
+                (sum_rows - block_rows) * lanes, T(0));
+  }
   for (int v0 = 0; v0 < count; v0 += kSlicChunk) {
     const int chunk = std::min(kSlicChunk, count - v0);
     const int padded = std::min(kSlicChunk, stride - v0);
@@ -301,7 +328,7 @@ SSN_ALWAYS_INLINE void SlicUpdateBlock(const T* packed, int count, const T* cent
                 T(0));
     }
     AccumulateChunk(packed + v0, stride, buffers.assoc, valid, block_rows, sum_rows, padded,
-                    buffers.sums);
+                    v0 == 0, buffers.sums);
   }
   for (int c = 0; c < kNumNeighbours; ++c) {
     if (!valid[c]) continue;
