@@ -131,7 +131,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int scratch_size = ssn::slic_scratch_size<Dtype>(channels);
   partial_.resize(static_cast<size_t>(threads) * sums_size);
   scratch_.resize(static_cast<size_t>(threads) * scratch_size);
-  rows_.resize(threads * group_size);
+  packed_.resize(threads * group_size);
   // Every blob pointer before the parallel region: a blob's first access
   // allocates it.
   const Dtype* pixels_all = bottom[0]->cpu_data();
@@ -142,7 +142,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   Dtype* assoc_all = top.size() > 2 ? top[2]->mutable_cpu_data() : NULL;
   Dtype* partial_all = partial_.data();
   Dtype* scratch_all = scratch_.data();
-  Dtype* rows_all = rows_.data();
+  Dtype* packed_all = packed_.data();
   const CellBlock* blocks = blocks_.data();
   const int* groups = groups_.data();
   const int* bounds = bounds_.data();
@@ -151,15 +151,15 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     const int thread = ssn::thread_id(), team = ssn::team_size();
     Dtype* partial = partial_all + static_cast<size_t>(thread) * sums_size;
     Dtype* scratch = scratch_all + static_cast<size_t>(thread) * scratch_size;
-    Dtype* rows = rows_all + thread * group_size;
-    // Packs the group's blocks into `rows` (see slic_iterations_kernels.hpp).
+    Dtype* packed = packed_all + thread * group_size;
+    // Packs the group's blocks into `packed` (see slic_iterations_kernels.hpp).
     const auto pack = [&](int group) {
       const CellBlock& block = blocks[groups[group]];
       ssn::slic_pack_group(
           pixels_all + static_cast<size_t>(block.n) * channels * spatial +
               static_cast<size_t>(block.y) * width,
           spatial, width, block.rows, channels, bounds + groups[group] + group,
-          groups[group + 1] - groups[group], rows);
+          groups[group + 1] - groups[group], packed);
     };
     int neighbours[ssn::kNumNeighbours];
     for (int step = 1; step < num_steps; ++step) {
@@ -176,7 +176,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
           }
           const size_t image = static_cast<size_t>(block.n) * num_spixels;
           ssn::slic_update_block(
-              rows + block.offset, block.rows * (block.end - block.begin),
+              packed + block.offset, block.rows * (block.end - block.begin),
               current + image * channels, neighbours, channels, num_spixels, scale, invalid,
               scratch, partial + image * (channels + 1));
         }
@@ -209,7 +209,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         const size_t image = static_cast<size_t>(block.n) * channels;
         const size_t first = static_cast<size_t>(block.y) * width + block.begin;
         ssn::slic_assign_block(
-            rows + block.offset, block.rows, block.end - block.begin, width,
+            packed + block.offset, block.rows, block.end - block.begin, width,
             last + image * num_spixels, neighbours, channel_labels, channels, num_spixels,
             scale, invalid, scratch, labels_all + static_cast<size_t>(block.n) * spatial + first,
             assoc_all == NULL ? NULL

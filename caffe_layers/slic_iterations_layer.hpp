@@ -81,7 +81,7 @@ class SlicIterationsLayer : public Layer<Dtype> {
   std::vector<int> bounds_;        // CPU: column bounds of each group's blocks
   std::vector<Dtype> partial_;     // CPU: per-thread sums, N x K x (C sums, weight)
   std::vector<Dtype> scratch_;     // CPU: per-thread kernel scratch
-  std::vector<Dtype> rows_;        // CPU: per-thread packed features of a group
+  std::vector<Dtype> packed_;      // CPU: per-thread packed features of a group
   Blob<Dtype> assoc_;    // GPU: N x 9 x H x W associations of the current step
   Blob<Dtype> weights_;  // GPU: N x 1 x 1 x K total association per superpixel
   Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index
