@@ -21,22 +21,9 @@ void PassocLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
 template <typename Dtype>
 void PassocLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
                                  const vector<Blob<Dtype>*>& top) {
-  const std::string name = "Passoc '" + this->layer_param_.name() + "'";
+  ssn::check_association_bottoms(bottom, grid_h_, grid_w_,
+                                 "Passoc '" + this->layer_param_.name() + "'");
   const Blob<Dtype>& pixels = *bottom[0];
-  const Blob<Dtype>& spixels = *bottom[1];
-  const Blob<Dtype>& cells = *bottom[2];
-  CHECK(pixels.num_axes() == 4 && spixels.num_axes() == 4 && cells.num_axes() == 4)
-      << name << ": inputs must be 4-D";
-  CHECK(spixels.num() == pixels.num() && cells.num() == pixels.num())
-      << name << ": batch sizes differ";
-  CHECK_EQ(spixels.channels(), pixels.channels())
-      << name << ": pixel and superpixel features differ in channels";
-  CHECK(spixels.height() == 1 && spixels.width() == grid_h_ * grid_w_)
-      << name << ": superpixel features must be N x C x 1 x " << grid_h_ * grid_w_
-      << " for a " << grid_h_ << "x" << grid_w_ << " grid";
-  CHECK_EQ(cells.channels(), 1) << name << ": the cell map must have 1 channel";
-  CHECK(cells.height() == pixels.height() && cells.width() == pixels.width())
-      << name << ": cell map and features differ in size";
   top[0]->Reshape(pixels.num(), ssn::kNumNeighbours, pixels.height(),
                   pixels.width());
 }

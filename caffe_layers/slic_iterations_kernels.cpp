@@ -19,8 +19,9 @@
 // Why explicit vectors: a block of pixels is short (a cell is about 20 pixels
 // wide), and each pixel needs its 9 distances, the softmax over them and 9 x C
 // weighted sums. Vectors of 8 pixels (4 in double) keep the 9 distances in
-// registers while the C channels stream past, so each feature is read once per
-// step (from L1), and no full-image blob is written.
+// registers while the C channels stream past, and the weighted sums are a small
+// matrix product over a chunk; each step reads the features from memory once
+// (packing them), and no full-image blob is written.
 namespace caffe {
 namespace ssn {
 namespace {
@@ -79,25 +80,17 @@ SSN_ALWAYS_INLINE Double4 LaneSums(const Double4* a) {
   return __builtin_shuffle(pair0, pair1, first) + __builtin_shuffle(pair0, pair1, second);
 }
 
-// Where the pixels of a chunk come from: `length` pixels of block row `row`
-// from column `x` on, stored from `offset` in the chunk's scratch rows.
-struct Piece {
-  int row, x, length, offset;
-};
-
-// The scratch of one call, rows of kSlicChunk values: C channels of features,
-// a row of ones (its sums are the weights) and rows of zeros up to whole
-// vectors of channels, 9 associations, the argmax channel; then the centre
-// table.
+// The scratch of one call: 9 rows of kSlicChunk associations, the argmax
+// channel, the centre table, then the block's sums (9 x rows vectors).
 template <typename T>
 struct Scratch {
-  T* features;
   T* assoc;
   T* best;
   T* table;
+  T* sums;
   Scratch(T* scratch, int channels)
-      : features(scratch), assoc(scratch + slic_feature_rows(channels) * kSlicChunk),
-        best(assoc + kNumNeighbours * kSlicChunk), table(best + kSlicChunk) {}
+      : assoc(scratch), best(assoc + kNumNeighbours * kSlicChunk), table(best + kSlicChunk),
+        sums(table + kNumNeighbours * channels * Simd<T>::kLanes) {}
 };
 
 // Sets `count` values (a multiple of the lanes) to `value`.
@@ -123,34 +116,59 @@ SSN_ALWAYS_INLINE void CopyShort(const T* from, int length, T* to) {
   Store(to + length - lanes, Load<V>(from + length - lanes));
 }
 
-// Copies the chunk's pixels into the scratch, zero-padded to whole vectors,
-// and returns the padded length.
+// Channel by channel and row by row, so that the reads are C x rows
+// contiguous ranges (which the hardware prefetches), each scattered over the
+// blocks it crosses; blocks go in batches whose destinations are worked out
+// once.
 template <typename T>
-SSN_ALWAYS_INLINE int GatherChunk(const T* pixels, int plane, int width, int channels,
-                                  const Piece* pieces, int num_pieces, int count,
-                                  T* features) {
-  const int lanes = Simd<T>::kLanes;
-  const int padded = (count + lanes - 1) / lanes * lanes;
-  for (int k = 0; k < channels; ++k) {
-    T* out = features + k * kSlicChunk;
-    const T* in = pixels + static_cast<size_t>(k) * plane;
-    for (int i = 0; i < num_pieces; ++i) {
-      const Piece& piece = pieces[i];
-      CopyShort(in + piece.row * width + piece.x, piece.length, out + piece.offset);
+SSN_ALWAYS_INLINE void PackGroup(const T* pixels, int plane, int width, int rows, int channels,
+                                 const int* bounds, int num_blocks, T* packed) {
+  typedef typename Simd<T>::V V;
+  const int lanes = Simd<T>::kLanes, block_rows = slic_block_rows(channels);
+  const int kBatch = 64;
+  T* start[kBatch];
+  int length[kBatch], padded[kBatch];
+  T* block = packed;
+  for (int b0 = 0; b0 < num_blocks; b0 += kBatch) {
+    const int batch = std::min(kBatch, num_blocks - b0);
+    for (int i = 0; i < batch; ++i) {
+      length[i] = bounds[b0 + i + 1] - bounds[b0 + i];
+      const int count = rows * length[i];
+      padded[i] = slic_padded(count);
+      start[i] = block;
+      block += block_rows * padded[i];
+      // Zeros past the pixels (the copies below overwrite the valid part of
+      // this last vector), then the ones and any rows of zeros.
+      const V zero = {};
+      for (int k = 0; k < channels; ++k) Store(start[i] + (k + 1) * padded[i] - lanes, zero);
+      T* ones = start[i] + channels * padded[i];
+      FillVectors(ones, padded[i], T(1));
+      for (int x = count; x < padded[i]; ++x) ones[x] = 0;
+      FillVectors(ones + padded[i], (block_rows - channels - 1) * padded[i], T(0));
     }
-    for (int x = count; x < padded; ++x) out[x] = 0;
+    const int begin = bounds[b0];
+    for (int k = 0; k < channels; ++k) {
+      for (int r = 0; r < rows; ++r) {
+        const T* in = pixels + static_cast<size_t>(k) * plane + static_cast<size_t>(r) * width +
+                      begin;
+        for (int i = 0; i < batch; ++i) {
+          CopyShort(in, length[i], start[i] + k * padded[i] + r * length[i]);
+          in += length[i];
+        }
+      }
+    }
   }
-  return padded;
 }
 
-// q for every scratch pixel: the 9 scaled distances to the centres of `table`
-// (for channel k and neighbour c, the vector at (9 k + c) * lanes), then the
-// softmax over them, written to assoc (9 rows); with kArgmax, the argmax
-// channel to best. Passoc and Softmax compute these in the same order.
+// q for the `padded` pixels of a chunk (features at `features`, rows `stride`
+// apart): the 9 scaled distances to the centres of `table` (for channel k and
+// neighbour c, the vector at (9 k + c) * lanes), then the softmax over them,
+// written to assoc (9 rows of kSlicChunk); with kArgmax, the argmax channel to
+// best. Passoc and Softmax compute these in the same order.
 template <typename T, bool kArgmax>
-SSN_ALWAYS_INLINE void Associate(const T* features, const T* table, const bool* valid,
-                                 int channels, int padded, T scale, T invalid, T* assoc,
-                                 T* best) {
+SSN_ALWAYS_INLINE void Associate(const T* features, int stride, const T* table,
+                                 const bool* valid, int channels, int padded, T scale,
+                                 T invalid, T* assoc, T* best) {
   typedef typename Simd<T>::V V;
   const int lanes = Simd<T>::kLanes;
   const V zero = {};
@@ -160,7 +178,7 @@ SSN_ALWAYS_INLINE void Associate(const T* features, const T* table, const bool* 
     for (int c = 0; c < kNumNeighbours; ++c) d[c] = zero;
     // Passoc: sum_k (F - S)^2, channels in order.
     for (int k = 0; k < channels; ++k) {
-      const V f = Load<V>(features + k * kSlicChunk + v);
+      const V f = Load<V>(features + k * stride + v);
       const T* s = table + kNumNeighbours * lanes * k;
 #pragma GCC unroll 9
       for (int c = 0; c < kNumNeighbours; ++c) {
@@ -201,62 +219,69 @@ SSN_ALWAYS_INLINE void Associate(const T* features, const T* table, const bool* 
   }
 }
 
-// SpixelFeature2's sums over the chunk, for each valid c with j = j_c:
-// sums[j (C + 1) + k] += sum_p q_c(p) F[k, p], k <= C, where row C of the
-// features is ones (the weight). Lanes `lanes` channels at a time: one
-// accumulator per channel, then LaneSums. Padding has q = 0.
+// SpixelFeature2's sums over a chunk, as a small matrix product: for every
+// neighbour c and feature row k (row C is the ones: the weight), the lanes of
+// sums[(c * sum_rows + k) * lanes] add up q_c(p) F[k, p] over the chunk's
+// pixels (the first chunk of a block stores them, later ones add). Tiles of
+// 3 neighbours x 3 rows keep 9 accumulators, 3 associations and a feature
+// vector in registers (6 loads per 9 FMAs). Padding has q = 0.
 template <typename T>
-SSN_ALWAYS_INLINE void AccumulateChunk(const T* features, const T* assoc,
-                                       const int* neighbours, int channels, int padded,
-                                       T* sums) {
+SSN_ALWAYS_INLINE void AccumulateChunk(const T* features, int stride, const T* assoc,
+                                       const bool* valid, int block_rows, int sum_rows,
+                                       int padded, bool first, T* sums) {
   typedef typename Simd<T>::V V;
-  const int lanes = Simd<T>::kLanes, rows = channels + 1;
+  const int lanes = Simd<T>::kLanes;
   const V zero = {};
-  for (int c = 0; c < kNumNeighbours; ++c) {
-    const int j = neighbours[c];
-    if (j < 0) continue;
-    const T* q = assoc + c * kSlicChunk;
-    T* out = sums + static_cast<size_t>(j) * rows;
-    for (int k0 = 0; k0 < rows; k0 += lanes) {
-      // Rows past C + 1 are zeros: the last group of channels is whole too.
-      const T* f = features + k0 * kSlicChunk;
-      V a[Simd<T>::kLanes];
-#pragma GCC unroll 8
-      for (int i = 0; i < lanes; ++i) a[i] = zero;
+  for (int c0 = 0; c0 < kNumNeighbours; c0 += kSlicTile) {
+    if (!valid[c0] && !valid[c0 + 1] && !valid[c0 + 2]) continue;
+    const T* q0 = assoc + c0 * kSlicChunk;
+    const T* q1 = q0 + kSlicChunk;
+    const T* q2 = q1 + kSlicChunk;
+    for (int k0 = 0; k0 < block_rows; k0 += kSlicTile) {
+      const T* f0 = features + k0 * stride;
+      const T* f1 = f0 + stride;
+      const T* f2 = f1 + stride;
+      V a00 = zero, a01 = zero, a02 = zero, a10 = zero, a11 = zero, a12 = zero;
+      V a20 = zero, a21 = zero, a22 = zero;
       for (int v = 0; v < padded; v += lanes) {
-        const V qv = Load<V>(q + v);
-#pragma GCC unroll 8
-        for (int i = 0; i < lanes; ++i) a[i] += qv * Load<V>(f + i * kSlicChunk + v);
+        const V x0 = Load<V>(q0 + v), x1 = Load<V>(q1 + v), x2 = Load<V>(q2 + v);
+        V y = Load<V>(f0 + v);
+        a00 += x0 * y;
+        a10 += x1 * y;
+        a20 += x2 * y;
+        y = Load<V>(f1 + v);
+        a01 += x0 * y;
+        a11 += x1 * y;
+        a21 += x2 * y;
+        y = Load<V>(f2 + v);
+        a02 += x0 * y;
+        a12 += x1 * y;
+        a22 += x2 * y;
       }
-      const V total = LaneSums(a);
-      if (k0 + lanes <= rows) {
-        Store(out + k0, Load<V>(out + k0) + total);
-      } else {
-        for (int i = 0; k0 + i < rows; ++i) out[k0 + i] += total[i];
+      T* out = sums + (c0 * sum_rows + k0) * lanes;
+      const int next = sum_rows * lanes;  // the next neighbour's row
+      if (!first) {
+        a00 += Load<V>(out);
+        a01 += Load<V>(out + lanes);
+        a02 += Load<V>(out + 2 * lanes);
+        a10 += Load<V>(out + next);
+        a11 += Load<V>(out + next + lanes);
+        a12 += Load<V>(out + next + 2 * lanes);
+        a20 += Load<V>(out + 2 * next);
+        a21 += Load<V>(out + 2 * next + lanes);
+        a22 += Load<V>(out + 2 * next + 2 * lanes);
       }
+      Store(out, a00);
+      Store(out + lanes, a01);
+      Store(out + 2 * lanes, a02);
+      Store(out + next, a10);
+      Store(out + next + lanes, a11);
+      Store(out + next + 2 * lanes, a12);
+      Store(out + 2 * next, a20);
+      Store(out + 2 * next + lanes, a21);
+      Store(out + 2 * next + 2 * lanes, a22);
     }
   }
-}
-
-// Runs `chunk(pieces, num_pieces, count)` over the block's pixels in chunks of
-// at most kSlicChunk, row by row, splitting rows longer than a chunk.
-template <typename Chunk>
-SSN_ALWAYS_INLINE void ForEachChunk(int rows, int begin, int end, Chunk chunk) {
-  Piece pieces[kSlicChunk];
-  int num_pieces = 0, count = 0;
-  for (int row = 0; row < rows; ++row) {
-    for (int x = begin; x < end; x += kSlicChunk) {
-      const int length = std::min(kSlicChunk, end - x);
-      if (count + length > kSlicChunk) {
-        chunk(pieces, num_pieces, count);
-        num_pieces = count = 0;
-      }
-      const Piece piece = {row, x, length, count};
-      pieces[num_pieces++] = piece;
-      count += length;
-    }
-  }
-  if (count > 0) chunk(pieces, num_pieces, count);
 }
 
 // The block's centre table (for channel k and neighbour c, S[k, j_c] in every
@@ -278,76 +303,100 @@ SSN_ALWAYS_INLINE void CentreTable(const T* centres, const int* neighbours, int 
 }
 
 template <typename T>
-SSN_ALWAYS_INLINE void SlicUpdateBlock(
-    const T* pixels, int plane, int width, int rows, int begin, int end,
-    const T* centres, const int* neighbours, int channels, int num_spixels, T scale,
-    T invalid, T* scratch, T* sums) {
+SSN_ALWAYS_INLINE void SlicUpdateBlock(const T* packed, int count, const T* centres,
+                                       const int* neighbours, int channels, int num_spixels,
+                                       T scale, T invalid, T* scratch, T* sums) {
+  const int lanes = Simd<T>::kLanes;
+  const int stride = slic_padded(count), block_rows = slic_block_rows(channels);
+  const int sum_rows = (block_rows + lanes - 1) / lanes * lanes;
   Scratch<T> buffers(scratch, channels);
   bool valid[kNumNeighbours];
   CentreTable(centres, neighbours, channels, num_spixels, buffers.table, valid);
-  FillVectors(buffers.features + channels * kSlicChunk, kSlicChunk, T(1));
-  FillVectors(buffers.features + (channels + 1) * kSlicChunk,
-              (slic_feature_rows(channels) - channels - 1) * kSlicChunk, T(0));
-  // Always inlined, as all of the above: the work runs in each clone's ISA.
-  ForEachChunk(rows, begin, end, [&](const Piece* pieces, int num_pieces, int count)
-               __attribute__((always_inline)) {
-    const int padded = GatherChunk(pixels, plane, width, channels, pieces, num_pieces,
-                                   count, buffers.features);
-    Associate<T, false>(buffers.features, buffers.table, valid, channels, padded, scale,
+  // The first chunk stores the sums of every tile it computes, which covers
+  // every valid neighbour; rows from block_rows to sum_rows stay zero.
+  for (int c = 0; c < kNumNeighbours; ++c) {
+    FillVectors(buffers.sums + (c * sum_rows + block_rows) * lanes,
+                (sum_rows - block_rows) * lanes, T(0));
+  }
+  for (int v0 = 0; v0 < count; v0 += kSlicChunk) {
+    const int chunk = std::min(kSlicChunk, count - v0);
+    const int padded = std::min(kSlicChunk, stride - v0);
+    Associate<T, false>(packed + v0, stride, buffers.table, valid, channels, padded, scale,
                         invalid, buffers.assoc, buffers.best);
     for (int c = 0; c < kNumNeighbours; ++c) {
-      std::fill(buffers.assoc + c * kSlicChunk + count, buffers.assoc + c * kSlicChunk + padded,
+      std::fill(buffers.assoc + c * kSlicChunk + chunk, buffers.assoc + c * kSlicChunk + padded,
                 T(0));
     }
-    AccumulateChunk(buffers.features, buffers.assoc, neighbours, channels, padded, sums);
-  });
+    AccumulateChunk(packed + v0, stride, buffers.assoc, valid, block_rows, sum_rows, padded,
+                    v0 == 0, buffers.sums);
+  }
+  for (int c = 0; c < kNumNeighbours; ++c) {
+    if (!valid[c]) continue;
+    T* out = sums + static_cast<size_t>(neighbours[c]) * (channels + 1);
+    for (int k0 = 0; k0 <= channels; k0 += lanes) {
+      typename Simd<T>::V rows[Simd<T>::kLanes];
+      for (int i = 0; i < lanes; ++i) {
+        rows[i] = Load<typename Simd<T>::V>(buffers.sums + (c * sum_rows + k0 + i) * lanes);
+      }
+      const typename Simd<T>::V total = LaneSums(rows);
+      for (int i = 0; i < lanes && k0 + i <= channels; ++i) out[k0 + i] += total[i];
+    }
+  }
 }
 
 template <typename T>
-SSN_ALWAYS_INLINE void SlicAssignBlock(
-    const T* pixels, int plane, int width, int rows, int begin, int end,
-    const T* centres, const int* neighbours, const T* channel_labels, int channels,
-    int num_spixels, T scale, T invalid, T* scratch, T* labels, T* assoc, int spatial) {
+SSN_ALWAYS_INLINE void SlicAssignBlock(const T* packed, int rows, int length, int width,
+                                       const T* centres, const int* neighbours,
+                                       const T* channel_labels, int channels, int num_spixels,
+                                       T scale, T invalid, T* scratch, T* labels, T* assoc,
+                                       int spatial) {
+  const int count = rows * length, stride = slic_padded(count);
   Scratch<T> buffers(scratch, channels);
   bool valid[kNumNeighbours];
   CentreTable(centres, neighbours, channels, num_spixels, buffers.table, valid);
-  ForEachChunk(rows, begin, end, [&](const Piece* pieces, int num_pieces, int count)
-               __attribute__((always_inline)) {
-    const int padded = GatherChunk(pixels, plane, width, channels, pieces, num_pieces,
-                                   count, buffers.features);
-    Associate<T, true>(buffers.features, buffers.table, valid, channels, padded, scale,
-                       invalid, buffers.assoc, buffers.best);
-    for (int i = 0; i < num_pieces; ++i) {
-      const Piece& piece = pieces[i];
-      const int at = piece.row * width + piece.x;
-      for (int x = 0; x < piece.length; ++x) {
-        labels[at + x] = channel_labels[static_cast<int>(buffers.best[piece.offset + x])];
+  for (int v0 = 0; v0 < count; v0 += kSlicChunk) {
+    const int chunk = std::min(kSlicChunk, count - v0);
+    Associate<T, true>(packed + v0, stride, buffers.table, valid, channels,
+                       std::min(kSlicChunk, stride - v0), scale, invalid, buffers.assoc,
+                       buffers.best);
+    // Back to the image, one piece of a row at a time.
+    for (int i = 0; i < chunk;) {
+      const int r = (v0 + i) / length, x = (v0 + i) % length;
+      const int piece = std::min(length - x, chunk - i), at = r * width + x;
+      for (int p = 0; p < piece; ++p) {
+        labels[at + p] = channel_labels[static_cast<int>(buffers.best[i + p])];
       }
-      if (assoc == NULL) continue;
-      for (int c = 0; c < kNumNeighbours; ++c) {
-        CopyShort(buffers.assoc + c * kSlicChunk + piece.offset, piece.length,
-                  assoc + static_cast<size_t>(c) * spatial + at);
+      if (assoc != NULL) {
+        for (int c = 0; c < kNumNeighbours; ++c) {
+          CopyShort(buffers.assoc + c * kSlicChunk + i, piece,
+                    assoc + static_cast<size_t>(c) * spatial + at);
+        }
       }
+      i += piece;
     }
-  });
+  }
 }
 
 }  // namespace
 
 #define SSN_DEFINE_SLIC_KERNELS(T)                                                         \
-  SSN_VECTOR_CLONES void slic_update_block(const T* pixels, int plane, int width,          \
-      int rows, int begin, int end, const T* centres, const int* neighbours, int channels, \
-      int num_spixels, T scale, T invalid, T* scratch, T* sums) {                          \
-    SlicUpdateBlock(pixels, plane, width, rows, begin, end, centres, neighbours,           \
-                    channels, num_spixels, scale, invalid, scratch, sums);                 \
+  SSN_VECTOR_CLONES void slic_pack_group(const T* pixels, int plane, int width, int rows,  \
+      int channels, const int* bounds, int num_blocks, T* packed) {                        \
+    PackGroup(pixels, plane, width, rows, channels, bounds, num_blocks, packed);           \
   }                                                                                        \
-  SSN_VECTOR_CLONES void slic_assign_block(const T* pixels, int plane, int width,          \
-      int rows, int begin, int end, const T* centres, const int* neighbours,               \
-      const T* channel_labels, int channels, int num_spixels, T scale, T invalid,          \
-      T* scratch, T* labels, T* assoc, int spatial) {                                      \
-    SlicAssignBlock(pixels, plane, width, rows, begin, end, centres, neighbours,           \
-                    channel_labels, channels, num_spixels, scale, invalid, scratch, labels, \
-                    assoc, spatial);                                                       \
+  SSN_VECTOR_CLONES void slic_update_block(const T* packed, int count, const T* centres,   \
+      const int* neighbours, int channels, int num_spixels, T scale, T invalid,            \
+      T* scratch, T* sums) {                                                               \
+    SlicUpdateBlock(packed, count, centres, neighbours, channels, num_spixels, scale,      \
+                    invalid, scratch, sums);                                               \
+  }                                                                                        \
+  SSN_VECTOR_CLONES void slic_assign_block(const T* packed, int rows, int length,          \
+      int width, const T* centres, const int* neighbours, const T* channel_labels,         \
+      int channels, int num_spixels, T scale, T invalid, T* scratch, T* labels, T* assoc,  \
+      int spatial) {                                                                       \
+    SlicAssignBlock(packed, rows, length, width, centres, neighbours, channel_labels,      \
+                    channels, num_spixels, scale, invalid, scratch, labels, assoc,         \
+                    spatial);                                                              \
   }
 
 SSN_DEFINE_SLIC_KERNELS(float)

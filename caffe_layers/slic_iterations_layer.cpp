@@ -50,25 +50,11 @@ void SlicIterationsLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
 template <typename Dtype>
 void SlicIterationsLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
                                          const vector<Blob<Dtype>*>& top) {
-  const std::string name = "SlicIterations '" + this->layer_param_.name() + "'";
-  const Blob<Dtype>& pixels = *bottom[0];
-  const Blob<Dtype>& spixels = *bottom[1];
-  const Blob<Dtype>& cells = *bottom[2];
-  CHECK(pixels.num_axes() == 4 && spixels.num_axes() == 4 && cells.num_axes() == 4)
-      << name << ": inputs must be 4-D";
-  CHECK(spixels.num() == pixels.num() && cells.num() == pixels.num())
-      << name << ": batch sizes differ";
-  CHECK_EQ(spixels.channels(), pixels.channels())
-      << name << ": pixel and superpixel features differ in channels";
-  const int num = pixels.num(), channels = pixels.channels();
-  const int height = pixels.height(), width = pixels.width();
+  ssn::check_association_bottoms(bottom, grid_h_, grid_w_,
+                                 "SlicIterations '" + this->layer_param_.name() + "'");
+  const int num = bottom[0]->num(), channels = bottom[0]->channels();
+  const int height = bottom[0]->height(), width = bottom[0]->width();
   const int num_spixels = grid_h_ * grid_w_;
-  CHECK(spixels.height() == 1 && spixels.width() == num_spixels)
-      << name << ": initial superpixel features must be N x C x 1 x " << num_spixels
-      << " for a " << grid_h_ << "x" << grid_w_ << " grid";
-  CHECK_EQ(cells.channels(), 1) << name << ": the cell map must have 1 channel";
-  CHECK(cells.height() == height && cells.width() == width)
-      << name << ": cell map and features differ in size";
   top[0]->Reshape(num, 1, height, width);
   if (top.size() > 1) top[1]->Reshape(num, channels, 1, num_spixels);
   if (top.size() > 2) top[2]->Reshape(num, ssn::kNumNeighbours, height, width);
@@ -84,15 +70,18 @@ void SlicIterationsLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 }
 
 template <typename Dtype>
-int SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom) {
+size_t SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom) {
   const std::string where = "SlicIterations '" + this->layer_param_.name() + "' cell map";
-  const int num = bottom[0]->num(), height = bottom[0]->height();
-  const int width = bottom[0]->width(), num_spixels = grid_h_ * grid_w_;
-  const size_t row_bytes = sizeof(Dtype) * bottom[0]->channels() * width;
+  const int num = bottom[0]->num(), channels = bottom[0]->channels();
+  const int height = bottom[0]->height(), width = bottom[0]->width();
+  const int num_spixels = grid_h_ * grid_w_;
+  const size_t row_bytes = sizeof(Dtype) * channels * width;
   const int max_rows = std::max<int>(1, std::min<size_t>(kGroupRows, kGroupBytes / row_bytes));
   const Dtype* cells = bottom[2]->cpu_data();
   blocks_.clear();
   groups_.clear();
+  bounds_.clear();
+  size_t largest = 0;
   for (int n = 0; n < num; ++n) {
     for (int y = 0; y < height;) {
       const Dtype* row = cells + (static_cast<size_t>(n) * height + y) * width;
@@ -102,16 +91,21 @@ int SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom) {
         ++rows;
       }
       groups_.push_back(blocks_.size());
+      int offset = 0;
       ssn::for_each_cell_run(row, width, num_spixels, where, n, y,
           [&](int begin, int end, int cell) {
-        const CellBlock block = {n, y, rows, begin, end, cell};
+        const CellBlock block = {n, y, rows, begin, end, cell, offset};
         blocks_.push_back(block);
+        bounds_.push_back(begin);
+        offset += ssn::slic_block_size(channels, rows * (end - begin));
       });
+      bounds_.push_back(width);
+      largest = std::max<size_t>(largest, offset);
       y += rows;
     }
   }
   groups_.push_back(blocks_.size());
-  return max_rows;
+  return largest;
 }
 
 // Step t reads S^(t-1) and writes S^t into the other half of centres_; the
@@ -119,11 +113,11 @@ int SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom) {
 // own zeroed buffer (per superpixel: C sums and the weight) and the buffers are
 // added up (in thread order) into S^t. All steps run in one parallel region,
 // with barriers between the phases; each group of rows is first copied out of
-// the features (see kGroupBytes).
+// the features and packed block by block (see kGroupBytes).
 template <typename Dtype>
 void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
                                              const vector<Blob<Dtype>*>& top) {
-  const int max_rows = FindBlocks(bottom);
+  const size_t group_size = FindBlocks(bottom);
   const int num = bottom[0]->num(), channels = bottom[0]->channels();
   const int height = bottom[0]->height(), width = bottom[0]->width();
   const int spatial = height * width, num_spixels = grid_h_ * grid_w_;
@@ -135,10 +129,9 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int centre_count = num * channels * num_spixels;
   const int sums_size = num * num_spixels * (channels + 1);
   const int scratch_size = ssn::slic_scratch_size<Dtype>(channels);
-  const size_t group_size = static_cast<size_t>(channels) * max_rows * width;
   partial_.resize(static_cast<size_t>(threads) * sums_size);
   scratch_.resize(static_cast<size_t>(threads) * scratch_size);
-  rows_.resize(threads * group_size);
+  packed_.resize(threads * group_size);
   // Every blob pointer before the parallel region: a blob's first access
   // allocates it.
   const Dtype* pixels_all = bottom[0]->cpu_data();
@@ -149,26 +142,24 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   Dtype* assoc_all = top.size() > 2 ? top[2]->mutable_cpu_data() : NULL;
   Dtype* partial_all = partial_.data();
   Dtype* scratch_all = scratch_.data();
-  Dtype* rows_all = rows_.data();
+  Dtype* packed_all = packed_.data();
   const CellBlock* blocks = blocks_.data();
   const int* groups = groups_.data();
+  const int* bounds = bounds_.data();
 #pragma omp parallel num_threads(threads)
   {
     const int thread = ssn::thread_id(), team = ssn::team_size();
     Dtype* partial = partial_all + static_cast<size_t>(thread) * sums_size;
     Dtype* scratch = scratch_all + static_cast<size_t>(thread) * scratch_size;
-    Dtype* rows = rows_all + thread * group_size;
-    // Copies the group's rows of every channel into `rows` (C planes of
-    // block.rows x width) and returns the plane size.
-    const auto copy_rows = [&](const CellBlock& block) {
-      const int plane = block.rows * width;
-      const Dtype* from = pixels_all + static_cast<size_t>(block.n) * channels * spatial +
-                          static_cast<size_t>(block.y) * width;
-      for (int k = 0; k < channels; ++k) {
-        std::copy(from + static_cast<size_t>(k) * spatial,
-                  from + static_cast<size_t>(k) * spatial + plane, rows + k * plane);
-      }
-      return plane;
+    Dtype* packed = packed_all + thread * group_size;
+    // Packs the group's blocks into `packed` (see slic_iterations_kernels.hpp).
+    const auto pack = [&](int group) {
+      const CellBlock& block = blocks[groups[group]];
+      ssn::slic_pack_group(
+          pixels_all + static_cast<size_t>(block.n) * channels * spatial +
+              static_cast<size_t>(block.y) * width,
+          spatial, width, block.rows, channels, bounds + groups[group] + group,
+          groups[group + 1] - groups[group], packed);
     };
     int neighbours[ssn::kNumNeighbours];
     for (int step = 1; step < num_steps; ++step) {
@@ -177,7 +168,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       std::fill(partial, partial + sums_size, Dtype(0));
 #pragma omp for schedule(static)
       for (int group = 0; group < num_groups; ++group) {
-        const int plane = copy_rows(blocks[groups[group]]);
+        pack(group);
         for (int b = groups[group]; b < groups[group + 1]; ++b) {
           const CellBlock& block = blocks[b];
           for (int c = 0; c < ssn::kNumNeighbours; ++c) {
@@ -185,7 +176,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
           }
           const size_t image = static_cast<size_t>(block.n) * num_spixels;
           ssn::slic_update_block(
-              rows, plane, width, block.rows, block.begin, block.end,
+              packed + block.offset, block.rows * (block.end - block.begin),
               current + image * channels, neighbours, channels, num_spixels, scale, invalid,
               scratch, partial + image * (channels + 1));
         }
@@ -208,7 +199,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     Dtype channel_labels[ssn::kNumNeighbours];
 #pragma omp for schedule(static)
     for (int group = 0; group < num_groups; ++group) {
-      const int plane = copy_rows(blocks[groups[group]]);
+      pack(group);
       for (int b = groups[group]; b < groups[group + 1]; ++b) {
         const CellBlock& block = blocks[b];
         for (int c = 0; c < ssn::kNumNeighbours; ++c) {
@@ -216,9 +207,9 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
           channel_labels[c] = ssn::neighbour_index_clamped(block.cell, c, grid_h, grid_w);
         }
         const size_t image = static_cast<size_t>(block.n) * channels;
-        const size_t first = static_cast<size_t>(block.y) * width;
+        const size_t first = static_cast<size_t>(block.y) * width + block.begin;
         ssn::slic_assign_block(
-            rows, plane, width, block.rows, block.begin, block.end,
+            packed + block.offset, block.rows, block.end - block.begin, width,
             last + image * num_spixels, neighbours, channel_labels, channels, num_spixels,
             scale, invalid, scratch, labels_all + static_cast<size_t>(block.n) * spatial + first,
             assoc_all == NULL ? NULL

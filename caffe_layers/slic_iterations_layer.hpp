@@ -62,13 +62,15 @@ class SlicIterationsLayer : public Layer<Dtype> {
 
   // Pixels of `rows` image rows of image n from row y, columns [begin, end),
   // that share the initial cell `cell` (CPU).
+  // `offset`: where the block starts in its group's packed features.
   struct CellBlock {
-    int n, y, rows, begin, end, cell;
+    int n, y, rows, begin, end, cell, offset;
   };
   // Splits the cell map into blocks (checking every id), grouping a few
   // consecutive rows with equal ids; groups_ holds the first block of each
-  // group, then the block count. Returns the most rows a group has.
-  int FindBlocks(const vector<Blob<Dtype>*>& bottom);
+  // group, then the block count, and bounds_ from groups_[g] + g the column
+  // bounds of group g's blocks. Returns the size of the largest packed group.
+  size_t FindBlocks(const vector<Blob<Dtype>*>& bottom);
   void RefuseBackward(const vector<bool>& propagate_down) const;
 
   int grid_h_, grid_w_, num_steps_;
@@ -76,9 +78,10 @@ class SlicIterationsLayer : public Layer<Dtype> {
   Blob<Dtype> centres_;  // 2 x N x C x K: S^t and S^(t+1), reused every step
   std::vector<CellBlock> blocks_;  // CPU: the cell map's blocks
   std::vector<int> groups_;        // CPU: block ranges the threads share out
+  std::vector<int> bounds_;        // CPU: column bounds of each group's blocks
   std::vector<Dtype> partial_;     // CPU: per-thread sums, N x K x (C sums, weight)
   std::vector<Dtype> scratch_;     // CPU: per-thread kernel scratch
-  std::vector<Dtype> rows_;        // CPU: per-thread copy of a group's rows
+  std::vector<Dtype> packed_;      // CPU: per-thread packed features of a group
   Blob<Dtype> assoc_;    // GPU: N x 9 x H x W associations of the current step
   Blob<Dtype> weights_;  // GPU: N x 1 x 1 x K total association per superpixel
   Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index

@@ -100,14 +100,18 @@ void SpixelFeatureLayer<Dtype>::ReadIndexMap(const Blob<Dtype>& index_map) {
   for (int n = 0; n < index_map.num(); ++n) {
     const Dtype* map = index_map.cpu_data() + index_map.offset(n);
     Dtype* counts = counts_.mutable_cpu_data() + counts_.offset(n);
+    int* ids = &ids_[n * spatial];
     for (int p = 0; p < spatial; ++p) {
-      int& id = ids_[n * spatial + p];
-      if (ssn::is_ignored_index(ssn::index_value(map[p]), ignore)) {
-        id = -1;
-      } else {
-        id = ssn::checked_index(map[p], num_spixels_, where, n, p, width);
-        counts[id] += 1;
-      }
+      ids[p] = ssn::is_ignored_index(ssn::index_value(map[p]), ignore) ? -1
+          : ssn::checked_index(map[p], num_spixels_, where, n, p, width);
+    }
+    // By runs of equal id (rows of cells), not one add per pixel into memory.
+    for (int p = 0; p < spatial;) {
+      const int id = ids[p];
+      int end = p + 1;
+      while (end < spatial && ids[end] == id) ++end;
+      if (id >= 0) counts[id] += end - p;
+      p = end;
     }
   }
 }
@@ -129,11 +133,21 @@ void SpixelFeatureLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       const int source = sources_[k];
       const Dtype* feature = source >= 0
           ? bottom[0]->cpu_data() + bottom[0]->offset(n, source) : NULL;
-      for (int p = 0; p < spatial; ++p) {
-        if (ids[p] < 0) continue;
-        const Dtype value = source >= 0 ? feature[p]
-            : static_cast<Dtype>(source == kRow ? p / width : p % width);
-        mean[ids[p]] += value;
+      // Each run of equal id adds into a register, in pixel order as one add
+      // per pixel into mean[id] would (the same sums), without waiting on a
+      // store for every pixel.
+      for (int p = 0; p < spatial;) {
+        const int id = ids[p];
+        if (id < 0) {
+          ++p;
+          continue;
+        }
+        Dtype sum = mean[id];
+        for (; p < spatial && ids[p] == id; ++p) {
+          sum += source >= 0 ? feature[p]
+              : static_cast<Dtype>(source == kRow ? p / width : p % width);
+        }
+        mean[id] = sum;
       }
       for (int j = 0; j < num_spixels_; ++j) {
         mean[j] = counts[j] > 0 ? scales_[k] * mean[j] / counts[j] : empty;

@@ -11,6 +11,7 @@
 #include <omp.h>
 #endif
 
+#include "caffe/blob.hpp"
 #include "caffe/proto/caffe.pb.h"
 #include "caffe/ssn/ssn_math.cuh"
 #include "glog/logging.h"
@@ -126,6 +127,29 @@ inline void read_grid(const LayerParameter& param, int* grid_h, int* grid_w) {
       << param.type() << " layer '" << param.name()
       << "': the superpixel grid must be at least 1x1, got " << *grid_h << "x"
       << *grid_w;
+}
+
+// The bottoms of Passoc and SlicIterations: features F, N x C x H x W;
+// superpixel features, N x C x 1 x K for the grid_h x grid_w grid; the initial
+// cell map, N x 1 x H x W. `name` names the layer in the messages.
+template <typename Dtype>
+inline void check_association_bottoms(const std::vector<Blob<Dtype>*>& bottom,
+                                      int grid_h, int grid_w, const std::string& name) {
+  const Blob<Dtype>& pixels = *bottom[0];
+  const Blob<Dtype>& spixels = *bottom[1];
+  const Blob<Dtype>& cells = *bottom[2];
+  CHECK(pixels.num_axes() == 4 && spixels.num_axes() == 4 && cells.num_axes() == 4)
+      << name << ": inputs must be 4-D";
+  CHECK(spixels.num() == pixels.num() && cells.num() == pixels.num())
+      << name << ": batch sizes differ";
+  CHECK_EQ(spixels.channels(), pixels.channels())
+      << name << ": pixel and superpixel features differ in channels";
+  CHECK(spixels.height() == 1 && spixels.width() == grid_h * grid_w)
+      << name << ": superpixel features must be N x C x 1 x " << grid_h * grid_w
+      << " for a " << grid_h << "x" << grid_w << " grid";
+  CHECK_EQ(cells.channels(), 1) << name << ": the cell map must have 1 channel";
+  CHECK(cells.height() == pixels.height() && cells.width() == pixels.width())
+      << name << ": cell map and features differ in size";
 }
 
 }  // namespace ssn

@@ -1,8 +1,52 @@
 """Colour conversion shared by training and inference."""
 from __future__ import annotations
 
+import ctypes
+import functools
+from typing import Any
+
 import numpy as np
-from skimage import color
+
+from ssn.native import load_native
+
+
+@functools.lru_cache(maxsize=None)
+def _native_lab(name: str) -> Any:
+    """``name`` (ssn_rgb_to_lab or ssn_rgb8_to_lab) from the native library, with its C
+    signature set."""
+    func = getattr(load_native(), name)
+    func.restype = None
+    func.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    return func
+
+
+def rgb_to_lab_planes(image: np.ndarray) -> np.ndarray:
+    """Lab (D65, 2 degree observer) of an RGB image, one plane per channel.
+
+    scikit-image's ``rgb2lab`` (same constants and formulas) in double, compiled:
+    its values rounded to float32, several times faster. A uint8 value k gives
+    exactly what the float32 k / 255 gives.
+
+    Parameters
+    ----------
+    image : ndarray, H x W x 3
+        uint8 in [0, 255] or float in [0, 1].
+
+    Returns
+    -------
+    ndarray, 3 x H x W, float32, C-contiguous
+        L, a and b.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
+    if image.dtype == np.uint8:  # k means k / 255: a table lookup
+        rgb, name = np.ascontiguousarray(image), "ssn_rgb8_to_lab"
+    else:
+        rgb, name = np.ascontiguousarray(image, dtype=np.float32), "ssn_rgb_to_lab"
+    lab = np.empty((3,) + image.shape[:2], np.float32)
+    _native_lab(name)(rgb.ctypes.data, image.shape[0] * image.shape[1], lab.ctypes.data)
+    return lab
 
 
 def rgb_to_lab(image: np.ndarray) -> np.ndarray:
@@ -16,5 +60,7 @@ def rgb_to_lab(image: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, H x W x 3, float32
+        A view of :func:`rgb_to_lab_planes`' planes: ``.transpose(2, 0, 1)`` gives
+        them back without a copy.
     """
-    return color.rgb2lab(image).astype(np.float32)
+    return rgb_to_lab_planes(image).transpose(1, 2, 0)

@@ -13,11 +13,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pg
 BOUNDARY_COLOUR = (1, 1, 0)  # yellow
 
 
-def as_rgb(image: np.ndarray) -> np.ndarray:
+def as_rgb(image: np.ndarray, keep_uint8: bool = False) -> np.ndarray:
     """An H x W x 3 float image in [0, 1] from grayscale, RGB or RGBA, 8 or 16 bit or float.
 
     uint8 and other integer types are 8-bit (0..255), uint16 is 16-bit, floats
-    must lie in [0, 1].
+    must lie in [0, 1]. With ``keep_uint8``, a uint8 image stays uint8 (k stands
+    for k / 255, as :func:`ssn.color.rgb_to_lab` takes it), without the conversion.
 
     Raises
     ------
@@ -34,7 +35,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         image = np.repeat(image, 3, axis=2)
     image = image[:, :, :3]
     if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255
+        return image if keep_uint8 else image.astype(np.float32) / 255
     if image.dtype == np.uint16:
         return image.astype(np.float32) / 65535
     if image.dtype == bool or not np.issubdtype(image.dtype, np.number):

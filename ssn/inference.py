@@ -240,7 +240,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                                  connectivity, True))
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
-    rgb = as_rgb(channels_last(image, channel_axis))
+    rgb = as_rgb(channels_last(image, channel_axis), keep_uint8=True)
     height, width = rgb.shape[:2]
     mode, weights_path = resolve_features(features, weights)
     grid_count = grid_request(n_segments, height, width, mode, grid)

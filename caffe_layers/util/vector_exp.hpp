@@ -56,7 +56,8 @@ SSN_ALWAYS_INLINE Float8 exp_nonpositive(const Float8& x) {
   using namespace exp_detail;  // NOLINT(build/namespaces)
   const Float8 zero = {}, floor = zero + kFloor;
   const Float8 clamped = x < floor ? floor : x;
-  const Float8 n = (clamped * kLog2e + kRound) - kRound;
+  const Float8 rounded = clamped * kLog2e + kRound;
+  const Float8 n = rounded - kRound;
   const Float8 r = (clamped - n * kLn2Hi) - n * kLn2Lo;
   Float8 p = zero + kP0;
   p = p * r + kP1;
@@ -65,7 +66,9 @@ SSN_ALWAYS_INLINE Float8 exp_nonpositive(const Float8& x) {
   p = p * r + kP4;
   p = p * r + kP5;
   p = p * r * r + r + 1.f;
-  const Int8 exponent = (__builtin_convertvector(n, Int8) + 127) << 23;
+  // The integer n, in [-126, 0], is the low bits of `rounded` (1.5 * 2^23 + n):
+  // the shift drops the rest, with no conversion (same bits as the scalar's).
+  const Int8 exponent = (__builtin_bit_cast(Int8, rounded) + 127) << 23;
   const Float8 scale = __builtin_bit_cast(Float8, exponent);
   return x < floor ? zero : p * scale;
 }

@@ -29,10 +29,12 @@ int32_t ssn_enforce_connectivity(const int32_t* labels, int32_t* out,
   const int64_t n = static_cast<int64_t>(height) * width;
   if (n <= 0) return 0;
   for (int64_t i = 0; i < n; ++i) out[i] = -1;
-  // queue holds flat indices of the current piece; it never exceeds max_size
+  // queue holds flat indices of the current piece, and column holds their
+  // columns (so that no pixel needs a division); they never exceed max_size
   // (nor n) entries.
   const int64_t cap = max_size < n ? max_size : n;
   std::vector<int64_t> queue(static_cast<std::size_t>(cap));
+  std::vector<int32_t> column(static_cast<std::size_t>(cap));
   int32_t next_label = 0;
   for (int64_t start = 0; start < n; ++start) {
     if (out[start] >= 0) continue;
@@ -40,36 +42,29 @@ int32_t ssn_enforce_connectivity(const int32_t* labels, int32_t* out,
     int32_t adjacent = 0;
     out[start] = next_label;
     queue[0] = start;
+    column[0] = static_cast<int32_t>(start % width);
     int64_t size = 1;
     int64_t head = 0;
+    // Visits neighbour q (column x) of the pixel at the head; true once the
+    // piece is full, which ends its BFS.
+    const auto visit = [&](int64_t q, int32_t x) {
+      if (labels[q] == lab && out[q] == -1) {
+        out[q] = next_label;
+        queue[size] = q;
+        column[size] = x;
+        return ++size >= max_size;
+      }
+      if (out[q] >= 0 && out[q] != next_label) adjacent = out[q];
+      return false;
+    };
     while (head < size && size < max_size) {
       const int64_t p = queue[head];
-      const int64_t y = p / width;
-      const int64_t x = p - y * width;
-      for (int k = 0; k < 4; ++k) {
-        int64_t q;
-        if (k == 0) {         // +x
-          if (x + 1 >= width) continue;
-          q = p + 1;
-        } else if (k == 1) {  // -x
-          if (x == 0) continue;
-          q = p - 1;
-        } else if (k == 2) {  // +y
-          if (y + 1 >= height) continue;
-          q = p + width;
-        } else {              // -y
-          if (y == 0) continue;
-          q = p - width;
-        }
-        if (labels[q] == lab && out[q] == -1) {
-          out[q] = next_label;
-          queue[size++] = q;
-          if (size >= max_size) break;
-        } else if (out[q] >= 0 && out[q] != next_label) {
-          adjacent = out[q];
-        }
-      }
+      const int32_t x = column[head];
       ++head;
+      if (x + 1 < width && visit(p + 1, x + 1)) break;    // +x
+      if (x > 0 && visit(p - 1, x - 1)) break;            // -x
+      if (p + width < n && visit(p + width, x)) break;    // +y
+      if (p >= width && visit(p - width, x)) break;       // -y
     }
     if (size < min_size) {
       for (int64_t i = 0; i < size; ++i) out[queue[i]] = adjacent;

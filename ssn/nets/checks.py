@@ -511,7 +511,15 @@ def _index_limits(layer: caffe_pb2.LayerParameter, shapes: Mapping[str, Shape]) 
 def check_index_values(values: np.ndarray, limit: int, ignore: Optional[float],
                        where: str) -> None:
     """Raise NetCheckError unless every id is a whole number in [0, limit) or ignored."""
-    ids = np.asarray(values, dtype=np.float64)
+    ids = np.asarray(values)
+    if ids.size and ids.dtype.kind in "fiu":
+        # The common case in a few fast passes (NaN fails the comparisons); any
+        # doubt goes to the checks below, which name the first bad value.
+        low, high = ids.min(), ids.max()
+        if low >= 0 and high < limit and (ids.dtype.kind != "f"
+                                          or np.array_equal(np.trunc(ids), ids)):
+            return
+    ids = np.asarray(ids, dtype=np.float64)
     if not np.all(np.isfinite(ids)):
         raise NetCheckError(f"{where}: holds NaN or infinite values")
     fractional = ids != np.trunc(ids)
