@@ -337,8 +337,10 @@ def test_bad_task_settings_are_refused():
 
 
 def write_training_files(tmp_path, max_iter):
+    # From scratch, so BatchNorm learns its statistics: frozen ones would be the
+    # filler's zeros, which scale every activation by 1 / sqrt(eps).
     config = DownstreamConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
-                              batch_size=2, num_label_channels=8,
+                              batch_size=2, num_label_channels=8, frozen_batch_norm=False,
                               data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     (tmp_path / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))
     options = DownstreamOptions(base_lr=2e-3, max_iter=max_iter, snapshot=0,
@@ -407,3 +409,14 @@ def test_comparison_plot(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="two models"):
         plot_comparison(curves, {"a": [0.5]}, tmp_path / "bad.png")
+
+
+def test_frozen_batch_norm_needs_weights_to_train_from(tmp_path, sample_root):
+    solver_path = write_training_files(tmp_path, max_iter=1)
+    net_path = tmp_path / "net.prototxt"
+    config = DownstreamConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+                              batch_size=2, num_label_channels=8, frozen_batch_norm=True,
+                              data=dict(phase="val", repeat=1, workers=1, prefetch=1))
+    net_path.write_text(text_format.MessageToString(train_net(config)))
+    with pytest.raises(ValueError, match="stored statistics"):
+        train(solver_path)

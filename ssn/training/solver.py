@@ -454,8 +454,21 @@ def start(solver, param, net_param, snapshots: Snapshots, weights: Optional[Path
         solver.net.copy_from(str(weights))
         log.info("initialised from %s", weights)
     else:
+        frozen = frozen_batch_norm_layers(net_param)
+        if frozen:
+            raise ValueError(
+                f"BatchNorm layers {', '.join(frozen)} use stored statistics "
+                "(use_global_stats) while training, and there are no weights to take them "
+                "from: pass --weights, or generate the net without frozen BatchNorm "
+                "(ssn-make-prototxt --no-frozen-batch-norm)")
         names = initialize_helper_weights(solver.net)
         log.info("training from scratch; set the fixed weights of %s", ", ".join(names))
+
+
+def frozen_batch_norm_layers(net_param: caffe_pb2.NetParameter) -> list[str]:
+    """Names of the TRAIN net's BatchNorm layers that normalise by stored statistics."""
+    return [layer.name for layer in net_param.layer
+            if layer.type == "BatchNorm" and layer.batch_norm_param.use_global_stats]
 
 
 def run(solver, param, snapshots: Snapshots, log_csv: Path, resumed: bool) -> dict:
