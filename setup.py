@@ -43,6 +43,7 @@ setup(
             "ssn-bench-peers = ssn.cli.bench_peers:main",
             "ssn-bench-sizes = ssn.cli.bench_sizes:main",
             "ssn-data = ssn.cli.data:main",
+            "ssn-synthflow = ssn.cli.synthflow:main",
         ],
     },
     extras_require={
