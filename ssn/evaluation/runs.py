@@ -218,8 +218,13 @@ class RowWriter:
 
 
 def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
-                  skipped: Optional[list] = None) -> list[dict]:
+                  skipped: Optional[list] = None, load=load_sample, score=evaluate
+                  ) -> list[dict]:
     """Rows of every (run, image, annotator); ``samples`` are (image id, loader) pairs.
+
+    ``load(loader)`` gives an image's (float RGB, truth), and ``score(labels,
+    truth, rgb)`` its rows; the defaults score BSDS-style segmentations. Other
+    truths (a continuous target, :mod:`ssn.evaluation.continuous`) pass their own.
 
     A problem with one image (an unreadable image or ground truth; a missing,
     empty or wrong-shaped label file; a method failing on it) is logged and
@@ -236,9 +241,9 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
         skipped.append(dict(method=method, requested=requested, image=image_id, reason=why))
 
     loaded = []
-    for image_id, load in samples:
+    for image_id, loader in samples:
         try:
-            loaded.append((image_id, *load_sample(load)))
+            loaded.append((image_id, *load(loader)))
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the rest
             skip("*", "*", image_id, reason(error))
     progress = tqdm(total=len(runs) * len(loaded), unit="map", file=sys.stderr,
@@ -246,12 +251,12 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
     # Run-major order: consecutive images reuse one run's nets (a deep net at 481x321
     # holds over a GB; a net per run and geometry cached at once ran out of memory).
     for name, requested, make_labels in runs:
-        for image_id, rgb, segmentations in loaded:
+        for image_id, rgb, truth in loaded:
             progress.update(1)
             try:
                 labels = checked_labels(make_labels(image_id, rgb), rgb.shape[:2])
                 scored = [dict(method=name, requested=requested, image=image_id, **row)
-                          for row in evaluate(labels, segmentations, rgb)]
+                          for row in score(labels, truth, rgb)]
             except Exception as error:  # noqa: BLE001 - one bad image must not stop the rest
                 skip(name, requested, image_id, reason(error))
                 continue
@@ -261,7 +266,7 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
     return rows
 
 
-def summarise(rows: list[dict]) -> list[dict]:
+def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
     groups = defaultdict(list)
     for row in rows:
         groups[(row["method"], row["requested"])].append(row)
@@ -269,7 +274,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     for (method, requested), group in sorted(groups.items()):
         entry = dict(method=method, requested=requested, rows=len(group),
                      n_spixels=float(np.mean([r["n_spixels"] for r in group])))
-        entry.update({m: float(np.mean([r[m] for r in group])) for m in METRICS})
+        entry.update({m: float(np.mean([r[m] for r in group])) for m in metrics})
         summary.append(entry)
     return summary
 
@@ -282,10 +287,10 @@ def write_csv(path: Path, rows: list[dict], fields: Optional[list[str]] = None) 
         writer.writerows(rows)
 
 
-def plot_curves(summary: list[dict], path: Path) -> None:
+def plot_curves(summary: list[dict], path: Path, metrics=METRICS, columns: int = 3) -> None:
     """One panel per metric: the metric against the mean actual superpixel count."""
     methods = sorted({row["method"] for row in summary})
-    with metric_panels(path, METRICS, columns=3) as panels:
+    with metric_panels(path, metrics, columns=min(columns, len(metrics))) as panels:
         for axis, metric in panels:
             for method in methods:
                 points = sorted((r["n_spixels"], r[metric]) for r in summary
