@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -12,19 +11,17 @@ from typing import Optional
 import numpy as np
 
 import ssn.evaluation.continuous as continuous
-from ssn.atomic import atomic_path, ensure_writable_folder, write_atomic
+from ssn.atomic import atomic_path, ensure_writable_folder
 from ssn.cli import options
 from ssn.device import use_device
 from ssn.evaluation.baselines import LABELLERS, BaselineMissing
-from ssn.evaluation.matched import format_table, matched_table
 from ssn.evaluation.runs import (
     SKIPPED_FIELDS,
     baseline_run,
     evaluate_runs,
-    plot_curves,
     ssn_run,
-    summarise,
     write_csv,
+    write_results,
 )
 
 log = logging.getLogger("ssn.cli.eval_continuous")
@@ -165,14 +162,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.error("nothing could be scored: %d problem(s), listed in %s", len(skipped),
                   args.out / "skipped.csv")
         return 1
-    summary = summarise(rows, continuous.METRICS)
-    write_csv(args.out / "summary.csv", summary)
-    write_atomic(args.out / "summary.json", json.dumps(summary, indent=1))
-    plot_curves(summary, args.out / "curves.png", continuous.METRICS)
-    matched = matched_table(summary, args.matched_counts, continuous.METRICS)
-    write_csv(args.out / "matched.csv", matched)
-    table = format_table(matched, continuous.METRICS)
-    write_atomic(args.out / "matched.md", table)
+    summary, _ = write_results(rows, args.out, args.matched_counts, continuous.METRICS,
+                               continuous.METRICS, continuous.METRICS)
+    table = (args.out / "matched.md").read_text()
     for entry in summary:
         log.info("%-16s n=%-5d actual %7.1f  error %.4f", entry["method"], entry["requested"],
                  entry["n_spixels"], entry["reconstruction_error"])

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ssn.atomic import atomic_path, write_atomic
 from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.evaluation.baselines import baseline
+from ssn.evaluation.matched import MATCHED_METRICS, format_table, matched_table
 from ssn.evaluation.metrics import evaluate
 from ssn.evaluation.plots import metric_panels
 from ssn.images import IMAGE_SUFFIXES, as_rgb
@@ -285,6 +286,21 @@ def write_csv(path: Path, rows: list[dict], fields: Optional[list[str]] = None) 
         writer = csv.DictWriter(stream, fieldnames=fields or list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_results(rows: list[dict], out: Path, matched_counts, metrics=METRICS,
+                  matched_metrics=MATCHED_METRICS,
+                  table_metrics=("asa", "boundary_recall")) -> tuple[list, list]:
+    """Write summary.csv/.json, curves.png, matched.csv and matched.md of scored rows
+    to ``out``; return the summary and the matched table."""
+    summary = summarise(rows, metrics)
+    write_csv(out / "summary.csv", summary)
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    plot_curves(summary, out / "curves.png", metrics)
+    matched = matched_table(summary, matched_counts, matched_metrics)
+    write_csv(out / "matched.csv", matched)
+    write_atomic(out / "matched.md", format_table(matched, table_metrics))
+    return summary, matched
 
 
 def plot_curves(summary: list[dict], path: Path, metrics=METRICS, columns: int = 3) -> None:
