@@ -173,3 +173,13 @@ def test_a_bad_data_set_stops_before_caffe(tmp_path, caplog):
     assert "2 of 3 pairs cannot be used" in caplog.text
     assert "a.npy holds float64 values: labels are integer" in caplog.text
     assert "c.png" in caplog.text and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("params, message", [
+    ('{"target": "depth"}', "target must be one of"),
+    ('{"target": "continuous"}', "needs a dataset of pairs"),
+])
+def test_data_layer_params_are_checked(params, message):
+    from ssn.training.data_layer import parse_param_str
+    with pytest.raises(ValueError, match=message):
+        parse_param_str(params)

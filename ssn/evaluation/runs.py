@@ -219,13 +219,14 @@ class RowWriter:
 
 
 def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
-                  skipped: Optional[list] = None, load=load_sample, score=evaluate
+                  skipped: Optional[list] = None, load=load_sample, score=None
                   ) -> list[dict]:
     """Rows of every (run, image, annotator); ``samples`` are (image id, loader) pairs.
 
     ``load(loader)`` gives an image's (float RGB, truth), and ``score(labels,
-    truth, rgb)`` its rows; the defaults score BSDS-style segmentations. Other
-    truths (a continuous target, :mod:`ssn.evaluation.continuous`) pass their own.
+    truth, rgb)`` its rows; the defaults score BSDS-style segmentations
+    (:func:`ssn.evaluation.metrics.evaluate`). Other truths (a continuous
+    target, :mod:`ssn.evaluation.continuous`) pass their own.
 
     A problem with one image (an unreadable image or ground truth; a missing,
     empty or wrong-shaped label file; a method failing on it) is logged and
@@ -234,6 +235,7 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
     each (run, image) is scored.
     """
     skipped = [] if skipped is None else skipped
+    score = evaluate if score is None else score
     writer = RowWriter(rows_csv)
     rows = []
 

@@ -185,6 +185,8 @@ class PatchSampler:
         self.unreadable: dict[str, str] = {}  # image id -> why it is skipped
         self._lock = threading.Lock()
 
+    truth_name = "target"  # what the image's truth file is called in messages
+
     def load(self, image_id: str) -> BSDSImage:
         """The checked image and target(s) of ``image_id``; raises if unreadable."""
         raise NotImplementedError
@@ -213,8 +215,8 @@ class PatchSampler:
                 with self._lock:
                     if image_id not in self.unreadable:
                         self.unreadable[image_id] = reason
-                        log.warning("skipping training image %s (or its target): %s",
-                                    self.where(image_id), reason)
+                        log.warning("skipping training image %s (or its %s): %s",
+                                    self.where(image_id), self.truth_name, reason)
                 return None
             self._cache[image_id] = sample
         return self._cache[image_id]
@@ -283,6 +285,8 @@ class BSDSSampler(PatchSampler):
         self.split, self.root, self.num_label_channels = split, root, num_label_channels
         ids = list(ids) if ids is not None else read_split(split, root)
         super().__init__(ids, patch, grid, batch_size, seed, f"split '{split}'")
+
+    truth_name = "ground truth"
 
     def load(self, image_id: str) -> BSDSImage:
         return checked_sample(load_bsds(image_id, self.split, self.root))
