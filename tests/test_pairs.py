@@ -32,6 +32,12 @@ def test_unpaired_files_are_listed(tmp_path):
         folder_pairs(root, "labels")
 
 
+def test_targets_of_the_other_kind_are_named(tmp_path):
+    root = flow_folder(tmp_path, stems=("a",))
+    with pytest.raises(DatasetError, match=r"a.jpg: no target .* \(found a.flo: not a target"):
+        folder_pairs(root, "labels")
+
+
 def test_a_folder_without_targets_says_what_is_expected(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(DatasetError, match="targets is missing"):

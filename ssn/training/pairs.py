@@ -17,6 +17,7 @@ kind of values) is checked in Python before Caffe starts.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -83,6 +84,12 @@ def by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
     return {stem: paths[0] for stem, paths in found.items()}
 
 
+def other_files(folder: Path, stem: str) -> str:
+    """' (found NAME, ...)' for the files of ``stem`` in ``folder``, else ''."""
+    found = sorted(path.name for path in folder.glob(glob.escape(stem) + ".*"))
+    return f" (found {', '.join(found)}: not a target of this kind)" if found else ""
+
+
 def folder_pairs(folder: os.PathLike, kind: str) -> list[Pair]:
     """The pairs of ``folder/images`` and ``folder/targets``, by stem, sorted.
 
@@ -100,8 +107,8 @@ def folder_pairs(folder: os.PathLike, kind: str) -> list[Pair]:
                                "images/ and targets/ with one target per image, same stem)")
     images = by_stem(images_dir, tuple(IMAGE_SUFFIXES))
     targets = by_stem(targets_dir, TARGET_SUFFIXES[check_kind(kind)])
-    problems = [f"{images[s].name}: no target {targets_dir}/{s}.*" for s in images
-                if s not in targets]
+    problems = [f"{images[s].name}: no target {targets_dir}/{s}.*{other_files(targets_dir, s)}"
+                for s in images if s not in targets]
     problems += [f"{targets[s].name}: no image {images_dir}/{s}.*" for s in targets
                  if s not in images]
     if problems:
