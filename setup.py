@@ -44,6 +44,8 @@ setup(
             "ssn-bench-peers = ssn.cli.bench_peers:main",
             "ssn-bench-sizes = ssn.cli.bench_sizes:main",
             "ssn-data = ssn.cli.data:main",
+            "ssn-synthflow = ssn.cli.synthflow:main",
+            "ssn-eval-continuous = ssn.cli.eval_continuous:main",
         ],
     },
     extras_require={

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 import ssn.evaluation.runs as runs_module
-from ssn.atomic import ensure_writable_folder, write_atomic
+from ssn.atomic import ensure_writable_folder
 from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.device import use_device
 from ssn.evaluation.baselines import LABELLERS, BaselineMissing
-from ssn.evaluation.matched import MATCHED_COUNTS, format_table, matched_table
+from ssn.evaluation.matched import MATCHED_COUNTS
 from ssn.evaluation.runs import (
     METRICS,
     SKIPPED_FIELDS,
@@ -24,10 +23,9 @@ from ssn.evaluation.runs import (
     evaluate_runs,
     folder_run,
     folder_samples,
-    plot_curves,
     ssn_run,
-    summarise,
     write_csv,
+    write_results,
 )
 
 log = logging.getLogger("ssn.cli.eval")
@@ -144,19 +142,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.error("nothing could be scored: %d problem(s), listed in %s", len(skipped),
                   args.out / "skipped.csv")
         return 1
-    summary = summarise(rows)
-    write_csv(args.out / "summary.csv", summary)
-    write_atomic(args.out / "summary.json", json.dumps(summary, indent=1))
-    plot_curves(summary, args.out / "curves.png")
-    matched = matched_table(summary, args.matched_counts)
-    write_csv(args.out / "matched.csv", matched)
-    write_atomic(args.out / "matched.md", format_table(matched))
+    summary, matched = write_results(rows, args.out, args.matched_counts)
     for entry in summary:
         log.info("%-14s n=%-5d actual %7.1f  ASA %.4f  BR %.4f  BP %.4f  UE %.4f  CO %.4f  "
                  "EV %.4f", entry["method"], entry["requested"], entry["n_spixels"],
                  *(entry[m] for m in METRICS))
     log.info("ASA / boundary recall at matched actual counts (matched.csv):\n%s",
-             format_table(matched))
+             (args.out / "matched.md").read_text())
     log.info("wrote %s", args.out)
     if skipped:
         log.warning("%d (method, image) pair(s) not scored, listed in %s", len(skipped),

@@ -1,4 +1,12 @@
-"""Train an SSN from a solver prototxt with pycaffe.
+"""Train an SSN with pycaffe: from a solver prototxt, or on any data set of image + target pairs.
+
+With --dataset (a folder with images/ and targets/, or a list file of 'IMAGE
+TARGET' lines) every pair is checked first, then the run's prototxt files are
+written to --out and training starts there: --target labels reconstructs the
+label maps through the superpixels (the BSDS500 loss), --target continuous
+reconstructs a continuous map (.flo flow, .npy, 16-bit PNG) with an L2 loss;
+both with the compactness term and the random scale, flip and crop of the
+original. See docs/TASKS.md.
 
 Snapshots come from the solver's ``snapshot`` setting, with one more at the end,
 and one when training stops on Ctrl-C, SIGTERM or an error. Each is written under
@@ -10,13 +18,16 @@ another error (after its snapshot).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from ssn.cli import options
 from ssn.nets.prototxt import PROTOTXT_DIR, SOLVER
+from ssn.training.pairs import TARGET_KINDS
 from ssn.training.solver import train
+from ssn.training.task_run import TASK_RECIPE, prepare_run
 
 log = logging.getLogger("ssn.cli.train")
 
@@ -28,9 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/train.py                      # prototxt/ssn_solver.prototxt, CPU\n"
                "  python tools/train.py --max-iter 2000 --snapshot-prefix models/run1/ssn\n"
                "  python tools/train.py --resume models/run1/ssn_iter_1000.solverstate\n"
-               "  python tools/train.py --weights models/ssn_init.caffemodel --gpu 0\n")
-    parser.add_argument("--solver", type=Path, default=PROTOTXT_DIR / SOLVER,
-                        help="solver prototxt (default: prototxt/ssn_solver.prototxt)")
+               "  python tools/train.py --weights models/ssn_init.caffemodel --gpu 0\n"
+               "  ssn-train --dataset my_data --target labels --out runs/mine\n"
+               "  ssn-train --dataset out/synthflow/train --target continuous --out runs/flow \\\n"
+               "      --weights ssn/models/ssn_bsds.caffemodel --max-iter 2000\n"
+               "  ssn-train --dataset out/synthflow/train --target continuous --out runs/flow \\\n"
+               "      --resume runs/flow/ssn_iter_500.solverstate\n")
+    parser.add_argument("--solver", type=Path,
+                        help="solver prototxt (default: prototxt/ssn_solver.prototxt; not "
+                             "with --dataset, which writes its own)")
     options.add_gpu(parser)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--weights", type=Path, help="initial .caffemodel (by layer name)")
@@ -39,15 +56,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshot-prefix", help="override the solver's snapshot_prefix")
     parser.add_argument("--log-csv", type=Path,
                         help="loss log (default: <snapshot_prefix>_loss.csv, appended)")
+    add_dataset_options(parser.add_argument_group(
+        "training on a data set of pairs (writes the prototxt files to --out)"))
     return parser
+
+
+def add_dataset_options(group) -> None:
+    """--dataset, --target, --out and the recipe flags of a run on pairs."""
+    recipe = TASK_RECIPE
+    group.add_argument("--dataset", type=Path,
+                       help="folder with images/ and targets/, or a list file of pairs")
+    group.add_argument("--val-dataset", type=Path,
+                       help="pairs for the solver's tests (default: no tests)")
+    group.add_argument("--target", choices=TARGET_KINDS, default="labels",
+                       help="labels: integer label maps; continuous: any real-valued map "
+                            "(default: labels)")
+    group.add_argument("--flow", action=argparse.BooleanOptionalAction,
+                       help="the continuous target is optical flow (u, v): its vectors "
+                            "scale and flip with the image (default: when all are .flo)")
+    group.add_argument("--out", type=Path,
+                       help="run folder: prototxt files, snapshots <out>/ssn_iter_N, log")
+    options.add_count(group, recipe.n_spixels, help="superpixels per training patch")
+    group.add_argument("--patch", type=options.positive_int, default=recipe.patch,
+                       help="square training patch side (default: %(default)s)")
+    group.add_argument("--batch-size", type=options.positive_int, default=recipe.batch_size,
+                       help="patches per iteration (default: %(default)s)")
+    options.add_steps(group, recipe.num_steps)
+    group.add_argument("--base-lr", type=float, default=recipe.base_lr,
+                       help="Adam's learning rate (default: %(default)s)")
+    group.add_argument("--lr-step", type=int, default=recipe.lr_step,
+                       help="multiply the rate by --lr-gamma every N iterations, 0: fixed "
+                            "(default: %(default)s)")
+    group.add_argument("--lr-gamma", type=float, default=recipe.lr_gamma,
+                       help="(default: %(default)s)")
+    group.add_argument("--snapshot", type=int, default=recipe.snapshot,
+                       help="snapshot every N iterations (default: %(default)s)")
+    group.add_argument("--target-weight", type=float, default=recipe.target_weight,
+                       help="weight of the continuous L2 loss (default: %(default)s)")
+    group.add_argument("--compactness-weight", type=float, default=recipe.compactness_weight,
+                       help="weight of the compactness loss (default: %(default)s)")
+
+
+def dataset_solver(args: argparse.Namespace) -> Path:
+    """Check the pairs, write the run's prototxt files, return its solver."""
+    if args.solver is not None or args.snapshot_prefix is not None:
+        raise ValueError("--dataset writes its own solver and snapshot prefix: drop --solver "
+                         "and --snapshot-prefix")
+    if args.out is None:
+        raise ValueError("--dataset needs --out, the run folder")
+    recipe = dataclasses.replace(
+        TASK_RECIPE, n_spixels=args.n_segments, patch=args.patch, batch_size=args.batch_size,
+        num_steps=args.num_steps, base_lr=args.base_lr, lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma, snapshot=args.snapshot, target_weight=args.target_weight,
+        compactness_weight=args.compactness_weight,
+        max_iter=args.max_iter if args.max_iter is not None else TASK_RECIPE.max_iter)
+    return prepare_run(args.dataset, args.target, args.out, recipe, args.val_dataset, args.flow)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        result = train(args.solver, args.gpu, args.weights, args.resume, args.max_iter,
-                       args.snapshot_prefix, args.log_csv)
+        if args.dataset is not None:
+            args.solver = dataset_solver(args)
+        elif args.out is not None or args.val_dataset is not None:
+            raise ValueError("--out and --val-dataset go with --dataset")
+        result = train(args.solver or PROTOTXT_DIR / SOLVER, args.gpu, args.weights,
+                       args.resume, args.max_iter, args.snapshot_prefix, args.log_csv)
     except (ValueError, OSError, FloatingPointError) as error:
         log.error("%s", error)
         return 2

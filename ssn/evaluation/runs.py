@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ssn.atomic import atomic_path, write_atomic
 from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.evaluation.baselines import baseline
+from ssn.evaluation.matched import MATCHED_METRICS, format_table, matched_table
 from ssn.evaluation.metrics import evaluate
 from ssn.evaluation.plots import metric_panels
 from ssn.images import IMAGE_SUFFIXES, as_rgb
@@ -218,8 +219,14 @@ class RowWriter:
 
 
 def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
-                  skipped: Optional[list] = None) -> list[dict]:
+                  skipped: Optional[list] = None, load=load_sample, score=None
+                  ) -> list[dict]:
     """Rows of every (run, image, annotator); ``samples`` are (image id, loader) pairs.
+
+    ``load(loader)`` gives an image's (float RGB, truth), and ``score(labels,
+    truth, rgb)`` its rows; the defaults score BSDS-style segmentations
+    (:func:`ssn.evaluation.metrics.evaluate`). Other truths (a continuous
+    target, :mod:`ssn.evaluation.continuous`) pass their own.
 
     A problem with one image (an unreadable image or ground truth; a missing,
     empty or wrong-shaped label file; a method failing on it) is logged and
@@ -228,6 +235,7 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
     each (run, image) is scored.
     """
     skipped = [] if skipped is None else skipped
+    score = evaluate if score is None else score
     writer = RowWriter(rows_csv)
     rows = []
 
@@ -236,9 +244,9 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
         skipped.append(dict(method=method, requested=requested, image=image_id, reason=why))
 
     loaded = []
-    for image_id, load in samples:
+    for image_id, loader in samples:
         try:
-            loaded.append((image_id, *load_sample(load)))
+            loaded.append((image_id, *load(loader)))
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the rest
             skip("*", "*", image_id, reason(error))
     progress = tqdm(total=len(runs) * len(loaded), unit="map", file=sys.stderr,
@@ -246,12 +254,12 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
     # Run-major order: consecutive images reuse one run's nets (a deep net at 481x321
     # holds over a GB; a net per run and geometry cached at once ran out of memory).
     for name, requested, make_labels in runs:
-        for image_id, rgb, segmentations in loaded:
+        for image_id, rgb, truth in loaded:
             progress.update(1)
             try:
                 labels = checked_labels(make_labels(image_id, rgb), rgb.shape[:2])
                 scored = [dict(method=name, requested=requested, image=image_id, **row)
-                          for row in evaluate(labels, segmentations, rgb)]
+                          for row in score(labels, truth, rgb)]
             except Exception as error:  # noqa: BLE001 - one bad image must not stop the rest
                 skip(name, requested, image_id, reason(error))
                 continue
@@ -261,7 +269,7 @@ def evaluate_runs(runs, samples, rows_csv: Optional[Path] = None,
     return rows
 
 
-def summarise(rows: list[dict]) -> list[dict]:
+def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
     groups = defaultdict(list)
     for row in rows:
         groups[(row["method"], row["requested"])].append(row)
@@ -269,7 +277,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     for (method, requested), group in sorted(groups.items()):
         entry = dict(method=method, requested=requested, rows=len(group),
                      n_spixels=float(np.mean([r["n_spixels"] for r in group])))
-        entry.update({m: float(np.mean([r[m] for r in group])) for m in METRICS})
+        entry.update({m: float(np.mean([r[m] for r in group])) for m in metrics})
         summary.append(entry)
     return summary
 
@@ -282,10 +290,25 @@ def write_csv(path: Path, rows: list[dict], fields: Optional[list[str]] = None) 
         writer.writerows(rows)
 
 
-def plot_curves(summary: list[dict], path: Path) -> None:
+def write_results(rows: list[dict], out: Path, matched_counts, metrics=METRICS,
+                  matched_metrics=MATCHED_METRICS,
+                  table_metrics=("asa", "boundary_recall")) -> tuple[list, list]:
+    """Write summary.csv/.json, curves.png, matched.csv and matched.md of scored rows
+    to ``out``; return the summary and the matched table."""
+    summary = summarise(rows, metrics)
+    write_csv(out / "summary.csv", summary)
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    plot_curves(summary, out / "curves.png", metrics)
+    matched = matched_table(summary, matched_counts, matched_metrics)
+    write_csv(out / "matched.csv", matched)
+    write_atomic(out / "matched.md", format_table(matched, table_metrics))
+    return summary, matched
+
+
+def plot_curves(summary: list[dict], path: Path, metrics=METRICS, columns: int = 3) -> None:
     """One panel per metric: the metric against the mean actual superpixel count."""
     methods = sorted({row["method"] for row in summary})
-    with metric_panels(path, METRICS, columns=3) as panels:
+    with metric_panels(path, metrics, columns=min(columns, len(metrics))) as panels:
         for axis, metric in panels:
             for method in methods:
                 points = sorted((r["n_spixels"], r[metric]) for r in summary

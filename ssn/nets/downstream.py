@@ -312,14 +312,14 @@ class DownstreamOptions(PrototxtOptions):
         base = {name: getattr(config, name) for name in ssn_fields}
         return DownstreamConfig(**base, **task)
 
-    def train_config(self) -> DownstreamConfig:
-        return self._with_task(super().train_config())
+    def train_config(self, data: Optional[dict] = None) -> DownstreamConfig:
+        return self._with_task(super().train_config(data))
 
     def deploy_config(self) -> DownstreamConfig:
         return self._with_task(super().deploy_config())
 
-    def train_net_param(self) -> caffe_pb2.NetParameter:
-        return train_net(self.train_config())
+    def train_net_param(self, data: Optional[dict] = None) -> caffe_pb2.NetParameter:
+        return train_net(self.train_config(data))
 
     def deploy_net_param(self) -> caffe_pb2.NetParameter:
         return deploy_net(self.deploy_config())

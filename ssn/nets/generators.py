@@ -41,6 +41,10 @@ DATA_LAYER_CLASS = "BSDSDataLayer"
 
 # Channels of the learned pixel features (the CNN's output) in the shipped model.
 DEEP_FEATURE_DIM = 20
+TARGETS = ("labels", "continuous")
+# Weight of the continuous reconstruction loss, a sum of squares over pixels like
+# the compactness term's (see docs/TASKS.md for how it was chosen).
+CONTINUOUS_WEIGHT = 1e-4
 
 
 @dataclass
@@ -64,6 +68,12 @@ class SSNConfig:
         Loss weights of the position, colour and label-reconstruction terms.
     num_label_channels : int
         One-hot ground-truth channels of the label loss.
+    target : str
+        "labels" (the label loss) or "continuous" (:func:`continuous_loss`
+        on a ``target`` blob of ``target_channels`` channels, weighted by
+        ``target_weight``, instead).
+    target_channels : int
+    target_weight : float
     batch_size : int
         Images per TRAIN batch.
     data : dict
@@ -86,6 +96,9 @@ class SSNConfig:
     color_weight: float = 0.0
     label_weight: float = 1.0
     num_label_channels: int = 50
+    target: str = "labels"
+    target_channels: int = 2
+    target_weight: float = CONTINUOUS_WEIGHT
     batch_size: int = 6
     data: dict = field(default_factory=dict)
     fused: bool = True
@@ -96,6 +109,10 @@ class SSNConfig:
         if self.feature_dim < 5:
             raise ValueError(f"feature_dim must be >= 5 (position and Lab), "
                              f"got {self.feature_dim}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.target_channels < 1:
+            raise ValueError(f"target_channels must be >= 1, got {self.target_channels}")
         if min(self.height, self.width) < 1 or self.n_spixels < 1:
             raise ValueError("height, width and n_spixels must be positive")
         grid_h, grid_w = self.grid
@@ -257,6 +274,42 @@ def compactness_loss(net: caffe.NetSpec, pixel_feats, assoc, spixel_init, hard_l
     return net.loss1, net.loss2
 
 
+def reconstruct_through_assoc(net: caffe.NetSpec, values, assoc, spixel_init, grid_h: int,
+                              grid_w: int, channels: int, spixel_name: str = "spixel_label"):
+    """Per-pixel values rebuilt from superpixel means, R* = Q (Q^T R) (spec 5.4).
+
+    SpixelFeature2 averages ``values`` (N x C x H x W) over each superpixel
+    (top ``spixel_name``); a fixed grouped convolution gathers each superpixel's
+    3x3 neighbours, Smear hands them to the pixels of its initial cell, and each
+    pixel mixes them by its association ``assoc``. Returns ``Convolution9`` (N x C
+    x H x W). The fixed weights of ``concat_spixel_feat_<C>`` are set by
+    :func:`ssn.nets.weights.initialize_helper_weights`.
+    """
+    num_spixels = grid_h * grid_w
+    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w)
+    frozen = [dict(lr_mult=0, decay_mult=0)]
+    net[spixel_name] = L.SpixelFeature2(values, assoc, spixel_init,
+                                        spixel_feature2_param=grid,
+                                        propagate_down=[False, True, False])
+    net.Reshape1 = L.Reshape(net[spixel_name], reshape_param=dict(
+        shape=dict(dim=[0, channels, grid_h, grid_w])))
+    name = f"concat_spixel_feat_{channels}"
+    net.Convolution8 = L.Convolution(
+        net.Reshape1, name=name, num_output=9 * channels, kernel_size=3, pad=1,
+        group=channels, bias_term=False, weight_filler=dict(type="constant", value=0),
+        param=[dict(name=name, lr_mult=0, decay_mult=0)])
+    net.Reshape2 = L.Reshape(net.Convolution8, reshape_param=dict(
+        shape=dict(dim=[0, 9 * channels, 1, num_spixels])))
+    net.Smear1 = L.Smear(net.Reshape2, spixel_init, propagate_down=[True, False])
+    net.Tile1 = L.Tile(assoc, tile_param=dict(axis=1, tiles=channels))
+    net.Eltwise1 = L.Eltwise(net.Smear1, net.Tile1, eltwise_param=dict(operation=P.Eltwise.PROD))
+    net.Convolution9 = L.Convolution(
+        net.Eltwise1, name=f"recon_feat_{channels}", num_output=channels,
+        kernel_size=1, group=channels, bias_term=False,
+        weight_filler=dict(type="constant", value=1), param=frozen)
+    return net.Convolution9
+
+
 def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h: int,
                grid_w: int, num_channels: int, weight: float):
     """Cross-entropy of the labels reconstructed through the superpixels, R* = Q (Q^T R).
@@ -264,30 +317,11 @@ def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h:
     The fixed decoder weights (``concat_spixel_feat_<C>``) are set by
     :func:`ssn.nets.weights.initialize_helper_weights`.
     """
-    num_spixels = grid_h * grid_w
-    grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w)
     frozen = [dict(lr_mult=0, decay_mult=0)]
-    net.spixel_label = L.SpixelFeature2(problabel, assoc, spixel_init,
-                                        spixel_feature2_param=grid,
-                                        propagate_down=[False, True, False])
-    net.Reshape1 = L.Reshape(net.spixel_label, reshape_param=dict(
-        shape=dict(dim=[0, num_channels, grid_h, grid_w])))
-    name = f"concat_spixel_feat_{num_channels}"
-    net.Convolution8 = L.Convolution(
-        net.Reshape1, name=name, num_output=9 * num_channels, kernel_size=3, pad=1,
-        group=num_channels, bias_term=False, weight_filler=dict(type="constant", value=0),
-        param=[dict(name=name, lr_mult=0, decay_mult=0)])
-    net.Reshape2 = L.Reshape(net.Convolution8, reshape_param=dict(
-        shape=dict(dim=[0, 9 * num_channels, 1, num_spixels])))
-    net.Smear1 = L.Smear(net.Reshape2, spixel_init, propagate_down=[True, False])
-    net.Tile1 = L.Tile(assoc, tile_param=dict(axis=1, tiles=num_channels))
-    net.Eltwise1 = L.Eltwise(net.Smear1, net.Tile1, eltwise_param=dict(operation=P.Eltwise.PROD))
-    net.Convolution9 = L.Convolution(
-        net.Eltwise1, name=f"recon_feat_{num_channels}", num_output=num_channels,
-        kernel_size=1, group=num_channels, bias_term=False,
-        weight_filler=dict(type="constant", value=1), param=frozen)
-    net.recon_label = L.ReLU(net.Convolution9, in_place=True)
-    net.recon_label2 = L.Power(net.Convolution9, power_param=dict(shift=1e-10))
+    recon = reconstruct_through_assoc(net, problabel, assoc, spixel_init, grid_h, grid_w,
+                                      num_channels)
+    net.recon_label = L.ReLU(recon, in_place=True)
+    net.recon_label2 = L.Power(recon, power_param=dict(shift=1e-10))
     # normalize(): divide by the (ReLU'd) channel sum.
     net.ReLU8 = L.ReLU(net.recon_label2)
     net.Convolution10 = L.Convolution(
@@ -303,6 +337,23 @@ def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h:
     return net.loss3
 
 
+def continuous_loss(net: caffe.NetSpec, target, assoc, spixel_init, grid_h: int, grid_w: int,
+                    channels: int, weight: float):
+    """L2 loss of a continuous target reconstructed through the superpixels (``loss3``).
+
+    ``recon_target`` = Q (Q^T T), :func:`reconstruct_through_assoc` of the
+    target T (N x C x H x W); EuclideanLoss gives sum (recon - T)^2 / (2N),
+    times ``weight``. Invalid neighbours have zero association, so each pixel's
+    reconstruction is a convex mix of superpixel means: no renormalisation.
+    """
+    recon = reconstruct_through_assoc(net, target, assoc, spixel_init, grid_h, grid_w,
+                                      channels, spixel_name="spixel_target")
+    net.recon_target = L.Power(recon)  # an identity, to name the reconstruction
+    net.loss3 = L.EuclideanLoss(net.recon_target, target, loss_weight=weight,
+                                propagate_down=[True, False])
+    return net.loss3
+
+
 def _features(net: caffe.NetSpec, config: SSNConfig, image):
     feats = pixel_features(net, image, config.pos_scale, config.color_scale)
     if config.uses_cnn:
@@ -315,30 +366,36 @@ def _data_param(config: SSNConfig, phase: str) -> str:
     param = dict(phase=phase, batch_size=config.batch_size, patch_height=config.height,
                  patch_width=config.width, grid_h=grid_h, grid_w=grid_w,
                  num_label_channels=config.num_label_channels)
+    if config.target == "continuous":
+        param.update(target=config.target, target_channels=config.target_channels)
     param.update(config.data)
     return json.dumps(param, sort_keys=True)
 
 
 DATA_TOPS = ("img", "spixel_init", "feat_spixel_init", "label", "problabel")
+CONTINUOUS_DATA_TOPS = ("img", "spixel_init", "feat_spixel_init", "target")
 
 
 def _data_layer(config: SSNConfig, phase: str, hdf5_source: Optional[str]):
     include = dict(phase=caffe.TRAIN if phase == "train" else caffe.TEST)
+    tops = CONTINUOUS_DATA_TOPS if config.target == "continuous" else DATA_TOPS
     if hdf5_source is not None:
-        return L.HDF5Data(ntop=len(DATA_TOPS), include=include, hdf5_data_param=dict(
+        return L.HDF5Data(ntop=len(tops), include=include, hdf5_data_param=dict(
             source=hdf5_source, batch_size=config.batch_size, shuffle=phase == "train"))
-    return L.Python(module=DATA_LAYER_MODULE, layer=DATA_LAYER_CLASS, ntop=len(DATA_TOPS),
+    return L.Python(module=DATA_LAYER_MODULE, layer=DATA_LAYER_CLASS, ntop=len(tops),
                     param_str=_data_param(config, phase), include=include)
 
 
 def data_layers(net: caffe.NetSpec, config: SSNConfig,
                 hdf5_sources: Optional[tuple[str, str]] = None) -> None:
-    """The TRAIN data layer, whose tops :data:`DATA_TOPS` become blobs of ``net``.
+    """The TRAIN data layer, whose tops (:data:`DATA_TOPS`, or
+    :data:`CONTINUOUS_DATA_TOPS` for a continuous target) become blobs of ``net``.
 
     :func:`with_val_data` adds its TEST copy to the finished net.
     """
+    tops = CONTINUOUS_DATA_TOPS if config.target == "continuous" else DATA_TOPS
     data = _data_layer(config, "train", hdf5_sources[0] if hdf5_sources else None)
-    for top, blob in zip(DATA_TOPS, data):
+    for top, blob in zip(tops, data):
         net[top] = blob
 
 
@@ -364,7 +421,8 @@ def with_val_data(net_param: caffe_pb2.NetParameter, config: SSNConfig,
 
 def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
               ) -> caffe_pb2.NetParameter:
-    """The TRAIN/TEST net: data layer, features, SLIC and the losses of 5.4.
+    """The TRAIN/TEST net: data layer, features, SLIC and the losses of 5.4 (the label
+    loss, or :func:`continuous_loss` for ``config.target == "continuous"``).
 
     The data come from the Python layer ``ssn.training.data_layer.BSDSDataLayer``, or,
     with ``hdf5_sources`` (train and val list files of .h5 files written by
@@ -380,8 +438,12 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
     hard = hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
     compactness_loss(net, pixel_feats, assoc, net.spixel_init, hard, grid_h, grid_w,
                      config.compactness_weight, config.color_weight)
-    label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
-               config.num_label_channels, config.label_weight)
+    if config.target == "continuous":
+        continuous_loss(net, net.target, assoc, net.spixel_init, grid_h, grid_w,
+                        config.target_channels, config.target_weight)
+    else:
+        label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
+                   config.num_label_channels, config.label_weight)
     return with_val_data(net.to_proto(), config, hdf5_sources)
 
 

@@ -10,11 +10,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from ssn.nets.generators import SSNConfig, deploy_net, position_scale, train_net
+from ssn.nets.generators import (
+    CONTINUOUS_WEIGHT,
+    SSNConfig,
+    deploy_net,
+    position_scale,
+    train_net,
+)
 
 PROTOTXT_DIR = Path("prototxt")  # the default output folder, under the working directory
 TRAIN_VAL = "ssn_train_val.prototxt"
@@ -55,13 +62,19 @@ class PrototxtOptions:
     test_interval: int = 1000
     test_iter: int = 10
     snapshot_prefix: str = "models/ssn_bsds"
+    target: str = "labels"
+    target_channels: int = 2
+    target_weight: float = CONTINUOUS_WEIGHT
 
-    def train_config(self) -> SSNConfig:
+    def train_config(self, data: Optional[dict] = None) -> SSNConfig:
+        """The train net's config; ``data`` are extra data-layer parameters."""
         return SSNConfig(height=self.patch, width=self.patch, n_spixels=self.n_spixels,
                          num_steps=self.num_steps, feature_dim=self.feature_dim,
                          batch_size=self.batch_size,
                          compactness_weight=self.compactness_weight,
-                         label_weight=self.label_weight)
+                         label_weight=self.label_weight, target=self.target,
+                         target_channels=self.target_channels,
+                         target_weight=self.target_weight, data=dict(data or {}))
 
     def deploy_config(self) -> SSNConfig:
         height, width, n = self.deploy_height, self.deploy_width, self.deploy_n_spixels
@@ -69,8 +82,8 @@ class PrototxtOptions:
                          num_steps=self.deploy_num_steps, feature_dim=self.feature_dim,
                          pos_scale=position_scale(n, height, width), fused=self.fused)
 
-    def train_net_param(self) -> caffe_pb2.NetParameter:
-        return train_net(self.train_config())
+    def train_net_param(self, data: Optional[dict] = None) -> caffe_pb2.NetParameter:
+        return train_net(self.train_config(data))
 
     def deploy_net_param(self) -> caffe_pb2.NetParameter:
         return deploy_net(self.deploy_config())
@@ -130,13 +143,15 @@ def net_path_for_solver(out_dir: Path) -> str:
         return str(net)
 
 
-def generate(options: PrototxtOptions, out_dir: Path = PROTOTXT_DIR) -> dict[str, str]:
-    """File name -> text of the three prototxt files, as written to ``out_dir``."""
+def generate(options: PrototxtOptions, out_dir: Path = PROTOTXT_DIR,
+             data: Optional[dict] = None) -> dict[str, str]:
+    """File name -> text of the three prototxt files, as written to ``out_dir``;
+    ``data`` are extra parameters of the Python data layer."""
     def text(message) -> str:
         return HEADER + text_format.MessageToString(message)
 
     return {
-        TRAIN_VAL: text(options.train_net_param()),
+        TRAIN_VAL: text(options.train_net_param(data)),
         DEPLOY: text(options.deploy_net_param()),
         SOLVER: text(solver(options, net_path_for_solver(out_dir))),
     }
@@ -146,6 +161,8 @@ def data_shapes(options: PrototxtOptions) -> dict[str, tuple]:
     """Shapes of the data layer's tops in the TRAIN net."""
     n, size = options.batch_size, (options.patch, options.patch)
     channels = dict(img=3, spixel_init=1, feat_spixel_init=1, label=1, problabel=50)
+    if options.target == "continuous":
+        channels = dict(img=3, spixel_init=1, feat_spixel_init=1, target=options.target_channels)
     return {name: (n, c) + size for name, c in channels.items()}
 
 

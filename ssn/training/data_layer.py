@@ -1,4 +1,4 @@
-"""Caffe Python data layer for SSN training on BSDS500 (module ``ssn.training.data_layer``).
+"""Caffe Python data layer for SSN training (module ``ssn.training.data_layer``).
 
 Use in a prototxt as::
 
@@ -8,7 +8,11 @@ Use in a prototxt as::
         param_str: '{"phase": "train", "batch_size": 6, "patch_height": 201,
                      "patch_width": 201, "grid_h": 10, "grid_w": 10}' } }
 
-param_str is JSON with the keys of :data:`DEFAULTS`. Batches are computed ahead
+param_str is JSON with the keys of :data:`DEFAULTS`. With ``dataset`` (a folder
+or list of image + target pairs, :mod:`ssn.training.pairs`) the layer reads
+that instead of BSDS500 (the val phase reads ``val_dataset``, else the same);
+a ``continuous`` target gives four tops, img, spixel_init, feat_spixel_init
+and ``target`` (N x target_channels x H x W). Batches are computed ahead
 by a pool of threads; batch ``i`` is the same whichever thread made it. The val
 phase cycles through its first ``repeat`` batches, so validation losses are
 comparable across tests. A resumed run calls :meth:`BSDSDataLayer.seek` with the
@@ -24,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 import caffe
 
 from ssn.bsds import read_split
-from ssn.nets.generators import DATA_TOPS
-from ssn.training.samples import BSDSSampler
+from ssn.nets.generators import CONTINUOUS_DATA_TOPS, DATA_TOPS
+from ssn.training.pairs import TARGET_KINDS, open_pairs
+from ssn.training.samples import BSDSSampler, PairSampler, PatchSampler
 
 DEFAULTS = {
     "phase": "train",            # "train" or "val": the split to read
@@ -41,8 +46,18 @@ DEFAULTS = {
     "workers": 2,
     "prefetch": 4,
     "repeat": 10,                # val only: batches cycle with this period
+    "dataset": None,             # a pairs folder or list file instead of BSDS500
+    "val_dataset": None,         # the val phase's pairs (default: "dataset")
+    "target": "labels",          # the pairs' targets: "labels" or "continuous"
+    "target_channels": 2,        # continuous only: channels of the target
+    "flow": False,               # continuous only: the target is optical flow (u, v)
 }
 TOPS = DATA_TOPS
+
+
+def tops_for(target: str) -> tuple[str, ...]:
+    """The data layer's tops for a target kind."""
+    return CONTINUOUS_DATA_TOPS if target == "continuous" else DATA_TOPS
 
 
 def parse_param_str(param_str: str) -> dict:
@@ -56,23 +71,40 @@ def parse_param_str(param_str: str) -> dict:
     params.update(given)
     if params["phase"] not in ("train", "val"):
         raise ValueError(f"BSDSDataLayer: phase must be 'train' or 'val', got {params['phase']}")
+    if params["target"] not in TARGET_KINDS:
+        raise ValueError(f"BSDSDataLayer: target must be one of {TARGET_KINDS}, got "
+                         f"{params['target']!r}")
+    if params["target"] == "continuous" and params["dataset"] is None:
+        raise ValueError("BSDSDataLayer: a continuous target needs a dataset of pairs")
     return params
 
 
+def make_sampler(p: dict) -> PatchSampler:
+    """The sampler that the layer's params describe."""
+    patch, grid = (p["patch_height"], p["patch_width"]), (p["grid_h"], p["grid_w"])
+    if p["dataset"] is not None:
+        dataset = p["val_dataset"] if p["phase"] == "val" and p["val_dataset"] else p["dataset"]
+        return PairSampler(open_pairs(dataset, p["target"]), p["target"], patch, grid,
+                           p["batch_size"], p["seed"], p["num_label_channels"], p["flow"],
+                           name=str(dataset))
+    ids = None
+    if p["list_file"] is not None:
+        ids = read_split(p["phase"], p["data_root"], p["list_file"])
+    return BSDSSampler(p["phase"], patch, grid, p["batch_size"], p["num_label_channels"],
+                       p["seed"], p["data_root"], ids)
+
+
 class BSDSDataLayer(caffe.Layer):
-    """Five tops: img (Lab), spixel_init, feat_spixel_init, label, problabel."""
+    """Five tops: img (Lab), spixel_init, feat_spixel_init, label, problabel; or, for a
+    continuous target, four: img, spixel_init, feat_spixel_init, target."""
 
     def setup(self, bottom, top):
-        if len(bottom) != 0 or len(top) != len(TOPS):
-            raise ValueError(f"BSDSDataLayer takes no bottoms and {len(TOPS)} tops {TOPS}")
         self.params = parse_param_str(self.param_str)
         p = self.params
-        ids = None
-        if p["list_file"] is not None:
-            ids = read_split(p["phase"], p["data_root"], p["list_file"])
-        self.sampler = BSDSSampler(p["phase"], (p["patch_height"], p["patch_width"]),
-                                   (p["grid_h"], p["grid_w"]), p["batch_size"],
-                                   p["num_label_channels"], p["seed"], p["data_root"], ids)
+        tops = tops_for(p["target"])
+        if len(bottom) != 0 or len(top) != len(tops):
+            raise ValueError(f"BSDSDataLayer takes no bottoms and {len(tops)} tops {tops}")
+        self.sampler = make_sampler(p)
         self.pool = ThreadPoolExecutor(max_workers=max(1, p["workers"]))
         self.pending: deque = deque()
         self.next_index = 0
@@ -98,7 +130,8 @@ class BSDSDataLayer(caffe.Layer):
     def reshape(self, bottom, top):
         p = self.params
         size = (p["patch_height"], p["patch_width"])
-        channels = (3, 1, 1, 1, p["num_label_channels"])
+        channels = ((3, 1, 1, p["target_channels"]) if p["target"] == "continuous"
+                    else (3, 1, 1, 1, p["num_label_channels"]))
         for i, c in enumerate(channels):
             top[i].reshape(p["batch_size"], c, *size)
 

@@ -1,8 +1,10 @@
-"""The SSN training samples (augmented crops of BSDS500 images and segmentations).
+"""The SSN training samples (augmented crops of images and their targets).
 
-The data path of one training sample: RGB image and one human segmentation ->
-random scale, flip and crop -> Lab image, initial superpixel cells, label map
-and one-hot label channels. Every sample draws from its own random generator,
+The data path of one training sample: RGB image and one human segmentation (or
+the target of an image + target pair, :mod:`ssn.training.pairs`) -> random
+scale, flip and crop -> Lab image, initial superpixel cells, and label map with
+one-hot label channels (or the continuous target, C x H x W; optical flow
+scales and flips with the image). Every sample draws from its own random generator,
 seeded from (seed, batch index, slot), so samples do not depend on which worker
 made them.
 
@@ -25,6 +27,7 @@ import scipy.ndimage
 from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.color import rgb_to_lab
 from ssn.grid import init_cells
+from ssn.training.pairs import Pair, check_kind, load_pair
 
 log = logging.getLogger("ssn.training.samples")
 
@@ -64,6 +67,26 @@ def augment(sample: BSDSImage, rng: np.random.Generator, patch: tuple[int, int]
     rgb : ndarray, h x w x 3, float in [0, 1]
     segmentation : ndarray, h x w, int
     """
+    rgb, segmentation, _, _ = augment_with_geometry(sample, rng, patch)
+    return rgb, segmentation
+
+
+def augment_with_geometry(sample: BSDSImage, rng: np.random.Generator, patch: tuple[int, int]
+                          ) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """:func:`augment`, for targets of any channels, with the scale and flip it drew.
+
+    A target (one of ``sample.segmentations``) is H x W or H x W x C; it is
+    resized by nearest neighbour, so no value is invented across a boundary.
+
+    Returns
+    -------
+    rgb : ndarray, h x w x 3, float in [0, 1]
+    target : ndarray, h x w (x C), the target's dtype
+    scale : float
+        The image's resize factor.
+    flipped : bool
+        Whether the patch is mirrored left to right.
+    """
     height, width = patch
     scale = random_scale(rng)
     # The scaled image must hold a patch; raise the scale if it would not.
@@ -71,15 +94,17 @@ def augment(sample: BSDSImage, rng: np.random.Generator, patch: tuple[int, int]
     rgb = scipy.ndimage.zoom(sample.rgb.astype(np.float32) / 255.0, (scale, scale, 1),
                              order=1, grid_mode=False)
     segmentation = sample.segmentations[rng.integers(len(sample.segmentations))]
-    segmentation = scipy.ndimage.zoom(segmentation, (scale, scale), order=0)
+    segmentation = scipy.ndimage.zoom(
+        segmentation, (scale, scale) + (1,) * (segmentation.ndim - 2), order=0)
     rows = min(rgb.shape[0], segmentation.shape[0])
     cols = min(rgb.shape[1], segmentation.shape[1])
-    if rng.uniform() > 0.5:
+    flipped = bool(rng.uniform() > 0.5)
+    if flipped:
         rgb, segmentation = rgb[:, ::-1], segmentation[:, ::-1]
     top = int(rng.integers(0, rows - height + 1))
     left = int(rng.integers(0, cols - width + 1))
     return (np.clip(rgb[top:top + height, left:left + width], 0, 1),
-            segmentation[top:top + height, left:left + width])
+            segmentation[top:top + height, left:left + width], scale, flipped)
 
 
 def checked_sample(sample: BSDSImage) -> BSDSImage:
@@ -128,7 +153,124 @@ def make_sample(sample: BSDSImage, rng: np.random.Generator, patch: tuple[int, i
     return rgb_to_lab(rgb).transpose(2, 0, 1), label[None], onehot
 
 
-class BSDSSampler:
+class PatchSampler:
+    """Seeded batches of augmented patches drawn from a list of images.
+
+    Subclasses say how an image is read (:meth:`load`), where it is (:meth:`where`),
+    how one sample is made (:meth:`make`) and how samples form a batch
+    (:meth:`assemble`). Every image is read once and kept.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The images to draw from.
+    patch : (int, int)
+        Patch height and width.
+    grid : (int, int)
+        Superpixel grid K_h x K_w of the initial cells.
+    batch_size, seed : int
+    name : str
+        What the images are, for messages (e.g. "split 'train'").
+    """
+
+    def __init__(self, ids: Sequence[str], patch: tuple[int, int], grid: tuple[int, int],
+                 batch_size: int, seed: int, name: str):
+        self.patch, self.batch_size, self.seed, self.name = tuple(patch), batch_size, seed, name
+        self.ids = list(ids)
+        if batch_size > len(self.ids):
+            raise ValueError(f"batch size {batch_size} exceeds the {len(self.ids)} images "
+                             f"of {name}")
+        self.cells = init_cells(patch[0], patch[1], *grid).astype(np.float32)
+        self._cache: dict[str, BSDSImage] = {}
+        self.unreadable: dict[str, str] = {}  # image id -> why it is skipped
+        self._lock = threading.Lock()
+
+    truth_name = "target"  # what the image's truth file is called in messages
+
+    def load(self, image_id: str) -> BSDSImage:
+        """The checked image and target(s) of ``image_id``; raises if unreadable."""
+        raise NotImplementedError
+
+    def where(self, image_id: str) -> str:
+        """The image's file, for messages."""
+        raise NotImplementedError
+
+    def make(self, image: BSDSImage, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """One augmented sample's arrays (Lab image first)."""
+        raise NotImplementedError
+
+    def assemble(self, samples: list, cells: np.ndarray):
+        """The batch of ``samples`` with the initial ``cells`` (N x 1 x H x W)."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        """Pickled for worker processes without its lock and image cache."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def image(self, image_id: str) -> Optional[BSDSImage]:
+        """The image with its target(s), or None (reported once) if either is unreadable."""
+        if image_id in self.unreadable:
+            return None
+        if image_id not in self._cache:
+            try:
+                sample = self.load(image_id)
+            except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
+                reason = f"{type(error).__name__}: {error}"
+                with self._lock:
+                    if image_id not in self.unreadable:
+                        self.unreadable[image_id] = reason
+                        log.warning("skipping training image %s (or its %s): %s",
+                                    self.where(image_id), self.truth_name, reason)
+                return None
+            self._cache[image_id] = sample
+        return self._cache[image_id]
+
+    def readable(self, chosen: Sequence[int]) -> list[BSDSImage]:
+        """The images at ``chosen``, each unreadable one replaced by the next readable
+        image (in id order, wrapping) that the batch does not hold yet."""
+        taken, samples = set(chosen), []
+        for start in chosen:
+            sample, index = self.image(self.ids[start]), start
+            while sample is None:
+                index = (index + 1) % len(self.ids)
+                if index == start:
+                    raise ValueError(
+                        f"only {len(self.ids) - len(self.unreadable)} of the {len(self.ids)} "
+                        f"images of {self.name} are readable, fewer than the batch "
+                        f"size {self.batch_size}; unreadable: {', '.join(sorted(self.unreadable))}")
+                if index not in taken:
+                    sample = self.image(self.ids[index])
+                    if sample is not None:
+                        taken.add(index)
+            samples.append(sample)
+        return samples
+
+    def batch(self, index: int):
+        """Batch number ``index``: the same index always gives the same batch."""
+        choice = np.random.default_rng([self.seed, index])
+        chosen = choice.choice(len(self.ids), size=self.batch_size, replace=False)
+        samples = [self.make(image, np.random.default_rng([self.seed, index, slot]))
+                   for slot, image in enumerate(self.readable(list(chosen)))]
+        cells = np.broadcast_to(self.cells, (self.batch_size, 1) + self.patch).copy()
+        return self.assemble(samples, cells)
+
+
+def label_batch(samples: list, cells: np.ndarray) -> TrainingBatch:
+    """The batch of :func:`make_sample` results."""
+    return TrainingBatch(img=np.stack([s[0] for s in samples]), spixel_init=cells,
+                         feat_spixel_init=cells.copy(),
+                         label=np.stack([s[1] for s in samples]),
+                         problabel=np.stack([s[2] for s in samples]))
+
+
+class BSDSSampler(PatchSampler):
     """Draws training batches of augmented BSDS500 patches.
 
     Parameters
@@ -151,76 +293,105 @@ class BSDSSampler:
     def __init__(self, split: str, patch: tuple[int, int], grid: tuple[int, int],
                  batch_size: int, num_label_channels: int = 50, seed: int = 2356,
                  root: Optional[os.PathLike] = None, ids: Optional[Sequence[str]] = None):
-        self.split, self.patch, self.batch_size = split, tuple(patch), batch_size
-        self.num_label_channels, self.seed, self.root = num_label_channels, seed, root
-        self.ids = list(ids) if ids is not None else read_split(split, root)
-        if batch_size > len(self.ids):
-            raise ValueError(f"batch size {batch_size} exceeds the {len(self.ids)} images "
-                             f"of split '{split}'")
-        self.cells = init_cells(patch[0], patch[1], *grid).astype(np.float32)
-        self._cache: dict[str, BSDSImage] = {}
-        self.unreadable: dict[str, str] = {}  # image id -> why it is skipped
-        self._lock = threading.Lock()
+        self.split, self.root, self.num_label_channels = split, root, num_label_channels
+        ids = list(ids) if ids is not None else read_split(split, root)
+        super().__init__(ids, patch, grid, batch_size, seed, f"split '{split}'")
 
-    def __getstate__(self) -> dict:
-        """Pickled for worker processes without its lock and image cache."""
-        state = dict(self.__dict__)
-        del state["_lock"]
-        state["_cache"] = {}
-        return state
+    truth_name = "ground truth"
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    def load(self, image_id: str) -> BSDSImage:
+        return checked_sample(load_bsds(image_id, self.split, self.root))
 
-    def image(self, image_id: str) -> Optional[BSDSImage]:
-        """The image with its ground truth, or None (reported once) if either is unreadable."""
-        if image_id in self.unreadable:
-            return None
-        if image_id not in self._cache:
-            try:
-                sample = checked_sample(load_bsds(image_id, self.split, self.root))
-            except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
-                reason = f"{type(error).__name__}: {error}"
-                with self._lock:
-                    if image_id not in self.unreadable:
-                        self.unreadable[image_id] = reason
-                        path = data_root(self.root, check=False) / "images" / self.split
-                        log.warning("skipping training image %s (or its ground truth): %s",
-                                    path / f"{image_id}.jpg", reason)
-                return None
-            self._cache[image_id] = sample
-        return self._cache[image_id]
+    def where(self, image_id: str) -> str:
+        return str(data_root(self.root, check=False) / "images" / self.split / f"{image_id}.jpg")
 
-    def readable(self, chosen: Sequence[int]) -> list[BSDSImage]:
-        """The images at ``chosen``, each unreadable one replaced by the next readable
-        image (in id order, wrapping) that the batch does not hold yet."""
-        taken, samples = set(chosen), []
-        for start in chosen:
-            sample, index = self.image(self.ids[start]), start
-            while sample is None:
-                index = (index + 1) % len(self.ids)
-                if index == start:
-                    raise ValueError(
-                        f"only {len(self.ids) - len(self.unreadable)} of the {len(self.ids)} "
-                        f"images of split '{self.split}' are readable, fewer than the batch "
-                        f"size {self.batch_size}; unreadable: {', '.join(sorted(self.unreadable))}")
-                if index not in taken:
-                    sample = self.image(self.ids[index])
-                    if sample is not None:
-                        taken.add(index)
-            samples.append(sample)
-        return samples
+    def make(self, image: BSDSImage, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        return make_sample(image, rng, self.patch, self.num_label_channels)
 
-    def batch(self, index: int) -> TrainingBatch:
-        """Batch number ``index``: the same index always gives the same batch."""
-        choice = np.random.default_rng([self.seed, index])
-        chosen = choice.choice(len(self.ids), size=self.batch_size, replace=False)
-        samples = [make_sample(image, np.random.default_rng([self.seed, index, slot]),
-                               self.patch, self.num_label_channels)
-                   for slot, image in enumerate(self.readable(list(chosen)))]
-        cells = np.broadcast_to(self.cells, (self.batch_size, 1) + self.patch).copy()
-        return TrainingBatch(img=np.stack([s[0] for s in samples]), spixel_init=cells,
-                             feat_spixel_init=cells.copy(),
-                             label=np.stack([s[1] for s in samples]),
-                             problabel=np.stack([s[2] for s in samples]))
+    def assemble(self, samples: list, cells: np.ndarray) -> TrainingBatch:
+        return label_batch(samples, cells)
+
+
+@dataclass
+class ContinuousBatch:
+    """Arrays for the four tops of the data layer of a continuous target.
+
+    Attributes
+    ----------
+    img : N x 3 x H x W Lab; spixel_init, feat_spixel_init : N x 1 x H x W cells;
+    target : N x C x H x W float32.
+    """
+
+    img: np.ndarray
+    spixel_init: np.ndarray
+    feat_spixel_init: np.ndarray
+    target: np.ndarray
+
+    def tops(self) -> list[np.ndarray]:
+        return [self.img, self.spixel_init, self.feat_spixel_init, self.target]
+
+
+def make_continuous_sample(image: BSDSImage, rng: np.random.Generator,
+                           patch: tuple[int, int], flow: bool = False
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented sample of a continuous target: Lab (3 x h x w), target (C x h x w).
+
+    With ``flow`` the target is an optical flow (u, v) in pixels: its vectors
+    are multiplied by the image's scale and u changes sign when the patch is
+    mirrored, so the flow stays that of the augmented image.
+    """
+    rgb, target, scale, flipped = augment_with_geometry(image, rng, patch)
+    target = np.array(target, dtype=np.float32)  # a copy: the cached target stays as read
+    if flow:
+        if target.shape[2] != 2:
+            raise ValueError(f"an optical flow target has 2 channels (u, v), got "
+                             f"{target.shape[2]}")
+        target *= scale
+        if flipped:
+            target[:, :, 0] *= -1
+    return rgb_to_lab(rgb).transpose(2, 0, 1), target.transpose(2, 0, 1)
+
+
+class PairSampler(PatchSampler):
+    """Draws training batches from a data set of image + target pairs
+    (:mod:`ssn.training.pairs`).
+
+    Parameters
+    ----------
+    pairs : sequence of Pair
+    kind : str
+        "labels" (batches as :class:`BSDSSampler`'s, ``num_label_channels``
+        one-hot channels) or "continuous" (:class:`ContinuousBatch`).
+    patch, grid, batch_size, seed :
+        As for :class:`PatchSampler`.
+    num_label_channels : int
+    flow : bool
+        Continuous targets are optical flow (see :func:`make_continuous_sample`).
+    """
+
+    def __init__(self, pairs: Sequence[Pair], kind: str, patch: tuple[int, int],
+                 grid: tuple[int, int], batch_size: int, seed: int = 2356,
+                 num_label_channels: int = 50, flow: bool = False, name: str = "the data set"):
+        self.pairs = {pair.stem: pair for pair in pairs}
+        if len(self.pairs) != len(pairs):
+            raise ValueError(f"{name}: two pairs share an image stem")
+        self.kind, self.num_label_channels, self.flow = check_kind(kind), num_label_channels, flow
+        super().__init__([pair.stem for pair in pairs], patch, grid, batch_size, seed, name)
+
+    def load(self, image_id: str) -> BSDSImage:
+        return load_pair(self.pairs[image_id], self.kind)
+
+    def where(self, image_id: str) -> str:
+        return str(self.pairs[image_id].image)
+
+    def make(self, image: BSDSImage, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        if self.kind == "labels":
+            return make_sample(image, rng, self.patch, self.num_label_channels)
+        return make_continuous_sample(image, rng, self.patch, self.flow)
+
+    def assemble(self, samples: list, cells: np.ndarray):
+        if self.kind == "labels":
+            return label_batch(samples, cells)
+        return ContinuousBatch(img=np.stack([s[0] for s in samples]), spixel_init=cells,
+                               feat_spixel_init=cells.copy(),
+                               target=np.stack([s[1] for s in samples]))
