@@ -60,7 +60,7 @@ from ssn import __version__
 from ssn.atomic import atomic_path, sha256_of, write_atomic
 from ssn.device import use_device
 from ssn.images import IMAGE_SUFFIXES, overlay, read_image
-from ssn.inference import resolve_features, superpixels
+from ssn.inference import positive_number, resolve_features, superpixels
 
 log = logging.getLogger("ssn.batch")
 
@@ -208,9 +208,12 @@ def weights_sha256(path: str) -> str:
 
 def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                   weights: Optional[Path], connectivity: bool, min_size_factor: float,
-                  max_size_factor: float, grid: str = "calibrated", fused: bool = True
-                  ) -> tuple[dict, Optional[str]]:
+                  max_size_factor: float, grid: str = "calibrated", fused: bool = True,
+                  position_weight: float = 1.0) -> tuple[dict, Optional[str]]:
     """(settings, weights path): everything that decides the labels, as recorded per image.
+
+    ``position_weight`` is recorded only when it is not 1, so records written
+    before it existed still match the default.
 
     Raises
     ------
@@ -225,6 +228,8 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                     min_size_factor=min_size_factor if connectivity else None,
                     max_size_factor=max_size_factor if connectivity else None,
                     version=__version__)
+    if positive_number("position_weight", position_weight) != 1.0:
+        settings["position_weight"] = float(position_weight)
     return settings, weights_path
 
 
@@ -416,7 +421,8 @@ def segment(rgb: np.ndarray, job: Job) -> np.ndarray:
     return superpixels(rgb, settings["n_segments"], settings["num_steps"], job.weights,
                        enforce_connectivity=settings["connectivity"],
                        features=settings["features"], grid=settings["grid"],
-                       fused=settings["fused"], **factors)
+                       fused=settings["fused"],
+                       position_weight=settings.get("position_weight", 1.0), **factors)
 
 
 def process(job: Job, item: Item) -> dict:
@@ -656,7 +662,8 @@ def run(args: argparse.Namespace) -> int:
             use_device(args.gpu)
         settings, weights = make_settings(
             args.n_segments, args.num_steps, args.features, args.weights, args.connectivity,
-            args.min_size_factor, args.max_size_factor, args.grid, args.fused)
+            args.min_size_factor, args.max_size_factor, args.grid, args.fused,
+            args.position_weight)
     except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2

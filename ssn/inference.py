@@ -81,7 +81,7 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 @lru_cache(maxsize=4)
 def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
-                   fused: bool = True) -> CheckedNet:
+                   fused: bool = True, position_weight: float = 1.0) -> CheckedNet:
     """The deploy net for one image geometry and grid request, built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
@@ -89,8 +89,9 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
     """
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
-                       feature_dim=feature_dim, pos_scale=position_scale(n_spixels, height,
-                                                                         width), fused=fused)
+                       feature_dim=feature_dim,
+                       pos_scale=position_weight * position_scale(n_spixels, height, width),
+                       fused=fused)
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
@@ -147,6 +148,23 @@ def count_argument(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def positive_number(name: str, value) -> float:
+    """``value`` as a float if it is a finite number > 0.
+
+    Raises
+    ------
+    TypeError
+        If it is not a number.
+    ValueError
+        If it is not finite or not above 0.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def resolve_alias(name: str, value, alias: str, alias_value, default):
     """The value given under ``name`` or its alias (not both); ``default`` if neither."""
     if value is not None and alias_value is not None:
@@ -162,8 +180,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: int = 0, channel_axis: Optional[int] = -1,
                 grid: str = "calibrated", n_spixels: Optional[int] = None,
-                connectivity: Optional[bool] = None, fused: bool = True
-                ) -> np.ndarray:
+                connectivity: Optional[bool] = None, fused: bool = True,
+                position_weight: float = 1.0) -> np.ndarray:
     """Segment an image into SSN superpixels.
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
@@ -206,6 +224,13 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         Run the SLIC iterations as one forward-only SlicIterations layer; False
         runs the decomposed Passoc/Softmax/SpixelFeature2 layers, which give the
         same labels up to float ties, several times slower.
+    position_weight : float, default 1.0
+        Multiplies the scale of the pixel positions in the features (the
+        original's test-time scale at 1): larger values give more compact,
+        more regular superpixels, smaller ones follow colour and learned edges
+        more closely; the role of SLIC's ``compactness``. A deep model sees the
+        positions through its CNN too, so values far from 1 leave the
+        conditions it was trained in.
 
     Returns
     -------
@@ -240,6 +265,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                                  connectivity, True))
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
+    position_weight = positive_number("position_weight", position_weight)
     rgb = as_rgb(channels_last(image, channel_axis), keep_uint8=True)
     height, width = rgb.shape[:2]
     mode, weights_path = resolve_features(features, weights)
@@ -251,12 +277,13 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
             net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM, bool(fused))
         else:
             net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
-                                 file_identity(weights_path), bool(fused))
+                                 file_identity(weights_path), bool(fused), position_weight)
         cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
         lab = rgb_to_lab(rgb).transpose(2, 0, 1)
         del rgb
         if in_tiles:
-            pixel_feats = pixel_feature_array(lab, position_scale(grid_count, height, width))
+            pixel_feats = pixel_feature_array(
+                lab, position_weight * position_scale(grid_count, height, width))
             del lab
             tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
                            out=net.net.blobs[FEATURES].data[0],

@@ -87,7 +87,7 @@ def test_other_settings_into_one_out_are_refused_and_overwrite_recomputes(
     before = {p: p.read_bytes() for p in out.iterdir()}
     caplog.clear()
     for other in (["--n-segments", "40"], ["--num-steps", "4"], ["--no-connectivity"],
-                  ["--min-size-factor", "0.1"]):
+                  ["--min-size-factor", "0.1"], ["--position-weight", "2"]):
         assert infer(images, out, *other) == 2
         assert "holds results this run would replace" in caplog.text
         assert "--overwrite" in caplog.text
@@ -500,3 +500,14 @@ def test_a_run_killed_at_random_points_then_rerun_equals_an_uninterrupted_run(tm
         assert len(rows) == KILL_TEST_IMAGES
         assert all(row["status"] == "ok" for row in rows.values())
     assert killed >= 2, "the runs finished before they could be killed: give them more work"
+
+
+def test_a_position_weight_is_recorded_and_used(tmp_path, images):
+    out = tmp_path / "out"
+    assert infer(images[:1], out, "--position-weight", "2.5") == 0
+    record = json.loads((out / f"{images[0].stem}.ssn.json").read_text())
+    assert record["settings"]["position_weight"] == 2.5
+    np.testing.assert_array_equal(
+        np.load(out / f"{images[0].stem}.npy"),
+        superpixels(read_image(images[0]), 30, 3, features="pixel", position_weight=2.5))
+    assert infer(images[:1], tmp_path / "bad", "--position-weight", "0") == 2

@@ -9,6 +9,7 @@ from skimage import io as skio
 
 from ssn import inference
 from ssn.cli.infer import main as infer_main
+from ssn.evaluation.metrics import compactness
 from ssn.inference import superpixels
 
 
@@ -280,3 +281,36 @@ def test_grid_requests_aim_at_the_requested_count():
                 assert abs(expected_count(request, height, width, features) - n) <= 0.2 * n + 2
         assert grid_request(100, 321, 481, features, "original") == 100
         assert grid_request(1, 321, 481, features) == 1
+
+
+def test_a_larger_position_weight_gives_more_compact_superpixels():
+    image = data.astronaut()[::3, ::3]
+    measured = {features: [compactness(superpixels(image, 60, 5, features=features,
+                                                   position_weight=weight))
+                           for weight in (0.5, 1, 3)]
+                for features in ("pixel", "deep")}
+    low, default, high = measured["pixel"]
+    assert low < default < high
+    low, default, high = measured["deep"]  # the CNN sees the positions too
+    assert high > max(low, default)
+    np.testing.assert_array_equal(superpixels(image, 60, 5, features="pixel"),
+                                  superpixels(image, 60, 5, features="pixel",
+                                              position_weight=1))
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-1.0, ValueError),
+                                          (float("nan"), ValueError), ("2", TypeError),
+                                          (True, TypeError)])
+def test_a_bad_position_weight_names_the_argument(value, error):
+    with pytest.raises(error, match="position_weight"):
+        superpixels(data.astronaut()[::8, ::8], 20, features="pixel", position_weight=value)
+
+
+def test_evaluation_runs_name_and_use_the_position_weight():
+    from ssn.evaluation.runs import ssn_run
+    image = data.astronaut()[::8, ::8]
+    name, count, labeller = ssn_run(20, "pixel", 3, None, position_weight=2)
+    assert (name, count) == ("SSN-pixel-pw2", 20)
+    np.testing.assert_array_equal(labeller("x", image), superpixels(
+        image, 20, 3, features="pixel", position_weight=2))
+    assert ssn_run(20, "pixel", 3, None)[0] == "SSN-pixel"

@@ -99,6 +99,18 @@ def test_tiled_labels_equal_the_whole_nets(monkeypatch):
     tiling._feature_net.cache_clear()
 
 
+def test_tiles_use_the_position_weight(monkeypatch):
+    image = resized_astronaut(HEIGHT, WIDTH)
+    whole = superpixels(image, n_segments=100, features="deep", position_weight=2)
+    assert np.mean(whole != superpixels(image, n_segments=100, features="deep")) > 0.05
+    monkeypatch.setattr(inference, "TILE_PIXELS", 0)
+    monkeypatch.setattr(tiling, "TILE_PIXELS", 160 * 160)
+    np.testing.assert_array_equal(
+        superpixels(image, n_segments=100, features="deep", position_weight=2), whole)
+    inference._slic_net.cache_clear()
+    tiling._feature_net.cache_clear()
+
+
 @pytest.mark.parametrize("features", ["deep", "pixel"])
 def test_a_2_megapixel_photo_runs(features):
     """1200x1600 used to abort (a 1773 x 1200 x 1600 im2col shape over INT_MAX)."""

@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, help="SSN .caffemodel (default: the bundled)")
     options.add_steps(parser)
     options.add_grid(parser)
+    options.add_position_weight(parser)
     options.add_gpu(parser)
     return parser
 
@@ -102,7 +103,8 @@ def runs_from_args(args: argparse.Namespace) -> list:
         runs.append(folder_run(name, Path(folder)))
     for count in args.n_segments or []:
         if "ssn" in args.methods:
-            runs += [ssn_run(count, features, args.num_steps, args.weights, args.grid)
+            runs += [ssn_run(count, features, args.num_steps, args.weights, args.grid,
+                             args.position_weight)
                      for features in args.features or [None]]
         for method in args.methods:
             if method != "ssn" and method not in missing:

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="requested count of the pictures (default: %(default)s)")
     options.add_steps(parser)
     options.add_grid(parser)
+    options.add_position_weight(parser)
     options.add_gpu(parser)
     return parser
 
@@ -86,9 +87,11 @@ def runs_for(args: argparse.Namespace, counts: list[int]) -> list:
     for count in counts:
         if "ssn" in args.methods:
             for name, weights in models:
-                _, requested, labels = ssn_run(count, "deep", args.num_steps, weights, args.grid)
-                runs.append((f"SSN-{name}", requested, labels))
-            runs += [ssn_run(count, mode, args.num_steps, None, args.grid) for mode in features]
+                run_name, requested, labels = ssn_run(count, "deep", args.num_steps, weights,
+                                                      args.grid, args.position_weight)
+                runs.append((run_name.replace("SSN-deep", f"SSN-{name}", 1), requested, labels))
+            runs += [ssn_run(count, mode, args.num_steps, None, args.grid, args.position_weight)
+                     for mode in features]
         for method in args.methods:
             if method != "ssn" and method not in missing:
                 try:

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_count(parser, 100)
     options.add_steps(parser)
     options.add_grid(parser)
+    options.add_position_weight(parser)
     parser.add_argument("--weights", type=Path,
                         help="trained .caffemodel (default: the bundled model, if any)")
     parser.add_argument("--features", choices=["deep", "pixel"],

@@ -66,3 +66,11 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
+
+
+def add_position_weight(parser: argparse.ArgumentParser) -> None:
+    """``--position-weight W``: SSN's compactness, a factor on the position features' scale."""
+    parser.add_argument("--position-weight", type=float, default=1.0, metavar="W",
+                        help="SSN's compactness: multiplies the scale of the pixel positions "
+                             "(larger: more compact, regular superpixels; smaller: closer to "
+                             "colour and learned edges) (default: 1)")

@@ -86,11 +86,16 @@ def checked_labels(labels, shape: tuple[int, int]) -> np.ndarray:
 
 
 def ssn_run(count: int, features: Optional[str], num_steps: int,
-            weights: Optional[Path], grid: str = "calibrated") -> Run:
-    """SSN computed here, named SSN-<features> (SSN-<features>-original with that grid)."""
+            weights: Optional[Path], grid: str = "calibrated",
+            position_weight: float = 1.0) -> Run:
+    """SSN computed here, named SSN-<features> (then -original with that grid, -pw<W>
+    with a position weight other than 1)."""
     name = f"SSN-{features or 'auto'}" + ("" if grid == "calibrated" else f"-{grid}")
+    if position_weight != 1.0:
+        name += f"-pw{position_weight:g}"
     return (name, count, lambda stem, rgb: superpixels(
-        rgb, count, num_steps, weights, features=features, grid=grid))
+        rgb, count, num_steps, weights, features=features, grid=grid,
+        position_weight=position_weight))
 
 
 def baseline_run(name: str, count: int, compactness: Optional[float] = None) -> Run:
