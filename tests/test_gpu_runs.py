@@ -14,8 +14,8 @@ def blobs_by_layer(path) -> dict[str, list]:
 
 
 def test_a_variant_folder_fine_tunes_the_shipped_model_on_the_gpu(tmp_path):
-    variant = VARIANTS[0]
-    folder = write_variant(variant, tmp_path)
+    name, options = next(iter(VARIANTS.items()))
+    folder = write_variant(name, options, tmp_path)
     solver = text_format.Parse((folder / "solver.prototxt").read_text(),
                                caffe_pb2.SolverParameter())
     assert solver.solver_mode == caffe_pb2.SolverParameter.GPU

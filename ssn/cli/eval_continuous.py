@@ -87,9 +87,8 @@ def runs_for(args: argparse.Namespace, counts: list[int]) -> list:
     for count in counts:
         if "ssn" in args.methods:
             for name, weights in models:
-                run_name, requested, labels = ssn_run(count, "deep", args.num_steps, weights,
-                                                      args.grid, args.position_weight)
-                runs.append((run_name.replace("SSN-deep", f"SSN-{name}", 1), requested, labels))
+                runs.append(ssn_run(count, "deep", args.num_steps, weights, args.grid,
+                                    args.position_weight, label=name))
             runs += [ssn_run(count, mode, args.num_steps, None, args.grid, args.position_weight)
                      for mode in features]
         for method in args.methods:

@@ -87,10 +87,10 @@ def checked_labels(labels, shape: tuple[int, int]) -> np.ndarray:
 
 def ssn_run(count: int, features: Optional[str], num_steps: int,
             weights: Optional[Path], grid: str = "calibrated",
-            position_weight: float = 1.0) -> Run:
-    """SSN computed here, named SSN-<features> (then -original with that grid, -pw<W>
-    with a position weight other than 1)."""
-    name = f"SSN-{features or 'auto'}" + ("" if grid == "calibrated" else f"-{grid}")
+            position_weight: float = 1.0, label: Optional[str] = None) -> Run:
+    """SSN computed here, named SSN-<label, default: the features> (then -original with
+    that grid, -pw<W> with a position weight other than 1)."""
+    name = f"SSN-{label or features or 'auto'}" + ("" if grid == "calibrated" else f"-{grid}")
     if position_weight != 1.0:
         name += f"-pw{position_weight:g}"
     return (name, count, lambda stem, rgb: superpixels(

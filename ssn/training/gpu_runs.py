@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -30,40 +30,32 @@ log = logging.getLogger("ssn.training.gpu_runs")
 HDF5_DIR = "/tmp/ssn-h5"  # where tools/gpu_train.sh writes the exported samples
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One training set-up: prototxt options and whether it starts from the shipped model."""
-
-    name: str
-    options: PrototxtOptions
-    from_shipped: bool
-
-
 GPU_OPTIONS = PrototxtOptions(batch_size=6, base_lr=1e-4, max_iter=500000, snapshot=1000,
                               test_interval=100000000, test_iter=1, snapshot_prefix="snap/ssn")
-VARIANTS = (
-    Variant("finetune_b6_s5", GPU_OPTIONS, from_shipped=True),
-    Variant("finetune_b6_s10", replace(GPU_OPTIONS, num_steps=10), from_shipped=True),
-)
+# Run folder name -> options; every variant fine-tunes the shipped model.
+VARIANTS = {
+    "finetune_b6_s5": GPU_OPTIONS,
+    "finetune_b6_s10": replace(GPU_OPTIONS, num_steps=10),
+}
 
 
-def write_variant(variant: Variant, out: Path) -> Path:
-    """Write ``out/<name>/``: the train net on HDF5_DIR's files, a GPU solver, weights."""
-    folder = out / variant.name
+def write_variant(name: str, options: PrototxtOptions, out: Path) -> Path:
+    """Write ``out/<name>/``: the train net on HDF5_DIR's files, a GPU solver, and the
+    shipped model's weights with the fixed helper weights."""
+    folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    net_param = train_net(variant.options.train_config(),
+    net_param = train_net(options.train_config(),
                           hdf5_sources=(f"{HDF5_DIR}/train.txt", f"{HDF5_DIR}/val.txt"))
     write_atomic(folder / "train_val.prototxt",
                  HEADER + text_format.MessageToString(net_param))
-    solver_param = solver(variant.options, "train_val.prototxt")
+    solver_param = solver(options, "train_val.prototxt")
     solver_param.solver_mode = caffe_pb2.SolverParameter.GPU
     solver_param.display = 100
     write_atomic(folder / "solver.prototxt", HEADER + text_format.MessageToString(solver_param))
     # The weights come from the same net with the Python data layer, which
     # write_initial_weights replaces by Input layers.
-    write_initial_weights(train_net(variant.options.train_config()),
-                          data_shapes(variant.options), folder / "init.caffemodel",
-                          trained=BUNDLED_WEIGHTS if variant.from_shipped else None)
+    write_initial_weights(train_net(options.train_config()), data_shapes(options),
+                          folder / "init.caffemodel", trained=BUNDLED_WEIGHTS)
     return folder
 
 
@@ -73,8 +65,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the run folders")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    for variant in VARIANTS:
-        log.info("wrote %s", write_variant(variant, args.out))
+    for name, options in VARIANTS.items():
+        log.info("wrote %s", write_variant(name, options, args.out))
     return 0
 
 
