@@ -29,29 +29,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 pack=${1:-.gpu-pack/ssn-gpu.tar.xz}
 device=${SSN_GPU_DEVICE:-0}
-if [ ! -f "$pack" ]; then
-  echo "gpu_check: no pack at $pack (see the comment at the top of $0)" >&2
-  exit 2
-fi
-
-work=$(mktemp -d /tmp/ssn-gpu.XXXXXX)
-tar -xJf "$pack" -C "$work" || exit 2
-root=$work/ssn-gpu
+source tools/gpu_pack_env.sh
+unpack_gpu_pack "$pack" gpu_check || exit 2
+work=$(dirname "$root")
 python_bin=$(ls "$root"/bin/python3.* | head -n 1)
-
-# The CUDA 13 libraries libcaffe links: the first folder that holds each.
-cuda_dirs=()
-for soname in libcudart.so.13 libcublas.so.13 libcurand.so.10; do
-  found=$(find /usr/local/cuda* /usr/lib/x86_64-linux-gnu /opt /usr/local/lib \
-            -name "$soname" -print -quit 2>/dev/null)
-  if [ -z "$found" ]; then
-    echo "gpu_check: $soname not found on this machine" >&2
-    exit 2
-  fi
-  cuda_dirs+=("$(dirname "$found")")
-done
-cuda_path=$(printf '%s:' "${cuda_dirs[@]}")
-export LD_LIBRARY_PATH="$root/lib:${cuda_path%:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export GLOG_minloglevel=1
 if command -v nvidia-smi >/dev/null; then nvidia-smi -L; fi
 

@@ -19,25 +19,17 @@ pack=${3:-.gpu-pack/ssn-gpu.tar.xz}
 samples=${SSN_TRAIN_SAMPLES:-2400}
 mkdir -p "$results"
 
-work=$(mktemp -d /tmp/ssn-train.XXXXXX)
-tar -xJf "$pack" -C "$work" || exit 2
-root=$work/ssn-gpu
-cuda_dirs=()
-for soname in libcudart.so.13 libcublas.so.13 libcurand.so.10; do
-  found=$(find /usr/local/cuda* /usr/lib/x86_64-linux-gnu /opt /usr/local/lib \
-            -name "$soname" -print -quit 2>/dev/null)
-  [ -n "$found" ] || { echo "gpu_train: $soname not found" >&2; exit 2; }
-  cuda_dirs+=("$(dirname "$found")")
-done
-cuda_path=$(printf '%s:' "${cuda_dirs[@]}")
-caffe_env=(env "LD_LIBRARY_PATH=$root/lib:${cuda_path%:}" GLOG_minloglevel=0 GLOG_logtostderr=1)
-
 start=$(date +%s)
 python3 -m ssn.cli.export_hdf5 --out /tmp/ssn-h5 --no-net --no-compress --jobs "$(nproc)" \
   --train-samples "$samples" --val-samples 24 --per-file 24 --patch 201 --n-segments 100 \
   2>&1 | tail -n 5 | tee "$results/export.log" || exit 2
 echo "gpu_train: exported $samples samples in $(( $(date +%s) - start )) s" >&2
 
+# Unpacked after the export, so that only caffe sees the pack's libraries.
+source tools/gpu_pack_env.sh
+unpack_gpu_pack "$pack" gpu_train || exit 2
+work=$(dirname "$root")
+caffe_env=(env GLOG_minloglevel=0 GLOG_logtostderr=1)
 pids=()
 for run in .gpu-run/*/; do
   name=$(basename "$run")
