@@ -20,11 +20,15 @@ CONTINUOUS = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, 
                   target="continuous", target_channels=2, target_weight=1e-2)
 
 
-def continuous_net(config):
+def continuous_net(config, unweighted=()):
+    """The TRAIN net of ``config`` on Input layers; the losses in ``unweighted`` weigh 0."""
     shapes = dict(img=(2, 3, 17, 19), spixel_init=(2, 1, 17, 19),
                   feat_spixel_init=(2, 1, 17, 19), target=(2, config.target_channels, 17, 19))
-    net = CheckedNet(inputs_for_data_layers(train_net(config), caffe.TRAIN, shapes),
-                     caffe.TRAIN).net
+    param = inputs_for_data_layers(train_net(config), caffe.TRAIN, shapes)
+    for layer in param.layer:
+        if layer.name in unweighted:
+            layer.loss_weight[:] = [0.0]
+    net = CheckedNet(param, caffe.TRAIN).net
     initialize_helper_weights(net)
     return net
 
@@ -69,16 +73,72 @@ def test_the_reconstruction_is_the_association_mix_of_superpixel_means():
         ((expected - target) ** 2).sum() / 4, rel=1e-4)
 
 
-def test_the_continuous_loss_gradient_matches_finite_differences():
-    config = SSNConfig(**CONTINUOUS)
+def numpy_superpixel_means(assoc, cells, target, grid_h, grid_w):
+    """mu_j = sum_i q_ij T_i / sum_i q_ij over the pixels that have j among their 9 neighbours."""
+    batch, channels = target.shape[:2]
+    sums = np.zeros((batch, channels, grid_h * grid_w))
+    weights = np.zeros((batch, grid_h * grid_w))
+    for n, y, x in np.ndindex(batch, *target.shape[2:]):
+        for c in range(9):
+            j = neighbour_index(int(cells[n, 0, y, x]), c, grid_h, grid_w)
+            if j >= 0:
+                sums[n, :, j] += assoc[n, c, y, x] * target[n, :, y, x]
+                weights[n, j] += assoc[n, c, y, x]
+    return sums / np.maximum(weights, 1e-12)[:, None]
+
+
+def test_the_expected_loss_is_the_association_weighted_error_of_single_means():
+    # A finer grid than CONTINUOUS's 3 x 3, whose superpixels all mix most pixels.
+    config = SSNConfig(**dict(CONTINUOUS, n_spixels=30), continuous_loss="expected")
     net = continuous_net(config)
+    rng = np.random.default_rng(3)
+    ys, xs = np.mgrid[:17, :19]
+    # A ramp, so that the superpixel means differ, plus noise.
+    target = np.stack([xs, -ys])[None] * 0.5 + rng.normal(size=(2, 2, 17, 19))
+    inputs = batch(rng, config, target)
+    net.forward(**inputs)
+    assoc, cells = net.blobs["final_pixel_assoc"].data, inputs["spixel_init"]
+    grid_h, grid_w = config.grid
+    means = numpy_superpixel_means(assoc, cells, target, grid_h, grid_w)
+    expected_error, spread_of_means = 0.0, 0.0
+    for n, y, x in np.ndindex(2, 17, 19):
+        mixed = [(assoc[n, c, y, x], means[n, :, j]) for c in range(9)
+                 if (j := neighbour_index(int(cells[n, 0, y, x]), c, grid_h, grid_w)) >= 0]
+        recon = sum(q * mean for q, mean in mixed)
+        expected_error += sum(q * ((target[n, :, y, x] - mean) ** 2).sum() for q, mean in mixed)
+        spread_of_means += sum(q * ((mean - recon) ** 2).sum() for q, mean in mixed)
+    soft, spread = float(net.blobs["loss3"].data), float(net.blobs["loss_spread"].data)
+    # Both over 2N = 4, like EuclideanLoss.
+    assert spread == pytest.approx(spread_of_means / 4, rel=1e-3)
+    assert soft + spread == pytest.approx(expected_error / 4, rel=1e-4)
+    assert dict(net.blob_loss_weights)["loss_spread"] == pytest.approx(config.target_weight)
+
+
+def test_a_soft_continuous_net_has_no_spread_term():
+    soft = {layer.name for layer in train_net(SSNConfig(**CONTINUOUS)).layer}
+    expected = {layer.name for layer in train_net(
+        SSNConfig(**CONTINUOUS, continuous_loss="expected")).layer}
+    assert "loss_spread" not in soft and "loss_spread" in expected
+    assert soft < expected
+    with pytest.raises(ValueError, match="continuous_loss must be one of"):
+        SSNConfig(**CONTINUOUS, continuous_loss="hard")
+
+
+# The second case checks the spread term alone, on a grid fine enough for it to matter.
+@pytest.mark.parametrize("kind, n_spixels, unweighted", [("soft", 9, ()),
+                                                         ("expected", 30, ("loss3",))])
+def test_the_continuous_loss_gradient_matches_finite_differences(kind, n_spixels, unweighted):
+    config = SSNConfig(**dict(CONTINUOUS, n_spixels=n_spixels), continuous_loss=kind)
+    net = continuous_net(config, unweighted)
     rng = np.random.default_rng(2)
-    net.forward(**batch(rng, config, rng.normal(size=(2, 2, 17, 19))))
+    ys, xs = np.mgrid[:17, :19]
+    target = np.stack([xs, -ys])[None] * 0.5 + rng.normal(size=(2, 2, 17, 19))
+    net.forward(**batch(rng, config, target))
     net.backward()
     features = net.blobs["trans_features"]
     analytic = features.diff.copy().reshape(-1)
     assert np.abs(analytic).max() > 0
-    weight = dict(net.blob_loss_weights)["loss3"]
+    weight = config.target_weight
     flat, eps, checked = features.data.reshape(-1), 1e-2, 0
     for index in rng.choice(flat.size, size=30, replace=False):
         original, values = flat[index], []

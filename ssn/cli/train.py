@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from ssn.cli import options
+from ssn.nets.generators import CONTINUOUS_LOSSES
 from ssn.nets.prototxt import PROTOTXT_DIR, SOLVER
 from ssn.training.pairs import TARGET_KINDS
 from ssn.training.solver import train
@@ -93,6 +94,12 @@ def add_dataset_options(group) -> None:
                        help="snapshot every N iterations (default: %(default)s)")
     group.add_argument("--target-weight", type=float, default=recipe.target_weight,
                        help="weight of the continuous L2 loss (default: %(default)s)")
+    group.add_argument("--continuous-loss", choices=CONTINUOUS_LOSSES,
+                       default=recipe.continuous_loss,
+                       help="soft: the error of each pixel's association mix of superpixel "
+                            "means; expected: plus the spread of the means it mixes, the "
+                            "expected error of one hard superpixel's mean (default: "
+                            "%(default)s)")
     group.add_argument("--compactness-weight", type=float, default=recipe.compactness_weight,
                        help="weight of the compactness loss (default: %(default)s)")
 
@@ -108,7 +115,7 @@ def dataset_solver(args: argparse.Namespace) -> Path:
         TASK_RECIPE, n_spixels=args.n_segments, patch=args.patch, batch_size=args.batch_size,
         num_steps=args.num_steps, base_lr=args.base_lr, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, snapshot=args.snapshot, target_weight=args.target_weight,
-        compactness_weight=args.compactness_weight,
+        compactness_weight=args.compactness_weight, continuous_loss=args.continuous_loss,
         max_iter=args.max_iter if args.max_iter is not None else TASK_RECIPE.max_iter)
     return prepare_run(args.dataset, args.target, args.out, recipe, args.val_dataset, args.flow)
 

@@ -42,6 +42,8 @@ DATA_LAYER_CLASS = "BSDSDataLayer"
 # Channels of the learned pixel features (the CNN's output) in the shipped model.
 DEEP_FEATURE_DIM = 20
 TARGETS = ("labels", "continuous")
+# How a continuous target is scored in training (see continuous_loss).
+CONTINUOUS_LOSSES = ("soft", "expected")
 # Weight of the continuous reconstruction loss, a sum of squares over pixels like
 # the compactness term's (see docs/TASKS.md for how it was chosen).
 CONTINUOUS_WEIGHT = 1e-4
@@ -74,6 +76,8 @@ class SSNConfig:
         ``target_weight``, instead).
     target_channels : int
     target_weight : float
+    continuous_loss : str
+        "soft" or "expected": the terms of :func:`continuous_loss`.
     batch_size : int
         Images per TRAIN batch.
     data : dict
@@ -99,6 +103,7 @@ class SSNConfig:
     target: str = "labels"
     target_channels: int = 2
     target_weight: float = CONTINUOUS_WEIGHT
+    continuous_loss: str = "soft"
     batch_size: int = 6
     data: dict = field(default_factory=dict)
     fused: bool = True
@@ -111,6 +116,9 @@ class SSNConfig:
                              f"got {self.feature_dim}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.continuous_loss not in CONTINUOUS_LOSSES:
+            raise ValueError(f"continuous_loss must be one of {CONTINUOUS_LOSSES}, "
+                             f"got {self.continuous_loss!r}")
         if self.target_channels < 1:
             raise ValueError(f"target_channels must be >= 1, got {self.target_channels}")
         if min(self.height, self.width) < 1 or self.n_spixels < 1:
@@ -279,35 +287,56 @@ def reconstruct_through_assoc(net: caffe.NetSpec, values, assoc, spixel_init, gr
     """Per-pixel values rebuilt from superpixel means, R* = Q (Q^T R) (spec 5.4).
 
     SpixelFeature2 averages ``values`` (N x C x H x W) over each superpixel
-    (top ``spixel_name``); a fixed grouped convolution gathers each superpixel's
-    3x3 neighbours, Smear hands them to the pixels of its initial cell, and each
-    pixel mixes them by its association ``assoc``. Returns ``Convolution9`` (N x C
-    x H x W). The fixed weights of ``concat_spixel_feat_<C>`` are set by
-    :func:`ssn.nets.weights.initialize_helper_weights`.
+    (top ``spixel_name``, N x C x 1 x K) and :func:`mix_superpixel_values` hands
+    each pixel the association mix of its 9 neighbours' means. Returns
+    ``Convolution9`` (N x C x H x W).
     """
-    num_spixels = grid_h * grid_w
     grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w)
-    frozen = [dict(lr_mult=0, decay_mult=0)]
     net[spixel_name] = L.SpixelFeature2(values, assoc, spixel_init,
                                         spixel_feature2_param=grid,
                                         propagate_down=[False, True, False])
-    net.Reshape1 = L.Reshape(net[spixel_name], reshape_param=dict(
+    return mix_superpixel_values(net, net[spixel_name], assoc, spixel_init, grid_h, grid_w,
+                                 channels)
+
+
+def mix_superpixel_values(net: caffe.NetSpec, spixel_values, assoc, spixel_init, grid_h: int,
+                          grid_w: int, channels: int, suffix: str = ""):
+    """Each pixel's association-weighted mix of its 9 neighbour superpixels' values.
+
+    ``spixel_values`` is N x C x 1 x K. A fixed grouped convolution gathers each
+    superpixel's 3x3 neighbours, Smear hands them to the pixels of its initial
+    cell, and each pixel mixes them by its association ``assoc`` (N x 9 x H x W).
+    Returns an N x C x H x W blob. The blobs are named ``Reshape1``, ...,
+    ``Convolution9`` plus ``suffix``; the fixed weights of
+    ``concat_spixel_feat_<C><suffix>`` are set by
+    :func:`ssn.nets.weights.initialize_helper_weights`.
+    """
+    num_spixels = grid_h * grid_w
+    frozen = [dict(lr_mult=0, decay_mult=0)]
+    reshaped = L.Reshape(spixel_values, reshape_param=dict(
         shape=dict(dim=[0, channels, grid_h, grid_w])))
-    name = f"concat_spixel_feat_{channels}"
-    net.Convolution8 = L.Convolution(
-        net.Reshape1, name=name, num_output=9 * channels, kernel_size=3, pad=1,
+    net["Reshape1" + suffix] = reshaped
+    name = f"concat_spixel_feat_{channels}{suffix}"
+    gathered = L.Convolution(
+        reshaped, name=name, num_output=9 * channels, kernel_size=3, pad=1,
         group=channels, bias_term=False, weight_filler=dict(type="constant", value=0),
         param=[dict(name=name, lr_mult=0, decay_mult=0)])
-    net.Reshape2 = L.Reshape(net.Convolution8, reshape_param=dict(
+    net["Convolution8" + suffix] = gathered
+    flat = L.Reshape(gathered, reshape_param=dict(
         shape=dict(dim=[0, 9 * channels, 1, num_spixels])))
-    net.Smear1 = L.Smear(net.Reshape2, spixel_init, propagate_down=[True, False])
-    net.Tile1 = L.Tile(assoc, tile_param=dict(axis=1, tiles=channels))
-    net.Eltwise1 = L.Eltwise(net.Smear1, net.Tile1, eltwise_param=dict(operation=P.Eltwise.PROD))
-    net.Convolution9 = L.Convolution(
-        net.Eltwise1, name=f"recon_feat_{channels}", num_output=channels,
+    net["Reshape2" + suffix] = flat
+    smeared = L.Smear(flat, spixel_init, propagate_down=[True, False])
+    net["Smear1" + suffix] = smeared
+    tiled = L.Tile(assoc, tile_param=dict(axis=1, tiles=channels))
+    net["Tile1" + suffix] = tiled
+    weighted = L.Eltwise(smeared, tiled, eltwise_param=dict(operation=P.Eltwise.PROD))
+    net["Eltwise1" + suffix] = weighted
+    mixed = L.Convolution(
+        weighted, name=f"recon_feat_{channels}{suffix}", num_output=channels,
         kernel_size=1, group=channels, bias_term=False,
         weight_filler=dict(type="constant", value=1), param=frozen)
-    return net.Convolution9
+    net["Convolution9" + suffix] = mixed
+    return mixed
 
 
 def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h: int,
@@ -338,20 +367,56 @@ def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h:
 
 
 def continuous_loss(net: caffe.NetSpec, target, assoc, spixel_init, grid_h: int, grid_w: int,
-                    channels: int, weight: float):
-    """L2 loss of a continuous target reconstructed through the superpixels (``loss3``).
+                    channels: int, weight: float, kind: str = "soft", pixels: int = 1):
+    """L2 loss of a continuous target rebuilt through the superpixels.
 
-    ``recon_target`` = Q (Q^T T), :func:`reconstruct_through_assoc` of the
-    target T (N x C x H x W); EuclideanLoss gives sum (recon - T)^2 / (2N),
-    times ``weight``. Invalid neighbours have zero association, so each pixel's
-    reconstruction is a convex mix of superpixel means: no renormalisation.
+    ``loss3`` is the soft reconstruction error: ``recon_target`` = Q (Q^T T),
+    :func:`reconstruct_through_assoc` of the target T (N x C x H x W), and
+    EuclideanLoss gives sum (recon - T)^2 / (2N), times ``weight``. Invalid
+    neighbours have zero association, so each pixel's reconstruction is a
+    convex mix of superpixel means: no renormalisation.
+
+    With ``kind="expected"`` a second term, ``loss_spread``, adds the spread of
+    the means each pixel mixes, sum_ij q_ij |mu_j - recon_i|^2 / (2N), so that
+    the two together are the expected error of rebuilding each pixel from a
+    single superpixel's mean drawn by its association: sum_ij q_ij |T_i - mu_j|^2
+    / (2N). The soft term alone rewards blending neighbouring means (a smooth
+    target is interpolated well by blurred associations) while hard
+    superpixels, which inference produces, cannot blend. ``pixels`` is H*W of
+    the training patch (the spread is a mean over N*H*W values, rescaled).
     """
+    if kind not in CONTINUOUS_LOSSES:
+        raise ValueError(f"continuous loss must be one of {CONTINUOUS_LOSSES}, got {kind!r}")
     recon = reconstruct_through_assoc(net, target, assoc, spixel_init, grid_h, grid_w,
                                       channels, spixel_name="spixel_target")
     net.recon_target = L.Power(recon)  # an identity, to name the reconstruction
     net.loss3 = L.EuclideanLoss(net.recon_target, target, loss_weight=weight,
                                 propagate_down=[True, False])
+    if kind == "expected":
+        _spread_loss(net, assoc, spixel_init, grid_h, grid_w, channels, weight, pixels)
     return net.loss3
+
+
+def _channel_sum_of_squares(net: caffe.NetSpec, name: str, values, channels: int):
+    """|values|^2 over channels: N x C x ... -> N x 1 x ... (fixed 1x1 convolution)."""
+    frozen = [dict(lr_mult=0, decay_mult=0)]
+    net[name + "_sq"] = L.Eltwise(values, values, eltwise_param=dict(operation=P.Eltwise.PROD))
+    net[name] = L.Convolution(net[name + "_sq"], num_output=1, kernel_size=1, bias_term=False,
+                              weight_filler=dict(type="constant", value=1), param=frozen)
+    return net[name]
+
+
+def _spread_loss(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: int,
+                 channels: int, weight: float, pixels: int):
+    """``loss_spread`` = sum_i (sum_j q_ij |mu_j|^2 - |recon_i|^2) / (2N), times ``weight``."""
+    means_norm = _channel_sum_of_squares(net, "spixel_target_norm", net.spixel_target, channels)
+    mixed_norm = mix_superpixel_values(net, means_norm, assoc, spixel_init, grid_h, grid_w, 1,
+                                       suffix="_norm")
+    recon_norm = _channel_sum_of_squares(net, "recon_target_norm", net.recon_target, channels)
+    net.spread = L.Eltwise(mixed_norm, recon_norm,
+                           eltwise_param=dict(operation=P.Eltwise.SUM, coeff=[1, -1]))
+    net.loss_spread = L.Reduction(net.spread, loss_weight=weight, reduction_param=dict(
+        operation=P.Reduction.MEAN, axis=0, coeff=pixels / 2.0))
 
 
 def _features(net: caffe.NetSpec, config: SSNConfig, image):
@@ -440,7 +505,8 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
                      config.compactness_weight, config.color_weight)
     if config.target == "continuous":
         continuous_loss(net, net.target, assoc, net.spixel_init, grid_h, grid_w,
-                        config.target_channels, config.target_weight)
+                        config.target_channels, config.target_weight, config.continuous_loss,
+                        config.height * config.width)
     else:
         label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
                    config.num_label_channels, config.label_weight)

@@ -65,6 +65,7 @@ class PrototxtOptions:
     target: str = "labels"
     target_channels: int = 2
     target_weight: float = CONTINUOUS_WEIGHT
+    continuous_loss: str = "soft"
 
     def train_config(self, data: Optional[dict] = None) -> SSNConfig:
         """The train net's config; ``data`` are extra data-layer parameters."""
@@ -74,7 +75,8 @@ class PrototxtOptions:
                          compactness_weight=self.compactness_weight,
                          label_weight=self.label_weight, target=self.target,
                          target_channels=self.target_channels,
-                         target_weight=self.target_weight, data=dict(data or {}))
+                         target_weight=self.target_weight,
+                         continuous_loss=self.continuous_loss, data=dict(data or {}))
 
     def deploy_config(self) -> SSNConfig:
         height, width, n = self.deploy_height, self.deploy_width, self.deploy_n_spixels

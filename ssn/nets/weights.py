@@ -29,14 +29,14 @@ def neighbour_gather_weights(channels: int) -> np.ndarray:
 
 
 def initialize_helper_weights(net: caffe.Net) -> list[str]:
-    """Set every ``concat_spixel_feat_<C>`` layer's fixed weights; return their names.
+    """Set every ``concat_spixel_feat_<C>[suffix]`` layer's fixed weights; return their names.
 
     The other helper convolutions (``recon_feat_<C>``, the normaliser) get their
     constant-1 weights from their fillers.
     """
     names = [name for name in net.params if name.startswith(DECODER_PREFIX)]
     for name in names:
-        channels = int(name[len(DECODER_PREFIX):])
+        channels = net.params[name][0].data.shape[0] // 9
         net.params[name][0].data[...] = neighbour_gather_weights(channels)
     return names
 
