@@ -28,6 +28,7 @@ from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_request, grid_shape, init_cells
 from ssn.images import as_rgb
+from ssn.nets.cache import memory_bounded_cache
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import (
@@ -44,6 +45,9 @@ log = logging.getLogger("ssn.inference")
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "models" / "ssn_bsds.caffemodel"
 FEATURE_MODES = ("deep", "pixel")
+# Blobs the cached deploy nets may hold together: five deep nets for 481x321
+# images (about 740 MB each), or hundreds of pixel-feature ones (13 MB).
+NET_CACHE_BYTES = 4 << 30
 
 
 def bundled_weights() -> Optional[Path]:
@@ -76,9 +80,9 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
             stat.st_mtime_ns, stat.st_ctime_ns)
 
 
-# A few nets only: a deep one for a 481x321 image holds over a GB. Keyed on the
-# weights file's identity, not its name: a file rewritten in place is read again.
-@lru_cache(maxsize=4)
+# Keyed on the weights file's identity, not its name: a file rewritten in place
+# is read again.
+@memory_bounded_cache(NET_CACHE_BYTES)
 def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
                    fused: bool = True, position_weight: float = 1.0) -> CheckedNet:

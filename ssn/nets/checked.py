@@ -177,6 +177,12 @@ class CheckedNet:
     FileNotFoundError
         If ``weights`` does not exist.
 
+    Attributes
+    ----------
+    net : caffe.Net
+    blob_bytes : int
+        The memory its blobs of known shape hold once used (a lower bound).
+
     Notes
     -----
     Index maps that come from Input blobs are checked when they are set; those
@@ -192,7 +198,7 @@ class CheckedNet:
         self.inputs = input_blob_names(self.net_param)
         if weights is not None:
             read_caffemodel(weights)  # fails early, and names what is wrong with the file
-        check_blob_sizes(self.net_param, self.shapes, phase)
+        self.blob_bytes = check_blob_sizes(self.net_param, self.shapes, phase)
         self.index_checks = runtime_index_checks(self.net_param, self.shapes, phase)
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
             handle.write(text_format.MessageToString(self.net_param))
@@ -215,7 +221,8 @@ class CheckedNet:
         current.update({name: array.shape for name, array in arrays.items()})
         if current != {name: self.shapes[name] for name in self.inputs}:
             shapes = infer_shapes(self.net_param, self.phase, current)
-            check_blob_sizes(self.net_param, shapes, self.phase, held=self.shapes)
+            self.blob_bytes = check_blob_sizes(self.net_param, shapes, self.phase,
+                                               held=self.shapes)
             self.shapes = shapes
             self.index_checks = runtime_index_checks(self.net_param, shapes, self.phase)
         check_index_inputs(self.net_param, arrays, self.phase)
