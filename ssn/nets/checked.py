@@ -20,12 +20,14 @@ from google.protobuf import text_format
 
 from ssn.nets.checks import (
     NetCheckError,
+    blob_values,
     check_blob_sizes,
     check_index_inputs,
     check_index_values,
     infer_shapes,
     runtime_index_checks,
 )
+from ssn.nets.folding import fold_into_convolutions, without_batch_norm
 
 NetSource = Union[str, Path, caffe_pb2.NetParameter]
 
@@ -69,13 +71,12 @@ def check_blob_proto(blob: caffe_pb2.BlobProto, where: str) -> None:
     shape (Caffe aborts on a count mismatch and trains NaN on)."""
     shape = blob_proto_shape(blob)
     expected = math.prod(shape)
-    values = blob.double_data if len(blob.double_data) else blob.data
+    values = blob_values(blob)
     if len(values) != expected:
         raise NetCheckError(f"{where} has shape {' x '.join(map(str, shape)) or '()'} "
                             f"({expected} values) but holds {len(values)}: the file is "
                             "truncated or corrupt")
-    array = np.asarray(values, dtype=np.float64)
-    bad = ~np.isfinite(array)
+    bad = ~np.isfinite(values)
     if bad.any():
         raise NetCheckError(f"{where} holds {int(bad.sum())} NaN or infinite value(s): the "
                             "model diverged or the file is corrupt")
@@ -166,6 +167,10 @@ class CheckedNet:
         caffe.TRAIN or caffe.TEST.
     weights : str or Path, optional
         A .caffemodel whose weights are copied in by layer name.
+    fold_batch_norm : bool
+        In a TEST net with weights, fold each BatchNorm into the Convolution
+        before it (:mod:`ssn.nets.folding`): the same outputs up to float
+        rounding, faster; the folded BatchNorm's input blob is gone.
 
     Raises
     ------
@@ -191,13 +196,16 @@ class CheckedNet:
     """
 
     def __init__(self, source: NetSource, phase: int = caffe.TEST,
-                 weights: Optional[Union[str, Path]] = None) -> None:
+                 weights: Optional[Union[str, Path]] = None,
+                 fold_batch_norm: bool = False) -> None:
         self.net_param = parse_net(source)
         self.phase = phase
+        model = None if weights is None else read_caffemodel(weights)  # fails early
+        folds = []
+        if fold_batch_norm and model is not None and phase == caffe.TEST:
+            self.net_param, folds = without_batch_norm(self.net_param, model)
         self.shapes = infer_shapes(self.net_param, phase)
         self.inputs = input_blob_names(self.net_param)
-        if weights is not None:
-            read_caffemodel(weights)  # fails early, and names what is wrong with the file
         self.blob_bytes = check_blob_sizes(self.net_param, self.shapes, phase)
         self.index_checks = runtime_index_checks(self.net_param, self.shapes, phase)
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
@@ -209,6 +217,7 @@ class CheckedNet:
         if weights is not None:
             check_weights_fit(self.net, weights)
             self.net.copy_from(str(weights))
+            fold_into_convolutions(self.net, folds, model)
 
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         """Check ``inputs`` and copy them into the input blobs, reshaping as needed."""

@@ -73,6 +73,12 @@ class NetTooLargeError(NetCheckError, MemoryError):
     """
 
 
+def blob_values(blob: caffe_pb2.BlobProto) -> np.ndarray:
+    """A stored blob's values, flat, as float64 (from its double or float field)."""
+    return np.asarray(blob.double_data if len(blob.double_data) else blob.data,
+                      dtype=np.float64)
+
+
 def _fail(layer: caffe_pb2.LayerParameter, message: str) -> None:
     raise NetCheckError(f"{layer.type} layer '{layer.name}': {message}")
 
