@@ -17,14 +17,13 @@ from ssn.evaluation.baselines import LABELLERS, BaselineMissing
 from ssn.evaluation.matched import MATCHED_COUNTS
 from ssn.evaluation.runs import (
     METRICS,
-    SKIPPED_FIELDS,
     baseline_run,
     bsds_samples,
-    evaluate_runs,
+    exit_status,
     folder_run,
     folder_samples,
+    score_into,
     ssn_run,
-    write_csv,
     write_results,
 )
 
@@ -137,12 +136,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2
-    skipped: list[dict] = []
-    rows = evaluate_runs(runs, samples, args.out / "rows.csv", skipped)
-    write_csv(args.out / "skipped.csv", skipped, SKIPPED_FIELDS)
+    rows, skipped = score_into(args.out, runs, samples)
     if not rows:
-        log.error("nothing could be scored: %d problem(s), listed in %s", len(skipped),
-                  args.out / "skipped.csv")
         return 1
     summary, matched = write_results(rows, args.out, args.matched_counts)
     for entry in summary:
@@ -152,11 +147,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("ASA / boundary recall at matched actual counts (matched.csv):\n%s",
              (args.out / "matched.md").read_text())
     log.info("wrote %s", args.out)
-    if skipped:
-        log.warning("%d (method, image) pair(s) not scored, listed in %s", len(skipped),
-                    args.out / "skipped.csv")
-        return 1
-    return 0
+    return exit_status(skipped, args.out)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ from ssn.cli import options
 from ssn.device import use_device
 from ssn.evaluation.baselines import LABELLERS, BaselineMissing
 from ssn.evaluation.runs import (
-    SKIPPED_FIELDS,
     baseline_run,
-    evaluate_runs,
+    exit_status,
+    score_into,
     ssn_run,
-    write_csv,
     write_results,
 )
 
@@ -156,13 +155,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2
-    skipped: list[dict] = []
-    rows = evaluate_runs(runs, samples, args.out / "rows.csv", skipped,
-                         load=continuous.load_pair, score=continuous.score)
-    write_csv(args.out / "skipped.csv", skipped, SKIPPED_FIELDS)
+    rows, skipped = score_into(args.out, runs, samples, load=continuous.load_pair,
+                               score=continuous.score)
     if not rows:
-        log.error("nothing could be scored: %d problem(s), listed in %s", len(skipped),
-                  args.out / "skipped.csv")
         return 1
     summary, _ = write_results(rows, args.out, args.matched_counts, continuous.METRICS,
                                continuous.METRICS, continuous.METRICS)
@@ -173,11 +168,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("reconstruction error at matched actual counts (matched.csv):\n%s", table)
     if args.pictures:
         write_pictures(args, samples)
-    if skipped:
-        log.warning("%d (method, image) pair(s) not scored, listed in %s", len(skipped),
-                    args.out / "skipped.csv")
-        return 1
-    return 0
+    return exit_status(skipped, args.out)
 
 
 if __name__ == "__main__":

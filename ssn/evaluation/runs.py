@@ -287,6 +287,30 @@ def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
     return summary
 
 
+def score_into(out: Path, runs, samples, **kwargs) -> tuple[list[dict], list[dict]]:
+    """:func:`evaluate_runs` with rows into ``out``/rows.csv and the (method, image)
+    pairs not scored into ``out``/skipped.csv; returns (rows, skipped).
+
+    Logs an error when nothing could be scored.
+    """
+    skipped: list[dict] = []
+    rows = evaluate_runs(runs, samples, out / "rows.csv", skipped, **kwargs)
+    write_csv(out / "skipped.csv", skipped, SKIPPED_FIELDS)
+    if not rows:
+        log.error("nothing could be scored: %d problem(s), listed in %s", len(skipped),
+                  out / "skipped.csv")
+    return rows, skipped
+
+
+def exit_status(skipped: list[dict], out: Path) -> int:
+    """0 when every pair was scored; else 1, with a warning that points at skipped.csv."""
+    if not skipped:
+        return 0
+    log.warning("%d (method, image) pair(s) not scored, listed in %s", len(skipped),
+                out / "skipped.csv")
+    return 1
+
+
 def write_csv(path: Path, rows: list[dict], fields: Optional[list[str]] = None) -> None:
     """Rows (dicts with ``fields``, default the first row's keys) as CSV, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as stream:
