@@ -55,8 +55,9 @@ HEAD_LR_MULT = 10
 
 
 @dataclasses.dataclass
-class DownstreamConfig(SSNConfig):
-    """An :class:`SSNConfig` with a task head on top.
+class TaskHead:
+    """The task's part of a downstream net: what :class:`DownstreamConfig` adds to
+    :class:`SSNConfig` and :class:`DownstreamOptions` to :class:`PrototxtOptions`.
 
     Attributes
     ----------
@@ -73,10 +74,6 @@ class DownstreamConfig(SSNConfig):
         The CNN's BatchNorm layers normalise by their stored statistics in
         training too (:func:`frozen_batch_norm`), for fine-tuning a trained
         model; off, by the batch's, for training the CNN from scratch.
-
-    The SSN layers are in the net if ``spixel_pooling`` is on or an SSN loss
-    (``compactness_weight``, ``color_weight``, ``label_weight``) is not 0; each
-    SSN loss is left out when its weight is 0.
     """
 
     num_classes: int = 3
@@ -84,6 +81,19 @@ class DownstreamConfig(SSNConfig):
     head_width: int = 32
     task_weight: float = 1.0
     frozen_batch_norm: bool = True
+
+    def task_fields(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TaskHead)}
+
+
+@dataclasses.dataclass
+class DownstreamConfig(SSNConfig, TaskHead):
+    """An :class:`SSNConfig` with a task head (:class:`TaskHead`) on top.
+
+    The SSN layers are in the net if ``spixel_pooling`` is on or an SSN loss
+    (``compactness_weight``, ``color_weight``, ``label_weight``) is not 0; each
+    SSN loss is left out when its weight is 0.
+    """
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -270,9 +280,9 @@ def deploy_net(config: DownstreamConfig) -> caffe_pb2.NetParameter:
 
 
 @dataclasses.dataclass
-class DownstreamOptions(PrototxtOptions):
+class DownstreamOptions(PrototxtOptions, TaskHead):
     """:class:`PrototxtOptions` of the downstream example (``ssn-make-prototxt --net
-    downstream``), with the task's fields (see :class:`DownstreamConfig`).
+    downstream``), with the task's fields (:class:`TaskHead`).
 
     The defaults are a CPU-sized run that fine-tunes the shipped model: 129 x 129
     patches with a 6 x 6 grid (cells of about 21 pixels, as the shipped model's
@@ -291,11 +301,6 @@ class DownstreamOptions(PrototxtOptions):
     snapshot: int = 100
     test_interval: int = 100000
     snapshot_prefix: str = "models/downstream/ssn_task"
-    num_classes: int = 3
-    spixel_pooling: bool = True
-    head_width: int = 32
-    task_weight: float = 1.0
-    frozen_batch_norm: bool = True
 
     def __post_init__(self) -> None:
         if self.fused:
@@ -304,13 +309,9 @@ class DownstreamOptions(PrototxtOptions):
                              "--fused off")
 
     def _with_task(self, config: SSNConfig) -> DownstreamConfig:
-        """``config`` with this object's values of the task fields (those that
-        :class:`DownstreamConfig` adds to :class:`SSNConfig`)."""
-        ssn_fields = {f.name for f in dataclasses.fields(SSNConfig)}
-        task = {f.name: getattr(self, f.name) for f in dataclasses.fields(DownstreamConfig)
-                if f.name not in ssn_fields}
-        base = {name: getattr(config, name) for name in ssn_fields}
-        return DownstreamConfig(**base, **task)
+        """``config`` with this object's task fields."""
+        base = {f.name: getattr(config, f.name) for f in dataclasses.fields(SSNConfig)}
+        return DownstreamConfig(**base, **self.task_fields())
 
     def train_config(self, data: Optional[dict] = None) -> DownstreamConfig:
         return self._with_task(super().train_config(data))
