@@ -45,6 +45,7 @@ setup(
             "ssn-bench-sizes = ssn.cli.bench_sizes:main",
             "ssn-data = ssn.cli.data:main",
             "ssn-synthflow = ssn.cli.synthflow:main",
+            "ssn-target-regions = ssn.cli.target_regions:main",
             "ssn-eval-continuous = ssn.cli.eval_continuous:main",
         ],
     },

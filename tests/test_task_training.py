@@ -1,4 +1,6 @@
 """Training on a data set of pairs: the continuous loss, the run files, ``ssn-train --dataset``."""
+import dataclasses
+
 import caffe
 import numpy as np
 import pytest
@@ -9,11 +11,11 @@ from ssn.cli.train import main
 from ssn.color import rgb_to_lab
 from ssn.grid import init_cells
 from ssn.nets.checked import CheckedNet
-from ssn.nets.generators import SSNConfig, train_net
+from ssn.nets.generators import TRAIN_POSITION_SCALE, SSNConfig, train_net
 from ssn.nets.weights import initialize_helper_weights, inputs_for_data_layers
 from ssn.reference.grid import neighbour_index
 from ssn.training.pairs import DatasetError
-from ssn.training.task_run import prepare_run
+from ssn.training.task_run import TASK_RECIPE, prepare_run
 from tests.pair_data import flow_folder, label_folder
 
 CONTINUOUS = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_size=2,
@@ -182,6 +184,24 @@ def test_prepare_run_writes_a_solver_without_tests_and_is_idempotent(tmp_path):
     assert solver.stat().st_mtime_ns == before
 
 
+def test_a_run_trains_at_its_position_weight(tmp_path):
+    """Both nets of the run scale the positions by the weight; the BSDS recipe's
+    scales are the default's."""
+    data = label_folder(tmp_path / "d")
+    scales = {}
+    for weight in (1.0, 2.5):
+        run = tmp_path / f"run{weight}"
+        prepare_run(data, "labels", run, dataclasses.replace(TASK_RECIPE, position_weight=weight))
+        scales[weight] = [
+            [layer.pixel_feature_param.pos_scale for layer in text_format.Parse(
+                (run / name).read_text(), caffe_pb2.NetParameter()).layer
+             if layer.type == "PixelFeature"]
+            for name in ("ssn_train_val.prototxt", "ssn_deploy.prototxt")]
+    for one, weighted in zip(scales[1.0], scales[2.5]):
+        assert one and weighted == pytest.approx([2.5 * scale for scale in one])
+    assert scales[1.0][0] == [pytest.approx(TRAIN_POSITION_SCALE)]
+
+
 def test_prepare_run_refuses_flow_that_is_not_two_channels(tmp_path):
     data = label_folder(tmp_path / "d")
     with pytest.raises(DatasetError, match="2 channels"):
@@ -214,6 +234,7 @@ def test_one_command_trains_on_continuous_targets(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--solver", "x.prototxt"], "writes its own solver"),
     ([], "needs --out"),
+    (["--position-weight", "0"], "--position-weight must be > 0"),
 ])
 def test_dataset_flag_mistakes_are_errors(tmp_path, caplog, extra, message):
     data = label_folder(tmp_path / "d")

@@ -100,6 +100,12 @@ def add_dataset_options(group) -> None:
                             "means; expected: plus the spread of the means it mixes, the "
                             "expected error of one hard superpixel's mean (default: "
                             "%(default)s)")
+    group.add_argument("--position-weight", type=float, default=recipe.position_weight,
+                       metavar="W",
+                       help="multiply the scale of the positions in training (and in the "
+                            "run's deploy net): more compact superpixels to learn at; run the "
+                            "model with the same superpixels(position_weight=W) (default: "
+                            "%(default)s)")
     group.add_argument("--compactness-weight", type=float, default=recipe.compactness_weight,
                        help="weight of the compactness loss (default: %(default)s)")
 
@@ -111,11 +117,14 @@ def dataset_solver(args: argparse.Namespace) -> Path:
                          "and --snapshot-prefix")
     if args.out is None:
         raise ValueError("--dataset needs --out, the run folder")
+    if not args.position_weight > 0:
+        raise ValueError(f"--position-weight must be > 0, got {args.position_weight}")
     recipe = dataclasses.replace(
         TASK_RECIPE, n_spixels=args.n_segments, patch=args.patch, batch_size=args.batch_size,
         num_steps=args.num_steps, base_lr=args.base_lr, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, snapshot=args.snapshot, target_weight=args.target_weight,
         compactness_weight=args.compactness_weight, continuous_loss=args.continuous_loss,
+        position_weight=args.position_weight,
         max_iter=args.max_iter if args.max_iter is not None else TASK_RECIPE.max_iter)
     return prepare_run(args.dataset, args.target, args.out, recipe, args.val_dataset, args.flow)
 

@@ -17,6 +17,7 @@ from google.protobuf import text_format
 
 from ssn.nets.generators import (
     CONTINUOUS_WEIGHT,
+    TRAIN_POSITION_SCALE,
     SSNConfig,
     deploy_net,
     position_scale,
@@ -40,6 +41,9 @@ class PrototxtOptions:
     (``False``: the decomposed layers, with the original release's names).
     ``lr_step`` 0 keeps the learning rate fixed; otherwise it is multiplied by
     ``lr_gamma`` every ``lr_step`` iterations (Caffe's "step" policy).
+    ``position_weight`` multiplies the scale of the positions in both nets (the
+    role of SLIC's compactness; 1 is the original's), so that a model trains at
+    the compactness it will run at (``superpixels(position_weight=...)``).
     """
 
     patch: int = 201
@@ -66,12 +70,14 @@ class PrototxtOptions:
     target_channels: int = 2
     target_weight: float = CONTINUOUS_WEIGHT
     continuous_loss: str = "soft"
+    position_weight: float = 1.0
 
     def train_config(self, data: Optional[dict] = None) -> SSNConfig:
         """The train net's config; ``data`` are extra data-layer parameters."""
         return SSNConfig(height=self.patch, width=self.patch, n_spixels=self.n_spixels,
                          num_steps=self.num_steps, feature_dim=self.feature_dim,
                          batch_size=self.batch_size,
+                         pos_scale=self.position_weight * TRAIN_POSITION_SCALE,
                          compactness_weight=self.compactness_weight,
                          label_weight=self.label_weight, target=self.target,
                          target_channels=self.target_channels,
@@ -82,7 +88,8 @@ class PrototxtOptions:
         height, width, n = self.deploy_height, self.deploy_width, self.deploy_n_spixels
         return SSNConfig(height=height, width=width, n_spixels=n,
                          num_steps=self.deploy_num_steps, feature_dim=self.feature_dim,
-                         pos_scale=position_scale(n, height, width), fused=self.fused)
+                         pos_scale=self.position_weight * position_scale(n, height, width),
+                         fused=self.fused)
 
     def train_net_param(self, data: Optional[dict] = None) -> caffe_pb2.NetParameter:
         return train_net(self.train_config(data))
