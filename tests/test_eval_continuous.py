@@ -75,3 +75,14 @@ def test_the_tool_scores_methods_at_matched_counts(tmp_path):
 def test_the_tool_refuses_a_bad_model_spec(tmp_path):
     data = flow_folder(tmp_path / "d")
     assert main(["--dataset", str(data), "--model", "nothing", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_a_baseline_runs_at_the_compactness_asked_for(tmp_path):
+    data = flow_folder(tmp_path / "d", height=40, width=48)
+    out = tmp_path / "eval"
+    assert main(["--dataset", str(data), "--methods", "slic", "--n-segments", "9",
+                 "--compactness", "slic=40", "--out", str(out)]) == 0
+    with open(out / "summary.csv") as stream:
+        assert [row["method"] for row in csv.DictReader(stream)] == ["SLIC-c40"]
+    assert main(["--dataset", str(data), "--methods", "slic", "--n-segments", "9",
+                 "--compactness", "slic=much", "--out", str(out)]) == 2

@@ -58,9 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what --n-segments runs (default: ssn slic); fast-slic and "
                              "opencv-* need pip install .[bench] and are skipped, with a "
                              "message, without it")
-    parser.add_argument("--compactness", action="append", default=[], metavar="METHOD=VALUE",
-                        help="a classical method's compactness (SLIC's m, LSC's ratio, "
-                             "SEEDS' prior), repeatable; default: each method's usual value")
+    options.add_compactness(parser)
     parser.add_argument("--matched-counts", type=int, nargs="+",
                         default=list(MATCHED_COUNTS), metavar="N",
                         help="actual counts at which methods are compared, interpolated in "
@@ -76,25 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_compactness(specs: list[str]) -> dict[str, float]:
-    """``METHOD=VALUE`` flags as a dict, checked."""
-    values = {}
-    for spec in specs:
-        method, _, value = spec.partition("=")
-        if method not in LABELLERS:
-            raise ValueError(f"--compactness: unknown method {method!r}; one of "
-                             f"{', '.join(LABELLERS)}")
-        try:
-            values[method] = float(value)
-        except ValueError:
-            raise ValueError(f"--compactness wants METHOD=NUMBER, got {spec!r}") from None
-    return values
-
-
 def runs_from_args(args: argparse.Namespace) -> list:
     """Every (method, requested count, labeller) the flags ask for."""
     runs, missing = [], set()
-    compactness = parse_compactness(args.compactness)
+    compactness = options.compactness_values(args.compactness)
     for spec in args.labels or []:
         name, _, folder = spec.partition("=")
         if not folder:

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_count(parser, [100, 200, 400], many=True, help="requested counts")
     parser.add_argument("--methods", nargs="+", choices=["ssn", *LABELLERS],
                         default=["ssn", "slic"], help="methods to run (default: ssn slic)")
+    options.add_compactness(parser)
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CAFFEMODEL",
                         help="an SSN model to run as SSN-NAME (deep features), repeatable")
     parser.add_argument("--features", choices=["deep", "pixel"], nargs="*", default=None,
@@ -81,6 +82,7 @@ def named_models(specs: list[str]) -> list[tuple[str, Path]]:
 def runs_for(args: argparse.Namespace, counts: list[int]) -> list:
     """Every (method, requested count, labeller) the flags ask for, at ``counts``."""
     runs, missing = [], set()
+    compactness = options.compactness_values(args.compactness)
     models = named_models(args.model)
     features = args.features if args.features is not None else ([] if models else ["deep"])
     for count in counts:
@@ -93,7 +95,7 @@ def runs_for(args: argparse.Namespace, counts: list[int]) -> list:
         for method in args.methods:
             if method != "ssn" and method not in missing:
                 try:
-                    runs.append(baseline_run(method, count))
+                    runs.append(baseline_run(method, count, compactness.get(method)))
                 except BaselineMissing as error:
                     missing.add(method)
                     log.warning("skipping %s: %s", method, error)

@@ -74,3 +74,27 @@ def add_position_weight(parser: argparse.ArgumentParser) -> None:
                         help="SSN's compactness: multiplies the scale of the pixel positions "
                              "(larger: more compact, regular superpixels; smaller: closer to "
                              "colour and learned edges) (default: 1)")
+
+
+def add_compactness(parser: argparse.ArgumentParser) -> None:
+    """``--compactness METHOD=VALUE``, repeatable: a classical baseline's setting."""
+    parser.add_argument("--compactness", action="append", default=[], metavar="METHOD=VALUE",
+                        help="a classical method's compactness (SLIC's m, LSC's ratio, "
+                             "SEEDS' prior), repeatable; default: each method's usual value")
+
+
+def compactness_values(specs: Sequence[str]) -> dict[str, float]:
+    """``--compactness`` flags as {method: value}, checked (ValueError names the flag)."""
+    from ssn.evaluation.baselines import LABELLERS
+
+    values = {}
+    for spec in specs:
+        method, _, value = spec.partition("=")
+        if method not in LABELLERS:
+            raise ValueError(f"--compactness: unknown method {method!r}; one of "
+                             f"{', '.join(LABELLERS)}")
+        try:
+            values[method] = float(value)
+        except ValueError:
+            raise ValueError(f"--compactness wants METHOD=NUMBER, got {spec!r}") from None
+    return values
