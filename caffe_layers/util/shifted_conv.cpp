@@ -1,6 +1,8 @@
 #include "caffe/util/shifted_conv.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "caffe/layers/ssn_layer_util.hpp"
@@ -94,9 +96,15 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
     conv.strategy = kShiftProducts;
   } else if (channels >= kMinShiftInputChannels) {
     conv.strategy = kShiftInputs;
-  } else {
-    return conv;
   }
+  const char* setting = std::getenv("SSN_CONV_WINOGRAD");
+  const bool worth_it = channels >= kMinWinogradChannels &&
+                        out_channels >= kMinWinogradOutputs &&
+                        output_shape[0] * output_shape[1] >= kMinWinogradPixels;
+  conv.winograd = kernel[0] == 3 && kernel[1] == 3 && dilation[0] == 1 && dilation[1] == 1 &&
+                  (setting == nullptr || std::strcmp(setting, "0") != 0) &&
+                  (worth_it || (setting != nullptr && std::strcmp(setting, "1") == 0));
+  if (!conv.applies_forward()) return conv;
   conv.channels = channels;
   conv.height = input_shape[1];
   conv.width = input_shape[2];
@@ -112,6 +120,21 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
   return conv;
 }
 
+WinogradConv ShiftedConv::winograd_conv() const {
+  WinogradConv conv;
+  conv.channels = channels;
+  conv.height = height;
+  conv.width = width;
+  conv.out_channels = out_channels;
+  conv.out_height = out_height;
+  conv.out_width = out_width;
+  conv.pad_h = pad_h;
+  conv.pad_w = pad_w;
+  conv.threads = ssn::max_threads();
+  conv.tile = 4;
+  return conv;
+}
+
 size_t ShiftedConv::products_scratch_size() const {
   const size_t rows = static_cast<size_t>(taps()) * out_channels;
   return rows * channels + rows * height * width;
@@ -121,7 +144,17 @@ bool ShiftedConv::backward_data_shifts_inputs() const {
   return strategy == kShiftInputs && backward_pad_h() >= 0 && backward_pad_w() >= 0;
 }
 
+size_t ShiftedConv::forward_scratch_size() const {
+  return winograd ? winograd_conv().scratch_size() : backward_scratch_size();
+}
+
 size_t ShiftedConv::scratch_size() const {
+  return std::max(forward_scratch_size(), backward_scratch_size());
+}
+
+// The scratch of the backward passes, and of the forward without Winograd.
+size_t ShiftedConv::backward_scratch_size() const {
+  if (strategy == kIm2col) return 0;
   if (strategy != kShiftInputs) return products_scratch_size();
   const size_t weights = static_cast<size_t>(taps()) * out_channels * channels;
   const size_t overhang = (kernel_w - 1) * dilation_w;  // the last view reads past a plane
@@ -176,7 +209,10 @@ void ShiftedConv::ShiftOutputDiff(const Dtype* output_diff, Dtype* shifted) cons
 
 template <typename Dtype>
 void ShiftedConv::Forward(const Dtype* input, const Dtype* weights, Dtype* output) const {
-  if (strategy == kShiftInputs) {
+  if (winograd) {
+    const WinogradConv conv = winograd_conv();
+    conv.Forward(input, weights, output, scratch<Dtype>(conv.scratch_size()));
+  } else if (strategy == kShiftInputs) {
     ForwardShiftingInputs(input, weights, output);
   } else {
     ForwardShiftingProducts(input, weights, output);
@@ -229,7 +265,7 @@ void ShiftedConv::ConvolveByTaps(const Dtype* in, int in_planes, int in_height, 
 template <typename Dtype>
 void ShiftedConv::ForwardShiftingInputs(const Dtype* input, const Dtype* weights,
                                         Dtype* output) const {
-  Dtype* arranged = scratch<Dtype>(scratch_size());
+  Dtype* arranged = scratch<Dtype>(backward_scratch_size());
   ArrangeWeights(weights, arranged);
   ConvolveByTaps(input, channels, height, width, pad_h, pad_w, arranged, out_channels,
                  out_height, out_width, arranged + static_cast<size_t>(taps()) *
@@ -240,7 +276,7 @@ template <typename Dtype>
 void ShiftedConv::ForwardShiftingProducts(const Dtype* input, const Dtype* weights,
                                           Dtype* output) const {
   const int T = taps(), M = out_channels, H = height, W = width;
-  Dtype* arranged = scratch<Dtype>(scratch_size());
+  Dtype* arranged = scratch<Dtype>(backward_scratch_size());
   Dtype* per_tap = arranged + static_cast<size_t>(T) * M * channels;
   ArrangeWeights(weights, arranged);
   caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, T * M, H * W, channels, Dtype(1),
@@ -281,7 +317,7 @@ template <typename Dtype>
 void ShiftedConv::BackwardDataShiftingInputs(const Dtype* output_diff, const Dtype* weights,
                                              Dtype* input_diff) const {
   const int T = taps(), M = out_channels, C = channels;
-  Dtype* flipped = scratch<Dtype>(scratch_size());
+  Dtype* flipped = scratch<Dtype>(backward_scratch_size());
   for (int t = 0; t < T; ++t) {  // flipped[t][c][m] = w[m][c][T - 1 - t]
     for (int c = 0; c < C; ++c) {
       for (int m = 0; m < M; ++m) {
@@ -299,7 +335,7 @@ template <typename Dtype>
 void ShiftedConv::BackwardDataShiftingProducts(const Dtype* output_diff, const Dtype* weights,
                                                Dtype* input_diff) const {
   const int T = taps(), M = out_channels;
-  Dtype* arranged = scratch<Dtype>(scratch_size());
+  Dtype* arranged = scratch<Dtype>(backward_scratch_size());
   Dtype* shifted = arranged + static_cast<size_t>(T) * M * channels;
   ArrangeWeights(weights, arranged);
   ShiftOutputDiff(output_diff, shifted);
@@ -311,7 +347,7 @@ template <typename Dtype>
 void ShiftedConv::BackwardWeights(const Dtype* input, const Dtype* output_diff,
                                   Dtype* weight_diff) const {
   const int T = taps(), M = out_channels, C = channels;
-  Dtype* per_tap = scratch<Dtype>(scratch_size());
+  Dtype* per_tap = scratch<Dtype>(backward_scratch_size());
   if (strategy == kShiftInputs) {
     TapWeightGradients(input, output_diff, per_tap);
   } else {

@@ -1,9 +1,13 @@
 // C++ tests of ShiftedConv (shifted_conv.hpp), the convolutions without
 // im2col that the convolution patch routes Caffe's CPU Convolution through:
 // forward and both gradients against direct sums, on both strategies and odd
-// geometries, and which layers it takes.
+// geometries, the Winograd forward (winograd_conv.hpp) likewise, and which
+// layers take which.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <thread>  // NOLINT(build/c++11): a fresh thread has no scratch yet
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -118,6 +122,78 @@ TYPED_TEST(ShiftedConvTest, ForwardAndGradientsMatchDirectSums) {
   }
 }
 
+// Sets SSN_CONV_WINOGRAD for a test's lifetime (nullptr: unset), then unsets it.
+class WinogradSetting {
+ public:
+  explicit WinogradSetting(const char* value) {
+    if (value) {
+      setenv("SSN_CONV_WINOGRAD", value, 1);
+    } else {
+      unsetenv("SSN_CONV_WINOGRAD");
+    }
+  }
+  ~WinogradSetting() { unsetenv("SSN_CONV_WINOGRAD"); }
+};
+
+// Odd geometries of the Winograd forward: C, M, H, W, pad (both sides, both
+// axes). One-row and one-column images, images smaller than a tile, partial
+// tiles at both edges, M padded to whole products (15, 13, 3), input
+// channels not a multiple of the vector width, padding 0, 1 and 2.
+const int kWinogradGeometries = 11;
+const int kWinogradShapes[kWinogradGeometries][5] = {
+    {13, 16, 1, 9, 1}, {13, 16, 9, 1, 1}, {16, 13, 2, 3, 1}, {16, 16, 5, 7, 0},
+    {16, 16, 5, 7, 1}, {5, 64, 17, 19, 1}, {64, 64, 17, 19, 0}, {197, 15, 17, 19, 1},
+    {13, 13, 17, 19, 2}, {8, 3, 1, 1, 1}, {64, 64, 37, 70, 1},
+};
+
+// WinogradConv with both tile sizes and 1 or 3 threads against direct sums:
+// |error| <= tolerance * (sum over the output's terms of |w x|), the scale of
+// its rounding error. Scratch starts as NaN (nothing may depend on it) and the
+// output as 7 (every value must be written).
+TYPED_TEST(ShiftedConvTest, WinogradForwardMatchesDirectSums) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1701);
+  const bool is_float = sizeof(Dtype) == 4;
+  for (int which = 0; which < kWinogradGeometries; ++which) {
+    const int* s = kWinogradShapes[which];
+    ShiftedConv g = TestGeometry(0);
+    g.channels = s[0], g.out_channels = s[1], g.height = s[2], g.width = s[3];
+    g.pad_h = g.pad_w = s[4];
+    g.out_height = g.height + 2 * g.pad_h - 2, g.out_width = g.width + 2 * g.pad_w - 2;
+    Blob<Dtype> input(1, g.channels, g.height, g.width);
+    Blob<Dtype> weights(g.out_channels, g.channels, 3, 3);
+    FillGaussian(&input);
+    FillGaussian(&weights);
+    const Dtype* x = input.cpu_data();
+    const Dtype* w = weights.cpu_data();
+    const int outputs = g.out_channels * g.out_height * g.out_width;
+    vector<double> expected(outputs, 0), scale(outputs, 0);
+    DirectConv<Dtype>{g}.each_term([&](int o, int i, int k) {
+      expected[o] += static_cast<double>(w[k]) * x[i];
+      scale[o] += std::fabs(static_cast<double>(w[k]) * x[i]);
+    });
+    for (int tile : {2, 4}) {
+      for (int threads : {1, 3}) {
+        WinogradConv conv;
+        conv.tile = tile, conv.threads = threads;
+        conv.channels = g.channels, conv.height = g.height, conv.width = g.width;
+        conv.out_channels = g.out_channels, conv.out_height = g.out_height;
+        conv.out_width = g.out_width, conv.pad_h = g.pad_h, conv.pad_w = g.pad_w;
+        vector<Dtype> scratch(conv.scratch_size(), std::numeric_limits<Dtype>::quiet_NaN());
+        vector<Dtype> out(outputs, Dtype(7));
+        conv.Forward(x, w, out.data(), scratch.data());
+        const double tolerance = !is_float ? 1e-13 : tile == 2 ? 2e-6 : 2e-5;
+        double worst = 0;
+        for (int o = 0; o < outputs; ++o) {
+          worst = std::max(worst, std::fabs(out[o] - expected[o]) / (scale[o] + 1e-30));
+        }
+        EXPECT_LE(worst, tolerance) << "geometry " << which << ", F(" << tile << ", 3), "
+                                    << threads << " threads";
+      }
+    }
+  }
+}
+
 TYPED_TEST(ShiftedConvTest, AppliesOnlyToStrideOneConvolutionsOfEnoughChannels) {
   const int input[3] = {8, 10, 10}, output[2] = {10, 10}, kernel[2] = {3, 3};
   const int pad[2] = {1, 1}, one[2] = {1, 1}, two[2] = {2, 2}, unit[2] = {1, 1};
@@ -138,6 +214,44 @@ TYPED_TEST(ShiftedConvTest, AppliesOnlyToStrideOneConvolutionsOfEnoughChannels) 
                                      one).applies());   // deconvolution or N-d im2col
   EXPECT_FALSE(ShiftedConv::ForLayer(2, false, 1, 8, input, 4, output, unit, pad, one,
                                      one).applies());   // 1x1
+}
+
+// Which convolutions' forward goes by Winograd: 3x3, undilated, from
+// kMinWinogradChannels channels to kMinWinogradOutputs outputs, on at least
+// kMinWinogradPixels output pixels; SSN_CONV_WINOGRAD=0 turns it off, =1 on
+// regardless of the sizes.
+TYPED_TEST(ShiftedConvTest, WinogradForwardOnlyForLargeEnough3x3Convolutions) {
+  const int input[3] = {16, 40, 40}, few[3] = {8, 40, 40}, five[3] = {5, 40, 40};
+  const int small_input[3] = {16, 20, 20};
+  const int output[2] = {40, 40}, small[2] = {20, 20}, kernel[2] = {3, 3}, wide[2] = {3, 5};
+  const int pad[2] = {1, 1}, one[2] = {1, 1}, two[2] = {2, 2};
+  auto conv = [&](int C, const int* in, int M, const int* out, const int* k,
+                  const int* dilation) {
+    return ShiftedConv::ForLayer(2, false, 1, C, in, M, out, k, pad, one, dilation);
+  };
+  WinogradSetting automatic(nullptr);
+  EXPECT_TRUE(conv(16, input, 16, output, kernel, one).winograd);   // widening
+  EXPECT_TRUE(conv(16, input, 4, output, kernel, one).winograd);    // narrowing
+  const ShiftedConv few_channels = conv(8, few, 8, output, kernel, one);
+  EXPECT_TRUE(few_channels.winograd);   // backward by im2col
+  EXPECT_FALSE(few_channels.applies());
+  EXPECT_TRUE(few_channels.applies_forward());
+  EXPECT_FALSE(conv(5, five, 64, output, kernel, one).applies_forward());  // im2col
+  EXPECT_FALSE(conv(16, input, 2, output, kernel, one).winograd);   // too few outputs
+  EXPECT_FALSE(conv(16, small_input, 16, small, kernel, one).winograd);  // too small
+  EXPECT_FALSE(conv(16, input, 16, output, wide, one).winograd);    // not 3x3
+  EXPECT_FALSE(conv(16, input, 16, output, kernel, two).winograd);  // dilated
+  EXPECT_TRUE(conv(16, input, 16, output, kernel, one).applies());
+  {
+    WinogradSetting off("0");
+    EXPECT_FALSE(conv(16, input, 16, output, kernel, one).winograd);
+  }
+  {
+    WinogradSetting on("1");
+    EXPECT_TRUE(conv(16, small_input, 16, small, kernel, one).winograd);
+    EXPECT_TRUE(conv(5, five, 64, output, kernel, one).winograd);
+    EXPECT_FALSE(conv(16, input, 16, output, wide, one).winograd);
+  }
 }
 
 // A 3x3 ConvolutionLayer with padding 1 and bias.
@@ -184,11 +298,70 @@ void ExpectConvolutionLayerTakesShiftedPath(int C, int M, int H, int W) {
 }
 
 TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesTheShiftedPath) {
+  WinogradSetting automatic(nullptr);
   ExpectConvolutionLayerTakesShiftedPath<TypeParam>(5, 2, 60, 61);
 }
 
 TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerTakesTheShiftedPath) {
+  WinogradSetting off("0");
   ExpectConvolutionLayerTakesShiftedPath<TypeParam>(16, 17, 50, 52);
+}
+
+// A same-size 3x3 ConvolutionLayer from C to M channels on a batch of 2 H x W
+// images (large enough for Winograd): its forward equals the direct sum plus
+// bias, and the scratch it grows to is the Winograd forward's (several times
+// smaller than the shifted strategies'), the evidence that it took that path.
+template <typename Dtype>
+void ExpectConvolutionLayerTakesWinograd(int C, int M, int H, int W) {
+  WinogradSetting automatic(nullptr);
+  Caffe::set_random_seed(1701);
+  const int size = H * W;
+  Blob<Dtype> bottom(2, C, H, W), top;
+  FillGaussian(&bottom);
+  vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+  shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M));
+  layer->SetUp(bottoms, tops);
+  const int input[3] = {C, H, W}, output[2] = {H, W}, kernel[2] = {3, 3}, pad[2] = {1, 1};
+  const int one[2] = {1, 1};
+  const ShiftedConv g = ShiftedConv::ForLayer(2, false, 1, C, input, M, output, kernel, pad,
+                                              one, one);
+  ASSERT_TRUE(g.winograd);
+  size_t held = 0;  // by a new thread, whose scratch starts empty
+  std::thread forward([&]() {
+    layer->Forward(bottoms, tops);
+    held = ShiftedConv::scratch_held<Dtype>();
+  });
+  forward.join();
+  EXPECT_EQ(held, g.winograd_conv().scratch_size());
+  EXPECT_EQ(held, g.forward_scratch_size());
+  const Dtype* w = layer->blobs()[0]->cpu_data();
+  const Dtype* bias = layer->blobs()[1]->cpu_data();
+  const double tolerance = sizeof(Dtype) == 4 ? 2e-5 : 1e-13;
+  for (int n = 0; n < 2; ++n) {
+    vector<double> expected(M * size, 0), scale(M * size, 0);
+    const Dtype* x = bottom.cpu_data() + n * C * size;
+    DirectConv<Dtype>{g}.each_term([&](int o, int i, int k) {
+      expected[o] += static_cast<double>(w[k]) * x[i];
+      scale[o] += std::fabs(static_cast<double>(w[k]) * x[i]);
+    });
+    for (int o = 0; o < M * size; ++o) {
+      EXPECT_NEAR(top.cpu_data()[n * M * size + o], expected[o] + bias[o / size],
+                  tolerance * scale[o] + 1e-6) << "image " << n << " output " << o;
+    }
+  }
+}
+
+TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerTakesWinograd) {
+  ExpectConvolutionLayerTakesWinograd<TypeParam>(16, 17, 50, 52);
+}
+
+TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerTakesWinograd) {
+  ExpectConvolutionLayerTakesWinograd<TypeParam>(64, 15, 33, 35);
+}
+
+// From 13 channels: the backward keeps im2col.
+TYPED_TEST(ShiftedConvTest, FewChannelConvolutionLayerTakesWinograd) {
+  ExpectConvolutionLayerTakesWinograd<TypeParam>(13, 16, 33, 35);
 }
 
 TYPED_TEST(ShiftedConvTest, NarrowingConvolutionLayerGradient) {
@@ -219,6 +392,43 @@ TYPED_TEST(ShiftedConvTest, WideningConvolutionLayerGradient) {
                          2 * M * H * W - 1};
   for (int output : outputs) {
     checker.CheckGradientSingle(layer.get(), bottoms, tops, -1, 0, output);
+  }
+}
+
+// The gradients of a layer whose forward goes by Winograd (forced on these
+// small images) and whose backward does not: from 8 channels (im2col
+// backward) and from 16 (shifted inputs), at outputs on the corners, the
+// edges and inside. A step of 0.1: the layer is linear, so a long step costs
+// no accuracy, and F(4x4, 3x3) rounds float outputs by up to about 1e-5 of
+// their magnitude, which differences over the usual 1e-2 would magnify to
+// the threshold.
+TYPED_TEST(ShiftedConvTest, WinogradConvolutionLayerGradient) {
+  typedef TypeParam Dtype;
+  WinogradSetting on("1");
+  const int H = 6, W = 7, M = 9;
+  for (int C : {8, 16}) {
+    Caffe::set_random_seed(1701);
+    Blob<Dtype> bottom(2, C, H, W), top;
+    FillGaussian(&bottom);
+    vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+    shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M));
+    layer->SetUp(bottoms, tops);
+    size_t held = 0;
+    std::thread forward([&]() {
+      layer->Forward(bottoms, tops);
+      held = ShiftedConv::scratch_held<Dtype>();
+    });
+    forward.join();
+    const int input[3] = {C, H, W}, output[2] = {H, W}, kernel[2] = {3, 3}, pad[2] = {1, 1};
+    const int one[2] = {1, 1};
+    EXPECT_EQ(held, ShiftedConv::ForLayer(2, false, 1, C, input, M, output, kernel, pad, one,
+                                          one).winograd_conv().scratch_size());
+    GradientChecker<Dtype> checker(1e-1, 1e-3);
+    const int outputs[] = {0, W - 1, 2 * W + 3, (M + 5) * H * W + W * (H - 1),
+                           2 * M * H * W - 1};
+    for (int output_index : outputs) {
+      checker.CheckGradientSingle(layer.get(), bottoms, tops, -1, 0, output_index);
+    }
   }
 }
 

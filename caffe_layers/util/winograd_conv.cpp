@@ -1,0 +1,531 @@
+// The 32-byte vectors below only pass between always-inlined functions of this
+// file, never across an ABI boundary: GCC's note that the default (SSE2) clone
+// passes them differently from AVX code does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include "caffe/util/winograd_conv.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/util/mkl_alternate.hpp"
+#include "caffe/util/vector_clones.hpp"
+#include "caffe/util/vector_exp.hpp"
+
+namespace caffe {
+namespace ssn {
+namespace {
+
+// The most lanes of a vector (8 floats): blocks and lines are padded by this
+// much so that whole vectors may run past their ends.
+const int kMaxLanes = 8;
+// Values between one position's rows and the next's in a block: a^2 planes a
+// multiple of 4 KiB apart would share a few sets of the L1 cache, and the
+// transforms read or write all of them at once.
+const int kPositionSkew = 16;
+
+// Vectors and the shuffles of the tile transforms. The gathers may put a
+// vector's tiles in another order than the line's (whatever takes one
+// instruction in each 16-byte half), and the matching scatters put them back:
+// the products do not mind the order of their columns.
+template <typename T> struct Simd;
+template <> struct Simd<float> {
+  typedef Float8 V;
+  typedef Int8 Index;
+  static const int kLanes = 8;
+  // F(2, 3): columns 0 and 1 of 8 tiles from 2 vectors of the line
+  // (tiles 0, 1, 4, 5, 2, 3, 6, 7); back to consecutive outputs.
+  static SSN_ALWAYS_INLINE void Gather2(V a, V b, V* column0, V* column1) {
+    *column0 = __builtin_shuffle(a, b, Index{0, 2, 8, 10, 4, 6, 12, 14});
+    *column1 = __builtin_shuffle(a, b, Index{1, 3, 9, 11, 5, 7, 13, 15});
+  }
+  static SSN_ALWAYS_INLINE void Scatter2(V column0, V column1, V* out) {
+    out[0] = __builtin_shuffle(column0, column1, Index{0, 8, 1, 9, 4, 12, 5, 13});
+    out[1] = __builtin_shuffle(column0, column1, Index{2, 10, 3, 11, 6, 14, 7, 15});
+  }
+  // F(4, 3): a 4 x 4 transpose in each half. From 4 vectors of the line (2
+  // tiles of 4 columns each), column k of 8 tiles (0, 2, 4, 6, 1, 3, 5, 7); and
+  // back, as the transpose is its own inverse.
+  static SSN_ALWAYS_INLINE void Transpose4(const V* a, V* r) {
+    const Index low{0, 8, 1, 9, 4, 12, 5, 13}, high{2, 10, 3, 11, 6, 14, 7, 15};
+    const Index low_pairs{0, 1, 8, 9, 4, 5, 12, 13}, high_pairs{2, 3, 10, 11, 6, 7, 14, 15};
+    const V t0 = __builtin_shuffle(a[0], a[1], low), t1 = __builtin_shuffle(a[0], a[1], high);
+    const V t2 = __builtin_shuffle(a[2], a[3], low), t3 = __builtin_shuffle(a[2], a[3], high);
+    r[0] = __builtin_shuffle(t0, t2, low_pairs);
+    r[1] = __builtin_shuffle(t0, t2, high_pairs);
+    r[2] = __builtin_shuffle(t1, t3, low_pairs);
+    r[3] = __builtin_shuffle(t1, t3, high_pairs);
+  }
+};
+template <> struct Simd<double> {
+  typedef Double4 V;
+  typedef int64_t Index __attribute__((vector_size(32)));
+  static const int kLanes = 4;
+  // Tiles 0, 2, 1, 3.
+  static SSN_ALWAYS_INLINE void Gather2(V a, V b, V* column0, V* column1) {
+    *column0 = __builtin_shuffle(a, b, Index{0, 4, 2, 6});
+    *column1 = __builtin_shuffle(a, b, Index{1, 5, 3, 7});
+  }
+  static SSN_ALWAYS_INLINE void Scatter2(V column0, V column1, V* out) {
+    out[0] = __builtin_shuffle(column0, column1, Index{0, 4, 2, 6});
+    out[1] = __builtin_shuffle(column0, column1, Index{1, 5, 3, 7});
+  }
+  // A 4 x 4 transpose: one tile a vector; tiles in order.
+  static SSN_ALWAYS_INLINE void Transpose4(const V* a, V* r) {
+    const Index low{0, 4, 2, 6}, high{1, 5, 3, 7}, first{0, 1, 4, 5}, second{2, 3, 6, 7};
+    const V t0 = __builtin_shuffle(a[0], a[1], low), t1 = __builtin_shuffle(a[0], a[1], high);
+    const V t2 = __builtin_shuffle(a[2], a[3], low), t3 = __builtin_shuffle(a[2], a[3], high);
+    r[0] = __builtin_shuffle(t0, t2, first);
+    r[1] = __builtin_shuffle(t1, t3, first);
+    r[2] = __builtin_shuffle(t0, t2, second);
+    r[3] = __builtin_shuffle(t1, t3, second);
+  }
+};
+
+// Unaligned loads and stores (memcpy of a vector compiles to one instruction).
+template <typename V>
+SSN_ALWAYS_INLINE V Load(const void* from) {
+  V value;
+  std::memcpy(&value, from, sizeof(value));
+  return value;
+}
+
+template <typename V>
+SSN_ALWAYS_INLINE void Store(void* to, const V& value) {
+  std::memcpy(to, &value, sizeof(value));
+}
+
+// The one-dimensional transforms of F(m, 3), on values or vectors of them
+// (lanes are independent): Input is B^T d (a values to a), Output A^T q (a to
+// m), and Kernel G g (3 to a, in double: the weights are transformed once a
+// call). Gather reads the a input columns of `lanes` tiles from a line (tile
+// j's columns at line[m j + k]); Interleave turns m vectors of output columns
+// (vector k: column k of each tile) into m vectors of consecutive outputs.
+template <int m> struct Transforms;
+
+template <> struct Transforms<2> {
+  static const int kAlpha = 4;
+
+  template <typename T, typename V>
+  static SSN_ALWAYS_INLINE void Input(const V* d, V* t) {
+    t[0] = d[0] - d[2];
+    t[1] = d[1] + d[2];
+    t[2] = d[2] - d[1];
+    t[3] = d[1] - d[3];
+  }
+
+  template <typename T, typename V>
+  static SSN_ALWAYS_INLINE void Output(const V* q, V* y) {
+    y[0] = q[0] + q[1] + q[2];
+    y[1] = q[1] - q[2] - q[3];
+  }
+
+  static SSN_ALWAYS_INLINE void Kernel(const double* g, double* u) {
+    u[0] = g[0];
+    u[1] = (g[0] + g[1] + g[2]) * 0.5;
+    u[2] = (g[0] - g[1] + g[2]) * 0.5;
+    u[3] = g[2];
+  }
+
+  template <typename T>
+  static SSN_ALWAYS_INLINE void Gather(const T* line, typename Simd<T>::V* d) {
+    typedef typename Simd<T>::V V;
+    const int lanes = Simd<T>::kLanes;
+    Simd<T>::Gather2(Load<V>(line), Load<V>(line + lanes), &d[0], &d[1]);
+    Simd<T>::Gather2(Load<V>(line + 2), Load<V>(line + 2 + lanes), &d[2], &d[3]);
+  }
+
+  template <typename T>
+  static SSN_ALWAYS_INLINE void Interleave(const typename Simd<T>::V* y,
+                                           typename Simd<T>::V* out) {
+    Simd<T>::Scatter2(y[0], y[1], out);
+  }
+};
+
+// F(4, 3) on the points 0, 1, -1, 2, -2 and infinity:
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+//          0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+//   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+//        1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+template <> struct Transforms<4> {
+  static const int kAlpha = 6;
+
+  template <typename T, typename V>
+  static SSN_ALWAYS_INLINE void Input(const V* d, V* t) {
+    const V d42 = d[4] - d[2], d31 = d[3] - d[1];
+    t[0] = d[0] * T(4) - d[2] * T(5) + d[4];
+    t[1] = (d[3] + d[4]) - (d[1] + d[2]) * T(4);
+    t[2] = (d[4] - d[3]) + (d[1] - d[2]) * T(4);
+    t[3] = d42 + d31 * T(2);
+    t[4] = d42 - d31 * T(2);
+    t[5] = d[1] * T(4) - d[3] * T(5) + d[5];
+  }
+
+  template <typename T, typename V>
+  static SSN_ALWAYS_INLINE void Output(const V* q, V* y) {
+    const V sum12 = q[1] + q[2], difference12 = q[1] - q[2];
+    const V sum34 = q[3] + q[4], difference34 = q[3] - q[4];
+    y[0] = q[0] + sum12 + sum34;
+    y[1] = difference12 + difference34 * T(2);
+    y[2] = sum12 + sum34 * T(4);
+    y[3] = difference12 + difference34 * T(8) + q[5];
+  }
+
+  static SSN_ALWAYS_INLINE void Kernel(const double* g, double* u) {
+    const double outer = g[0] + g[2], weighted = g[0] + 4 * g[2];
+    u[0] = g[0] * 0.25;
+    u[1] = (outer + g[1]) * (-1. / 6);
+    u[2] = (outer - g[1]) * (-1. / 6);
+    u[3] = (weighted + 2 * g[1]) * (1. / 24);
+    u[4] = (weighted - 2 * g[1]) * (1. / 24);
+    u[5] = g[2];
+  }
+
+  // Columns 0 to 3 of the tiles by a transpose of 4 vectors; columns 4 and 5
+  // are columns 0 and 1 of the tiles one on.
+  template <typename T>
+  static SSN_ALWAYS_INLINE void Gather(const T* line, typename Simd<T>::V* d) {
+    typedef typename Simd<T>::V V;
+    const int lanes = Simd<T>::kLanes;
+    V a[4], next[4], columns[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      a[k] = Load<V>(line + k * lanes);
+      next[k] = Load<V>(line + 4 + k * lanes);
+    }
+    Simd<T>::Transpose4(a, d);
+    Simd<T>::Transpose4(next, columns);
+    d[4] = columns[0];
+    d[5] = columns[1];
+  }
+
+  template <typename T>
+  static SSN_ALWAYS_INLINE void Interleave(const typename Simd<T>::V* y,
+                                           typename Simd<T>::V* out) {
+    Simd<T>::Transpose4(y, out);
+  }
+};
+
+// A block of tiles: `rows` tile-rows from ty, tiles tx + [0, count) of each;
+// row r's tiles at places r spacing + [0, count) of the block's rows, where
+// spacing is count rounded up to whole vectors (the gathers may move tiles
+// within a vector).
+struct Block {
+  int ty, rows, tx, count, spacing;
+};
+
+// The input transforms B^T d B of the block's tiles: v (a^2 x C rows of
+// `stride` values), row xi * C + c, column b: position xi = a i + j of tile
+// b's transform for channel c. Rows outside the image read `zeros` (a row of
+// zeros); `lines` holds a lines of line_size values.
+template <typename T, int kTile>
+SSN_ALWAYS_INLINE void InputBlock(const T* input, int channels, int height, int width,
+                                  int pad_h, int pad_w, Block block, const T* zeros, T* lines,
+                                  int line_size, T* v, int stride) {
+  typedef typename Simd<T>::V V;
+  typedef Transforms<kTile> F;
+  const int lanes = Simd<T>::kLanes, kAlpha = F::kAlpha;
+  const size_t plane = static_cast<size_t>(height) * width;
+  const size_t position = static_cast<size_t>(channels) * stride + kPositionSkew;
+  const int run = block.count, x = kTile * block.tx - pad_w;
+  for (int r = 0; r < block.rows; ++r) {
+    const int y = kTile * (block.ty + r) - pad_h, place = r * block.spacing;
+    // Line p is input column x + p; the tiles read p in [0, m run + 2), whole
+    // vectors [0, m (run + lanes)); columns outside the image are zeros.
+    const int length = kTile * (run + lanes);
+    const int begin = std::min(length, std::max(0, -x));
+    const int end = std::max(begin, std::min(length, width - x));
+    for (int c = 0; c < channels; ++c) {
+      const T* row[kAlpha];  // row[i][x + p]: line p of input row y + i
+      T* z[kAlpha];
+      for (int i = 0; i < kAlpha; ++i) {
+        row[i] = y + i >= 0 && y + i < height
+                     ? input + c * plane + static_cast<size_t>(y + i) * width : zeros;
+        z[i] = lines + i * line_size;
+        std::fill(z[i], z[i] + begin, T(0));
+        std::fill(z[i] + end, z[i] + length, T(0));
+      }
+      // Down the columns: z = B^T d, line by line.
+      int p = begin;
+      for (; p + lanes <= end; p += lanes) {
+        V d[kAlpha], t[kAlpha];
+#pragma GCC unroll 8
+        for (int i = 0; i < kAlpha; ++i) d[i] = Load<V>(row[i] + (x + p));
+        F::template Input<T>(d, t);
+#pragma GCC unroll 8
+        for (int i = 0; i < kAlpha; ++i) Store(z[i] + p, t[i]);
+      }
+      for (; p < end; ++p) {
+        T d[kAlpha], t[kAlpha];
+#pragma GCC unroll 8
+        for (int i = 0; i < kAlpha; ++i) d[i] = row[i][x + p];
+        F::template Input<T>(d, t);
+#pragma GCC unroll 8
+        for (int i = 0; i < kAlpha; ++i) z[i][p] = t[i];
+      }
+      // Along the rows: z B, tile j reading line values m j + [0, a).
+      for (int i = 0; i < kAlpha; ++i) {
+        T* out = v + static_cast<size_t>(kAlpha * i) * position +
+                 static_cast<size_t>(c) * stride + place;
+        for (int j = 0; j < run; j += lanes) {
+          V d[kAlpha], t[kAlpha];
+          F::template Gather<T>(z[i] + kTile * j, d);
+          F::template Input<T>(d, t);
+#pragma GCC unroll 8
+          for (int k = 0; k < kAlpha; ++k) Store(out + k * position + j, t[k]);
+        }
+      }
+    }
+  }
+}
+
+// The output transforms A^T q A of the block's products q (a^2 x padded M rows
+// of `stride` values, row xi * padded M + o) into output (M x Ho x Wo): each
+// tile's m x m outputs that lie inside the image.
+template <typename T, int kTile>
+SSN_ALWAYS_INLINE void OutputBlock(const T* q, int out_channels, int padded_out_channels,
+                                   int out_height, int out_width, Block block, int stride,
+                                   T* output) {
+  typedef typename Simd<T>::V V;
+  typedef Transforms<kTile> F;
+  const int lanes = Simd<T>::kLanes, kAlpha = F::kAlpha;
+  const size_t position = static_cast<size_t>(padded_out_channels) * stride + kPositionSkew;
+  const int run = block.count, x = kTile * block.tx;
+  for (int block_row = 0; block_row < block.rows; ++block_row) {
+    const int y = kTile * (block.ty + block_row), place = block_row * block.spacing;
+    const int rows = std::min(kTile, out_height - y);
+    for (int o = 0; o < out_channels; ++o) {
+      const T* at = q + static_cast<size_t>(o) * stride + place;
+      T* out = output + (static_cast<size_t>(o) * out_height + y) * out_width + x;
+      for (int j = 0; j < run; j += lanes) {
+        V s[kTile][kAlpha];  // A^T q, column by column
+#pragma GCC unroll 8
+        for (int k = 0; k < kAlpha; ++k) {
+          V column[kAlpha], sums[kTile];
+#pragma GCC unroll 8
+          for (int i = 0; i < kAlpha; ++i) {
+            column[i] = Load<V>(at + (kAlpha * i + k) * position + j);
+          }
+          F::template Output<T>(column, sums);
+#pragma GCC unroll 8
+          for (int r = 0; r < kTile; ++r) s[r][k] = sums[r];
+        }
+        V result[kTile][kTile];  // row r, column k of each tile
+#pragma GCC unroll 8
+        for (int r = 0; r < kTile; ++r) F::template Output<T>(s[r], result[r]);
+        if (j + lanes <= run && x + kTile * (j + lanes) <= out_width) {
+          for (int r = 0; r < rows; ++r) {
+            V line[kTile];
+            F::template Interleave<T>(result[r], line);
+#pragma GCC unroll 8
+            for (int k = 0; k < kTile; ++k) {
+              Store(out + r * out_width + kTile * j + k * lanes, line[k]);
+            }
+          }
+          continue;
+        }
+        // The last tiles of a run: the outputs that exist, through a buffer.
+        const int columns =
+            std::min(kTile * std::min(lanes, run - j), out_width - (x + kTile * j));
+        for (int r = 0; r < rows; ++r) {
+          V line[kTile];
+          F::template Interleave<T>(result[r], line);
+          T buffer[kTile * kMaxLanes];
+          std::memcpy(buffer, line, sizeof(line));
+          std::copy(buffer, buffer + columns, out + r * out_width + kTile * j);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+#define SSN_DEFINE_WINOGRAD_KERNELS(T)                                                       \
+  SSN_VECTOR_CLONES void winograd_input_block(int m, const T* input, int channels,           \
+      int height, int width, int pad_h, int pad_w, Block block, const T* zeros, T* lines,    \
+      int line_size, T* v, int stride) {                                                     \
+    if (m == 2) {                                                                            \
+      InputBlock<T, 2>(input, channels, height, width, pad_h, pad_w, block, zeros, lines,    \
+                       line_size, v, stride);                                                \
+    } else {                                                                                 \
+      InputBlock<T, 4>(input, channels, height, width, pad_h, pad_w, block, zeros, lines,    \
+                       line_size, v, stride);                                                \
+    }                                                                                        \
+  }                                                                                          \
+  SSN_VECTOR_CLONES void winograd_output_block(int m, const T* q, int out_channels,          \
+      int padded_out_channels, int out_height, int out_width, Block block, int stride,       \
+      T* output) {                                                                           \
+    if (m == 2) {                                                                            \
+      OutputBlock<T, 2>(q, out_channels, padded_out_channels, out_height, out_width, block,   \
+                        stride, output);                                                     \
+    } else {                                                                                 \
+      OutputBlock<T, 4>(q, out_channels, padded_out_channels, out_height, out_width, block,   \
+                        stride, output);                                                     \
+    }                                                                                        \
+  }
+
+SSN_DEFINE_WINOGRAD_KERNELS(float)
+SSN_DEFINE_WINOGRAD_KERNELS(double)
+#undef SSN_DEFINE_WINOGRAD_KERNELS
+
+}  // namespace ssn
+
+namespace {
+
+// u (a^2 planes of padded M x C, kPositionSkew apart), plane xi, row o, column
+// c: position xi of G g G^T for the kernel g of output o and input c; zeros
+// for o >= M.
+template <int kTile, typename Dtype>
+void TransformWeights(const Dtype* weights, int out_channels, int padded_out_channels,
+                      int channels, Dtype* u) {
+  typedef ssn::Transforms<kTile> F;
+  const int kAlpha = F::kAlpha;
+  const size_t rows = static_cast<size_t>(padded_out_channels) * channels;
+  const size_t position = rows + ssn::kPositionSkew;
+  for (int xi = 0; xi < kAlpha * kAlpha; ++xi) {
+    std::fill(u + xi * position + static_cast<size_t>(out_channels) * channels,
+              u + xi * position + rows, Dtype(0));
+  }
+  for (int o = 0; o < out_channels; ++o) {
+    for (int c = 0; c < channels; ++c) {
+      const Dtype* g = weights + (static_cast<size_t>(o) * channels + c) * 9;
+      double gg[kAlpha][3];  // G g, column by column
+      for (int b = 0; b < 3; ++b) {
+        const double column[3] = {g[b], g[3 + b], g[6 + b]};
+        double transformed[kAlpha];
+        F::Kernel(column, transformed);
+        for (int i = 0; i < kAlpha; ++i) gg[i][b] = transformed[i];
+      }
+      Dtype* at = u + static_cast<size_t>(o) * channels + c;
+      for (int i = 0; i < kAlpha; ++i) {  // (G g) G^T, row by row
+        double row[kAlpha];
+        F::Kernel(gg[i], row);
+        for (int j = 0; j < kAlpha; ++j) {
+          at[(kAlpha * i + j) * position] = static_cast<Dtype>(row[j]);
+        }
+      }
+    }
+  }
+}
+
+void gemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+          int ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a, lda, b, ldb, 0.f, c,
+              ldc);
+}
+
+void gemm(int m, int n, int k, const double* a, int lda, const double* b, int ldb, double* c,
+          int ldc) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1., a, lda, b, ldb, 0., c,
+              ldc);
+}
+
+// While it lives, OpenBLAS's pthreads build runs each product on the calling
+// thread: the threads of ours that call it are already all the cores (left to
+// itself it would start its own team for each product of each of them).
+class OneThreadBlas {
+ public:
+  explicit OneThreadBlas(bool active) {
+#ifdef OPENBLAS_VERSION
+    if (active && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1) {
+      saved_ = openblas_get_num_threads();
+      openblas_set_num_threads(1);
+    }
+#endif
+  }
+  ~OneThreadBlas() {
+#ifdef OPENBLAS_VERSION
+    if (saved_ > 0) openblas_set_num_threads(saved_);
+#endif
+  }
+  OneThreadBlas(const OneThreadBlas&) = delete;
+  OneThreadBlas& operator=(const OneThreadBlas&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
+}  // namespace
+
+// Measured on the SSN feature CNN's convolutions (481x321, 64 and 197 input
+// channels): smaller blocks multiply less efficiently, larger ones leave the
+// cache.
+int WinogradConv::block_tiles() const { return tile == 2 ? 128 : 64; }
+
+int WinogradConv::block_stride() const { return block_tiles() + ssn::kMaxLanes; }
+
+int WinogradConv::line_size() const { return tile * (block_tiles() + ssn::kMaxLanes); }
+
+size_t WinogradConv::thread_scratch_size() const {
+  return static_cast<size_t>(positions()) *
+         ((channels + padded_out_channels()) * block_stride() + 2 * ssn::kPositionSkew) +
+         alpha() * line_size();
+}
+
+size_t WinogradConv::scratch_size() const {
+  return static_cast<size_t>(positions()) * (padded_out_channels() * channels +
+                                             ssn::kPositionSkew) + width +
+         static_cast<size_t>(threads) * thread_scratch_size();
+}
+
+template <typename Dtype>
+void WinogradConv::Forward(const Dtype* input, const Dtype* weights, Dtype* output,
+                           Dtype* scratch) const {
+  const int M = out_channels, Mp = padded_out_channels(), C = channels, P = positions();
+  const int stride = block_stride(), per_block = block_tiles(), lanes = ssn::kMaxLanes;
+  // Blocks: pieces of equal length of one tile-row, or as many tile-rows as fit.
+  const int th = tiles_h(), tw = tiles_w();
+  int segment = tw, rows_per_block = 1;
+  if (tw >= per_block) {
+    const int pieces = (tw + per_block - 1) / per_block;
+    segment = ((tw + pieces - 1) / pieces + lanes - 1) / lanes * lanes;
+  } else {
+    rows_per_block = per_block / ((tw + lanes - 1) / lanes * lanes);
+  }
+  const int segments = (tw + segment - 1) / segment;
+  const int blocks = (th + rows_per_block - 1) / rows_per_block * segments;
+  Dtype* u = scratch;
+  const size_t u_position = static_cast<size_t>(Mp) * C + ssn::kPositionSkew;
+  Dtype* zeros = u + P * u_position;
+  Dtype* per_thread = zeros + width;
+  if (tile == 2) {
+    TransformWeights<2>(weights, M, Mp, C, u);
+  } else {
+    TransformWeights<4>(weights, M, Mp, C, u);
+  }
+  std::fill(zeros, zeros + width, Dtype(0));
+  const int team = std::max(1, std::min(threads, blocks));
+  OneThreadBlas one_thread_blas(team > 1);
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
+  for (int index = 0; index < blocks; ++index) {
+    Dtype* v = per_thread + ssn::thread_id() * thread_scratch_size();
+    const size_t v_position = static_cast<size_t>(C) * stride + ssn::kPositionSkew;
+    const size_t q_position = static_cast<size_t>(Mp) * stride + ssn::kPositionSkew;
+    Dtype* q = v + P * v_position;
+    Dtype* lines = q + P * q_position;
+    ssn::Block block;
+    block.ty = index / segments * rows_per_block;
+    block.rows = std::min(rows_per_block, th - block.ty);
+    block.tx = index % segments * segment;
+    block.count = std::min(segment, tw - block.tx);
+    block.spacing = (block.count + lanes - 1) / lanes * lanes;
+    const int places = block.rows * block.spacing;  // tiles may sit anywhere in a vector
+    ssn::winograd_input_block(tile, input, C, height, width, pad_h, pad_w, block, zeros, lines,
+                              line_size(), v, stride);
+    for (int xi = 0; xi < P; ++xi) {
+      gemm(Mp, places, C, u + xi * u_position, C, v + xi * v_position, stride,
+           q + xi * q_position, stride);
+    }
+    ssn::winograd_output_block(tile, q, M, Mp, out_height, out_width, block, stride, output);
+  }
+}
+
+template void WinogradConv::Forward<float>(const float*, const float*, float*, float*) const;
+template void WinogradConv::Forward<double>(const double*, const double*, double*,
+                                            double*) const;
+
+}  // namespace caffe
