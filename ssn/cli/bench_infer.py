@@ -6,7 +6,12 @@ import argparse
 import sys
 
 import ssn.benchmarks.inference as inference_module
-from ssn.benchmarks.inference import median_seconds, time_mode
+from ssn.benchmarks.inference import (
+    convolution_times,
+    median_seconds,
+    time_mode,
+    winograd_setting,
+)
 from ssn.bsds import load_bsds, read_split
 from ssn.cli import options
 from ssn.device import use_device
@@ -20,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  python tools/bench_infer.py\n"
                "  python tools/bench_infer.py --n-segments 200 --repeats 3\n"
-               "  python tools/bench_infer.py --no-fused   # the decomposed SLIC layers")
+               "  python tools/bench_infer.py --no-fused   # the decomposed SLIC layers\n"
+               "  python tools/bench_infer.py --convolutions --n-segments 400")
     options.add_count(parser, [100, 400, 1000], many=True)
     options.add_steps(parser)
     options.add_gpu(parser)
@@ -28,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
                         help="SLIC iterations as one SlicIterations layer; --no-fused: the "
                              "decomposed layers")
+    parser.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=True,
+                        help="the CNN's 3x3 convolutions forward by Winograd F(4x4, 3x3) "
+                             "where it pays; --no-winograd: as before it "
+                             "(SSN_CONV_WINOGRAD=0)")
+    parser.add_argument("--convolutions", action=argparse.BooleanOptionalAction,
+                        default=False,
+                        help="also time each convolution of the deep net's CNN without and "
+                             "with Winograd, alternately (ms, and GFLOP/s of the direct sum)")
     return parser
 
 
@@ -46,10 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     for count in args.n_segments:
         slic = median_seconds(lambda count=count: slic_labels(rgb, count), args.repeats)
         for features in ("deep", "pixel"):
-            t = time_mode(rgb, count, args.num_steps, features, args.repeats, args.fused)
+            with winograd_setting(None if args.winograd else "0"):
+                t = time_mode(rgb, count, args.num_steps, features, args.repeats, args.fused)
             print(f"{features:6s} {count:5d} {t['lab']:7.3f} {t['cnn']:7.3f} {t['ssn']:8.3f} "
                   f"{t['connectivity']:8.4f} {t['total']:7.3f} {slic:12.3f} "
                   f"{t['total'] / slic:6.1f}")
+    if args.convolutions:
+        print(f"# the CNN's convolutions, forward, without and with Winograd, alternately; "
+              f"median of {args.repeats}, ms (GFLOP/s of the direct sum)")
+        print(f"{'layer':14s} {'C->M':>7s} {'output':>8s} {'without':>15s} {'with':>15s} "
+              f"{'ratio':>6s}")
+        for conv in convolution_times(rgb, args.n_segments[0], args.num_steps, args.repeats):
+            channels, out_channels, height, width = conv["shape"]
+            cells = [f"{conv[key] * 1e3:6.1f} ({conv['flops'] / conv[key] / 1e9:4.0f})"
+                     for key in ("off", "on")]
+            print(f"{conv['name']:14s} {f'{channels}->{out_channels}':>7s} "
+                  f"{f'{height}x{width}':>8s} {cells[0]:>15s} {cells[1]:>15s} "
+                  f"{conv['off'] / conv['on']:6.2f}")
     return 0
 
 
