@@ -30,8 +30,8 @@
 // 4x4 output tiles from 6x6 input tiles, transformed so that the sum over
 // input channels is 36 products (M x C) * (C x tiles) with 4 times fewer
 // multiplications than the direct sum, in blocks of tiles that stay in cache.
-// The SSN feature CNN's 64-to-64 convolutions run about 2.2x faster forward
-// than by shifting inputs, its last (197 to 15) about 1.6x faster than by
+// The SSN feature CNN's 64-to-64 convolutions run about 2x faster forward
+// than by shifting inputs, its last (197 to 15) about 1.7x faster than by
 // shifting products, and the forward's scratch no longer grows with the image
 // (a few MB in all). The backward passes keep the strategies above (or im2col).
 #ifndef CAFFE_SSN_SHIFTED_CONV_HPP_
