@@ -135,15 +135,16 @@ class WinogradSetting {
   ~WinogradSetting() { unsetenv("SSN_CONV_WINOGRAD"); }
 };
 
-// Odd geometries of the Winograd forward: C, M, H, W, pad (both sides, both
-// axes). One-row and one-column images, images smaller than a tile, partial
-// tiles at both edges, M padded to whole products (15, 13, 3), input
-// channels not a multiple of the vector width, padding 0, 1 and 2.
-const int kWinogradGeometries = 11;
-const int kWinogradShapes[kWinogradGeometries][5] = {
-    {13, 16, 1, 9, 1}, {13, 16, 9, 1, 1}, {16, 13, 2, 3, 1}, {16, 16, 5, 7, 0},
-    {16, 16, 5, 7, 1}, {5, 64, 17, 19, 1}, {64, 64, 17, 19, 0}, {197, 15, 17, 19, 1},
-    {13, 13, 17, 19, 2}, {8, 3, 1, 1, 1}, {64, 64, 37, 70, 1},
+// Odd geometries of the Winograd forward: C, M, H, W, pad_h, pad_w. One-row
+// and one-column images, images smaller than a tile, partial tiles at both
+// edges, M padded to whole products (15, 13, 3), input channels not a
+// multiple of the vector width, padding 0, 1 and 2, and different on the axes.
+const int kWinogradGeometries = 12;
+const int kWinogradShapes[kWinogradGeometries][6] = {
+    {13, 16, 1, 9, 1, 1}, {13, 16, 9, 1, 1, 1}, {16, 13, 2, 3, 1, 1}, {16, 16, 5, 7, 0, 0},
+    {16, 16, 5, 7, 1, 1}, {5, 64, 17, 19, 1, 1}, {64, 64, 17, 19, 0, 0},
+    {197, 15, 17, 19, 1, 1}, {13, 13, 17, 19, 2, 2}, {8, 3, 1, 1, 1, 1},
+    {64, 64, 37, 70, 1, 1}, {16, 9, 11, 26, 0, 2},
 };
 
 // WinogradConv with both tile sizes and 1 or 3 threads against direct sums:
@@ -158,7 +159,7 @@ TYPED_TEST(ShiftedConvTest, WinogradForwardMatchesDirectSums) {
     const int* s = kWinogradShapes[which];
     ShiftedConv g = TestGeometry(0);
     g.channels = s[0], g.out_channels = s[1], g.height = s[2], g.width = s[3];
-    g.pad_h = g.pad_w = s[4];
+    g.pad_h = s[4], g.pad_w = s[5];
     g.out_height = g.height + 2 * g.pad_h - 2, g.out_width = g.width + 2 * g.pad_w - 2;
     Blob<Dtype> input(1, g.channels, g.height, g.width);
     Blob<Dtype> weights(g.out_channels, g.channels, 3, 3);
