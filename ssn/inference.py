@@ -111,6 +111,15 @@ def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_d
     return CheckedNet(slic_net(config), caffe.TEST)
 
 
+# Two only: at 24 MP each holds 96 MB.
+@lru_cache(maxsize=2)
+def cell_input(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
+    """The nets' initial-cell input (1 x 1 x H x W float32, read-only), kept per geometry."""
+    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+    cells.flags.writeable = False
+    return cells
+
+
 def tiled(height: int, width: int, features: str) -> bool:
     """Whether :func:`superpixels` computes the deep features of this size in tiles."""
     return features == "deep" and height * width > TILE_PIXELS
@@ -282,7 +291,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         else:
             net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
                                  file_identity(weights_path), bool(fused), position_weight)
-        cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+        cells = cell_input(height, width, grid_h, grid_w)
         lab = rgb_to_lab(rgb).transpose(2, 0, 1)
         del rgb
         if in_tiles:

@@ -234,7 +234,7 @@ class CheckedNet:
                                                held=self.shapes)
             self.shapes = shapes
             self.index_checks = runtime_index_checks(self.net_param, shapes, self.phase)
-        check_index_inputs(self.net_param, arrays, self.phase)
+        check_index_inputs(self.net_param, arrays, self.phase, self.shapes)
         reshaped = False
         for name, array in arrays.items():
             blob = self.net.blobs[name]

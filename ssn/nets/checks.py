@@ -545,7 +545,7 @@ def check_index_values(values: np.ndarray, limit: int, ignore: Optional[float],
 
 
 def check_index_inputs(net_param: caffe_pb2.NetParameter, inputs: Mapping[str, np.ndarray],
-                       phase: int = 1) -> None:
+                       phase: int = 1, shapes: Optional[Mapping[str, Shape]] = None) -> None:
     """Check the ids in input arrays that feed index bottoms of SSN layers.
 
     Parameters
@@ -555,14 +555,19 @@ def check_index_inputs(net_param: caffe_pb2.NetParameter, inputs: Mapping[str, n
         Values about to be copied into the net's input blobs, by blob name.
     phase : int
         caffe.TRAIN (0) or caffe.TEST (1).
+    shapes : mapping of str to shape, optional
+        The net's blob shapes with these inputs (:func:`infer_shapes`), when known.
     """
-    shapes = infer_shapes(net_param, phase, {k: np.shape(v) for k, v in inputs.items()})
+    if shapes is None:
+        shapes = infer_shapes(net_param, phase, {k: np.shape(v) for k, v in inputs.items()})
+    checked = set()  # one array fed to two bottoms (the cells, often) is read once
     for layer in layers_for_phase(net_param, phase):
         for index, limit, ignore, what in _index_limits(layer, shapes):
             blob = layer.bottom[index]
-            if blob in inputs:
+            if blob in inputs and (id(inputs[blob]), limit, ignore) not in checked:
                 where = f"{layer.type} layer '{layer.name}': {what}s in '{blob}'"
                 check_index_values(inputs[blob], limit, ignore, where)
+                checked.add((id(inputs[blob]), limit, ignore))
 
 
 def runtime_index_checks(net_param: caffe_pb2.NetParameter, shapes: Mapping[str, Shape],
