@@ -2,11 +2,18 @@
 superpixels stay ahead of SLIC's at the same requested count."""
 import numpy as np
 import pytest
+from skimage import data
 
 from ssn.bsds import load_bsds, read_split
 from ssn.evaluation.baselines import slic_labels
 from ssn.evaluation.metrics import evaluate
-from ssn.inference import as_rgb, bundled_weights, resolve_features, superpixels
+from ssn.inference import (
+    BUNDLED_WEIGHTS,
+    as_rgb,
+    bundled_weights,
+    resolve_features,
+    superpixels,
+)
 
 VAL_IMAGES = 4
 REQUESTED = 200
@@ -39,3 +46,13 @@ def test_shipped_model_beats_slic_on_val_images(val_scores):
     slic_asa, slic_recall = val_scores["slic"]
     assert ssn_asa > slic_asa, val_scores
     assert ssn_recall > slic_recall, val_scores
+
+
+def test_the_synthetic_flow_model_is_shipped_and_complete():
+    """docs/TASKS.md's flow-aware model loads as a whole deploy model and is its own."""
+    path = BUNDLED_WEIGHTS.parent / "ssn_synthflow.caffemodel"
+    assert path.is_file() and path.stat().st_size < 2_000_000
+    image = data.astronaut()[::4, ::4]
+    flow = superpixels(image, 100, weights=path, position_weight=2)
+    shipped = superpixels(image, 100, position_weight=2)
+    assert flow.max() > 50 and not np.array_equal(flow, shipped)
