@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -485,12 +486,16 @@ def test_a_run_killed_at_random_points_then_rerun_equals_an_uninterrupted_run(tm
     pictures = tmp_path / "pictures"
     kill_test_pictures(pictures)
     reference = tmp_path / "reference"
+    start = time.monotonic()
     assert run_tool(pictures, reference) == 0
+    duration = time.monotonic() - start
     expected = output_contents(reference)
     assert len([name for name in expected if name.endswith(".npy")]) == KILL_TEST_IMAGES
     rng = np.random.default_rng(11)
     killed = 0
-    for attempt, delay in enumerate(rng.uniform(2.0, 6.0, size=3)):
+    # Points inside the run, as a share of its length (start-up included), so that
+    # a faster build still gets killed mid-run.
+    for attempt, delay in enumerate(rng.uniform(0.3, 0.8, size=3) * duration):
         out = tmp_path / f"killed{attempt}"
         code = run_tool(pictures, out, kill_after=float(delay))
         killed += code == -9
