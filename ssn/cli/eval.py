@@ -13,11 +13,11 @@ from ssn.atomic import ensure_writable_folder
 from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.device import use_device
-from ssn.evaluation.baselines import LABELLERS, BaselineMissing
+from ssn.evaluation.baselines import LABELLERS
 from ssn.evaluation.matched import MATCHED_COUNTS
 from ssn.evaluation.runs import (
     METRICS,
-    baseline_run,
+    baseline_runs,
     bsds_samples,
     exit_status,
     folder_run,
@@ -88,13 +88,7 @@ def runs_from_args(args: argparse.Namespace) -> list:
             runs += [ssn_run(count, features, args.num_steps, args.weights, args.grid,
                              args.position_weight)
                      for features in args.features or [None]]
-        for method in args.methods:
-            if method != "ssn" and method not in missing:
-                try:
-                    runs.append(baseline_run(method, count, compactness.get(method)))
-                except BaselineMissing as error:
-                    missing.add(method)
-                    log.warning("skipping %s: %s", method, error)
+        runs += baseline_runs(args.methods, count, compactness, missing)
     if not runs:
         raise ValueError("nothing to evaluate: give --labels or --n-segments")
     return runs

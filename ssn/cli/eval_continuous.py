@@ -14,9 +14,9 @@ import ssn.evaluation.continuous as continuous
 from ssn.atomic import atomic_path, ensure_writable_folder
 from ssn.cli import options
 from ssn.device import use_device
-from ssn.evaluation.baselines import LABELLERS, BaselineMissing
+from ssn.evaluation.baselines import LABELLERS
 from ssn.evaluation.runs import (
-    baseline_run,
+    baseline_runs,
     exit_status,
     score_into,
     ssn_run,
@@ -92,13 +92,7 @@ def runs_for(args: argparse.Namespace, counts: list[int]) -> list:
                                     args.position_weight, label=name))
             runs += [ssn_run(count, mode, args.num_steps, None, args.grid, args.position_weight)
                      for mode in features]
-        for method in args.methods:
-            if method != "ssn" and method not in missing:
-                try:
-                    runs.append(baseline_run(method, count, compactness.get(method)))
-                except BaselineMissing as error:
-                    missing.add(method)
-                    log.warning("skipping %s: %s", method, error)
+        runs += baseline_runs(args.methods, count, compactness, missing)
     if not runs:
         raise ValueError("nothing to evaluate: no method runs")
     return runs

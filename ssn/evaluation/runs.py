@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ssn.atomic import atomic_path, write_atomic
 from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
-from ssn.evaluation.baselines import baseline
+from ssn.evaluation.baselines import BaselineMissing, baseline
 from ssn.evaluation.matched import MATCHED_METRICS, format_table, matched_table
 from ssn.evaluation.metrics import evaluate
 from ssn.evaluation.plots import metric_panels
@@ -108,6 +108,21 @@ def baseline_run(name: str, count: int, compactness: Optional[float] = None) -> 
     if compactness is not None:
         title += f"-c{compactness:g}"
     return title, count, lambda stem, rgb: labeller(rgb, count)
+
+
+def baseline_runs(methods, count: int, compactness: dict, missing: set) -> list[Run]:
+    """The runs of the classical ``methods`` (any "ssn" among them is skipped) at
+    ``count``; a method whose package is absent is logged once, added to ``missing``
+    and left out."""
+    runs = []
+    for method in methods:
+        if method != "ssn" and method not in missing:
+            try:
+                runs.append(baseline_run(method, count, compactness.get(method)))
+            except BaselineMissing as error:
+                missing.add(method)
+                log.warning("skipping %s: %s", method, error)
+    return runs
 
 
 def bsds_samples(split: str, root: Optional[Path], limit: Optional[int]

@@ -560,14 +560,12 @@ def check_index_inputs(net_param: caffe_pb2.NetParameter, inputs: Mapping[str, n
     """
     if shapes is None:
         shapes = infer_shapes(net_param, phase, {k: np.shape(v) for k, v in inputs.items()})
-    checked = set()  # one array fed to two bottoms (the cells, often) is read once
     for layer in layers_for_phase(net_param, phase):
         for index, limit, ignore, what in _index_limits(layer, shapes):
             blob = layer.bottom[index]
-            if blob in inputs and (id(inputs[blob]), limit, ignore) not in checked:
+            if blob in inputs:
                 where = f"{layer.type} layer '{layer.name}': {what}s in '{blob}'"
                 check_index_values(inputs[blob], limit, ignore, where)
-                checked.add((id(inputs[blob]), limit, ignore))
 
 
 def runtime_index_checks(net_param: caffe_pb2.NetParameter, shapes: Mapping[str, Shape],
