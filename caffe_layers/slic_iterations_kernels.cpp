@@ -9,12 +9,12 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <algorithm>
-#include <cstring>
 
 #include "caffe/layers/slic_iterations_kernels.hpp"
 #include "caffe/ssn/ssn_math.cuh"
 #include "caffe/util/vector_clones.hpp"
 #include "caffe/util/vector_exp.hpp"
+#include "caffe/util/vector_memory.hpp"
 
 // Why explicit vectors: a block of pixels is short (a cell is about 20 pixels
 // wide), and each pixel needs its 9 distances, the softmax over them and 9 x C
@@ -37,19 +37,6 @@ template <> struct Simd<double> {
   typedef int64_t Index __attribute__((vector_size(32)));
   static const int kLanes = 4;
 };
-
-// Unaligned loads and stores (memcpy of a vector compiles to one instruction).
-template <typename V>
-SSN_ALWAYS_INLINE V Load(const void* from) {
-  V value;
-  std::memcpy(&value, from, sizeof(value));
-  return value;
-}
-
-template <typename V>
-SSN_ALWAYS_INLINE void Store(void* to, const V& value) {
-  std::memcpy(to, &value, sizeof(value));
-}
 
 // [sum of a[0]'s lanes, ..., sum of a[7]'s lanes]: the horizontal sums of 8
 // vectors at once, by three rounds of pairwise shuffles and adds.

@@ -13,6 +13,7 @@
 #include "caffe/util/mkl_alternate.hpp"
 #include "caffe/util/vector_clones.hpp"
 #include "caffe/util/vector_exp.hpp"
+#include "caffe/util/vector_memory.hpp"
 
 namespace caffe {
 namespace ssn {
@@ -83,19 +84,6 @@ template <> struct Simd<double> {
     r[3] = __builtin_shuffle(t1, t3, second);
   }
 };
-
-// Unaligned loads and stores (memcpy of a vector compiles to one instruction).
-template <typename V>
-SSN_ALWAYS_INLINE V Load(const void* from) {
-  V value;
-  std::memcpy(&value, from, sizeof(value));
-  return value;
-}
-
-template <typename V>
-SSN_ALWAYS_INLINE void Store(void* to, const V& value) {
-  std::memcpy(to, &value, sizeof(value));
-}
 
 // The one-dimensional transforms of F(m, 3), on values or vectors of them
 // (lanes are independent): Input is B^T d (a values to a), Output A^T q (a to
