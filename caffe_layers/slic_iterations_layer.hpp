@@ -69,7 +69,9 @@ class SlicIterationsLayer : public Layer<Dtype> {
   // Splits the cell map into blocks (checking every id), grouping a few
   // consecutive rows with equal ids; groups_ holds the first block of each
   // group, then the block count, and bounds_ from groups_[g] + g the column
-  // bounds of group g's blocks. Returns the size of the largest packed group.
+  // bounds of group g's blocks, and group_offsets_ where each group starts
+  // when the whole batch is packed at once (its last entry the total).
+  // Returns the size of the largest packed group.
   size_t FindBlocks(const vector<Blob<Dtype>*>& bottom);
   void RefuseBackward(const vector<bool>& propagate_down) const;
 
@@ -79,9 +81,13 @@ class SlicIterationsLayer : public Layer<Dtype> {
   std::vector<CellBlock> blocks_;  // CPU: the cell map's blocks
   std::vector<int> groups_;        // CPU: block ranges the threads share out
   std::vector<int> bounds_;        // CPU: column bounds of each group's blocks
+  std::vector<size_t> group_offsets_;  // CPU: each group's place in packed_
   std::vector<Dtype> partial_;     // CPU: per-thread sums, N x K x (C sums, weight)
   std::vector<Dtype> scratch_;     // CPU: per-thread kernel scratch
-  std::vector<Dtype> packed_;      // CPU: per-thread packed features of a group
+  // CPU: the packed features of every group, packed in the first step and
+  // read by the others, or (above kPackOnceBytes) of one group per thread,
+  // packed again in every step.
+  std::vector<Dtype> packed_;
   Blob<Dtype> assoc_;    // GPU: N x 9 x H x W associations of the current step
   Blob<Dtype> weights_;  // GPU: N x 1 x 1 x K total association per superpixel
   Blob<int> bad_index_;  // GPU: raised by a kernel that met a bad index

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from typing import Any
 
 import numpy as np
 
+from ssn.engines import available_cores
 from ssn.native import load_native
 
 
@@ -16,8 +18,15 @@ def _native_lab(name: str) -> Any:
     signature set."""
     func = getattr(load_native(), name)
     func.restype = None
-    func.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    func.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32]
     return func
+
+
+def conversion_threads() -> int:
+    """Threads for one conversion: OMP_NUM_THREADS when set (as for Caffe's layers,
+    so that a batch worker keeps to its share), else the cores this process may use."""
+    setting = os.environ.get("OMP_NUM_THREADS", "")
+    return int(setting) if setting.isdigit() and int(setting) > 0 else available_cores()
 
 
 def rgb_to_lab_planes(image: np.ndarray) -> np.ndarray:
@@ -25,7 +34,9 @@ def rgb_to_lab_planes(image: np.ndarray) -> np.ndarray:
 
     scikit-image's ``rgb2lab`` (same constants and formulas) in double, compiled:
     its values rounded to float32, several times faster. A uint8 value k gives
-    exactly what the float32 k / 255 gives.
+    exactly what the float32 k / 255 gives. Large images are shared out among
+    :func:`conversion_threads` threads; each pixel is converted alone, so the
+    values do not depend on how many.
 
     Parameters
     ----------
@@ -45,7 +56,8 @@ def rgb_to_lab_planes(image: np.ndarray) -> np.ndarray:
     else:
         rgb, name = np.ascontiguousarray(image, dtype=np.float32), "ssn_rgb_to_lab"
     lab = np.empty((3,) + image.shape[:2], np.float32)
-    _native_lab(name)(rgb.ctypes.data, image.shape[0] * image.shape[1], lab.ctypes.data)
+    _native_lab(name)(rgb.ctypes.data, image.shape[0] * image.shape[1], lab.ctypes.data,
+                      conversion_threads())
     return lab
 
 

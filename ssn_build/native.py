@@ -10,7 +10,7 @@ from ssn.atomic import atomic_path
 from ssn.native import LIBRARY_NAME
 from ssn_build.source import NATIVE_DIR
 
-COMPILE_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++14")
+COMPILE_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++14", "-pthread")
 
 
 def native_sources(source_dir: Path = NATIVE_DIR) -> list[Path]:

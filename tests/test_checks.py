@@ -227,3 +227,34 @@ def test_caffe_aborts_without_num_steps_with_our_message(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0
     assert "slic_iterations_param.num_steps is required" in result.stderr
+
+
+def test_a_read_only_input_held_unchanged_is_not_checked_or_copied_again(monkeypatch):
+    """Cached nets get the same read-only cell map on every call: the blob still holds
+    it, so it is skipped; an array that changed, a writable one, or a blob that was
+    written to since are checked and copied again."""
+    import ssn.nets.checked as checked
+    checked_names = []
+    check = checked.check_index_inputs
+    monkeypatch.setattr(checked, "check_index_inputs", lambda net_param, arrays, *rest: (
+        checked_names.append(sorted(arrays)), check(net_param, arrays, *rest))[-1])
+    net = CheckedNet(passoc_net())
+    cells = np.zeros((1, 1, 5, 7), np.float32)
+    cells[0, 0, :, 4:] = 1
+    cells.flags.writeable = False
+    feat, spix = np.ones((1, 3, 5, 7)), np.zeros((1, 3, 1, 6))
+    first = net.forward(feat=feat, spix=spix, cells=cells)["dist"]
+    net.forward(feat=feat, spix=spix, cells=cells)
+    assert checked_names == [["cells", "feat", "spix"], ["feat", "spix"]]
+    net.net.blobs["cells"].data[0, 0, 0, 0] = 5  # written behind its back: set again
+    np.testing.assert_array_equal(net.forward(feat=feat, spix=spix, cells=cells)["dist"], first)
+    assert checked_names[-1] == ["cells", "feat", "spix"]
+    bad = cells.copy()
+    bad[0, 0, 0, 0] = 6
+    bad.flags.writeable = False
+    with pytest.raises(NetCheckError, match="outside"):
+        net.forward(feat=feat, spix=spix, cells=bad)
+    writable = cells.copy()
+    net.forward(feat=feat, spix=spix, cells=writable)
+    net.forward(feat=feat, spix=spix, cells=writable)
+    assert checked_names[-2:] == [["cells", "feat", "spix"]] * 2

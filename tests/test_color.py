@@ -48,3 +48,22 @@ def test_planes_are_contiguous_and_the_view_transposes_back():
 def test_not_an_rgb_image():
     with pytest.raises(ValueError, match="H x W x 3"):
         rgb_to_lab_planes(np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_the_values_do_not_depend_on_the_thread_count(dtype, monkeypatch):
+    """Large images are split among threads (OMP_NUM_THREADS, else the cores), on
+    whole blocks of pixels, with values past one among them; the split changes nothing."""
+    rng = np.random.default_rng(6)
+    rgb = rng.integers(0, 256, (421, 317, 3)).astype(dtype)  # 133,457 pixels: 5 parts at most
+    if dtype == np.float32:
+        rgb /= 255
+        rgb[-1, -3:] = 1.7
+    results = []
+    for threads in ("1", "2", "3", "16"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        results.append(rgb_to_lab_planes(rgb))
+    for planes in results[1:]:
+        np.testing.assert_array_equal(planes, results[0])
+    as_float = rgb if dtype == np.float32 else rgb.astype(np.float32) / 255
+    np.testing.assert_allclose(results[0], skimage_lab(as_float).transpose(2, 0, 1), atol=2e-5)

@@ -83,6 +83,23 @@ def test_compiled_equals_reference_grid_with_noise():
                                       enforce_connectivity_reference(labels, min_size, max_size))
 
 
+@pytest.mark.parametrize("n_spixels, min_factor, max_factor", [
+    (100, 0.06, 3.0), (1000, 0.06, 3.0), (400, 0.5, 0.8), (400, 0.3, 0.3)])
+def test_compiled_equals_reference_on_ssn_labels_at_full_size(n_spixels, min_factor, max_factor):
+    """Raw SSN labels of a 321x481 photo: the real sizes, and thresholds that merge
+    and cut most superpixels (the compiled code labels uncut components whole and runs
+    the BFS only on the others)."""
+    from skimage import data
+
+    from ssn.inference import superpixels
+    photo = data.astronaut()[:321, :481]
+    labels = superpixels(photo, n_spixels, features="pixel", enforce_connectivity=False)
+    sizes = connectivity_sizes(*labels.shape, n_spixels, min_factor, max_factor)
+    expected = enforce_connectivity_reference(labels, *sizes)
+    np.testing.assert_array_equal(enforce_connectivity(labels, *sizes), expected)
+    assert expected.max() > 0.5 * n_spixels
+
+
 def test_matches_scikit_image_at_full_size():
     """scikit-image's Cython loop (private API; the origin of the original's) at BSDS size."""
     slic = pytest.importorskip("skimage.segmentation._slic")

@@ -252,3 +252,22 @@ def test_memory_does_not_grow_with_the_step_count():
     grown = int(result.stdout.split()[-1])  # kB
     # A 9 x 321 x 481 float buffer per step would be 5.6 MB each, 220 MB over 40 steps.
     assert grown < 20_000, f"peak memory grew by {grown} kB"
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[6]], ids=[GEOMETRY_IDS[1], GEOMETRY_IDS[6]])
+def test_packing_once_equals_packing_every_step(geometry, monkeypatch):
+    """Features packed once for all steps (the default up to 256 MB) or again in
+    every step (SSN_SLIC_PACK_ONCE=0, as for large images) give the same bits."""
+    num, channels, height, width, grid_h, grid_w = geometry
+    rng = np.random.default_rng(36)
+    feat, s0, cells = random_inputs(rng, num, channels, height, width, grid_h, grid_w)
+    for num_steps in (1, 2, 7):
+        net = fused_and_decomposed(feat.shape, grid_h, grid_w, num_steps)
+        monkeypatch.delenv("SSN_SLIC_PACK_ONCE", raising=False)
+        _, once = run(net, num_steps, feat, s0, cells)
+        once = [np.array(blob, copy=True) for blob in once]
+        monkeypatch.setenv("SSN_SLIC_PACK_ONCE", "0")
+        decomposed, every_step = run(net, num_steps, feat, s0, cells)
+        for a, b in zip(once, every_step):
+            np.testing.assert_array_equal(a, b)
+        assert_matches(once, decomposed)

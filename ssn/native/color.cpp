@@ -14,6 +14,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <thread>
+#include <vector>
 
 // (Constants have internal linkage; outside the namespace for cpplint.)
 const double kMatrix[3][3] = {
@@ -86,10 +88,10 @@ void LabBlock(const double* r, const double* g, const double* b, int count, floa
   }
 }
 
-// Lab of `count` pixels of `rgb` (pixel-interleaved) into 3 planes of `lab`;
-// linear(value) gives a channel's linear value.
+// Lab of `count` pixels of `rgb` (pixel-interleaved) into 3 planes of `lab`,
+// `plane` values apart; linear(value) gives a channel's linear value.
 template <typename In, typename Linearise>
-void ToLab(const In* rgb, int64_t count, float* lab, Linearise linear) {
+void ToLab(const In* rgb, int64_t count, float* lab, int64_t plane, Linearise linear) {
   double values[3][kBlock];
   for (int64_t first = 0; first < count; first += kBlock) {
     const int n = static_cast<int>(count - first < kBlock ? count - first : kBlock);
@@ -101,8 +103,8 @@ void ToLab(const In* rgb, int64_t count, float* lab, Linearise linear) {
         outside = outside || values[c][p] > 1;
       }
     }
-    LabBlock(values[0], values[1], values[2], n, lab + first, lab + count + first,
-             lab + 2 * count + first);
+    LabBlock(values[0], values[1], values[2], n, lab + first, lab + plane + first,
+             lab + 2 * plane + first);
     if (!outside) continue;
     for (int p = 0; p < n; ++p) {  // the rare pixel past cbrt's fit: exactly
       double f[3];
@@ -112,8 +114,8 @@ void ToLab(const In* rgb, int64_t count, float* lab, Linearise linear) {
         f[i] = t > kCompressFrom ? std::cbrt(t) : 7.787 * t + 16.0 / 116.0;
       }
       lab[first + p] = static_cast<float>(116.0 * f[1] - 16.0);
-      lab[count + first + p] = static_cast<float>(500.0 * (f[0] - f[1]));
-      lab[2 * count + first + p] = static_cast<float>(200.0 * (f[1] - f[2]));
+      lab[plane + first + p] = static_cast<float>(500.0 * (f[0] - f[1]));
+      lab[2 * plane + first + p] = static_cast<float>(200.0 * (f[1] - f[2]));
     }
   }
 }
@@ -123,22 +125,46 @@ const Table& TheTable() {
   return table;
 }
 
+// Below this many pixels a thread costs more to start than it saves.
+const int64_t kPixelsPerThread = 32768;
+
+// Converts `count` pixels on up to `threads` threads (the caller's one among
+// them), each a range of whole blocks; every pixel is converted alone, so the
+// result does not depend on the split.
+template <typename In, typename Linearise>
+void ToLabThreaded(const In* rgb, int64_t count, float* lab, int threads, Linearise linear) {
+  const int64_t most = (count + kPixelsPerThread - 1) / kPixelsPerThread;
+  const int64_t parts = threads < 1 ? 1 : (threads < most ? threads : most);
+  if (parts <= 1) {
+    ToLab(rgb, count, lab, count, linear);
+    return;
+  }
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
+  const auto range = [&](int64_t part) {
+    const int64_t first = blocks * part / parts * kBlock;
+    const int64_t last = blocks * (part + 1) / parts * kBlock;
+    ToLab(rgb + 3 * first, (last < count ? last : count) - first, lab + first, count, linear);
+  };
+  std::vector<std::thread> helpers;
+  for (int64_t part = 1; part < parts; ++part) helpers.emplace_back(range, part);
+  range(0);
+  for (std::thread& helper : helpers) helper.join();
+}
+
 }  // namespace
 
 extern "C" {
 
-// rgb: count x 3 values in [0, 1] (pixel-interleaved, as an H x W x 3 image);
-// lab: 3 planes of count values (L, then a, then b).
-void ssn_rgb_to_lab(const float* rgb, int64_t count, float* lab) {
+// rgb: count interleaved RGB pixels; lab: the L, a and b planes of count values
+// each; threads: at most this many threads (1: the caller's alone).
+void ssn_rgb_to_lab(const float* rgb, int64_t count, float* lab, int32_t threads) {
   const Table& table = TheTable();
-  ToLab(rgb, count, lab, [&table](float v) { return LinearOf(v, table); });
+  ToLabThreaded(rgb, count, lab, threads, [&table](float v) { return LinearOf(v, table); });
 }
 
-// The same for 8-bit values k, taken as k / 255 (as ssn.images.as_rgb makes
-// them): the same results as ssn_rgb_to_lab on those floats.
-void ssn_rgb8_to_lab(const uint8_t* rgb, int64_t count, float* lab) {
+void ssn_rgb8_to_lab(const uint8_t* rgb, int64_t count, float* lab, int32_t threads) {
   const Table& table = TheTable();
-  ToLab(rgb, count, lab, [&table](uint8_t v) { return table.value[v]; });
+  ToLabThreaded(rgb, count, lab, threads, [&table](uint8_t v) { return table.value[v]; });
 }
 
 }  // extern "C"

@@ -208,6 +208,7 @@ class CheckedNet:
         self.inputs = input_blob_names(self.net_param)
         self.blob_bytes = check_blob_sizes(self.net_param, self.shapes, phase)
         self.index_checks = runtime_index_checks(self.net_param, self.shapes, phase)
+        self._held: dict[str, np.ndarray] = {}
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
             handle.write(text_format.MessageToString(self.net_param))
         try:
@@ -220,12 +221,18 @@ class CheckedNet:
             fold_into_convolutions(self.net, folds, model)
 
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
-        """Check ``inputs`` and copy them into the input blobs, reshaping as needed."""
+        """Check ``inputs`` and copy them into the input blobs, reshaping as needed.
+
+        A read-only float32 array that was set last time and that its blob still
+        holds unchanged is neither checked nor copied again (the initial cells of a
+        cached net, for one).
+        """
         unknown = sorted(set(inputs) - set(self.inputs))
         if unknown:
             raise NetCheckError(f"not inputs of this net: {', '.join(unknown)} "
                                 f"(inputs are {', '.join(self.inputs)})")
-        arrays = {name: np.asarray(value, dtype=np.float32) for name, value in inputs.items()}
+        arrays = {name: np.asarray(value, dtype=np.float32) for name, value in inputs.items()
+                  if not self._still_holds(name, value)}
         current = {name: tuple(self.net.blobs[name].data.shape) for name in self.inputs}
         current.update({name: array.shape for name, array in arrays.items()})
         if current != {name: self.shapes[name] for name in self.inputs}:
@@ -245,6 +252,18 @@ class CheckedNet:
             self.net.reshape()
         for name, array in arrays.items():
             self.net.blobs[name].data[...] = array
+            if array.flags.writeable:
+                self._held.pop(name, None)
+            else:
+                self._held[name] = array
+
+    def _still_holds(self, name: str, value) -> bool:
+        """Whether input blob ``name`` holds the read-only ``value`` set last time."""
+        held = self._held.get(name)
+        if held is None or value is not held:
+            return False
+        data = self.net.blobs[name].data
+        return data.shape == held.shape and np.array_equal(data, held)
 
     def forward(self, outputs: Optional[Sequence[str]] = None,
                 **inputs: np.ndarray) -> dict[str, np.ndarray]:
