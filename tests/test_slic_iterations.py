@@ -254,10 +254,11 @@ def test_memory_does_not_grow_with_the_step_count():
     assert grown < 20_000, f"peak memory grew by {grown} kB"
 
 
-@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[6]], ids=[GEOMETRY_IDS[1], GEOMETRY_IDS[6]])
+@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[6]],
+                         ids=[GEOMETRY_IDS[1], GEOMETRY_IDS[6]])
 def test_packing_once_equals_packing_every_step(geometry, monkeypatch):
-    """Features packed once for all steps (the default up to 256 MB) or again in
-    every step (SSN_SLIC_PACK_ONCE=0, as for large images) give the same bits."""
+    """Features packed once for all steps (the default up to 8 MB) or again in
+    every step (SSN_SLIC_PACK_ONCE=0, as for larger inputs) give the same bits."""
     num, channels, height, width, grid_h, grid_w = geometry
     rng = np.random.default_rng(36)
     feat, s0, cells = random_inputs(rng, num, channels, height, width, grid_h, grid_w)
