@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -129,12 +130,15 @@ const Table& TheTable() {
 const int64_t kPixelsPerThread = 32768;
 
 // Converts `count` pixels on up to `threads` threads (the caller's one among
-// them), each a range of whole blocks; every pixel is converted alone, so the
-// result does not depend on the split.
+// them, and no more than the hardware runs at once), each a range of whole
+// blocks; every pixel is converted alone, so the result does not depend on
+// the split. A thread that cannot start leaves its range to the caller.
 template <typename In, typename Linearise>
 void ToLabThreaded(const In* rgb, int64_t count, float* lab, int threads, Linearise linear) {
-  const int64_t most = (count + kPixelsPerThread - 1) / kPixelsPerThread;
-  const int64_t parts = threads < 1 ? 1 : (threads < most ? threads : most);
+  const int64_t hardware = std::thread::hardware_concurrency();
+  int64_t parts = (count + kPixelsPerThread - 1) / kPixelsPerThread;
+  if (threads < parts) parts = threads;
+  if (hardware > 0 && hardware < parts) parts = hardware;
   if (parts <= 1) {
     ToLab(rgb, count, lab, count, linear);
     return;
@@ -146,7 +150,13 @@ void ToLabThreaded(const In* rgb, int64_t count, float* lab, int threads, Linear
     ToLab(rgb + 3 * first, (last < count ? last : count) - first, lab + first, count, linear);
   };
   std::vector<std::thread> helpers;
-  for (int64_t part = 1; part < parts; ++part) helpers.emplace_back(range, part);
+  for (int64_t part = 1; part < parts; ++part) {
+    try {
+      helpers.emplace_back(range, part);
+    } catch (const std::system_error&) {
+      range(part);
+    }
+  }
   range(0);
   for (std::thread& helper : helpers) helper.join();
 }
