@@ -98,7 +98,8 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
                        fused=fused)
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
-    return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True)
+    return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True,
+                      fold_relu=True)
 
 
 # One only: at 24 MP it holds about 2.2 GB.

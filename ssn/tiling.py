@@ -150,7 +150,7 @@ def _feature_net(height: int, width: int, feature_dim: int, weights: str,
     """The feature CNN for tiles of up to ``height`` x ``width``; it reshapes to each
     tile (Caffe keeps the largest blobs). Keyed on the weights file's identity."""
     return CheckedNet(feature_net(height, width, feature_dim), caffe.TEST, weights=weights,
-                      fold_batch_norm=True)
+                      fold_batch_norm=True, fold_relu=True)
 
 
 def tiled_features(pixel_feats: np.ndarray, weights: str, feature_dim: int,

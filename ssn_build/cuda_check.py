@@ -10,14 +10,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ssn_build.make import CUDA_ARCH, BuildConfig, tree_dir
-from ssn_build.source import CUDA_DIR
+from ssn_build.patches import read_series, touched_files
+from ssn_build.source import CUDA_DIR, PATCH_DIR
 from ssn_build.splice import splice_destinations
 
 log = logging.getLogger("ssn_build")
 
 
+def patched_cuda_sources(tree: Path) -> list[Path]:
+    """The build tree's ``.cu`` files that patches/caffe/series changes (as patched)."""
+    names = {name for patch in read_series(PATCH_DIR) for name in touched_files(patch)}
+    return [tree / name for name in sorted(names) if name.endswith(".cu")]
+
+
 def check_cuda_compile(cache: Path, jobs: int) -> int:
-    """Compile each of our ``cuda/*.cu`` with ``nvcc -c`` (no link); return an exit code.
+    """Compile each of our ``cuda/*.cu``, and each of Caffe's ``.cu`` files that a
+    patch of the series changes, with ``nvcc -c`` (no link); return an exit code.
 
     Uses the CPU build tree's Caffe headers and generated ``caffe.pb.h`` (run
     ``python -m ssn_build`` first), with our headers from the repository
@@ -32,7 +40,7 @@ def check_cuda_compile(cache: Path, jobs: int) -> int:
     if not (tree / "build/src/caffe/proto/caffe.pb.h").exists():
         log.error("no CPU build in %s: run python -m ssn_build first", tree)
         return 1
-    sources = sorted(CUDA_DIR.glob("*.cu"))
+    sources = sorted(CUDA_DIR.glob("*.cu")) + patched_cuda_sources(tree)
     with tempfile.TemporaryDirectory() as scratch:
         overlay = Path(scratch) / "include"
         for relative, source in splice_destinations().items():
@@ -49,7 +57,7 @@ def check_cuda_compile(cache: Path, jobs: int) -> int:
         flags += CUDA_ARCH.split()
 
         def compile_one(source: Path) -> tuple[Path, subprocess.CompletedProcess]:
-            output = Path(scratch) / (source.stem + ".o")
+            output = Path(scratch) / f"{sources.index(source)}-{source.stem}.o"
             command = [nvcc, *flags, "-c", str(source), "-o", str(output)]
             return source, subprocess.run(command, capture_output=True, text=True)
 

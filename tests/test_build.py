@@ -300,3 +300,11 @@ def test_make_runs_quietly_into_a_log_and_fails_with_its_end(tmp_path, caplog):
     assert "compiled 2/2 files" in caplog.text and "chatter" not in caplog.text
     logged = (tmp_path / "build.log").read_text()
     assert "compiler chatter for a" in logged and "error: expected ';'" in logged
+
+
+def test_the_cuda_check_compiles_the_patched_caffe_cuda_sources_too(tmp_path):
+    """--check-cuda compiles every .cu file a patch changes, as patched in the tree."""
+    from ssn_build.cuda_check import patched_cuda_sources
+    sources = patched_cuda_sources(tmp_path)
+    assert tmp_path / "src/caffe/layers/conv_layer.cu" in sources
+    assert all(path.suffix == ".cu" and path.is_relative_to(tmp_path) for path in sources)

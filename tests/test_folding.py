@@ -1,4 +1,5 @@
-"""BatchNorm folded into the Convolution before it (ssn.nets.folding)."""
+"""BatchNorm and ReLU folded into the Convolution before them (ssn.nets.folding, patch
+0015's convolution_output_param.relu)."""
 import caffe
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from ssn import inference
 from ssn.color import rgb_to_lab
 from ssn.grid import grid_shape, init_cells
 from ssn.nets.checked import CheckedNet
+from ssn.nets.checks import NetCheckError
+from ssn.nets.folding import without_relu
 from ssn.nets.generators import (
     DEEP_FEATURE_DIM,
     FEATURES,
@@ -93,7 +96,8 @@ def test_the_shipped_model_folds_with_the_same_features_and_labels():
     plain = CheckedNet(deploy_net(config), caffe.TEST, weights=weights)
     folded = inference.deploy_net_for.__wrapped__(height, width, n_spixels, 10, "deep", weights)
     assert layer_types(plain).count("BatchNorm") == 6
-    assert "BatchNorm" not in layer_types(folded)
+    assert layer_types(plain).count("ReLU") == 7
+    assert "BatchNorm" not in layer_types(folded) and "ReLU" not in layer_types(folded)
     cells = init_cells(height, width, *grid_shape(n_spixels, height, width))[None, None]
     lab = rgb_to_lab(data.astronaut()[100:100 + height, 150:150 + width]).transpose(2, 0, 1)
     inputs = dict(img=lab[None], spixel_init=cells, feat_spixel_init=cells)
@@ -103,3 +107,101 @@ def test_the_shipped_model_folds_with_the_same_features_and_labels():
     np.testing.assert_allclose(outputs[1][FEATURES], features,
                                atol=1e-4 * np.abs(features).max())
     assert np.mean(outputs[1]["new_spix_indices"] == outputs[0]["new_spix_indices"]) > 0.999
+
+
+def conv_relu_net(shape, num_output, kernel, stride=1, bias=True, relu_output=False,
+                  in_place=True, slope=0.0, reader_between=False, power_between=False):
+    """data -> conv -> ReLU (or a conv with convolution_output_param.relu); optionally
+    a layer reading the convolution's output before the ReLU, or one rewriting it in
+    place."""
+    net = caffe.NetSpec()
+    net.data = L.Input(shape=dict(dim=list(shape)))
+    extra = dict(convolution_output_param=dict(relu=True)) if relu_output else {}
+    net.conv = L.Convolution(net.data, num_output=num_output, kernel_size=kernel,
+                             pad=kernel // 2, stride=stride, bias_term=bias,
+                             weight_filler=dict(type="gaussian", std=0.3),
+                             bias_filler=dict(type="gaussian", std=0.3), **extra)
+    if reader_between:
+        net.before = L.Power(net.conv, power_param=dict(scale=2.0))
+    if power_between:
+        net.power = L.Power(net.conv, power_param=dict(scale=2.0), in_place=True)
+    if not relu_output:
+        net.relu = L.ReLU(net.conv, in_place=in_place, relu_param=dict(negative_slope=slope))
+    return net.to_proto()
+
+
+# (input shape, outputs, kernel, stride, bias): the convolution's strategies -
+# Winograd (3x3, >= 8 inputs, >= 1024 outputs), shifted inputs and products,
+# im2col (1x1, strided), with and without a bias.
+RELU_CASES = [((2, 3, 9, 11), 4, 3, 1, True), ((2, 8, 40, 37), 8, 3, 1, True),
+              ((1, 5, 33, 35), 64, 3, 1, False), ((2, 64, 12, 13), 15, 3, 1, True),
+              ((2, 4, 17, 19), 6, 1, 1, True), ((2, 4, 17, 19), 6, 3, 2, False)]
+
+
+@pytest.mark.parametrize("shape, num_output, kernel, stride, bias", RELU_CASES)
+def test_a_relu_convolution_equals_the_convolution_then_relu(shape, num_output, kernel,
+                                                             stride, bias):
+    rng = np.random.default_rng(2)
+    plain = CheckedNet(conv_relu_net(shape, num_output, kernel, stride, bias), caffe.TEST)
+    fused = CheckedNet(conv_relu_net(shape, num_output, kernel, stride, bias,
+                                     relu_output=True), caffe.TEST)
+    for name, blobs in plain.net.params.items():
+        for blob, other in zip(blobs, fused.net.params[name]):
+            other.data[...] = blob.data
+    x = rng.normal(size=shape)
+    expected = plain.forward(data=x)["conv"]
+    np.testing.assert_array_equal(fused.forward(data=x)["conv"], expected)
+    assert (expected == 0).mean() > 0.2 and expected.min() == 0 and expected.max() > 0
+
+
+def test_in_place_relus_fold_into_their_convolution():
+    shape = (1, 3, 9, 11)
+    folded, names = without_relu(conv_relu_net(shape, 4, 3))
+    assert names == ["relu"] and [layer.type for layer in folded.layer] == ["Input",
+                                                                          "Convolution"]
+    assert folded.layer[1].convolution_output_param.relu
+    checked = CheckedNet(conv_relu_net(shape, 4, 3), caffe.TEST, fold_relu=True)
+    assert "ReLU" not in layer_types(checked)
+
+
+@pytest.mark.parametrize("kwargs", [dict(in_place=False), dict(slope=0.1),
+                                    dict(power_between=True)])
+def test_relus_that_cannot_fold_stay(kwargs):
+    param = conv_relu_net((1, 3, 9, 11), 4, 3, **kwargs)
+    assert without_relu(param)[1] == []
+    assert "ReLU" in layer_types(CheckedNet(param, caffe.TEST, fold_relu=True))
+
+
+def test_a_relu_after_another_reader_stays():
+    """(Caffe itself refuses to build this net: checked on the parameters alone.)"""
+    assert without_relu(conv_relu_net((1, 3, 9, 11), 4, 3, reader_between=True))[1] == []
+
+
+def test_relus_do_not_fold_in_training():
+    param = conv_relu_net((1, 3, 9, 11), 4, 3)
+    assert "ReLU" in layer_types(CheckedNet(param, caffe.TRAIN, fold_relu=True))
+
+
+def test_a_relu_convolution_refuses_a_backward():
+    param = conv_relu_net((1, 3, 9, 11), 4, 3, relu_output=True)
+    forced = caffe.proto.caffe_pb2.NetParameter()
+    forced.CopyFrom(param)
+    forced.force_backward = True
+    with pytest.raises(NetCheckError, match="convolution_output_param.relu.*force_backward"):
+        CheckedNet(forced, caffe.TEST)
+    net = caffe.NetSpec()
+    net.data = L.Input(shape=dict(dim=[1, 3, 9, 11]))
+    net.target = L.Input(shape=dict(dim=[1, 4, 9, 11]))
+    net.conv = L.Convolution(net.data, num_output=4, kernel_size=3, pad=1,
+                             convolution_output_param=dict(relu=True))
+    net.loss = L.EuclideanLoss(net.conv, net.target)
+    with pytest.raises(NetCheckError, match="loss layer 'loss' depends on it"):
+        CheckedNet(net.to_proto(), caffe.TRAIN)
+
+
+def test_convolution_output_param_belongs_to_convolutions():
+    net = caffe.NetSpec()
+    net.data = L.Input(shape=dict(dim=[1, 3, 9, 11]))
+    net.pool = L.Pooling(net.data, kernel_size=2, convolution_output_param=dict(relu=True))
+    with pytest.raises(NetCheckError, match="Convolution layers only"):
+        CheckedNet(net.to_proto(), caffe.TEST)

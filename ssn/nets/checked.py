@@ -27,7 +27,7 @@ from ssn.nets.checks import (
     infer_shapes,
     runtime_index_checks,
 )
-from ssn.nets.folding import fold_into_convolutions, without_batch_norm
+from ssn.nets.folding import fold_into_convolutions, without_batch_norm, without_relu
 
 NetSource = Union[str, Path, caffe_pb2.NetParameter]
 
@@ -171,6 +171,10 @@ class CheckedNet:
         In a TEST net with weights, fold each BatchNorm into the Convolution
         before it (:mod:`ssn.nets.folding`): the same outputs up to float
         rounding, faster; the folded BatchNorm's input blob is gone.
+    fold_relu : bool
+        In a TEST net, fold each in-place ReLU into the Convolution before it
+        (:mod:`ssn.nets.folding`): the same outputs, faster; the net has no
+        backward through those Convolutions.
 
     Raises
     ------
@@ -197,13 +201,15 @@ class CheckedNet:
 
     def __init__(self, source: NetSource, phase: int = caffe.TEST,
                  weights: Optional[Union[str, Path]] = None,
-                 fold_batch_norm: bool = False) -> None:
+                 fold_batch_norm: bool = False, fold_relu: bool = False) -> None:
         self.net_param = parse_net(source)
         self.phase = phase
         model = None if weights is None else read_caffemodel(weights)  # fails early
         folds = []
         if fold_batch_norm and model is not None and phase == caffe.TEST:
             self.net_param, folds = without_batch_norm(self.net_param, model)
+        if fold_relu and phase == caffe.TEST:
+            self.net_param, _ = without_relu(self.net_param)
         self.shapes = infer_shapes(self.net_param, phase)
         self.inputs = input_blob_names(self.net_param)
         self.blob_bytes = check_blob_sizes(self.net_param, self.shapes, phase)

@@ -99,6 +99,8 @@ def check_layer_params(layer: caffe_pb2.LayerParameter) -> None:
     Other layer types are accepted unchanged.
     """
     kind = layer.type
+    if layer.HasField("convolution_output_param") and kind != "Convolution":
+        _fail(layer, "convolution_output_param is read by Convolution layers only")
     if kind not in BOTTOM_COUNTS:
         return
     for what, names, (low, high) in (("bottom", layer.bottom, BOTTOM_COUNTS[kind]),
@@ -413,6 +415,9 @@ def check_forward_only(net_param: caffe_pb2.NetParameter, phase: int = 1) -> Non
     """
     layers = layers_for_phase(net_param, phase)
     for index, layer in enumerate(layers):
+        if layer.type == "Convolution" and layer.convolution_output_param.relu:
+            _check_relu_convolution_forward_only(net_param, layers, index)
+            continue
         if layer.type not in FORWARD_ONLY:
             continue
         if net_param.force_backward:
@@ -429,6 +434,25 @@ def check_forward_only(net_param: caffe_pb2.NetParameter, phase: int = 1) -> Non
                              f"it: set propagate_down: false for each of its bottoms, or "
                              f"{TRAIN_WITH}")
             downstream.update(later.top)
+
+
+def _check_relu_convolution_forward_only(net_param: caffe_pb2.NetParameter, layers: list,
+                                         index: int) -> None:
+    """A Convolution with convolution_output_param.relu has no backward: nothing may ask
+    it for one (force_backward, or any loss downstream: its weights would want one)."""
+    layer = layers[index]
+    how = "use a ReLU layer after the convolution to train"
+    if net_param.force_backward:
+        _fail(layer, f"has convolution_output_param.relu, which is for inference (no "
+                     f"backward), so the net cannot set force_backward; {how}")
+    downstream = set(layer.top)
+    for later in layers[index + 1:]:
+        if not downstream.intersection(later.bottom):
+            continue
+        if _is_loss(later):
+            _fail(layer, f"has convolution_output_param.relu, which is for inference (no "
+                         f"backward), but the loss layer '{later.name}' depends on it; {how}")
+        downstream.update(later.top)
 
 
 def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
