@@ -245,3 +245,30 @@ def test_slic_iterations_forward(num_steps):
         scale = max(1.0, float(np.abs(expected).max()))
         np.testing.assert_allclose(results["gpu"][name], expected, rtol=1e-4,
                                    atol=1e-4 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_relu_convolution_forward(bias):
+    """Patch 0015: convolution_output_param.relu on the GPU gives what the CPU gives."""
+    from caffe import layers as L
+
+    from ssn.nets.checked import CheckedNet
+
+    rng = np.random.default_rng(11)
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[NUM, CHANNELS, HEIGHT, WIDTH]))
+    n.conv = L.Convolution(n.data, num_output=6, kernel_size=3, pad=1, bias_term=bias,
+                           weight_filler=dict(type="gaussian", std=0.3),
+                           bias_filler=dict(type="gaussian", std=0.3),
+                           convolution_output_param=dict(relu=True))
+    net = CheckedNet(n.to_proto())
+    x = rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    results = {}
+    for mode in ("cpu", "gpu"):
+        if mode == "gpu":
+            caffe.set_mode_gpu()
+        else:
+            caffe.set_mode_cpu()
+        results[mode] = net.forward(data=x)["conv"]
+    assert (results["cpu"] == 0).mean() > 0.2 and results["cpu"].max() > 0
+    np.testing.assert_allclose(results["gpu"], results["cpu"], rtol=1e-4, atol=1e-4)
