@@ -303,24 +303,23 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                            out=net.net.blobs[FEATURES].data[0],
                            weights_identity=file_identity(weights_path))
             del pixel_feats
-            out = net.forward(outputs=["new_spix_indices"], spixel_init=cells,
-                              feat_spixel_init=cells)
+            net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
         else:
-            out = net.forward(outputs=["new_spix_indices"], img=lab[None], spixel_init=cells,
-                              feat_spixel_init=cells)
+            net.forward(outputs=[], img=lab[None], spixel_init=cells, feat_spixel_init=cells)
     except NetTooLargeError as error:
         raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                f"{error}") from error
-    labels = out["new_spix_indices"][0, 0]
-    del out, cells
-    labels = labels.astype(np.int32)
+    labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
+    del cells
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
                                                 max_size_factor)
         labels = connect_segments(labels, min_size, max_size)
     else:
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
-    return labels.astype(np.int32) + start_label
+    labels = labels.astype(np.int32, copy=False)
+    labels += start_label
+    return labels
 
 
 def channels_last(image, channel_axis: Optional[int]) -> np.ndarray:
