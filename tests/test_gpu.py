@@ -64,12 +64,26 @@ def cells(num=NUM, height=HEIGHT, width=WIDTH, grid_h=GRID_H, grid_w=GRID_W):
     return np.broadcast_to(init, (num, 1, height, width)).copy()
 
 
-def run_on(mode, net, inputs, top_diffs):
-    """Forward ``inputs`` (bottom0..) and backward ``top_diffs`` in ``mode``."""
+def set_mode(mode):
+    """Caffe's mode: "cpu" or "gpu"."""
     if mode == "gpu":
         caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
+
+
+def forward_on_both(net, **inputs):
+    """{"cpu": outputs, "gpu": outputs} of ``net.forward(**inputs)`` in each mode."""
+    results = {}
+    for mode in ("cpu", "gpu"):
+        set_mode(mode)
+        results[mode] = net.forward(**inputs)
+    return results
+
+
+def run_on(mode, net, inputs, top_diffs):
+    """Forward ``inputs`` (bottom0..) and backward ``top_diffs`` in ``mode``."""
+    set_mode(mode)
     tops = net.forward(**{f"bottom{i}": value for i, value in enumerate(inputs)})
     diffs = net.backward({f"top{i}": diff for i, diff in enumerate(top_diffs)},
                          [f"bottom{i}" for i in range(len(inputs))])
@@ -200,10 +214,7 @@ def test_ssn_iteration_at_benchmark_size():
     inputs = make_inputs(np.random.default_rng(9), 1, channels, height, width, grid_h, grid_w)
     results = {}
     for mode in ("cpu", "gpu"):
-        if mode == "gpu":
-            caffe.set_mode_gpu()
-        else:
-            caffe.set_mode_cpu()
+        set_mode(mode)
         net.forward(**inputs)
         net.net.backward()
         results[mode] = {name: (blob.data.copy(), blob.diff.copy())
@@ -234,13 +245,7 @@ def test_slic_iterations_forward(num_steps):
         n.feat, n.spix, n.cells, ntop=3, spixel_feature2_param=grid_params(scale_value=-1),
         slic_iterations_param=dict(num_steps=num_steps))
     net = CheckedNet(n.to_proto())
-    results = {}
-    for mode in ("cpu", "gpu"):
-        if mode == "gpu":
-            caffe.set_mode_gpu()
-        else:
-            caffe.set_mode_cpu()
-        results[mode] = net.forward(feat=features, spix=spixels, cells=cells())
+    results = forward_on_both(net, feat=features, spix=spixels, cells=cells())
     for name, expected in results["cpu"].items():
         scale = max(1.0, float(np.abs(expected).max()))
         np.testing.assert_allclose(results["gpu"][name], expected, rtol=1e-4,
@@ -263,12 +268,6 @@ def test_a_relu_convolution_forward(bias):
                            convolution_output_param=dict(relu=True))
     net = CheckedNet(n.to_proto())
     x = rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
-    results = {}
-    for mode in ("cpu", "gpu"):
-        if mode == "gpu":
-            caffe.set_mode_gpu()
-        else:
-            caffe.set_mode_cpu()
-        results[mode] = net.forward(data=x)["conv"]
+    results = {mode: outputs["conv"] for mode, outputs in forward_on_both(net, data=x).items()}
     assert (results["cpu"] == 0).mean() > 0.2 and results["cpu"].max() > 0
     np.testing.assert_allclose(results["gpu"], results["cpu"], rtol=1e-4, atol=1e-4)

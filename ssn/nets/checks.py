@@ -406,53 +406,48 @@ def _is_loss(layer: caffe_pb2.LayerParameter) -> bool:
     return layer.type.endswith("Loss") or any(weight != 0 for weight in layer.loss_weight)
 
 
+def _loss_downstream(layers: list, index: int) -> Optional[caffe_pb2.LayerParameter]:
+    """The first loss layer that depends on ``layers[index]``'s tops, or None."""
+    downstream = set(layers[index].top)
+    for later in layers[index + 1:]:
+        if not downstream.intersection(later.bottom):
+            continue
+        if _is_loss(later):
+            return later
+        downstream.update(later.top)
+    return None
+
+
 def check_forward_only(net_param: caffe_pb2.NetParameter, phase: int = 1) -> None:
     """Raise NetCheckError if Caffe would call a forward-only layer's backward.
 
     That happens with ``force_backward``, or when a loss depends on the layer's
     tops unless its ``propagate_down`` is false for every bottom (then Caffe
-    never asks it for a gradient).
+    never asks it for a gradient). A Convolution with
+    ``convolution_output_param.relu`` is asked whenever a loss depends on it (its
+    weights want a gradient).
     """
     layers = layers_for_phase(net_param, phase)
     for index, layer in enumerate(layers):
         if layer.type == "Convolution" and layer.convolution_output_param.relu:
-            _check_relu_convolution_forward_only(net_param, layers, index)
-            continue
-        if layer.type not in FORWARD_ONLY:
+            what = "has convolution_output_param.relu, which is for inference (no backward)"
+            how = "use a ReLU layer after the convolution to train"
+            bottoms_exempt = False
+        elif layer.type in FORWARD_ONLY:
+            what, how = "has no backward (it is for inference)", TRAIN_WITH
+            bottoms_exempt = True
+        else:
             continue
         if net_param.force_backward:
-            _fail(layer, f"has no backward (it is for inference), so the net cannot set "
-                         f"force_backward; {TRAIN_WITH}")
-        if len(layer.propagate_down) == len(layer.bottom) and not any(layer.propagate_down):
+            _fail(layer, f"{what}, so the net cannot set force_backward; {how}")
+        if bottoms_exempt and len(layer.propagate_down) == len(layer.bottom) \
+                and not any(layer.propagate_down):
             continue
-        downstream = set(layer.top)
-        for later in layers[index + 1:]:
-            if not downstream.intersection(later.bottom):
-                continue
-            if _is_loss(later):
-                _fail(layer, f"has no backward, but the loss layer '{later.name}' depends on "
-                             f"it: set propagate_down: false for each of its bottoms, or "
-                             f"{TRAIN_WITH}")
-            downstream.update(later.top)
-
-
-def _check_relu_convolution_forward_only(net_param: caffe_pb2.NetParameter, layers: list,
-                                         index: int) -> None:
-    """A Convolution with convolution_output_param.relu has no backward: nothing may ask
-    it for one (force_backward, or any loss downstream: its weights would want one)."""
-    layer = layers[index]
-    how = "use a ReLU layer after the convolution to train"
-    if net_param.force_backward:
-        _fail(layer, f"has convolution_output_param.relu, which is for inference (no "
-                     f"backward), so the net cannot set force_backward; {how}")
-    downstream = set(layer.top)
-    for later in layers[index + 1:]:
-        if not downstream.intersection(later.bottom):
-            continue
-        if _is_loss(later):
-            _fail(layer, f"has convolution_output_param.relu, which is for inference (no "
-                         f"backward), but the loss layer '{later.name}' depends on it; {how}")
-        downstream.update(later.top)
+        loss = _loss_downstream(layers, index)
+        if loss is not None:
+            stop = "set propagate_down: false for each of its bottoms, or " if bottoms_exempt \
+                else ""
+            _fail(layer, f"{what}, but the loss layer '{loss.name}' depends on it: {stop}{how}")
 
 
 def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,

@@ -15,6 +15,7 @@ deep net's forward at 481x321). Forward only, so for TEST nets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import caffe
 import numpy as np
@@ -74,17 +75,27 @@ def without_batch_norm(net_param: caffe_pb2.NetParameter, model: caffe_pb2.NetPa
         folds.append(Fold(conv.name, layer.name, layer.batch_norm_param.eps))
         dropped.add(index)
         renamed[source] = layer.top[0]
+    def rename(index: int, copy: caffe_pb2.LayerParameter) -> None:
+        if index in renamed:
+            copy.top[0] = renamed[index]
+
+    return _edited(net_param, dropped, rename), folds
+
+
+def _edited(net_param: caffe_pb2.NetParameter, dropped: set,
+            edit: Callable[[int, caffe_pb2.LayerParameter], None]) -> caffe_pb2.NetParameter:
+    """A copy of ``net_param`` without the layers at the indices ``dropped``; every
+    kept layer's copy goes through ``edit(index, copy)``."""
     out = caffe_pb2.NetParameter()
     out.CopyFrom(net_param)
     del out.layer[:]
-    for index, layer in enumerate(layers):
+    for index, layer in enumerate(net_param.layer):
         if index in dropped:
             continue
         copy = out.layer.add()
         copy.CopyFrom(layer)
-        if index in renamed:
-            copy.top[0] = renamed[index]
-    return out, folds
+        edit(index, copy)
+    return out
 
 
 def fold_into_convolutions(net: caffe.Net, folds: list[Fold],
@@ -132,14 +143,8 @@ def without_relu(net_param: caffe_pb2.NetParameter) -> tuple[caffe_pb2.NetParame
             last_reader[bottom] = index
         for top in layer.top:
             producer[top] = index
-    out = caffe_pb2.NetParameter()
-    out.CopyFrom(net_param)
-    del out.layer[:]
-    for index, layer in enumerate(layers):
-        if index in folded:
-            continue
-        copy = out.layer.add()
-        copy.CopyFrom(layer)
+    def mark(index: int, copy: caffe_pb2.LayerParameter) -> None:
         if index in relu_convolutions:
             copy.convolution_output_param.relu = True
-    return out, [layers[index].name for index in sorted(folded)]
+
+    return _edited(net_param, folded, mark), [layers[index].name for index in sorted(folded)]
