@@ -1,6 +1,7 @@
 #include <vector>
 
 #include "caffe/layers/pixel_feature_layer.hpp"
+#include "caffe/layers/ssn_layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -56,21 +57,30 @@ void PixelFeatureLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int height = bottom[0]->height(), width = bottom[0]->width();
   const int spatial = height * width;
   const Dtype pos_scale = param.pos_scale(), colour_scale = param.color_scale();
+  const Dtype offset_h = param.offset_h(), offset_w = param.offset_w();
+  // Every blob pointer before the parallel loops: a blob's first access allocates it.
+  Dtype* out = top[0]->mutable_cpu_data();
+  const Dtype* in = bottom[0]->cpu_data();
+  const int out_channels = top[0]->channels();
   for (int n = 0; n < num; ++n) {
+    Dtype* image = out + static_cast<size_t>(n) * out_channels * spatial;
     if (has_position_) {
-      Dtype* rows = top[0]->mutable_cpu_data() + top[0]->offset(n, position_channel_);
+      Dtype* rows = image + static_cast<size_t>(position_channel_) * spatial;
       Dtype* cols = rows + spatial;
-      for (int y = 0; y < height; ++y) {
+      ssn::parallel_rows(height, [&](int y) {
         for (int x = 0; x < width; ++x) {
-          rows[y * width + x] = pos_scale * y + param.offset_h();
-          cols[y * width + x] = pos_scale * x + param.offset_w();
+          rows[y * width + x] = pos_scale * y + offset_h;
+          cols[y * width + x] = pos_scale * x + offset_w;
         }
-      }
+      });
     }
     if (has_colour_) {
-      caffe_cpu_scale(channels * spatial, colour_scale,
-                      bottom[0]->cpu_data() + bottom[0]->offset(n),
-                      top[0]->mutable_cpu_data() + top[0]->offset(n, colour_channel_));
+      const Dtype* colour = in + static_cast<size_t>(n) * channels * spatial;
+      Dtype* scaled = image + static_cast<size_t>(colour_channel_) * spatial;
+      ssn::parallel_rows(channels * height, [&](int row) {
+        const size_t first = static_cast<size_t>(row) * width;
+        for (int x = 0; x < width; ++x) scaled[first + x] = colour_scale * colour[first + x];
+      });
     }
   }
 }

@@ -125,38 +125,44 @@ void SpixelFeatureLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int spatial = bottom[0]->count(2), out_channels = sources_.size();
   Dtype* means = top[0]->mutable_cpu_data();
   caffe_set(top[0]->count(), Dtype(0), means);
-  for (int n = 0; n < num; ++n) {
-    const int* ids = &ids_[n * spatial];
-    const Dtype* counts = counts_.cpu_data() + counts_.offset(n);
-    for (int k = 0; k < out_channels; ++k) {
-      Dtype* mean = means + top[0]->offset(n, k);
-      const int source = sources_[k];
-      const Dtype* feature = source >= 0
-          ? bottom[0]->cpu_data() + bottom[0]->offset(n, source) : NULL;
-      // Each run of equal id adds into a register, in pixel order as one add
-      // per pixel into mean[id] would (the same sums), without waiting on a
-      // store for every pixel.
-      for (int p = 0; p < spatial;) {
-        const int id = ids[p];
-        if (id < 0) {
-          ++p;
-          continue;
-        }
-        Dtype sum = mean[id];
-        for (; p < spatial && ids[p] == id; ++p) {
-          sum += source >= 0 ? feature[p]
-              : static_cast<Dtype>(source == kRow ? p / width : p % width);
-        }
-        mean[id] = sum;
+  // Every blob pointer before the parallel loop: a blob's first access allocates it.
+  const Dtype* features = bottom[0]->cpu_data();
+  const Dtype* counts_all = counts_.cpu_data();
+  Dtype* smeared_all = top.size() > 1 ? top[1]->mutable_cpu_data() : NULL;
+  const int channels = bottom[0]->channels(), planes = num * out_channels;
+  // (image, output channel) planes are independent: one per iteration.
+#pragma omp parallel for schedule(static) if (planes * spatial >= 65536 && planes > 1)
+  for (int plane = 0; plane < planes; ++plane) {
+    const int n = plane / out_channels, k = plane % out_channels;
+    const int* ids = &ids_[static_cast<size_t>(n) * spatial];
+    const Dtype* counts = counts_all + static_cast<size_t>(n) * num_spixels_;
+    Dtype* mean = means + static_cast<size_t>(plane) * num_spixels_;
+    const int source = sources_[k];
+    const Dtype* feature = source >= 0
+        ? features + (static_cast<size_t>(n) * channels + source) * spatial : NULL;
+    // Each run of equal id adds into a register, in pixel order as one add
+    // per pixel into mean[id] would (the same sums), without waiting on a
+    // store for every pixel.
+    for (int p = 0; p < spatial;) {
+      const int id = ids[p];
+      if (id < 0) {
+        ++p;
+        continue;
       }
-      for (int j = 0; j < num_spixels_; ++j) {
-        mean[j] = counts[j] > 0 ? scales_[k] * mean[j] / counts[j] : empty;
+      Dtype sum = mean[id];
+      for (; p < spatial && ids[p] == id; ++p) {
+        sum += source >= 0 ? feature[p]
+            : static_cast<Dtype>(source == kRow ? p / width : p % width);
       }
-      if (top.size() > 1) {
-        Dtype* smeared = top[1]->mutable_cpu_data() + top[1]->offset(n, k);
-        for (int p = 0; p < spatial; ++p) {
-          smeared[p] = ids[p] >= 0 ? mean[ids[p]] : empty;
-        }
+      mean[id] = sum;
+    }
+    for (int j = 0; j < num_spixels_; ++j) {
+      mean[j] = counts[j] > 0 ? scales_[k] * mean[j] / counts[j] : empty;
+    }
+    if (smeared_all != NULL) {
+      Dtype* smeared = smeared_all + static_cast<size_t>(plane) * spatial;
+      for (int p = 0; p < spatial; ++p) {
+        smeared[p] = ids[p] >= 0 ? mean[ids[p]] : empty;
       }
     }
   }

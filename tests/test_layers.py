@@ -64,10 +64,11 @@ def test_all_eight_layer_types_are_registered():
             "Smear", "Interp", "LossWithoutSoftmax"} <= registered
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 3, 97, 131)], ids=["small", "threaded"])
 @pytest.mark.parametrize("mode", ["POSITION", "POSITION_AND_RGB", "RGB_AND_POSITION", "RGB"])
-def test_pixel_feature(mode):
+def test_pixel_feature(mode, shape):
     rng = np.random.default_rng(1)
-    image = rng.normal(size=(2, 3, 5, 7)) * 50
+    image = rng.normal(size=shape) * 50
     params = dict(type=getattr(caffe.params.PixelFeature, mode), pos_scale=0.3,
                   color_scale=0.26, offset_h=1.5, offset_w=-2)
     net = single_layer_net("PixelFeature", [image.shape], pixel_feature_param=params)
@@ -80,7 +81,8 @@ def test_pixel_feature(mode):
 
 @pytest.mark.parametrize("mode", ["AVGXY", "AVGRGBXY", "AVGXYRGBXY", "AVGRGB",
                                   "AVGRGBXYRGBXY"])
-@pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)
+@pytest.mark.parametrize("geometry", GEOMETRIES + [(2, 5, 97, 131, 7, 9)],
+                         ids=GEOMETRY_IDS + ["2x5x97x131_7x9_threaded"])
 def test_spixel_feature(geometry, mode):
     num, channels, height, width, grid_h, grid_w = geometry
     rng = np.random.default_rng(2)
