@@ -265,8 +265,7 @@ def test_packing_once_equals_packing_every_step(geometry, monkeypatch):
     for num_steps in (1, 2, 7):
         net = fused_and_decomposed(feat.shape, grid_h, grid_w, num_steps)
         monkeypatch.delenv("SSN_SLIC_PACK_ONCE", raising=False)
-        _, once = run(net, num_steps, feat, s0, cells)
-        once = [np.array(blob, copy=True) for blob in once]
+        _, once = run(net, num_steps, feat, s0, cells)  # copies of the blobs
         monkeypatch.setenv("SSN_SLIC_PACK_ONCE", "0")
         decomposed, every_step = run(net, num_steps, feat, s0, cells)
         for a, b in zip(once, every_step):

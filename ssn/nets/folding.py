@@ -134,7 +134,7 @@ def without_relu(net_param: caffe_pb2.NetParameter) -> tuple[caffe_pb2.NetParame
         blob = layer.bottom[0] if len(layer.bottom) == 1 else None
         source = producer.get(blob)
         if (_folds_relu(layer) and source is not None and layers[source].type == "Convolution"
-                and len(layers[source].top) == 1 and source not in relu_convolutions
+                and len(layers[source].top) == 1
                 and not layers[source].convolution_output_param.relu
                 and last_reader.get(blob, -1) <= source):
             folded.add(index)
