@@ -19,9 +19,9 @@
 // Why explicit vectors: a block of pixels is short (a cell is about 20 pixels
 // wide), and each pixel needs its 9 distances, the softmax over them and 9 x C
 // weighted sums. Vectors of 8 pixels (4 in double) keep the 9 distances in
-// registers while the C channels stream past, and the weighted sums are a small
-// matrix product over a chunk; each step reads the features from memory once
-// (packing them), and no full-image blob is written.
+// registers while the C channels stream past, and the weighted sums are small
+// matrix products over a chunk whose accumulators stay in registers. The lanes
+// of a superpixel's accumulators are added up once per step, not per block.
 namespace caffe {
 namespace ssn {
 namespace {
@@ -67,27 +67,22 @@ SSN_ALWAYS_INLINE Double4 LaneSums(const Double4* a) {
   return __builtin_shuffle(pair0, pair1, first) + __builtin_shuffle(pair0, pair1, second);
 }
 
-// The scratch of one call: 9 rows of kSlicChunk associations, the argmax
-// channel, the centre table, then the block's sums (9 x rows vectors).
-template <typename T>
-struct Scratch {
-  T* assoc;
-  T* best;
-  T* table;
-  T* sums;
-  Scratch(T* scratch, int channels)
-      : assoc(scratch), best(assoc + kNumNeighbours * kSlicChunk), table(best + kSlicChunk),
-        sums(table + kNumNeighbours * channels * Simd<T>::kLanes) {}
-};
-
-// Sets `count` values (a multiple of the lanes) to `value`.
-template <typename T>
-SSN_ALWAYS_INLINE void FillVectors(T* to, int count, T value) {
-  typedef typename Simd<T>::V V;
-  const V zero = {};
-  const V splat = zero + value;
-  for (int x = 0; x < count; x += Simd<T>::kLanes) Store(to + x, splat);
+template <typename V>
+SSN_ALWAYS_INLINE V Max(const V& a, const V& b) {
+  return b > a ? b : a;
 }
+
+template <typename T>
+SSN_ALWAYS_INLINE typename Simd<T>::V Splat(T value) {
+  const typename Simd<T>::V zero = {};
+  return zero + value;
+}
+
+const int kCacheLine = 64;
+// The packed features stream in from memory, a vector's C channels after
+// another's (and a block's after the block before): reading them this many
+// vectors ahead keeps the loads from waiting on memory.
+const int kPrefetchVectors = 4;
 
 // Copies `length` values (pieces are about a cell wide, too short for a memcpy
 // call to pay): whole vectors, the last one overlapping the one before.
@@ -103,95 +98,93 @@ SSN_ALWAYS_INLINE void CopyShort(const T* from, int length, T* to) {
   Store(to + length - lanes, Load<V>(from + length - lanes));
 }
 
-// Channel by channel and row by row, so that the reads are C x rows
-// contiguous ranges (which the hardware prefetches), each scattered over the
-// blocks it crosses; blocks go in batches whose destinations are worked out
-// once.
+// Channel by channel, then block by block: a channel's rows of a block are
+// copied one after another into `staging` (zeros after them up to a whole
+// vector), whose vectors then go to their places in the block. A channel's
+// rows are read as `rows` streams that advance together, which the hardware
+// prefetches, and the group's blocks stay in L2 between the channels.
 template <typename T>
 SSN_ALWAYS_INLINE void PackGroup(const T* pixels, int plane, int width, int rows, int channels,
-                                 const int* bounds, int num_blocks, T* packed) {
+                                 const int* bounds, int num_blocks, T* staging, T* packed) {
   typedef typename Simd<T>::V V;
-  const int lanes = Simd<T>::kLanes, block_rows = slic_block_rows(channels);
-  const int kBatch = 64;
-  T* start[kBatch];
-  int length[kBatch], padded[kBatch];
-  T* block = packed;
-  for (int b0 = 0; b0 < num_blocks; b0 += kBatch) {
-    const int batch = std::min(kBatch, num_blocks - b0);
-    for (int i = 0; i < batch; ++i) {
-      length[i] = bounds[b0 + i + 1] - bounds[b0 + i];
-      const int count = rows * length[i];
-      padded[i] = slic_padded(count);
-      start[i] = block;
-      block += block_rows * padded[i];
-      // Zeros past the pixels (the copies below overwrite the valid part of
-      // this last vector), then the ones and any rows of zeros.
-      const V zero = {};
-      for (int k = 0; k < channels; ++k) Store(start[i] + (k + 1) * padded[i] - lanes, zero);
-      T* ones = start[i] + channels * padded[i];
-      FillVectors(ones, padded[i], T(1));
-      for (int x = count; x < padded[i]; ++x) ones[x] = 0;
-      FillVectors(ones + padded[i], (block_rows - channels - 1) * padded[i], T(0));
-    }
-    const int begin = bounds[b0];
-    for (int k = 0; k < channels; ++k) {
+  const int lanes = Simd<T>::kLanes;
+  const size_t vector_size = static_cast<size_t>(channels) * lanes;
+  for (int k = 0; k < channels; ++k) {
+    const T* in = pixels + static_cast<size_t>(k) * plane;
+    T* block = packed + k * lanes;
+    for (int b = 0; b < num_blocks; ++b) {
+      const int begin = bounds[b], length = bounds[b + 1] - begin, count = rows * length;
+      const int vectors = slic_vectors<T>(count);
       for (int r = 0; r < rows; ++r) {
-        const T* in = pixels + static_cast<size_t>(k) * plane + static_cast<size_t>(r) * width +
-                      begin;
-        for (int i = 0; i < batch; ++i) {
-          CopyShort(in, length[i], start[i] + k * padded[i] + r * length[i]);
-          in += length[i];
-        }
+        CopyShort(in + static_cast<size_t>(r) * width + begin, length, staging + r * length);
       }
+      std::fill(staging + count, staging + vectors * lanes, T(0));
+      for (int v = 0; v < vectors; ++v) {
+        Store(block + v * vector_size, Load<V>(staging + v * lanes));
+      }
+      block += vectors * vector_size;
     }
   }
 }
 
-// q for the `padded` pixels of a chunk (features at `features`, rows `stride`
-// apart): the 9 scaled distances to the centres of `table` (for channel k and
-// neighbour c, the vector at (9 k + c) * lanes), then the softmax over them,
-// written to assoc (9 rows of kSlicChunk); with kArgmax, the argmax channel to
-// best. Passoc and Softmax compute these in the same order.
+// q for `vectors` packed vectors from `features`: the 9 scaled distances to
+// the centres (channel k of neighbour c at centres[c] + k lanes), then the
+// softmax over them, written to assoc (vector v of neighbour c at
+// (c kSlicChunkVectors + v) lanes); with kArgmax, the argmax channel to best
+// (vector v at v lanes). Passoc and Softmax compute these in the same order.
 template <typename T, bool kArgmax>
-SSN_ALWAYS_INLINE void Associate(const T* features, int stride, const T* table,
-                                 const bool* valid, int channels, int padded, T scale,
+SSN_ALWAYS_INLINE void Associate(const T* features, int channels, int vectors,
+                                 const T* const* centres, const bool* valid, T scale,
                                  T invalid, T* assoc, T* best) {
   typedef typename Simd<T>::V V;
-  const int lanes = Simd<T>::kLanes;
+  const int lanes = Simd<T>::kLanes, vector_size = channels * lanes;
   const V zero = {};
-  for (int v = 0; v < padded; v += lanes) {
+  const T* c0 = centres[0];
+  const T* c1 = centres[1];
+  const T* c2 = centres[2];
+  const T* c3 = centres[3];
+  const T* c4 = centres[4];
+  const T* c5 = centres[5];
+  const T* c6 = centres[6];
+  const T* c7 = centres[7];
+  const T* c8 = centres[8];
+  for (int v = 0; v < vectors; ++v) {
+    const T* f = features + v * vector_size;
+    for (int k = 0; k < vector_size; k += kCacheLine / sizeof(T)) {
+      __builtin_prefetch(f + kPrefetchVectors * vector_size + k);
+    }
     V d[kNumNeighbours];
 #pragma GCC unroll 9
     for (int c = 0; c < kNumNeighbours; ++c) d[c] = zero;
     // Passoc: sum_k (F - S)^2, channels in order.
-    for (int k = 0; k < channels; ++k) {
-      const V f = Load<V>(features + k * stride + v);
-      const T* s = table + kNumNeighbours * lanes * k;
-#pragma GCC unroll 9
-      for (int c = 0; c < kNumNeighbours; ++c) {
-        const V t = f - Load<V>(s + c * lanes);
-        d[c] += t * t;
-      }
+    for (int k = 0; k < vector_size; k += lanes) {
+      const V x = Load<V>(f + k);
+      V t;
+      t = x - Load<V>(c0 + k); d[0] += t * t;
+      t = x - Load<V>(c1 + k); d[1] += t * t;
+      t = x - Load<V>(c2 + k); d[2] += t * t;
+      t = x - Load<V>(c3 + k); d[3] += t * t;
+      t = x - Load<V>(c4 + k); d[4] += t * t;
+      t = x - Load<V>(c5 + k); d[5] += t * t;
+      t = x - Load<V>(c6 + k); d[6] += t * t;
+      t = x - Load<V>(c7 + k); d[7] += t * t;
+      t = x - Load<V>(c8 + k); d[8] += t * t;
     }
 #pragma GCC unroll 9
     for (int c = 0; c < kNumNeighbours; ++c) d[c] = valid[c] ? d[c] * scale : zero + invalid;
-    // Softmax over the 9 channels, as util/vector_softmax.cpp computes it.
-    V max_value = d[0];
+    // Softmax over the 9 channels, with util/vector_softmax.cpp's exp; the
+    // maximum and the sum go by pairs (shorter chains of dependent adds).
+    const V max01 = Max(d[0], d[1]), max23 = Max(d[2], d[3]);
+    const V max45 = Max(d[4], d[5]), max67 = Max(d[6], d[7]);
+    const V max_value = Max(Max(Max(max01, max23), Max(max45, max67)), d[8]);
 #pragma GCC unroll 9
-    for (int c = 1; c < kNumNeighbours; ++c) {
-      max_value = d[c] > max_value ? d[c] : max_value;
-    }
-    V sum = zero;
-#pragma GCC unroll 9
-    for (int c = 0; c < kNumNeighbours; ++c) {
-      d[c] = exp_nonpositive(d[c] - max_value);
-      sum += d[c];
-    }
+    for (int c = 0; c < kNumNeighbours; ++c) d[c] = exp_nonpositive(d[c] - max_value);
+    const V sum = (((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]))) + d[8];
     const V inverse = T(1) / sum;
 #pragma GCC unroll 9
     for (int c = 0; c < kNumNeighbours; ++c) {
       d[c] *= inverse;
-      Store(assoc + c * kSlicChunk + v, d[c]);
+      Store(assoc + (c * kSlicChunkVectors + v) * lanes, d[c]);
     }
     if (kArgmax) {
       V best_value = d[0], best_channel = zero;
@@ -201,162 +194,214 @@ SSN_ALWAYS_INLINE void Associate(const T* features, int stride, const T* table,
         best_value = takes ? d[c] : best_value;
         best_channel = takes ? zero + T(c) : best_channel;
       }
-      Store(best + v, best_channel);
+      Store(best + v * lanes, best_channel);
     }
   }
 }
 
-// SpixelFeature2's sums over a chunk, as a small matrix product: for every
-// neighbour c and feature row k (row C is the ones: the weight), the lanes of
-// sums[(c * sum_rows + k) * lanes] add up q_c(p) F[k, p] over the chunk's
-// pixels (the first chunk of a block stores them, later ones add). Tiles of
-// 3 neighbours x 3 rows keep 9 accumulators, 3 associations and a feature
-// vector in registers (6 loads per 9 FMAs). Padding has q = 0.
-template <typename T>
-SSN_ALWAYS_INLINE void AccumulateChunk(const T* features, int stride, const T* assoc,
-                                       const bool* valid, int block_rows, int sum_rows,
-                                       int padded, bool first, T* sums) {
+// Adds, for kN neighbours i and kR feature rows r, the lanes of
+// q_i(p) F[r, p] over a chunk's `vectors` to out[i] + r lanes; the kN x kR
+// accumulators (up to 12, so that 12 FMAs can be in flight), kN associations
+// and a feature vector stay in the 16 vector registers.
+template <typename T, int kN, int kR>
+SSN_ALWAYS_INLINE void AccumulateTile(const T* features, int vector_size, int vectors,
+                                      const T* const* q, T* const* out) {
   typedef typename Simd<T>::V V;
   const int lanes = Simd<T>::kLanes;
-  const V zero = {};
-  for (int c0 = 0; c0 < kNumNeighbours; c0 += kSlicTile) {
-    if (!valid[c0] && !valid[c0 + 1] && !valid[c0 + 2]) continue;
-    const T* q0 = assoc + c0 * kSlicChunk;
-    const T* q1 = q0 + kSlicChunk;
-    const T* q2 = q1 + kSlicChunk;
-    for (int k0 = 0; k0 < block_rows; k0 += kSlicTile) {
-      const T* f0 = features + k0 * stride;
-      const T* f1 = f0 + stride;
-      const T* f2 = f1 + stride;
-      V a00 = zero, a01 = zero, a02 = zero, a10 = zero, a11 = zero, a12 = zero;
-      V a20 = zero, a21 = zero, a22 = zero;
-      for (int v = 0; v < padded; v += lanes) {
-        const V x0 = Load<V>(q0 + v), x1 = Load<V>(q1 + v), x2 = Load<V>(q2 + v);
-        V y = Load<V>(f0 + v);
-        a00 += x0 * y;
-        a10 += x1 * y;
-        a20 += x2 * y;
-        y = Load<V>(f1 + v);
-        a01 += x0 * y;
-        a11 += x1 * y;
-        a21 += x2 * y;
-        y = Load<V>(f2 + v);
-        a02 += x0 * y;
-        a12 += x1 * y;
-        a22 += x2 * y;
-      }
-      T* out = sums + (c0 * sum_rows + k0) * lanes;
-      const int next = sum_rows * lanes;  // the next neighbour's row
-      if (!first) {
-        a00 += Load<V>(out);
-        a01 += Load<V>(out + lanes);
-        a02 += Load<V>(out + 2 * lanes);
-        a10 += Load<V>(out + next);
-        a11 += Load<V>(out + next + lanes);
-        a12 += Load<V>(out + next + 2 * lanes);
-        a20 += Load<V>(out + 2 * next);
-        a21 += Load<V>(out + 2 * next + lanes);
-        a22 += Load<V>(out + 2 * next + 2 * lanes);
-      }
-      Store(out, a00);
-      Store(out + lanes, a01);
-      Store(out + 2 * lanes, a02);
-      Store(out + next, a10);
-      Store(out + next + lanes, a11);
-      Store(out + next + 2 * lanes, a12);
-      Store(out + 2 * next, a20);
-      Store(out + 2 * next + lanes, a21);
-      Store(out + 2 * next + 2 * lanes, a22);
+  V a[kN][kR];
+#pragma GCC unroll 4
+  for (int i = 0; i < kN; ++i) {
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; ++r) a[i][r] = Load<V>(out[i] + r * lanes);
+  }
+  for (int v = 0; v < vectors; ++v) {
+    V x[kN];
+#pragma GCC unroll 4
+    for (int i = 0; i < kN; ++i) x[i] = Load<V>(q[i] + v * lanes);
+    const T* f = features + v * vector_size;
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; ++r) {
+      const V y = Load<V>(f + r * lanes);
+#pragma GCC unroll 4
+      for (int i = 0; i < kN; ++i) a[i][r] += x[i] * y;
     }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kN; ++i) {
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; ++r) Store(out[i] + r * lanes, a[i][r]);
   }
 }
 
-// The block's centre table (for channel k and neighbour c, S[k, j_c] in every
-// lane of the vector at (9 k + c) * lanes; the cell's own centre stands in for
-// neighbours outside the grid) and validity flags.
-template <typename T>
-SSN_ALWAYS_INLINE void CentreTable(const T* centres, const int* neighbours, int channels,
-                                   int num_spixels, T* table, bool* valid) {
+// The same for the weights: the lanes of q_i(p) over the chunk added to
+// out[i].
+template <typename T, int kN>
+SSN_ALWAYS_INLINE void AccumulateWeights(int vectors, const T* const* q, T* const* out) {
   typedef typename Simd<T>::V V;
   const int lanes = Simd<T>::kLanes;
-  const V zero = {};
-  for (int c = 0; c < kNumNeighbours; ++c) valid[c] = neighbours[c] >= 0;
-  for (int k = 0; k < channels; ++k) {
-    for (int c = 0; c < kNumNeighbours; ++c) {
-      const int j = valid[c] ? neighbours[c] : neighbours[4];
-      Store(table + (kNumNeighbours * k + c) * lanes, zero + centres[k * num_spixels + j]);
-    }
+  V a[kN];
+#pragma GCC unroll 4
+  for (int i = 0; i < kN; ++i) a[i] = Load<V>(out[i]);
+  for (int v = 0; v < vectors; ++v) {
+#pragma GCC unroll 4
+    for (int i = 0; i < kN; ++i) a[i] += Load<V>(q[i] + v * lanes);
   }
+#pragma GCC unroll 4
+  for (int i = 0; i < kN; ++i) Store(out[i], a[i]);
 }
 
+// SpixelFeature2's sums over a chunk for kN neighbours: every feature row in
+// tiles of up to 4, then the weights.
+template <typename T, int kN>
+SSN_ALWAYS_INLINE void AccumulateNeighbours(const T* features, int channels, int vectors,
+                                            const T* const* q, T* const* sums) {
+  const int lanes = Simd<T>::kLanes, vector_size = channels * lanes;
+  T* out[kN];
+  int k = 0;
+  for (; k + 4 <= channels; k += 4) {
+    for (int i = 0; i < kN; ++i) out[i] = sums[i] + k * lanes;
+    AccumulateTile<T, kN, 4>(features + k * lanes, vector_size, vectors, q, out);
+  }
+  for (int i = 0; i < kN; ++i) out[i] = sums[i] + k * lanes;
+  const T* rest = features + k * lanes;
+  switch (channels - k) {
+    case 3: AccumulateTile<T, kN, 3>(rest, vector_size, vectors, q, out); break;
+    case 2: AccumulateTile<T, kN, 2>(rest, vector_size, vectors, q, out); break;
+    case 1: AccumulateTile<T, kN, 1>(rest, vector_size, vectors, q, out); break;
+  }
+  for (int i = 0; i < kN; ++i) out[i] = sums[i] + channels * lanes;
+  AccumulateWeights<T, kN>(vectors, q, out);
+}
+
+// The neighbours' centres (a neighbour outside the grid reads the cell's own:
+// its distance is replaced) and validity.
 template <typename T>
-SSN_ALWAYS_INLINE void SlicUpdateBlock(const T* packed, int count, const T* centres,
-                                       const int* neighbours, int channels, int num_spixels,
-                                       T scale, T invalid, T* scratch, T* sums) {
-  const int lanes = Simd<T>::kLanes;
-  const int stride = slic_padded(count), block_rows = slic_block_rows(channels);
-  const int sum_rows = (block_rows + lanes - 1) / lanes * lanes;
-  Scratch<T> buffers(scratch, channels);
-  bool valid[kNumNeighbours];
-  CentreTable(centres, neighbours, channels, num_spixels, buffers.table, valid);
-  // The first chunk stores the sums of every tile it computes, which covers
-  // every valid neighbour; rows from block_rows to sum_rows stay zero.
+SSN_ALWAYS_INLINE void NeighbourCentres(const T* table, const int* neighbours, int channels,
+                                        const T** centres, bool* valid) {
   for (int c = 0; c < kNumNeighbours; ++c) {
-    FillVectors(buffers.sums + (c * sum_rows + block_rows) * lanes,
-                (sum_rows - block_rows) * lanes, T(0));
+    valid[c] = neighbours[c] >= 0;
+    const int j = valid[c] ? neighbours[c] : neighbours[4];
+    centres[c] = table + static_cast<size_t>(j) * channels * Simd<T>::kLanes;
   }
-  for (int v0 = 0; v0 < count; v0 += kSlicChunk) {
-    const int chunk = std::min(kSlicChunk, count - v0);
-    const int padded = std::min(kSlicChunk, stride - v0);
-    Associate<T, false>(packed + v0, stride, buffers.table, valid, channels, padded, scale,
-                        invalid, buffers.assoc, buffers.best);
-    for (int c = 0; c < kNumNeighbours; ++c) {
-      std::fill(buffers.assoc + c * kSlicChunk + chunk, buffers.assoc + c * kSlicChunk + padded,
-                T(0));
-    }
-    AccumulateChunk(packed + v0, stride, buffers.assoc, valid, block_rows, sum_rows, padded,
-                    v0 == 0, buffers.sums);
-  }
+}
+
+template <typename T>
+SSN_ALWAYS_INLINE void SlicUpdateBlock(const T* packed, int count, const T* table,
+                                       const int* neighbours, int channels, T scale,
+                                       T invalid, T* scratch, T* sums) {
+  const int lanes = Simd<T>::kLanes, vector_size = channels * lanes;
+  const int vectors = slic_vectors<T>(count), sum_rows = slic_sum_rows<T>(channels);
+  const T* centres[kNumNeighbours];
+  bool valid[kNumNeighbours];
+  NeighbourCentres(table, neighbours, channels, centres, valid);
+  // The valid neighbours' associations and accumulators, in tiles of 3.
+  const T* q[kNumNeighbours];
+  T* out[kNumNeighbours];
+  int num_valid = 0;
   for (int c = 0; c < kNumNeighbours; ++c) {
     if (!valid[c]) continue;
-    T* out = sums + static_cast<size_t>(neighbours[c]) * (channels + 1);
-    for (int k0 = 0; k0 <= channels; k0 += lanes) {
-      typename Simd<T>::V rows[Simd<T>::kLanes];
-      for (int i = 0; i < lanes; ++i) {
-        rows[i] = Load<typename Simd<T>::V>(buffers.sums + (c * sum_rows + k0 + i) * lanes);
+    q[num_valid] = scratch + c * kSlicChunkVectors * lanes;
+    out[num_valid++] = sums + static_cast<size_t>(neighbours[c]) * sum_rows * lanes;
+  }
+  const int padding = vectors * lanes - count;
+  for (int v0 = 0; v0 < vectors; v0 += kSlicChunkVectors) {
+    const int chunk = std::min(kSlicChunkVectors, vectors - v0);
+    const T* features = packed + static_cast<size_t>(v0) * vector_size;
+    Associate<T, false>(features, channels, chunk, centres, valid, scale, invalid, scratch,
+                        scratch + kNumNeighbours * kSlicChunkVectors * lanes);
+    if (v0 + chunk == vectors && padding > 0) {  // padding lanes take no part in the sums
+      for (int c = 0; c < kNumNeighbours; ++c) {
+        T* last = scratch + (c * kSlicChunkVectors + chunk) * lanes;
+        std::fill(last - padding, last, T(0));
       }
-      const typename Simd<T>::V total = LaneSums(rows);
-      for (int i = 0; i < lanes && k0 + i <= channels; ++i) out[k0 + i] += total[i];
+    }
+    int i = 0;
+    for (; i + 3 <= num_valid; i += 3) {
+      AccumulateNeighbours<T, 3>(features, channels, chunk, q + i, out + i);
+    }
+    if (num_valid - i == 2) AccumulateNeighbours<T, 2>(features, channels, chunk, q + i, out + i);
+    if (num_valid - i == 1) AccumulateNeighbours<T, 1>(features, channels, chunk, q + i, out + i);
+  }
+}
+
+template <typename T>
+SSN_ALWAYS_INLINE void FillTable(const T* centres, int channels, int num_spixels, int begin,
+                                 int end, T* table) {
+  const int lanes = Simd<T>::kLanes;
+  for (int j = begin; j < end; ++j) {
+    T* row = table + static_cast<size_t>(j) * channels * lanes;
+    for (int k = 0; k < channels; ++k) {
+      Store(row + k * lanes, Splat(centres[static_cast<size_t>(k) * num_spixels + j]));
+    }
+  }
+}
+
+template <typename T>
+SSN_ALWAYS_INLINE void ReduceSums(T* partial, size_t partial_stride, int num_partial,
+                                  int channels, int num_spixels, int begin, int end,
+                                  T* centres, T* table) {
+  typedef typename Simd<T>::V V;
+  const int lanes = Simd<T>::kLanes, sum_rows = slic_sum_rows<T>(channels);
+  const V zero = {};
+  T totals[Simd<T>::kLanes];  // one group of rows
+  for (int j = begin; j < end; ++j) {
+    T* row = table + static_cast<size_t>(j) * channels * lanes;
+    T inverse = 0;
+    // The weight's group first: it scales every feature row.
+    for (int g = sum_rows - lanes; g >= 0; g -= lanes) {
+      V total = zero;
+      for (int t = 0; t < num_partial; ++t) {
+        T* sums = partial + t * partial_stride + (static_cast<size_t>(j) * sum_rows + g) * lanes;
+        V rows[Simd<T>::kLanes];
+        for (int i = 0; i < lanes; ++i) {
+          rows[i] = Load<V>(sums + i * lanes);
+          Store(sums + i * lanes, zero);
+        }
+        total += LaneSums(rows);
+      }
+      Store(totals, total);
+      if (g + lanes > channels) {
+        const T weight = totals[channels - g];
+        inverse = spixel_is_alive(weight) ? 1 / weight : 0;
+      }
+      for (int i = 0; i < lanes && g + i < channels; ++i) {
+        const T value = totals[i] * inverse;
+        centres[static_cast<size_t>(g + i) * num_spixels + j] = value;
+        Store(row + (g + i) * lanes, Splat(value));
+      }
     }
   }
 }
 
 template <typename T>
 SSN_ALWAYS_INLINE void SlicAssignBlock(const T* packed, int rows, int length, int width,
-                                       const T* centres, const int* neighbours,
-                                       const T* channel_labels, int channels, int num_spixels,
-                                       T scale, T invalid, T* scratch, T* labels, T* assoc,
+                                       const T* table, const int* neighbours,
+                                       const T* channel_labels, int channels, T scale,
+                                       T invalid, T* scratch, T* labels, T* assoc,
                                        int spatial) {
-  const int count = rows * length, stride = slic_padded(count);
-  Scratch<T> buffers(scratch, channels);
+  const int lanes = Simd<T>::kLanes, vector_size = channels * lanes;
+  const int count = rows * length, vectors = slic_vectors<T>(count);
+  const T* centres[kNumNeighbours];
   bool valid[kNumNeighbours];
-  CentreTable(centres, neighbours, channels, num_spixels, buffers.table, valid);
-  for (int v0 = 0; v0 < count; v0 += kSlicChunk) {
-    const int chunk = std::min(kSlicChunk, count - v0);
-    Associate<T, true>(packed + v0, stride, buffers.table, valid, channels,
-                       std::min(kSlicChunk, stride - v0), scale, invalid, buffers.assoc,
-                       buffers.best);
+  NeighbourCentres(table, neighbours, channels, centres, valid);
+  T* best = scratch + kNumNeighbours * kSlicChunkVectors * lanes;
+  for (int v0 = 0; v0 < vectors; v0 += kSlicChunkVectors) {
+    const int chunk = std::min(kSlicChunkVectors, vectors - v0);
+    Associate<T, true>(packed + static_cast<size_t>(v0) * vector_size, channels, chunk, centres,
+                       valid, scale, invalid, scratch, best);
     // Back to the image, one piece of a row at a time.
-    for (int i = 0; i < chunk;) {
-      const int r = (v0 + i) / length, x = (v0 + i) % length;
-      const int piece = std::min(length - x, chunk - i), at = r * width + x;
+    const int first = v0 * lanes, pixels = std::min(chunk * lanes, count - first);
+    for (int i = 0; i < pixels;) {
+      const int r = (first + i) / length, x = (first + i) % length;
+      const int piece = std::min(length - x, pixels - i), at = r * width + x;
       for (int p = 0; p < piece; ++p) {
-        labels[at + p] = channel_labels[static_cast<int>(buffers.best[i + p])];
+        labels[at + p] = channel_labels[static_cast<int>(best[i + p])];
       }
       if (assoc != NULL) {
         for (int c = 0; c < kNumNeighbours; ++c) {
-          CopyShort(buffers.assoc + c * kSlicChunk + i, piece,
-                    assoc + static_cast<size_t>(c) * spatial + at);
+          const T* q = scratch + c * kSlicChunkVectors * lanes + i;
+          T* to = assoc + static_cast<size_t>(c) * spatial + at;
+          for (int p = 0; p < piece; ++p) to[p] = q[p];
         }
       }
       i += piece;
@@ -368,22 +413,29 @@ SSN_ALWAYS_INLINE void SlicAssignBlock(const T* packed, int rows, int length, in
 
 #define SSN_DEFINE_SLIC_KERNELS(T)                                                         \
   SSN_VECTOR_CLONES void slic_pack_group(const T* pixels, int plane, int width, int rows,  \
-      int channels, const int* bounds, int num_blocks, T* packed) {                        \
-    PackGroup(pixels, plane, width, rows, channels, bounds, num_blocks, packed);           \
+      int channels, const int* bounds, int num_blocks, T* staging, T* packed) {            \
+    PackGroup(pixels, plane, width, rows, channels, bounds, num_blocks, staging, packed);  \
   }                                                                                        \
-  SSN_VECTOR_CLONES void slic_update_block(const T* packed, int count, const T* centres,   \
-      const int* neighbours, int channels, int num_spixels, T scale, T invalid,            \
-      T* scratch, T* sums) {                                                               \
-    SlicUpdateBlock(packed, count, centres, neighbours, channels, num_spixels, scale,      \
-                    invalid, scratch, sums);                                               \
+  void slic_fill_table(const T* centres, int channels, int num_spixels, int begin,         \
+      int end, T* table) {                                                                 \
+    FillTable(centres, channels, num_spixels, begin, end, table);                          \
+  }                                                                                        \
+  SSN_VECTOR_CLONES void slic_update_block(const T* packed, int count, const T* table,     \
+      const int* neighbours, int channels, T scale, T invalid, T* scratch, T* sums) {      \
+    SlicUpdateBlock(packed, count, table, neighbours, channels, scale, invalid, scratch,   \
+                    sums);                                                                 \
+  }                                                                                        \
+  SSN_VECTOR_CLONES void slic_reduce_sums(T* partial, size_t partial_stride,               \
+      int num_partial, int channels, int num_spixels, int begin, int end, T* centres,      \
+      T* table) {                                                                          \
+    ReduceSums(partial, partial_stride, num_partial, channels, num_spixels, begin, end,    \
+               centres, table);                                                            \
   }                                                                                        \
   SSN_VECTOR_CLONES void slic_assign_block(const T* packed, int rows, int length,          \
-      int width, const T* centres, const int* neighbours, const T* channel_labels,         \
-      int channels, int num_spixels, T scale, T invalid, T* scratch, T* labels, T* assoc,  \
-      int spatial) {                                                                       \
-    SlicAssignBlock(packed, rows, length, width, centres, neighbours, channel_labels,      \
-                    channels, num_spixels, scale, invalid, scratch, labels, assoc,         \
-                    spatial);                                                              \
+      int width, const T* table, const int* neighbours, const T* channel_labels,           \
+      int channels, T scale, T invalid, T* scratch, T* labels, T* assoc, int spatial) {    \
+    SlicAssignBlock(packed, rows, length, width, table, neighbours, channel_labels,        \
+                    channels, scale, invalid, scratch, labels, assoc, spatial);            \
   }
 
 SSN_DEFINE_SLIC_KERNELS(float)

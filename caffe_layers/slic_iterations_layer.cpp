@@ -18,20 +18,17 @@ namespace {
 // H / K_h rows high): a few rows amortise the per-block set-up and sums, and
 // groups stay small enough to share out among threads.
 const int kGroupRows = 8;
-// A thread copies a group's rows (channel by channel: C contiguous ranges that
-// the hardware prefetches well) into a buffer of at most this many bytes,
+// A thread packs a group (channel by channel: `rows` streams of each plane
+// that the hardware prefetches) into a buffer of at most this many bytes,
 // which stays in L2 while the group's blocks read it, cell by cell.
 const size_t kGroupBytes = 256 << 10;
-// Packed features of the whole batch up to this size, which stays in the
-// last-level cache between steps, are packed once, in the first step, and read
-// by every later step and the assignment (pixel mode at 481x321: 3.7 MB, a
-// step about 6% faster). Larger ones would come back from memory in 20-odd
-// streams a block, slower than packing each group again from the features'
-// few long ones (20 channels at 481x321: 13 MB, 10-20% slower measured), so
-// there each thread packs one group at a time, again in every step.
-// SSN_SLIC_PACK_ONCE=0 in the environment (read on every call) always packs
-// per step.
-const size_t kPackOnceBytes = size_t(8) << 20;
+// Packed features of the whole batch up to this size are packed once, in the
+// first step, and read by every later step and the assignment, as one stream
+// per thread (20 channels at 481x321: 13 MB; a step 2.1 -> 1.45 ms on 2
+// threads). Larger ones would double the features' memory, so there each
+// thread packs one group at a time, again in every step. SSN_SLIC_PACK_ONCE=0
+// in the environment (read on every call) always packs per step.
+const size_t kPackOnceBytes = size_t(64) << 20;
 
 bool PackOnce(size_t bytes) {
   const char* setting = std::getenv("SSN_SLIC_PACK_ONCE");
@@ -100,6 +97,7 @@ size_t SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom
   bounds_.clear();
   group_offsets_.assign(1, 0);
   size_t largest = 0;
+  group_rows_ = 1;
   for (int n = 0; n < num; ++n) {
     for (int y = 0; y < height;) {
       const Dtype* row = cells + (static_cast<size_t>(n) * height + y) * width;
@@ -109,13 +107,14 @@ size_t SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom
         ++rows;
       }
       groups_.push_back(blocks_.size());
+      group_rows_ = std::max(group_rows_, rows);
       int offset = 0;
       ssn::for_each_cell_run(row, width, num_spixels, where, n, y,
           [&](int begin, int end, int cell) {
         const CellBlock block = {n, y, rows, begin, end, cell, offset};
         blocks_.push_back(block);
         bounds_.push_back(begin);
-        offset += ssn::slic_block_size(channels, rows * (end - begin));
+        offset += ssn::slic_block_size<Dtype>(channels, rows * (end - begin));
       });
       bounds_.push_back(width);
       largest = std::max<size_t>(largest, offset);
@@ -127,13 +126,13 @@ size_t SlicIterationsLayer<Dtype>::FindBlocks(const vector<Blob<Dtype>*>& bottom
   return largest;
 }
 
-// Step t reads S^(t-1) and writes S^t into the other half of centres_; the
-// sums of a step are scatters that blocks share, so each thread adds into its
-// own zeroed buffer (per superpixel: C sums and the weight) and the buffers are
-// added up (in thread order) into S^t. All steps run in one parallel region,
-// with barriers between the phases; each group of rows is first copied out of
-// the features and packed block by block (see kGroupBytes), once for all
-// steps when the whole batch fits kPackOnceBytes.
+// Each step reads the centre table of S^(t-1) and adds into per-thread
+// accumulators (per superpixel: C sums and the weight, lane by lane; the sums
+// of a step are scatters that blocks share), which are then added up, lanes
+// and threads, into S^t and its table. All steps run in one parallel region,
+// with barriers between the phases; each group of rows is copied out of the
+// features and packed block by block (see kGroupBytes), once for all steps
+// when the whole batch fits kPackOnceBytes.
 template <typename Dtype>
 void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
                                              const vector<Blob<Dtype>*>& top) {
@@ -146,10 +145,17 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int num_groups = static_cast<int>(groups_.size()) - 1;
   const int threads = num * height >= ssn::kMinParallelRows
       ? std::max(1, std::min(ssn::max_threads(), num_groups)) : 1;
-  const int centre_count = num * channels * num_spixels;
-  const int sums_size = num * num_spixels * (channels + 1);
-  const int scratch_size = ssn::slic_scratch_size<Dtype>(channels);
-  partial_.resize(static_cast<size_t>(threads) * sums_size);
+  const int lanes = ssn::slic_lanes<Dtype>();
+  const int num_cells = num * num_spixels;
+  const size_t image_sums = static_cast<size_t>(num_spixels) * ssn::slic_sum_rows<Dtype>(channels)
+      * lanes;
+  const size_t image_table = static_cast<size_t>(num_spixels) * channels * lanes;
+  const size_t sums_size = num * image_sums;
+  const size_t block_scratch = ssn::slic_scratch_size<Dtype>();
+  const size_t scratch_size = block_scratch + ssn::slic_staging_size<Dtype>(group_rows_, width);
+  // Zeros: every reduction zeroes the accumulators it has read.
+  partial_.assign(static_cast<size_t>(threads) * sums_size, Dtype(0));
+  table_.resize(num * image_table);
   scratch_.resize(static_cast<size_t>(threads) * scratch_size);
   const bool pack_once = PackOnce(group_offsets_.back() * sizeof(Dtype));
   packed_.resize(pack_once ? group_offsets_.back() : threads * group_size);
@@ -157,11 +163,11 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   // allocates it.
   const Dtype* pixels_all = bottom[0]->cpu_data();
   const Dtype* initial = bottom[1]->cpu_data();
-  Dtype* centres[2] = {centres_.mutable_cpu_data(),
-                       centres_.mutable_cpu_data() + centre_count};
+  Dtype* centres = centres_.mutable_cpu_data();
   Dtype* labels_all = top[0]->mutable_cpu_data();
   Dtype* assoc_all = top.size() > 2 ? top[2]->mutable_cpu_data() : NULL;
   Dtype* partial_all = partial_.data();
+  Dtype* table = table_.data();
   Dtype* scratch_all = scratch_.data();
   Dtype* packed_all = packed_.data();
   const CellBlock* blocks = blocks_.data();
@@ -184,15 +190,18 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
             pixels_all + static_cast<size_t>(block.n) * channels * spatial +
                 static_cast<size_t>(block.y) * width,
             spatial, width, block.rows, channels, bounds + groups[group] + group,
-            groups[group + 1] - groups[group], packed);
+            groups[group + 1] - groups[group], scratch + block_scratch, packed);
       }
       return packed;
     };
+#pragma omp for schedule(static)
+    for (int cell = 0; cell < num_cells; ++cell) {
+      const int n = cell / num_spixels, j = cell % num_spixels;
+      ssn::slic_fill_table(initial + static_cast<size_t>(n) * channels * num_spixels, channels,
+                           num_spixels, j, j + 1, table + n * image_table);
+    }  // implicit barrier: the table of S^0 is complete
     int neighbours[ssn::kNumNeighbours];
     for (int step = 1; step < num_steps; ++step) {
-      const Dtype* current = step == 1 ? initial : centres[step % 2];
-      Dtype* next = centres[(step + 1) % 2];
-      std::fill(partial, partial + sums_size, Dtype(0));
 #pragma omp for schedule(static)
       for (int group = 0; group < num_groups; ++group) {
         const Dtype* packed = packed_group(group, step == 1);
@@ -201,28 +210,20 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
           for (int c = 0; c < ssn::kNumNeighbours; ++c) {
             neighbours[c] = ssn::neighbour_index(block.cell, c, grid_h, grid_w);
           }
-          const size_t image = static_cast<size_t>(block.n) * num_spixels;
-          ssn::slic_update_block(
-              packed + block.offset, block.rows * (block.end - block.begin),
-              current + image * channels, neighbours, channels, num_spixels, scale, invalid,
-              scratch, partial + image * (channels + 1));
+          ssn::slic_update_block(packed + block.offset, block.rows * (block.end - block.begin),
+                                 table + block.n * image_table, neighbours, channels, scale,
+                                 invalid, scratch, partial + block.n * image_sums);
         }
       }  // implicit barrier: every thread's sums are complete
 #pragma omp for schedule(static)
-      for (int i = 0; i < centre_count; ++i) {
-        const int n = i / (channels * num_spixels), k = i / num_spixels % channels;
-        const size_t at = (static_cast<size_t>(n) * num_spixels + i % num_spixels) *
-                          (channels + 1);
-        Dtype sum = 0, weight = 0;
-        for (int t = 0; t < team; ++t) {
-          const Dtype* sums = partial_all + static_cast<size_t>(t) * sums_size + at;
-          sum += sums[k];
-          weight += sums[channels];
-        }
-        next[i] = sum * (ssn::spixel_is_alive(weight) ? 1 / weight : 0);
-      }  // implicit barrier: S^t is complete before the next step reads it
+      for (int cell = 0; cell < num_cells; ++cell) {
+        const int n = cell / num_spixels, j = cell % num_spixels;
+        ssn::slic_reduce_sums(partial_all + n * image_sums, sums_size, team, channels,
+                              num_spixels, j, j + 1,
+                              centres + static_cast<size_t>(n) * channels * num_spixels,
+                              table + n * image_table);
+      }  // implicit barrier: S^t and its table are complete before the next step
     }
-    const Dtype* last = num_steps == 1 ? initial : centres[num_steps % 2];
     Dtype channel_labels[ssn::kNumNeighbours];
 #pragma omp for schedule(static)
     for (int group = 0; group < num_groups; ++group) {
@@ -233,12 +234,11 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
           neighbours[c] = ssn::neighbour_index(block.cell, c, grid_h, grid_w);
           channel_labels[c] = ssn::neighbour_index_clamped(block.cell, c, grid_h, grid_w);
         }
-        const size_t image = static_cast<size_t>(block.n) * channels;
         const size_t first = static_cast<size_t>(block.y) * width + block.begin;
         ssn::slic_assign_block(
             packed + block.offset, block.rows, block.end - block.begin, width,
-            last + image * num_spixels, neighbours, channel_labels, channels, num_spixels,
-            scale, invalid, scratch, labels_all + static_cast<size_t>(block.n) * spatial + first,
+            table + block.n * image_table, neighbours, channel_labels, channels, scale,
+            invalid, scratch, labels_all + static_cast<size_t>(block.n) * spatial + first,
             assoc_all == NULL ? NULL
                 : assoc_all + static_cast<size_t>(block.n) * ssn::kNumNeighbours * spatial
                     + first,
@@ -247,7 +247,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     }
   }
   if (top.size() > 1) {
-    caffe_copy(centre_count, num_steps == 1 ? initial : centres[num_steps % 2],
+    caffe_copy(num * channels * num_spixels, num_steps == 1 ? initial : centres,
                top[1]->mutable_cpu_data());
   }
 }

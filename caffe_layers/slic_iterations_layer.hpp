@@ -71,18 +71,23 @@ class SlicIterationsLayer : public Layer<Dtype> {
   // group, then the block count, and bounds_ from groups_[g] + g the column
   // bounds of group g's blocks, and group_offsets_ where each group starts
   // when the whole batch is packed at once (its last entry the total).
-  // Returns the size of the largest packed group.
+  // Returns the size of the largest packed group; sets group_rows_.
   size_t FindBlocks(const vector<Blob<Dtype>*>& bottom);
   void RefuseBackward(const vector<bool>& propagate_down) const;
 
   int grid_h_, grid_w_, num_steps_;
+  int group_rows_;  // CPU: the most rows of any group
   Dtype scale_, invalid_distance_;
-  Blob<Dtype> centres_;  // 2 x N x C x K: S^t and S^(t+1), reused every step
+  // 2 x N x C x K: S^t and S^(t+1), reused every step (the CPU needs only S^t)
+  Blob<Dtype> centres_;
   std::vector<CellBlock> blocks_;  // CPU: the cell map's blocks
   std::vector<int> groups_;        // CPU: block ranges the threads share out
   std::vector<int> bounds_;        // CPU: column bounds of each group's blocks
   std::vector<size_t> group_offsets_;  // CPU: each group's place in packed_
-  std::vector<Dtype> partial_;     // CPU: per-thread sums, N x K x (C sums, weight)
+  // CPU: per-thread sums, N x K x slic_sum_rows(C) vectors (C sums, the
+  // weight, zeros)
+  std::vector<Dtype> partial_;
+  std::vector<Dtype> table_;       // CPU: the centre table, N x K x C vectors
   std::vector<Dtype> scratch_;     // CPU: per-thread kernel scratch
   // CPU: the packed features of every group, packed in the first step and
   // read by the others, or (above kPackOnceBytes) of one group per thread,

@@ -55,10 +55,11 @@ inline double exp_nonpositive(double x) { return std::exp(x); }
 SSN_ALWAYS_INLINE Float8 exp_nonpositive(const Float8& x) {
   using namespace exp_detail;  // NOLINT(build/namespaces)
   const Float8 zero = {}, floor = zero + kFloor;
-  const Float8 clamped = x < floor ? floor : x;
-  const Float8 rounded = clamped * kLog2e + kRound;
+  // No clamp: lanes below the floor compute garbage (even NaN) that the
+  // final select replaces by 0; the others compute what the scalar does.
+  const Float8 rounded = x * kLog2e + kRound;
   const Float8 n = rounded - kRound;
-  const Float8 r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  const Float8 r = (x - n * kLn2Hi) - n * kLn2Lo;
   Float8 p = zero + kP0;
   p = p * r + kP1;
   p = p * r + kP2;
