@@ -105,18 +105,27 @@ def random_inputs(rng, num, channels, height, width, grid_h, grid_w, spread=2.0)
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)
 def test_fused_equals_decomposed_for_every_step_count(geometry):
+    """Both chains round differently (sums in other orders) and the steps amplify
+    that: after 10 steps each is up to about 3e-5 from the float64 associations, in
+    its own direction (the float64 test below bounds the fused one's error)."""
     num, channels, height, width, grid_h, grid_w = geometry
     rng = np.random.default_rng(31)
     feat, s0, cells = random_inputs(rng, num, channels, height, width, grid_h, grid_w)
     for num_steps in range(1, 11):
         net = fused_and_decomposed(feat.shape, grid_h, grid_w, num_steps)
         decomposed, fused = run(net, num_steps, feat, s0, cells)
-        assert_matches(fused, decomposed)
+        assert_matches(fused, decomposed, assoc_atol=5e-5)
         if grid_h * grid_w > 1:
             assert len(np.unique(fused[0])) > 1
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES[:6], ids=GEOMETRY_IDS[:6])
+# The small geometries, and one of more than 64 rows (the threaded path; the
+# reference is slow at the largest).
+FLOAT64_GEOMETRIES = GEOMETRIES[:6] + [(1, 4, 66, 50, 5, 4)]
+
+
+@pytest.mark.parametrize("geometry", FLOAT64_GEOMETRIES,
+                         ids=GEOMETRY_IDS[:6] + ["1x4x66x50_5x4"])
 def test_fused_equals_the_float64_reference(geometry):
     num, channels, height, width, grid_h, grid_w = geometry
     rng = np.random.default_rng(32)
@@ -257,7 +266,7 @@ def test_memory_does_not_grow_with_the_step_count():
 @pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[6]],
                          ids=[GEOMETRY_IDS[1], GEOMETRY_IDS[6]])
 def test_packing_once_equals_packing_every_step(geometry, monkeypatch):
-    """Features packed once for all steps (the default up to 8 MB) or again in
+    """Features packed once for all steps (the default up to 64 MB) or again in
     every step (SSN_SLIC_PACK_ONCE=0, as for larger inputs) give the same bits."""
     num, channels, height, width, grid_h, grid_w = geometry
     rng = np.random.default_rng(36)
