@@ -1,8 +1,9 @@
 // exp(x) for x <= 0: one value, or eight floats (four doubles) at once with
 // GCC's vector extensions. The scalar float version is what the vectorised
-// Softmax (vector_softmax.cpp) applies per position; the vector version runs
-// the same operations in the same order on each lane, so the fused SLIC
-// iterations (slic_iterations_kernels.cpp) get the same association values.
+// Softmax (vector_softmax.cpp) applies per position; the vector version gives
+// the same bits on each lane (the same operations, less a clamp whose lanes it
+// sets to 0 anyway), so the fused SLIC iterations (slic_iterations_kernels.cpp)
+// get the same exponentials.
 // Header-only: each user's SSN_VECTOR_CLONES compile it for their ISA.
 #ifndef CAFFE_UTIL_VECTOR_EXP_HPP_
 #define CAFFE_UTIL_VECTOR_EXP_HPP_
