@@ -131,7 +131,8 @@ SSN_ALWAYS_INLINE void PackGroup(const T* pixels, int plane, int width, int rows
 // the centres (channel k of neighbour c at centres[c] + k lanes), then the
 // softmax over them, written to assoc (vector v of neighbour c at
 // (c kSlicChunkVectors + v) lanes); with kArgmax, the argmax channel to best
-// (vector v at v lanes). Passoc and Softmax compute these in the same order.
+// (vector v at v lanes). The distances add up in Passoc's order; the softmax
+// takes its maximum and sum by pairs.
 template <typename T, bool kArgmax>
 SSN_ALWAYS_INLINE void Associate(const T* features, int channels, int vectors,
                                  const T* const* centres, const bool* valid, T scale,
@@ -139,15 +140,6 @@ SSN_ALWAYS_INLINE void Associate(const T* features, int channels, int vectors,
   typedef typename Simd<T>::V V;
   const int lanes = Simd<T>::kLanes, vector_size = channels * lanes;
   const V zero = {};
-  const T* c0 = centres[0];
-  const T* c1 = centres[1];
-  const T* c2 = centres[2];
-  const T* c3 = centres[3];
-  const T* c4 = centres[4];
-  const T* c5 = centres[5];
-  const T* c6 = centres[6];
-  const T* c7 = centres[7];
-  const T* c8 = centres[8];
   for (int v = 0; v < vectors; ++v) {
     const T* f = features + v * vector_size;
     for (int k = 0; k < vector_size; k += kCacheLine / sizeof(T)) {
@@ -159,16 +151,11 @@ SSN_ALWAYS_INLINE void Associate(const T* features, int channels, int vectors,
     // Passoc: sum_k (F - S)^2, channels in order.
     for (int k = 0; k < vector_size; k += lanes) {
       const V x = Load<V>(f + k);
-      V t;
-      t = x - Load<V>(c0 + k); d[0] += t * t;
-      t = x - Load<V>(c1 + k); d[1] += t * t;
-      t = x - Load<V>(c2 + k); d[2] += t * t;
-      t = x - Load<V>(c3 + k); d[3] += t * t;
-      t = x - Load<V>(c4 + k); d[4] += t * t;
-      t = x - Load<V>(c5 + k); d[5] += t * t;
-      t = x - Load<V>(c6 + k); d[6] += t * t;
-      t = x - Load<V>(c7 + k); d[7] += t * t;
-      t = x - Load<V>(c8 + k); d[8] += t * t;
+#pragma GCC unroll 9
+      for (int c = 0; c < kNumNeighbours; ++c) {
+        const V t = x - Load<V>(centres[c] + k);
+        d[c] += t * t;
+      }
     }
 #pragma GCC unroll 9
     for (int c = 0; c < kNumNeighbours; ++c) d[c] = valid[c] ? d[c] * scale : zero + invalid;
