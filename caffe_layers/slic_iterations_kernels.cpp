@@ -312,52 +312,46 @@ SSN_ALWAYS_INLINE void SlicUpdateBlock(const T* packed, int count, const T* tabl
 }
 
 template <typename T>
-SSN_ALWAYS_INLINE void FillTable(const T* centres, int channels, int num_spixels, int begin,
-                                 int end, T* table) {
+SSN_ALWAYS_INLINE void FillTable(const T* centres, int channels, int num_spixels, int spixel,
+                                 T* table) {
   const int lanes = Simd<T>::kLanes;
-  for (int j = begin; j < end; ++j) {
-    T* row = table + static_cast<size_t>(j) * channels * lanes;
-    for (int k = 0; k < channels; ++k) {
-      Store(row + k * lanes, Splat(centres[static_cast<size_t>(k) * num_spixels + j]));
-    }
+  T* row = table + static_cast<size_t>(spixel) * channels * lanes;
+  for (int k = 0; k < channels; ++k) {
+    Store(row + k * lanes, Splat(centres[static_cast<size_t>(k) * num_spixels + spixel]));
   }
 }
 
 template <typename T>
 SSN_ALWAYS_INLINE void ReduceSums(T* partial, size_t partial_stride, int num_partial,
-                                  int channels, int num_spixels, int begin, int end,
-                                  T* centres, T* table) {
+                                  int channels, int num_spixels, int spixel, T* centres,
+                                  T* table) {
   typedef typename Simd<T>::V V;
   const int lanes = Simd<T>::kLanes, sum_rows = slic_sum_rows<T>(channels);
   const V zero = {};
   T totals[Simd<T>::kLanes];  // one group of rows
-  for (int j = begin; j < end; ++j) {
-    T* row = table + static_cast<size_t>(j) * channels * lanes;
-    T inverse = 0;
-    // The weight's group first: it scales every feature row.
-    for (int g = sum_rows - lanes; g >= 0; g -= lanes) {
-      V total = zero;
-      for (int t = 0; t < num_partial; ++t) {
-        T* sums = partial + t * partial_stride + (static_cast<size_t>(j) * sum_rows + g) * lanes;
-        V rows[Simd<T>::kLanes];
-        for (int i = 0; i < lanes; ++i) {
-          rows[i] = Load<V>(sums + i * lanes);
-          Store(sums + i * lanes, zero);
-        }
-        total += LaneSums(rows);
+  T inverse = 0;
+  // The weight's group first: it scales every feature row.
+  for (int g = sum_rows - lanes; g >= 0; g -= lanes) {
+    V total = zero;
+    for (int t = 0; t < num_partial; ++t) {
+      T* sums = partial + t * partial_stride + (static_cast<size_t>(spixel) * sum_rows + g) * lanes;
+      V rows[Simd<T>::kLanes];
+      for (int i = 0; i < lanes; ++i) {
+        rows[i] = Load<V>(sums + i * lanes);
+        Store(sums + i * lanes, zero);
       }
-      Store(totals, total);
-      if (g + lanes > channels) {
-        const T weight = totals[channels - g];
-        inverse = spixel_is_alive(weight) ? 1 / weight : 0;
-      }
-      for (int i = 0; i < lanes && g + i < channels; ++i) {
-        const T value = totals[i] * inverse;
-        centres[static_cast<size_t>(g + i) * num_spixels + j] = value;
-        Store(row + (g + i) * lanes, Splat(value));
-      }
+      total += LaneSums(rows);
+    }
+    Store(totals, total);
+    if (g + lanes > channels) {
+      const T weight = totals[channels - g];
+      inverse = spixel_is_alive(weight) ? 1 / weight : 0;
+    }
+    for (int i = 0; i < lanes && g + i < channels; ++i) {
+      centres[static_cast<size_t>(g + i) * num_spixels + spixel] = totals[i] * inverse;
     }
   }
+  FillTable(centres, channels, num_spixels, spixel, table);
 }
 
 template <typename T>
@@ -403,9 +397,9 @@ SSN_ALWAYS_INLINE void SlicAssignBlock(const T* packed, int rows, int length, in
       int channels, const int* bounds, int num_blocks, T* staging, T* packed) {            \
     PackGroup(pixels, plane, width, rows, channels, bounds, num_blocks, staging, packed);  \
   }                                                                                        \
-  void slic_fill_table(const T* centres, int channels, int num_spixels, int begin,         \
-      int end, T* table) {                                                                 \
-    FillTable(centres, channels, num_spixels, begin, end, table);                          \
+  void slic_fill_table(const T* centres, int channels, int num_spixels, int spixel,        \
+      T* table) {                                                                          \
+    FillTable(centres, channels, num_spixels, spixel, table);                              \
   }                                                                                        \
   SSN_VECTOR_CLONES void slic_update_block(const T* packed, int count, const T* table,     \
       const int* neighbours, int channels, T scale, T invalid, T* scratch, T* sums) {      \
@@ -413,9 +407,8 @@ SSN_ALWAYS_INLINE void SlicAssignBlock(const T* packed, int rows, int length, in
                     sums);                                                                 \
   }                                                                                        \
   SSN_VECTOR_CLONES void slic_reduce_sums(T* partial, size_t partial_stride,               \
-      int num_partial, int channels, int num_spixels, int begin, int end, T* centres,      \
-      T* table) {                                                                          \
-    ReduceSums(partial, partial_stride, num_partial, channels, num_spixels, begin, end,    \
+      int num_partial, int channels, int num_spixels, int spixel, T* centres, T* table) {  \
+    ReduceSums(partial, partial_stride, num_partial, channels, num_spixels, spixel,        \
                centres, table);                                                            \
   }                                                                                        \
   SSN_VECTOR_CLONES void slic_assign_block(const T* packed, int rows, int length,          \

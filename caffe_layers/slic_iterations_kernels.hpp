@@ -90,10 +90,10 @@ inline size_t slic_staging_size(int rows, int width) {
   void slic_pack_group(const T* pixels, int plane, int width, int rows,         \
                        int channels, const int* bounds, int num_blocks,         \
                        T* staging, T* packed);                                  \
-  /* The table rows of superpixels [begin, end) of one image from its      */ \
-  /* centres (C x K, K = num_spixels): table + j C lanes for superpixel j. */ \
+  /* The table row of superpixel `spixel` of one image from its centres  */ \
+  /* (C x K, K = num_spixels): table + spixel C lanes. */                     \
   void slic_fill_table(const T* centres, int channels, int num_spixels,         \
-                       int begin, int end, T* table);                           \
+                       int spixel, T* table);                                   \
   /* One update step on a packed block of `count` pixels: adds, for each  */ \
   /* valid c, q_c(p) F[k, p] to the lanes of row k and q_c(p) to those of  */ \
   /* row C of superpixel j_c's accumulators (sums + j_c sum_rows lanes).  */ \
@@ -101,13 +101,13 @@ inline size_t slic_staging_size(int rows, int width) {
   void slic_update_block(const T* packed, int count, const T* table,            \
                          const int* neighbours, int channels, T scale,          \
                          T invalid, T* scratch, T* sums);                       \
-  /* The new centres of superpixels [begin, end) of one image: adds the    */ \
-  /* lanes of the `num_partial` accumulators (`partial_stride` values      */ \
-  /* apart), then S[k, j] = sum_k / weight (0 for a dead superpixel) into  */ \
+  /* The new centre of superpixel `spixel` of one image: adds the lanes  */ \
+  /* of the `num_partial` accumulators (`partial_stride` values apart),   */ \
+  /* then S[k, spixel] = sum_k / weight (0 for a dead superpixel) into    */ \
   /* `centres` (C x K) and the table; zeroes the accumulators it read. */    \
   void slic_reduce_sums(T* partial, size_t partial_stride, int num_partial,     \
-                        int channels, int num_spixels, int begin, int end,      \
-                        T* centres, T* table);                                  \
+                        int channels, int num_spixels, int spixel, T* centres,  \
+                        T* table);                                              \
   /* The final assignment on a packed block of `rows` x `length` pixels:    */ \
   /* labels[r width + x] = channel_labels[c*] where c* is the argmax of q   */ \
   /* (ties to the highest c, as Caffe's ArgMax); with assoc != NULL, also   */ \

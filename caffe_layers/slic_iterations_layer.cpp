@@ -199,7 +199,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     for (int cell = 0; cell < num_cells; ++cell) {
       const int n = cell / num_spixels, j = cell % num_spixels;
       ssn::slic_fill_table(initial + static_cast<size_t>(n) * channels * num_spixels, channels,
-                           num_spixels, j, j + 1, table + n * image_table);
+                           num_spixels, j, table + n * image_table);
     }  // implicit barrier: the table of S^0 is complete
     int neighbours[ssn::kNumNeighbours];
     for (int step = 1; step < num_steps; ++step) {
@@ -220,7 +220,7 @@ void SlicIterationsLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       for (int cell = 0; cell < num_cells; ++cell) {
         const int n = cell / num_spixels, j = cell % num_spixels;
         ssn::slic_reduce_sums(partial_all + n * image_sums, sums_size, team, channels,
-                              num_spixels, j, j + 1,
+                              num_spixels, j,
                               centres + static_cast<size_t>(n) * channels * num_spixels,
                               table + n * image_table);
       }  // implicit barrier: S^t and its table are complete before the next step
