@@ -22,10 +22,12 @@ from ssn.nets.checks import (
     NetCheckError,
     blob_values,
     check_blob_sizes,
+    check_grid_fits,
     check_index_inputs,
     check_index_values,
     infer_shapes,
     runtime_index_checks,
+    warn_positive_scale,
 )
 from ssn.nets.folding import fold_into_convolutions, without_batch_norm, without_relu
 
@@ -157,7 +159,13 @@ def check_weights_fit(net: caffe.Net, path: Union[str, Path], complete: bool = T
 
 
 class CheckedNet:
-    """A ``caffe.Net`` whose SSN layers are checked in Python first.
+    """A ``caffe.Net`` checked in Python first, so that Caffe's fatal CHECKs cannot fire.
+
+    Any net is checked before Caffe builds it: every layer's type, the SSN and
+    stock layers' parameters and shapes (:func:`ssn.nets.checks.infer_shapes`),
+    the data layers' sources, and the grid the SSN layers read each cell map
+    with. A Passoc with a positive scale_value gives a
+    :class:`ssn.nets.checks.PositiveScaleWarning`.
 
     Parameters
     ----------
@@ -179,7 +187,9 @@ class CheckedNet:
     Raises
     ------
     NetCheckError
-        If Caffe would abort on the net's parameters, shapes or weights file.
+        If Caffe would abort on the net's layer types, parameters, shapes, data
+        sources or weights file; later, in :meth:`set_inputs`, for an input size
+        that the net's grid was not made for.
     NetTooLargeError
         A NetCheckError and a MemoryError: a blob over Caffe's INT_MAX count, or
         blobs that need more memory than is available.
@@ -211,6 +221,8 @@ class CheckedNet:
         if fold_relu and phase == caffe.TEST:
             self.net_param, _ = without_relu(self.net_param)
         self.shapes = infer_shapes(self.net_param, phase)
+        self.setup_shapes = dict(self.shapes)  # what layers fix their weights' shapes to
+        warn_positive_scale(self.net_param, phase)
         self.inputs = input_blob_names(self.net_param)
         self.blob_bytes = check_blob_sizes(self.net_param, self.shapes, phase)
         self.index_checks = runtime_index_checks(self.net_param, self.shapes, phase)
@@ -242,7 +254,8 @@ class CheckedNet:
         current = {name: tuple(self.net.blobs[name].data.shape) for name in self.inputs}
         current.update({name: array.shape for name, array in arrays.items()})
         if current != {name: self.shapes[name] for name in self.inputs}:
-            shapes = infer_shapes(self.net_param, self.phase, current)
+            shapes = infer_shapes(self.net_param, self.phase, current, self.setup_shapes)
+            check_grid_fits(self.net_param, self.setup_shapes, shapes, self.phase)
             self.blob_bytes = check_blob_sizes(self.net_param, shapes, self.phase,
                                                held=self.shapes)
             self.shapes = shapes

@@ -5,10 +5,16 @@ the interpreter. These checks find the same problems first and raise
 :class:`NetCheckError` (a ``ValueError``) that names the layer.
 
 * :func:`check_layer_params` looks at one layer's parameters alone.
-* :func:`infer_shapes` propagates blob shapes through a net from its inputs,
-  checking every SSN layer's bottoms on the way. Shapes of the standard layers
-  SSN nets use are derived too; a layer type it does not know makes its tops
-  unknown, and checks that need an unknown shape are skipped.
+* :func:`infer_shapes` propagates blob shapes through any net from its inputs
+  and data layers (Input, DummyData, HDF5Data, ImageData, Data, WindowData,
+  MemoryData, the project's Python data layer), checking every layer's type,
+  parameters and bottoms on the way: the SSN layers here, Caffe's stock layers
+  in :mod:`ssn.nets.stock_shapes`. A layer whose tops it cannot derive (an
+  unknown Python layer, a rare stock type) makes them unknown, and checks that
+  need an unknown shape are skipped. SSN layers that read one cell map must
+  agree on its grid (:func:`check_grids_agree`).
+* :func:`warn_positive_scale` warns about a Passoc with a positive scale_value;
+  :func:`check_grid_fits` refuses an image size that a net's grid was not made for.
 * :func:`check_forward_only` refuses nets that would ask a forward-only layer
   (SlicIterations) for a gradient.
 * :func:`check_index_inputs` checks the values of index maps and labels that
@@ -20,11 +26,29 @@ the interpreter. These checks find the same problems first and raise
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from caffe.proto import caffe_pb2
+
+from ssn.grid import grid_shape
+from ssn.nets.errors import NetCheckError, NetTooLargeError
+from ssn.nets.errors import dims as _dims
+from ssn.nets.errors import fail as _fail
+from ssn.nets.stock_shapes import (
+    DATA_READERS,
+    check_blob_counts,
+    check_layer_type,
+    data_top_shapes,
+    ssn_data_grid,
+    stock_top_shapes,
+)
+
+__all__ = ["NetCheckError", "NetTooLargeError", "infer_shapes", "check_layer_params",
+           "check_forward_only", "check_index_inputs", "runtime_index_checks",
+           "check_blob_sizes", "check_grid_fits", "warn_positive_scale", "PositiveScaleWarning"]
 
 Shape = Optional[tuple]
 
@@ -47,7 +71,7 @@ TOP_COUNTS = {
     "Interp": (1, 1), "LossWithoutSoftmax": (1, 1), "SlicIterations": (1, 3),
 }
 # Layers whose top shapes come from their own parameters.
-SOURCE_LAYERS = ("Input", "DummyData", "MemoryData")
+SOURCE_LAYERS = ("Input", "DummyData")
 INT_MAX = 2**31 - 1  # Caffe counts a blob's values in an int (blob.cpp CHECKs it)
 FLOAT_BYTES = 4
 # Layers with no backward: Caffe would abort in it.
@@ -56,31 +80,13 @@ FORWARD_ONLY = ("SlicIterations",)
 GRID_LAYERS = ("Passoc", "SpixelFeature2", "SlicIterations")
 TRAIN_WITH = ("train with the decomposed Passoc, Softmax and SpixelFeature2 layers "
               "(ssn.nets.generators.slic_iterations)")
-SHAPE_PRESERVING = {
-    "ReLU", "BatchNorm", "Softmax", "Power", "Sigmoid", "TanH", "Dropout", "Scale",
-    "Bias", "Eltwise", "Exp", "Log", "AbsVal", "BNLL", "ELU", "PReLU", "Split",
-}
 
-
-class NetCheckError(ValueError):
-    """A net's parameters, shapes or inputs would make Caffe abort."""
-
-
-class NetTooLargeError(NetCheckError, MemoryError):
-    """A blob over Caffe's INT_MAX count, or a net larger than the memory left.
-
-    Both a ``ValueError`` (a :class:`NetCheckError`) and a ``MemoryError``.
-    """
 
 
 def blob_values(blob: caffe_pb2.BlobProto) -> np.ndarray:
     """A stored blob's values, flat, as float64 (from its double or float field)."""
     return np.asarray(blob.double_data if len(blob.double_data) else blob.data,
                       dtype=np.float64)
-
-
-def _fail(layer: caffe_pb2.LayerParameter, message: str) -> None:
-    raise NetCheckError(f"{layer.type} layer '{layer.name}': {message}")
 
 
 def grid_of(layer: caffe_pb2.LayerParameter) -> tuple[int, int]:
@@ -257,94 +263,6 @@ def _spixel_feature_channels(layer: caffe_pb2.LayerParameter, channels: int) -> 
     return {0: 2, 1: channels + 2, 2: channels + 4, 3: channels, 4: 2 * channels + 4}[kind]
 
 
-def _conv_like(param, height: int, width: int, pooling: bool) -> tuple[int, int]:
-    def pick(repeated, single_h, single_w, default):
-        if single_h or single_w:
-            return single_h, single_w
-        values = list(repeated) if not isinstance(repeated, int) else [repeated]
-        values = values or [default]
-        return values[0], values[-1]
-
-    if pooling:
-        kernel = (param.kernel_h, param.kernel_w) if param.kernel_h else (param.kernel_size,) * 2
-        stride = (param.stride_h, param.stride_w) if param.stride_h else (param.stride,) * 2
-        pad = (param.pad_h, param.pad_w) if param.pad_h or param.pad_w else (param.pad,) * 2
-        if param.global_pooling:
-            return 1, 1
-        sizes = []
-        for size, k, s, p in zip((height, width), kernel, stride, pad):
-            out = int(math.ceil((size + 2 * p - k) / s)) + 1
-            if p and (out - 1) * s >= size + p:
-                out -= 1
-            sizes.append(out)
-        return tuple(sizes)
-    kernel = pick(param.kernel_size, param.kernel_h, param.kernel_w, 1)
-    stride = pick(param.stride, param.stride_h, param.stride_w, 1)
-    pad = pick(param.pad, param.pad_h, param.pad_w, 0)
-    dilation = pick(param.dilation, 0, 0, 1)
-    return tuple((size + 2 * p - (d * (k - 1) + 1)) // s + 1
-                 for size, k, s, p, d in zip((height, width), kernel, stride, pad, dilation))
-
-
-def _standard_top_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple]) -> list:
-    """Top shapes of the standard Caffe layers SSN nets use; None where unknown."""
-    kind, ntop = layer.type, len(layer.top)
-    if kind in SHAPE_PRESERVING:
-        return [bottoms[0]] * ntop
-    if kind == "Convolution":
-        num, _, height, width = bottoms[0]
-        return [(num, layer.convolution_param.num_output)
-                + _conv_like(layer.convolution_param, height, width, pooling=False)]
-    if kind == "Pooling":
-        num, channels, height, width = bottoms[0]
-        return [(num, channels) + _conv_like(layer.pooling_param, height, width, pooling=True)]
-    if kind == "Concat":
-        axis = layer.concat_param.axis % len(bottoms[0])
-        total = sum(shape[axis] for shape in bottoms)
-        return [bottoms[0][:axis] + (total,) + bottoms[0][axis + 1:]]
-    if kind == "Crop":
-        axis = layer.crop_param.axis % len(bottoms[0])
-        return [bottoms[0][:axis] + bottoms[1][axis:]]
-    if kind == "Tile":
-        axis = layer.tile_param.axis % len(bottoms[0])
-        shape = list(bottoms[0])
-        shape[axis] *= layer.tile_param.tiles
-        return [tuple(shape)]
-    if kind == "Slice":
-        return _slice_shapes(layer, bottoms[0])
-    if kind == "Reshape":
-        return [_reshape_shape(layer, bottoms[0])]
-    if kind == "ArgMax" and layer.argmax_param.HasField("axis"):
-        axis = layer.argmax_param.axis % len(bottoms[0])
-        return [bottoms[0][:axis] + (layer.argmax_param.top_k,) + bottoms[0][axis + 1:]]
-    if kind.endswith("Loss"):
-        return [()] * ntop
-    return [None] * ntop
-
-
-def _slice_shapes(layer: caffe_pb2.LayerParameter, shape: tuple) -> list:
-    axis = layer.slice_param.axis % len(shape)
-    points = list(layer.slice_param.slice_point)
-    if not points:
-        step = shape[axis] // len(layer.top)
-        points = [step * (i + 1) for i in range(len(layer.top) - 1)]
-    edges = [0] + points + [shape[axis]]
-    return [shape[:axis] + (high - low,) + shape[axis + 1:] for low, high in zip(edges, edges[1:])]
-
-
-def _reshape_shape(layer: caffe_pb2.LayerParameter, shape: tuple) -> tuple:
-    dims = list(layer.reshape_param.shape.dim)
-    out = [shape[i] if dim == 0 else dim for i, dim in enumerate(dims)]
-    if -1 in out:
-        known = math.prod(d for d in out if d != -1)
-        out[out.index(-1)] = math.prod(shape) // max(known, 1)
-    return tuple(out)
-
-
-def _dims(shape: Sequence[int]) -> str:
-    return " x ".join(str(int(d)) for d in shape) if len(shape) else "a scalar"
-
-
 def _legacy_input_shapes(net_param: caffe_pb2.NetParameter) -> dict:
     """Shapes of a net's legacy ``input:`` blobs (``input_shape`` or ``input_dim``)."""
     names = list(net_param.input)
@@ -365,17 +283,13 @@ def _per_top(layer: caffe_pb2.LayerParameter, values: Sequence, what: str) -> li
 
 
 def _source_top_shapes(layer: caffe_pb2.LayerParameter) -> list:
-    """Top shapes of a layer that makes data from its parameters (Input, DummyData,
-    MemoryData); None where the parameters leave a shape open."""
+    """Top shapes of a layer that makes data from its parameters (Input, DummyData);
+    None where the parameters leave a shape open."""
     if layer.type == "Input":
         declared = list(layer.input_param.shape)
         if not declared:
             return [None] * len(layer.top)
         return [tuple(shape.dim) for shape in _per_top(layer, declared, "input_param.shape")]
-    if layer.type == "MemoryData":
-        param = layer.memory_data_param
-        data = (param.batch_size, param.channels, param.height, param.width)
-        return [data, (param.batch_size, 1, 1, 1)][:len(layer.top)]
     param = layer.dummy_data_param
     if len(param.data_filler) not in (0, 1, len(layer.top)):
         _fail(layer, f"data_filler must be given 0 times, once or once per top "
@@ -451,8 +365,9 @@ def check_forward_only(net_param: caffe_pb2.NetParameter, phase: int = 1) -> Non
 
 
 def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
-                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> dict:
-    """Check every SSN layer of a net and return the shape of each blob.
+                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+                 setup_shapes: Optional[Mapping[str, Shape]] = None) -> dict:
+    """Check every layer of a net and return the shape of each blob.
 
     Parameters
     ----------
@@ -462,6 +377,9 @@ def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
         caffe.TRAIN (0) or caffe.TEST (1); picks the layers that are included.
     input_shapes : mapping of str to sequence of int, optional
         Shapes of Input-layer tops that override those in the prototxt.
+    setup_shapes : mapping of str to shape, optional
+        The blob shapes the net was built with, when it is reshaped: layers
+        whose weights took their shape then must get bottoms of that size.
 
     Returns
     -------
@@ -471,37 +389,168 @@ def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
     Raises
     ------
     NetCheckError
-        If a layer's parameters or its bottoms' shapes would abort Caffe, or a
-        forward-only layer would be asked for a gradient.
+        If a layer's type is unknown, its parameters, data source or its
+        bottoms' shapes would abort Caffe, the SSN layers that share a cell map
+        disagree on the grid, or a forward-only layer would be asked for a
+        gradient.
     """
-    overrides = {name: tuple(int(d) for d in dims) for name, dims in (input_shapes or {}).items()}
+    overrides = {name: tuple(int(d) for d in shape)
+                 for name, shape in (input_shapes or {}).items()}
     shapes: dict = {name: overrides.get(name, shape)
                     for name, shape in _legacy_input_shapes(net_param).items()}
     check_forward_only(net_param, phase)
     for layer in layers_for_phase(net_param, phase):
+        check_layer_type(layer)
         check_layer_params(layer)
-        if layer.type in SOURCE_LAYERS:
-            tops = _source_top_shapes(layer)
-            if layer.type == "Input":
-                tops = [overrides.get(top, shape) for top, shape in zip(layer.top, tops)]
-            for top, shape in zip(layer.top, tops):
-                if shape is not None and any(dim < 0 for dim in shape):
-                    _fail(layer, f"top '{top}' has a negative size: {_dims(shape)}")
-            shapes.update(zip(layer.top, tops))
-            continue
+        check_blob_counts(layer)
         missing = [name for name in layer.bottom if name not in shapes]
         if missing:
             _fail(layer, f"bottom blob(s) {', '.join(missing)} are not produced by any "
                          "earlier layer")
         bottoms = [shapes[name] for name in layer.bottom]
-        if any(shape is None for shape in bottoms):
+        if layer.type in SOURCE_LAYERS or layer.type in DATA_READERS:
+            if layer.type in SOURCE_LAYERS:
+                tops = _source_top_shapes(layer)
+            else:
+                tops = data_top_shapes(layer)
+            if layer.type == "Input":
+                tops = [overrides.get(top, shape) for top, shape in zip(layer.top, tops)]
+            for top, shape in zip(layer.top, tops):
+                if shape is not None and any(dim < 0 for dim in shape):
+                    _fail(layer, f"top '{top}' has a negative size: {_dims(shape)}")
+        elif any(shape is None for shape in bottoms):
             tops = [None] * len(layer.top)
         elif layer.type in BOTTOM_COUNTS:
             tops = _ssn_top_shapes(layer, bottoms)
         else:
-            tops = _standard_top_shapes(layer, bottoms)
+            setup = (setup_shapes or {}).get(layer.bottom[0]) if layer.bottom else None
+            tops = stock_top_shapes(layer, bottoms, setup)
         shapes.update(zip(layer.top, tops))
+    check_grids_agree(net_param, phase)
     return shapes
+
+
+# Where each SSN layer reads the cell map (the initial grid cell of each pixel).
+CELL_MAP_BOTTOM = {"Passoc": 2, "SpixelFeature2": 2, "SlicIterations": 2, "RelToAbsIndex": 1}
+
+
+def _grid_layers(net_param: caffe_pb2.NetParameter, phase: int) -> list:
+    """(layer, cell map blob, where the map comes from) for each layer that reads a grid.
+
+    The source is the project's data layer (whose param_str names the grid of
+    every cell map it makes) or else the blob itself, followed back through
+    Split layers and in-place layers.
+    """
+    origin: dict = {name: name for name in net_param.input}
+    found = []
+    for layer in layers_for_phase(net_param, phase):
+        index = CELL_MAP_BOTTOM.get(layer.type)
+        if index is not None and index < len(layer.bottom):
+            blob = layer.bottom[index]
+            found.append((layer, blob, origin.get(blob, blob)))
+        if layer.type == "Split" and layer.bottom:
+            origin.update({top: origin.get(layer.bottom[0], layer.bottom[0])
+                           for top in layer.top})
+            continue
+        grid = ssn_data_grid(layer)
+        for top in layer.top:
+            if top in layer.bottom:
+                continue  # in place: the blob keeps its origin
+            origin[top] = layer.name if grid is not None else top
+    return found
+
+
+def check_grids_agree(net_param: caffe_pb2.NetParameter, phase: int = 1) -> None:
+    """Refuse SSN layers that read one cell map with different grids.
+
+    A cell map holds each pixel's cell in one grid; layers that read it with
+    another grid of the same cell count (10x10 and 5x20) run without error and
+    give wrong neighbours. The project's data layer declares the grid of the
+    maps it makes (grid_h, grid_w in its param_str).
+    """
+    declared: dict = {}
+    for layer in layers_for_phase(net_param, phase):
+        grid = ssn_data_grid(layer)
+        if grid is not None:
+            declared[layer.name] = (grid, layer, "makes its cell maps for")
+    for layer, blob, source in _grid_layers(net_param, phase):
+        grid = grid_of(layer)
+        if source not in declared:
+            declared[source] = (grid, layer, "reads it with")
+            continue
+        other_grid, other, verb = declared[source]
+        if other_grid != grid:
+            _fail(layer, f"reads the cell map '{blob}' with a {grid[0]}x{grid[1]} grid, but "
+                         f"{other.type} layer '{other.name}' {verb} a "
+                         f"{other_grid[0]}x{other_grid[1]} grid; one cell map has one grid")
+
+
+class PositiveScaleWarning(UserWarning):
+    """A Passoc or SlicIterations layer with a positive scale_value (SSN uses -1)."""
+
+
+def warn_positive_scale(net_param: caffe_pb2.NetParameter, phase: int = 1) -> list:
+    """Warn (:class:`PositiveScaleWarning`) for each Passoc or SlicIterations layer whose
+    scale_value is positive: the softmax of +distance favours the farthest superpixel.
+    Returns the names of those layers."""
+    named = []
+    for layer in layers_for_phase(net_param, phase):
+        if layer.type not in ("Passoc", "SlicIterations"):
+            continue
+        param = layer.spixel_feature2_param
+        scale = param.scale_value if param.HasField("scale_value") else 1.0
+        if scale > 0:
+            default = "" if param.HasField("scale_value") else ", the default"
+            warnings.warn(f"{layer.type} layer '{layer.name}': scale_value is {scale:g}"
+                          f"{default}; SSN needs a negative scale (scale_value: -1), or the "
+                          "associations favour the farthest superpixels",
+                          PositiveScaleWarning, stacklevel=3)
+            named.append(layer.name)
+    return named
+
+
+def grid_count(grid: tuple, height: int, width: int) -> Optional[int]:
+    """The smallest superpixel count for which :func:`ssn.grid.grid_shape` gives ``grid``
+    on a ``height`` x ``width`` image (how the generators make a net's grid); None if
+    none does."""
+    grid_h, grid_w = grid
+    if grid_h < 1 or grid_w < 1 or height < 1 or width < 1:
+        return None
+    # grid_shape's rows are isqrt(n H // W): grid_h needs n H // W in [grid_h², (grid_h+1)²).
+    low = max(1, grid_h * grid_w, (grid_h * grid_h * width) // height)
+    high = ((grid_h + 1) ** 2 * width) // height + 2
+    return next((n for n in range(low, high + 1)
+                 if grid_shape(n, height, width) == (grid_h, grid_w)), None)
+
+
+def check_grid_fits(net_param: caffe_pb2.NetParameter, declared: Mapping[str, Shape],
+                    shapes: Mapping[str, Shape], phase: int = 1) -> None:
+    """Refuse an image size that a net's grid was not made for.
+
+    A net generated for H x W images (its Input shapes) has the grid that
+    :func:`ssn.grid.grid_shape` gives for that size; fed an image of another
+    aspect (a portrait image to a landscape net) its cells are no longer those
+    the generators would make (their position scale neither). The check applies
+    when the grid fits the declared size and not the new one; a net whose grid
+    was never derived from its input size is left alone.
+    """
+    for layer, blob, _ in _grid_layers(net_param, phase):
+        before, now = declared.get(blob), shapes.get(blob)
+        if before is None or now is None or len(before) != 4 or len(now) != 4:
+            continue
+        if before[2:] == now[2:]:
+            continue
+        grid = grid_of(layer)
+        (height0, width0), (height, width) = before[2:], now[2:]
+        count = grid_count(grid, height0, width0)
+        if count is not None and grid_count(grid, height, width) is None:
+            _fail(layer, f"its {grid[0]}x{grid[1]} grid was made for {width0}x{height0} "
+                         f"(W x H) images and does not fit a {width}x{height} image (its "
+                         f"cells would not be those of a grid made for it); make a net for "
+                         f"this size: ssn-make-prototxt --out DIR --deploy-height {height} "
+                         f"--deploy-width {width} --deploy-n-spixels {count}, or call "
+                         f"ssn.inference.superpixels(image, n_segments={count}, "
+                         "grid='original'), which builds one per image size")
 
 
 def _index_limits(layer: caffe_pb2.LayerParameter, shapes: Mapping[str, Shape]) -> list:
