@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 
 from ssn.atomic import write_if_changed
-from ssn_build.make import LIBCAFFE, TEST_BINARIES
+from ssn_build.make import CAFFE_TOOLS, LIBCAFFE, TEST_BINARIES
 
 
 def site_packages(venv: Path) -> Path:
@@ -43,12 +43,13 @@ def install(tree: Path, venv: Path) -> None:
         if source.is_file() and "__pycache__" not in source.parts:
             copy_if_changed(source, package / source.relative_to(tree / "python/caffe"))
     set_rpath(package / "_caffe.so", f"$ORIGIN/../../..:{python_libdir}")
-    binaries = [("caffe.bin", tree / "build/tools/caffe.bin")]
+    binaries = [(f"{tool}.bin", tree / f"build/tools/{tool}.bin") for tool in CAFFE_TOOLS]
     binaries += [(name, tree / "build/test" / name) for name in TEST_BINARIES]
     for name, binary in binaries:
         copy_if_changed(binary, libexec / name)
         set_rpath(libexec / name, f"$ORIGIN/../../lib:{python_libdir}")
-    write_caffe_wrapper(venv, libexec / "caffe.bin")
+    for tool in CAFFE_TOOLS:
+        write_caffe_wrapper(venv, libexec / f"{tool}.bin", tool)
     write_if_changed(site_packages(venv) / THREADS_PTH, THREADS_PTH_LINE.encode())
     cpu_only = "CPU_ONLY := 1" in (tree / "Makefile.config").read_text()
     write_if_changed(package / "_ssn_build.py", BUILD_INFO.format(cpu_only=cpu_only).encode())
@@ -81,8 +82,8 @@ site.addsitedir(os.environ["SSN_CAFFE_SITE_PACKAGES"])
 """
 
 
-def write_caffe_wrapper(venv: Path, binary: Path) -> None:
-    """``<venv>/bin/caffe``: the real tool, seeing the venv's Python packages.
+def write_caffe_wrapper(venv: Path, binary: Path, name: str = "caffe") -> None:
+    """``<venv>/bin/<name>``: the real tool, seeing the venv's Python packages.
 
     The tool embeds Python for Python layers; without this it would see only the
     base interpreter's site-packages. A directory on PYTHONPATH does not get its
@@ -90,7 +91,7 @@ def write_caffe_wrapper(venv: Path, binary: Path) -> None:
     """
     hook_dir = binary.parent / "pysite"
     write_if_changed(hook_dir / "sitecustomize.py", SITECUSTOMIZE.encode())
-    wrapper = venv / "bin" / "caffe"
+    wrapper = venv / "bin" / name
     script = (
         "#!/bin/sh\n"
         "# Written by the ssn_build tool: runs Caffe's command-line tool with this venv's\n"

@@ -25,6 +25,10 @@ TEST_BINARY = "test_ssn_layers.testbin"
 # Our C++ tests: one binary per test_*.cpp, as Caffe's Makefile builds them.
 TEST_BINARIES = (TEST_BINARY, "test_shifted_conv.testbin")
 BUILD_STAMP = ".ssn_build_stamp"
+# Caffe's command-line tools installed into <venv>/bin (build/tools/<name>.bin).
+CAFFE_TOOLS = ("caffe", "convert_imageset", "compute_image_mean", "extract_features",
+               "upgrade_net_proto_text", "upgrade_net_proto_binary",
+               "upgrade_solver_proto_text")
 NUMPY_INCLUDE_PLACEHOLDER = "<numpy include>"
 # Generated files the sdist ships for an older protoc: they would shadow the ones
 # make generates (caffe_pb2.py in the same place), so unpacking removes them.
@@ -87,14 +91,16 @@ def makefile_config(config: BuildConfig, numpy_headers: str | None = None) -> st
     boost_python = f"boost_python{sys.version_info.major}{sys.version_info.minor}"
     lines = [
         "# Written by the ssn_build tool; edits are overwritten.",
-        "USE_OPENCV := 0", "USE_LEVELDB := 0", "USE_LMDB := 0",
+        # The stock data layers (ImageData, Data, WindowData) and convert_imageset.
+        "USE_OPENCV := 1", "USE_LEVELDB := 1", "USE_LMDB := 1", "OPENCV_VERSION := 3",
         "BLAS := open",
         "BLAS_INCLUDE := /usr/include/x86_64-linux-gnu/openblas-pthread",
         f"PYTHON_INCLUDE := {py_include} {numpy_headers or numpy_include()}",
         f"PYTHON_LIB := {py_libdir}",
         f"PYTHON_LIBRARIES := {boost_python} python{py_version}",
         "WITH_PYTHON_LAYER := 1",
-        "INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial",
+        "INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial "
+        "/usr/include/opencv4",
         "LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib "
         "/usr/lib/x86_64-linux-gnu/hdf5/serial",
         "BUILD_DIR := build", "DISTRIBUTE_DIR := distribute",
@@ -170,7 +176,8 @@ def input_fingerprint(config: BuildConfig, tree: Path) -> str:
 
 def build_outputs(tree: Path) -> list[Path]:
     outputs = [tree / "build/lib" / LIBCAFFE, tree / "python/caffe/_caffe.so",
-               tree / "python/caffe/proto/caffe_pb2.py", tree / "build/tools/caffe.bin"]
+               tree / "python/caffe/proto/caffe_pb2.py"]
+    outputs += [tree / f"build/tools/{tool}.bin" for tool in CAFFE_TOOLS]
     return outputs + [tree / "build/test" / name for name in TEST_BINARIES]
 
 

@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(g++ make patch patchelf libboost-system-dev libboost-thread-dev
   libboost-filesystem-dev libboost-regex-dev libboost-python-dev libprotobuf-dev
-  protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev libopenblas-dev)
+  protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev libopenblas-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
+  libopencv-highgui-dev liblmdb-dev libleveldb-dev libsnappy-dev)
 LOGS=.venv/logs
 
 # quietly NAME COMMAND...: run COMMAND with its output in $LOGS/NAME.log; on failure
