@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "~/.cache/ssn-caffe)")
     parser.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=False,
                         help="build the CUDA paths (needs nvcc)")
+    parser.add_argument("--cudnn", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --gpu: cuDNN's convolutions, pooling and activations "
+                             "(USE_CUDNN; needs cudnn.h, cuDNN 8 or 9)")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2,
                         help="parallel make jobs")
     parser.add_argument("--pack", type=Path, metavar="TARBALL",
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("run this inside a virtual environment, or pass --venv")
         return 2
     config = BuildConfig(venv=args.venv.resolve(), cache=args.cache.resolve(),
-                         gpu=args.gpu, jobs=args.jobs)
+                         gpu=args.gpu, cudnn=args.cudnn, jobs=args.jobs)
     try:
         tree = build(config)
         if args.pack is not None:

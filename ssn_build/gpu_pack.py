@@ -25,7 +25,7 @@ log = logging.getLogger("ssn_build")
 # leaves them out (the CUDA libraries are found there by tools/gpu_check.sh).
 PACK_SYSTEM_LIBS = ("linux-vdso", "ld-linux", "libc.so", "libm.so", "libpthread", "libdl.so",
                     "librt.so", "libstdc++", "libgcc_s", "libcuda.so", "libcudart",
-                    "libcublas", "libcurand")
+                    "libcublas", "libcurand", "libcudnn")
 # Parts of the standard library and site-packages the GPU checks never import.
 PACK_SKIPPED_DIRS = {"__pycache__", "test", "tests", "idlelib", "tkinter", "turtledemo",
                      "ensurepip", "lib2to3", "pydoc_data", "site-packages", "dist-packages"}

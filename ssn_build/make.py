@@ -55,6 +55,8 @@ class BuildConfig:
         Directory holding the downloaded source and the build trees.
     gpu : bool
         Build the CUDA paths (needs nvcc); CPU_ONLY otherwise.
+    cudnn : bool
+        With ``gpu``: cuDNN's convolutions, pooling and activations (USE_CUDNN).
     jobs : int
         Parallel make jobs.
     """
@@ -62,6 +64,7 @@ class BuildConfig:
     venv: Path
     cache: Path
     gpu: bool = False
+    cudnn: bool = True
     jobs: int = os.cpu_count() or 2
 
 
@@ -109,18 +112,27 @@ def makefile_config(config: BuildConfig, numpy_headers: str | None = None) -> st
         "Q ?= @",
     ]
     if config.gpu:
-        lines += gpu_config_lines()
+        lines += gpu_config_lines(config)
     else:
         lines.append("CPU_ONLY := 1")
     return "\n".join(lines) + "\n"
 
 
-def gpu_config_lines() -> list[str]:
+def gpu_config_lines(config: BuildConfig) -> list[str]:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         raise RuntimeError("--gpu needs nvcc on PATH")
     cuda_dir = Path(nvcc).resolve().parent.parent
-    return [f"CUDA_DIR := {cuda_dir}", f"CUDA_ARCH := {CUDA_ARCH}"]
+    lines = [f"CUDA_DIR := {cuda_dir}", f"CUDA_ARCH := {CUDA_ARCH}"]
+    if (cuda_dir / "include/cccl").is_dir():  # Thrust, for g++ (nvcc finds it itself)
+        lines.append(f"INCLUDE_DIRS += {cuda_dir / 'include/cccl'}")
+    if config.cudnn:
+        if not any((folder / "cudnn.h").exists()
+                   for folder in (cuda_dir / "include", Path("/usr/include"))):
+            raise RuntimeError(f"--gpu builds with cuDNN, but no cudnn.h is in {cuda_dir}/include "
+                               "or /usr/include: install cuDNN 9, or pass --no-cudnn")
+        lines.append("USE_CUDNN := 1")
+    return lines
 
 
 def config_key(config: BuildConfig) -> str:
