@@ -1,9 +1,13 @@
 """Write the SSN prototxt files (train/val net, deploy net, solver) and initial weights.
 
 With no options it regenerates the committed files in prototxt/; the tests check
-that the committed files are what :func:`generate` gives for the defaults. The
-initial .caffemodel (random CNN weights, fixed helper weights) lets `caffe train`
-start from scratch: caffe train --solver prototxt/ssn_solver.prototxt --weights <it>.
+that the committed files are what :func:`generate` gives for the defaults. With
+--out DIR the solver names the net and the snapshot prefix (under DIR unless
+absolute) by absolute paths, so `caffe train --solver DIR/ssn_solver.prototxt` works
+from any folder; the snapshot folder is made, and the commands to train and resume
+are printed. Every weight has a filler (the label loss's fixed decoder too), so
+`caffe train` can start from scratch; --init-weights writes that start as a
+.caffemodel, to pass as --weights.
 --net downstream writes the example net with SSN inside (prototxt/downstream/):
 superpixel pooling of the CNN features for a per-pixel task (docs/TASKS.md).
 """
@@ -23,6 +27,7 @@ from ssn.nets.downstream import DOWNSTREAM_DIR, DownstreamOptions
 from ssn.nets.prototxt import (
     PROTOTXT_DIR,
     RECIPES,
+    SOLVER,
     TRAIN_VAL,
     PrototxtOptions,
     data_shapes,
@@ -138,7 +143,40 @@ def main(argv: list[str] | None = None) -> int:
         net_param = text_format.Parse(files[TRAIN_VAL], caffe_pb2.NetParameter())
         write_initial_weights(net_param, data_shapes(options), args.init_weights)
         log.info("wrote %s", args.init_weights)
+    if SOLVER in files:
+        prefix = text_format.Parse(files[SOLVER], caffe_pb2.SolverParameter()).snapshot_prefix
+        snapshot_folder(prefix).mkdir(parents=True, exist_ok=True)
+        print(training_commands(out_dir / SOLVER, prefix, args.init_weights))
     return 0
+
+
+def snapshot_folder(prefix: str) -> Path:
+    """The folder of a solver's snapshot prefix (Caffe refuses to start without it); a
+    relative prefix (the committed files') is relative to the checkout's root."""
+    folder = Path(prefix).parent
+    return folder if folder.is_absolute() else PROTOTXT_DIR.parent / folder
+
+
+def training_commands(solver_path: Path, prefix: str, weights: Path | None) -> str:
+    """How to train and resume with these files, with Caffe's tool and with ssn-train."""
+    solver_path = solver_path.resolve()
+    where = "from any folder"
+    if not Path(prefix).is_absolute():  # the committed files: paths from the checkout's root
+        root = PROTOTXT_DIR.resolve().parent
+        solver_path, where = solver_path.relative_to(root), f"from {root}"
+    start = f" --weights={weights.resolve()}" if weights else ""
+    state = f"{prefix}_iter_<N>.solverstate"
+    return "\n".join([
+        f"To train with Caffe's tool, {where} (BSDS500 from $SSN_DATA_ROOT or "
+        "./data/BSDS500):",
+        f"  caffe train --solver={solver_path}{start}",
+        "to resume (the data stream restarts from its first batch):",
+        f"  caffe train --solver={solver_path} --snapshot={state}",
+        "or with ssn-train, which also continues the data stream when resuming:",
+        f"  ssn-train --solver {solver_path}" + (f" --weights {weights.resolve()}" if weights
+                                                 else ""),
+        f"  ssn-train --solver {solver_path} --resume {state}",
+    ])
 
 
 if __name__ == "__main__":

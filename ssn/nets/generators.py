@@ -307,9 +307,9 @@ def mix_superpixel_values(net: caffe.NetSpec, spixel_values, assoc, spixel_init,
     superpixel's 3x3 neighbours, Smear hands them to the pixels of its initial
     cell, and each pixel mixes them by its association ``assoc`` (N x 9 x H x W).
     Returns an N x C x H x W blob. The blobs are named ``Reshape1``, ...,
-    ``Convolution9`` plus ``suffix``; the fixed weights of
-    ``concat_spixel_feat_<C><suffix>`` are set by
-    :func:`ssn.nets.weights.initialize_helper_weights`.
+    ``Convolution9`` plus ``suffix``; the fixed one-hot weights of
+    ``concat_spixel_feat_<C><suffix>`` come from Caffe's ``neighbour_gather``
+    filler (a patch of ours), so the prototxt alone defines the net.
     """
     num_spixels = grid_h * grid_w
     frozen = [dict(lr_mult=0, decay_mult=0)]
@@ -319,7 +319,7 @@ def mix_superpixel_values(net: caffe.NetSpec, spixel_values, assoc, spixel_init,
     name = f"concat_spixel_feat_{channels}{suffix}"
     gathered = L.Convolution(
         reshaped, name=name, num_output=9 * channels, kernel_size=3, pad=1,
-        group=channels, bias_term=False, weight_filler=dict(type="constant", value=0),
+        group=channels, bias_term=False, weight_filler=dict(type="neighbour_gather"),
         param=[dict(name=name, lr_mult=0, decay_mult=0)])
     net["Convolution8" + suffix] = gathered
     flat = L.Reshape(gathered, reshape_param=dict(
@@ -343,8 +343,8 @@ def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h:
                grid_w: int, num_channels: int, weight: float):
     """Cross-entropy of the labels reconstructed through the superpixels, R* = Q (Q^T R).
 
-    The fixed decoder weights (``concat_spixel_feat_<C>``) are set by
-    :func:`ssn.nets.weights.initialize_helper_weights`.
+    The fixed decoder weights (``concat_spixel_feat_<C>``) come from the
+    ``neighbour_gather`` filler (see :func:`mix_superpixel_values`).
     """
     frozen = [dict(lr_mult=0, decay_mult=0)]
     recon = reconstruct_through_assoc(net, problabel, assoc, spixel_init, grid_h, grid_w,
