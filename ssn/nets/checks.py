@@ -14,7 +14,7 @@ the interpreter. These checks find the same problems first and raise
   need an unknown shape are skipped. SSN layers that read one cell map must
   agree on its grid (:func:`check_grids_agree`).
 * :func:`warn_positive_scale` warns about a Passoc with a positive scale_value;
-  :func:`check_grid_fits` refuses an image size that a net's grid was not made for.
+  :func:`check_grid_fits` warns of an image size that a net's grid was not made for.
 * :func:`check_forward_only` refuses nets that would ask a forward-only layer
   (SlicIterations) for a gradient.
 * :func:`check_index_inputs` checks the values of index maps and labels that
@@ -48,7 +48,8 @@ from ssn.nets.stock_shapes import (
 
 __all__ = ["NetCheckError", "NetTooLargeError", "infer_shapes", "check_layer_params",
            "check_forward_only", "check_index_inputs", "runtime_index_checks",
-           "check_blob_sizes", "check_grid_fits", "warn_positive_scale", "PositiveScaleWarning"]
+           "check_blob_sizes", "check_grid_fits", "GridFitWarning", "warn_positive_scale",
+           "PositiveScaleWarning"]
 
 Shape = Optional[tuple]
 
@@ -523,16 +524,23 @@ def grid_count(grid: tuple, height: int, width: int) -> Optional[int]:
                  if grid_shape(n, height, width) == (grid_h, grid_w)), None)
 
 
+class GridFitWarning(UserWarning):
+    """A net's grid (and position scale) made for images of another size or aspect."""
+
+
 def check_grid_fits(net_param: caffe_pb2.NetParameter, declared: Mapping[str, Shape],
                     shapes: Mapping[str, Shape], phase: int = 1) -> None:
-    """Refuse an image size that a net's grid was not made for.
+    """Warn (:class:`GridFitWarning`) of an image size that a net's grid was not made for.
 
     A net generated for H x W images (its Input shapes) has the grid that
     :func:`ssn.grid.grid_shape` gives for that size; fed an image of another
     aspect (a portrait image to a landscape net) its cells are no longer those
     the generators would make (their position scale neither). The check applies
     when the grid fits the declared size and not the new one; a net whose grid
-    was never derived from its input size is left alone.
+    was never derived from its input size is left alone. A warning, not an error:
+    the labels are valid superpixels of elongated cells, and a net may be reshaped
+    on purpose (one built net serves any size), but they are not what
+    :func:`ssn.inference.superpixels` gives for that image.
     """
     for layer, blob, _ in _grid_layers(net_param, phase):
         before, now = declared.get(blob), shapes.get(blob)
@@ -544,13 +552,15 @@ def check_grid_fits(net_param: caffe_pb2.NetParameter, declared: Mapping[str, Sh
         (height0, width0), (height, width) = before[2:], now[2:]
         count = grid_count(grid, height0, width0)
         if count is not None and grid_count(grid, height, width) is None:
-            _fail(layer, f"its {grid[0]}x{grid[1]} grid was made for {width0}x{height0} "
-                         f"(W x H) images and does not fit a {width}x{height} image (its "
-                         f"cells would not be those of a grid made for it); make a net for "
-                         f"this size: ssn-make-prototxt --out DIR --deploy-height {height} "
-                         f"--deploy-width {width} --deploy-n-spixels {count}, or call "
-                         f"ssn.inference.superpixels(image, n_segments={count}, "
-                         "grid='original'), which builds one per image size")
+            warnings.warn(
+                f"{layer.type} layer '{layer.name}': its {grid[0]}x{grid[1]} grid was made "
+                f"for {width0}x{height0} (W x H) images and does not fit a {width}x{height} "
+                "image (its cells would not be those of a grid made for it); make a net for "
+                f"this size: ssn-make-prototxt --out DIR --deploy-height {height} "
+                f"--deploy-width {width} --deploy-n-spixels {count}, or call "
+                f"ssn.inference.superpixels(image, n_segments={count}, grid='original'), "
+                "which builds one per image size",
+                GridFitWarning, stacklevel=3)
 
 
 def _index_limits(layer: caffe_pb2.LayerParameter, shapes: Mapping[str, Shape]) -> list:
