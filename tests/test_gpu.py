@@ -23,6 +23,9 @@ from ssn.reference import grid
 pytestmark = pytest.mark.gpu
 
 DEVICE = int(os.environ.get("SSN_GPU_DEVICE", "0"))
+# cuDNN and cuBLAS may use TF32 (10-bit mantissas) for float on Ampere and newer; the
+# comparisons with the CPU are made at full float precision. Read when CUDA starts.
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 # (N, C, H, W, K_h, K_w): odd sizes, batch 2, several runs of equal cell per row.
 NUM, CHANNELS, HEIGHT, WIDTH, GRID_H, GRID_W = 2, 5, 37, 53, 4, 6
 

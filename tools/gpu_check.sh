@@ -34,6 +34,7 @@ unpack_gpu_pack "$pack" gpu_check || exit 2
 work=$(dirname "$root")
 python_bin=$(ls "$root"/bin/python3.* | head -n 1)
 export GLOG_minloglevel=1
+export NVIDIA_TF32_OVERRIDE=0  # full float precision in cuDNN and cuBLAS (tests compare)
 if command -v nvidia-smi >/dev/null; then nvidia-smi -L; fi
 
 status=0
