@@ -1,4 +1,4 @@
-"""Caffe's own CPU layers that patches/caffe/0007-0014 fix or rewrite, against NumPy:
+"""Caffe's own CPU layers that patches/caffe/0007-0017 fix or rewrite, against NumPy:
 Crop, Softmax, BatchNorm, max pooling, ReLU and Eltwise products, forward and
 backward. Shapes are large enough that the parallel paths run too. (ShiftedConv,
 patch 0009's convolutions, has C++ tests: caffe_layers/util/test_shifted_conv.cpp.)"""
@@ -155,6 +155,34 @@ def test_max_pooling_matches_numpy(shape, kernel, stride, pad, ties):
         np.add.at(expected, (batch, channel, argmax[:, :, oy, ox]), top_diff[:, :, oy, ox])
     diffs = net.backward({"y": top_diff}, ["x"])
     np.testing.assert_allclose(diffs["x"], expected.reshape(shape), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fill", [np.nan, -np.inf], ids=["nan", "minus_inf"])
+def test_max_pooling_of_nan_or_minus_inf_windows_keeps_a_valid_index(fill):
+    """A diverged net's NaN (or -inf) windows: the window's first element is taken, so
+    the backward adds into the input, never before it (patch 0017; the sdist kept
+    index -1 and wrote bottom_diff[-1], corrupting the heap)."""
+    shape = (2, 3, 6, 6)
+    x = np.random.default_rng(5).normal(size=shape).astype(np.float32)
+    x[:, 1, :3, :3] = fill  # the first 3x3 window of channel 1: no finite value
+    for ntop in (1, 2):
+        n = caffe.NetSpec()
+        n.x = L.Input(shape=dict(dim=list(shape)))
+        tops = L.Pooling(n.x, pool=P.Pooling.MAX, kernel_size=3, stride=3, ntop=ntop)
+        n.y = tops[0] if ntop == 2 else tops
+        if ntop == 2:
+            n.mask = tops[1]
+        net_param = n.to_proto()
+        net_param.force_backward = True
+        net = CheckedNet(net_param)
+        out = net.forward(x=x)
+        first = out["y"][:, 1, 0, 0]
+        assert np.isnan(first).all() if np.isnan(fill) else (first == -np.inf).all()
+        if ntop == 2:
+            assert (out["mask"] >= 0).all() and (out["mask"][:, 1, 0, 0] == 0).all()
+        diffs = net.backward({"y": np.ones(out["y"].shape)}, ["x"])
+        assert diffs["x"][:, 1, 0, 0].tolist() == [1.0, 1.0]
+        assert diffs["x"].sum() == out["y"].size  # every output's gradient landed inside
 
 
 @pytest.mark.parametrize("negative_slope", [0.0, 0.1])
