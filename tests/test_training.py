@@ -297,3 +297,32 @@ def test_weights_without_the_helper_layers_still_train(tmp_path, sample_root):
     label_loss = "loss3"
     assert stripped["losses"][label_loss] == pytest.approx(first["losses"][label_loss],
                                                            rel=0.5)
+
+
+def test_a_diverging_run_exits_1_keeping_the_last_snapshot(tmp_path, sample_root):
+    """Huge but finite weights make the losses NaN: ssn-train stops with exit 1 and its
+    message, keeps the snapshot it wrote before, and does not corrupt memory (the max
+    pooling backward wrote before its buffer on NaN windows: 'double free', rc 134)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    solver_path = write_tiny_training_files(tmp_path, max_iter=4)
+    train(solver_path)
+    good = tmp_path / "snap" / "ssn_iter_4.caffemodel"
+    model = caffe_pb2.NetParameter.FromString(good.read_bytes())
+    for layer in model.layer:
+        if layer.name == "Convolution1":
+            layer.blobs[0].ClearField("data")
+            layer.blobs[0].data.extend([1e38] * np.prod(layer.blobs[0].shape.dim))
+    (tmp_path / "huge.caffemodel").write_bytes(model.SerializeToString())
+    result = subprocess.run(
+        [str(Path(sys.prefix) / "bin" / "ssn-train"), "--solver", str(solver_path),
+         "--weights", str(tmp_path / "huge.caffemodel"), "--max-iter", "2",
+         "--snapshot-prefix", str(tmp_path / "diverged" / "ssn")],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "loss is nan" in result.stderr
+    assert good.exists()
+    assert not list((tmp_path / "diverged").glob("*_iter_*"))

@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--out and --val-dataset go with --dataset")
         result = train(args.solver or PROTOTXT_DIR / SOLVER, args.gpu, args.weights,
                        args.resume, args.max_iter, args.snapshot_prefix, args.log_csv)
-    except (ValueError, OSError, FloatingPointError) as error:
+    except FloatingPointError as error:  # diverged: the earlier snapshots are kept
+        log.error("%s", error)
+        return 1
+    except (ValueError, OSError) as error:
         log.error("%s", error)
         return 2
     except Exception:  # noqa: BLE001 - the snapshot is written; say why training stopped
