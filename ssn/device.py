@@ -3,6 +3,14 @@ from __future__ import annotations
 
 import caffe
 
+_gpu = {"used": False}
+
+
+def gpu_used() -> bool:
+    """Whether :func:`use_device` put this process's Caffe on a GPU (CUDA does not survive
+    a fork)."""
+    return _gpu["used"]
+
 
 def caffe_has_gpu() -> bool:
     """Whether the installed Caffe was built with CUDA (``python -m ssn_build --gpu``).
@@ -34,3 +42,4 @@ def use_device(gpu: int) -> None:
                          "with CUDA")
     caffe.set_device(gpu)
     caffe.set_mode_gpu()
+    _gpu["used"] = True

@@ -9,11 +9,17 @@ by the CNN alone on overlapping tiles (:func:`ssn.tiling.tiled_features`, equal
 to the whole net's) and written straight into the input blob of a second net
 that runs only SLIC (:func:`ssn.nets.generators.slic_net`): memory then grows
 linearly with the pixel count, about 100 bytes a pixel.
+
+:func:`superpixels` may be called from several threads (they take turns with the
+cached nets, :func:`ssn.nets.cache.net_lock`) and in a child forked after the
+parent used it (the child drops the parent's nets and runs its OpenMP and BLAS
+loops on one thread: libgomp's thread pool does not survive a fork).
 """
 from __future__ import annotations
 
 import logging
 import numbers
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
@@ -21,6 +27,7 @@ from typing import Optional, Union
 import caffe
 import numpy as np
 
+from ssn import device, tiling
 from ssn.color import rgb_to_lab
 
 # Aliased: superpixels() takes scikit-image's keyword enforce_connectivity.
@@ -28,7 +35,7 @@ from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_request, grid_shape, init_cells
 from ssn.images import as_rgb
-from ssn.nets.cache import memory_bounded_cache
+from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import (
@@ -36,6 +43,7 @@ from ssn.nets.generators import (
     FEATURES,
     SSNConfig,
     deploy_net,
+    feature_net,
     position_scale,
     slic_net,
 )
@@ -121,6 +129,48 @@ def cell_input(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
     return cells
 
 
+# Whether the fork hook is registered, and in a forked child why superpixels() refuses.
+_fork = {"hook": False, "refuse": None}
+
+
+def _after_fork_in_child() -> None:
+    """In a child forked after this process used the nets: a fresh lock, none of the
+    parent's nets, and one OpenMP and BLAS thread in this (the forking) thread.
+
+    libgomp keeps a pool of threads per thread that started a parallel region; after
+    a fork the child has the pool's records but not its threads, and the next region
+    of more than one thread waits for them forever. A region of one never uses the
+    pool. Nets of a GPU process are kept (freeing their CUDA memory here would abort)
+    and :func:`superpixels` refuses to run.
+    """
+    renew_lock()
+    if device.gpu_used():
+        _fork["refuse"] = "its parent ran Caffe on a GPU, and CUDA does not survive a fork"
+        return
+    for cache in (deploy_net_for, _slic_net, cell_input, tiling._feature_net):
+        cache.cache_clear()
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1)
+    except Exception as error:  # noqa: BLE001 - refuse rather than hang
+        _fork["refuse"] = f"its OpenMP threads could not be limited to one ({error})"
+
+
+def _prepare_for_fork() -> None:
+    """Register :func:`_after_fork_in_child`, once, when the nets are first used."""
+    if not _fork["hook"]:
+        _fork["hook"] = True
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_fork() -> None:
+    if _fork["refuse"]:
+        raise RuntimeError(f"superpixels() cannot run in this forked process: "
+                           f"{_fork['refuse']}. Start worker processes with "
+                           "multiprocessing's 'spawn' start method "
+                           "(multiprocessing.get_context('spawn'))")
+
+
 def tiled(height: int, width: int, features: str) -> bool:
     """Whether :func:`superpixels` computes the deep features of this size in tiles."""
     return features == "deep" and height * width > TILE_PIXELS
@@ -179,6 +229,45 @@ def positive_number(name: str, value) -> float:
     return float(value)
 
 
+def size_factors(min_size_factor, max_size_factor) -> tuple[float, float]:
+    """The connectivity thresholds as floats, if they are finite with
+    0 <= ``min_size_factor`` <= ``max_size_factor``.
+
+    Raises
+    ------
+    TypeError
+        If one is not a number.
+    ValueError
+        If one is not finite, or they are out of order.
+    """
+    factors = []
+    for name, value in (("min_size_factor", min_size_factor),
+                        ("max_size_factor", max_size_factor)):
+        if isinstance(value, (bool, np.bool_)) or \
+                not isinstance(value, (numbers.Real, np.number)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        factors.append(float(value))
+    if not 0 <= factors[0] <= factors[1]:
+        raise ValueError(f"need 0 <= min_size_factor <= max_size_factor, got "
+                         f"{factors[0]} and {factors[1]}")
+    return factors[0], factors[1]
+
+
+def check_weights(weights: Union[str, Path]) -> None:
+    """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would.
+
+    Raises
+    ------
+    NetCheckError
+        A ValueError naming the file and the layer: the file is damaged, not a
+        model, or of another architecture.
+    """
+    CheckedNet(feature_net(64, 64, DEEP_FEATURE_DIM), caffe.TEST, weights=str(weights),
+               fold_batch_norm=True, fold_relu=True)
+
+
 def resolve_alias(name: str, value, alias: str, alias_value, default):
     """The value given under ``name`` or its alias (not both); ``default`` if neither."""
     if value is not None and alias_value is not None:
@@ -222,7 +311,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         position and Lab only (SSN_pix, no training needed); None: 'deep' when
         weights are available, else 'pixel'.
     min_size_factor, max_size_factor : float
-        Connectivity thresholds, as fractions of the mean superpixel area.
+        Connectivity thresholds, as fractions of the mean superpixel area:
+        finite, 0 <= min_size_factor <= max_size_factor.
     start_label : {0, 1}
         The first label.
     channel_axis : int or None, default -1
@@ -263,6 +353,15 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     NetTooLargeError
         A ValueError and a MemoryError: the image needs a blob over Caffe's
         INT_MAX count, or more memory than is available.
+    RuntimeError
+        In a process forked from one that ran Caffe on a GPU (use 'spawn').
+
+    Notes
+    -----
+    Threads may call it at once: they take turns with the cached nets and get
+    what serial calls give. A child forked after the parent called it drops the
+    parent's nets and runs on one OpenMP and BLAS thread (libgomp's thread pool
+    does not survive a fork); 'spawn' workers keep all their threads.
 
     Examples
     --------
@@ -280,36 +379,43 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
     position_weight = positive_number("position_weight", position_weight)
+    if enforce:
+        min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
     rgb = as_rgb(channels_last(image, channel_axis), keep_uint8=True)
     height, width = rgb.shape[:2]
     mode, weights_path = resolve_features(features, weights)
     grid_count = grid_request(n_segments, height, width, mode, grid)
     grid_h, grid_w = check_geometry(height, width, grid_count)
     in_tiles = tiled(height, width, mode)
-    try:  # the nets' checks first: a clear error before the work
-        if in_tiles:
-            net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM, bool(fused))
-        else:
-            net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
-                                 file_identity(weights_path), bool(fused), position_weight)
-        cells = cell_input(height, width, grid_h, grid_w)
-        lab = rgb_to_lab(rgb).transpose(2, 0, 1)
-        del rgb
-        if in_tiles:
-            pixel_feats = pixel_feature_array(
-                lab, position_weight * position_scale(grid_count, height, width))
-            del lab
-            tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
-                           out=net.net.blobs[FEATURES].data[0],
-                           weights_identity=file_identity(weights_path))
-            del pixel_feats
-            net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
-        else:
-            net.forward(outputs=[], img=lab[None], spixel_init=cells, feat_spixel_init=cells)
-    except NetTooLargeError as error:
-        raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
-                               f"{error}") from error
-    labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
+    _check_fork()
+    with net_lock():  # the cached nets are one set of blobs each: one thread at a time
+        _prepare_for_fork()
+        try:  # the nets' checks first: a clear error before the work
+            if in_tiles:
+                net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM,
+                                bool(fused))
+            else:
+                net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
+                                     file_identity(weights_path), bool(fused), position_weight)
+            cells = cell_input(height, width, grid_h, grid_w)
+            lab = rgb_to_lab(rgb).transpose(2, 0, 1)
+            del rgb
+            if in_tiles:
+                pixel_feats = pixel_feature_array(
+                    lab, position_weight * position_scale(grid_count, height, width))
+                del lab
+                tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
+                               out=net.net.blobs[FEATURES].data[0],
+                               weights_identity=file_identity(weights_path))
+                del pixel_feats
+                net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
+            else:
+                net.forward(outputs=[], img=lab[None], spixel_init=cells,
+                            feat_spixel_init=cells)
+        except NetTooLargeError as error:
+            raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
+                                   f"{error}") from error
+        labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
     del cells
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,

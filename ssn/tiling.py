@@ -19,6 +19,7 @@ import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
 
+from ssn.nets.cache import net_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import COLOR_SCALE, FEATURES, PIXEL_FEATURES, feature_net
 
@@ -181,6 +182,11 @@ def tiled_features(pixel_feats: np.ndarray, weights: str, feature_dim: int,
     -------
     ndarray, feature_dim x H x W float32
         ``out`` if given.
+
+    Notes
+    -----
+    Safe to call from several threads: they take turns with the cached net
+    (:func:`ssn.nets.cache.net_lock`).
     """
     channels, height, width = pixel_feats.shape
     if channels != 5:
@@ -204,14 +210,15 @@ def tiled_features(pixel_feats: np.ndarray, weights: str, feature_dim: int,
     elif out.shape != (feature_dim, height, width):
         raise ValueError(f"out has shape {out.shape}, expected "
                          f"{(feature_dim, height, width)}")
-    net = _feature_net(min(height, largest[0]), min(width, largest[1]), feature_dim,
-                       str(weights), weights_identity)
-    for top, bottom, in_top, in_bottom in spans(height, core_h, margin):
-        for left, right, in_left, in_right in spans(width, core_w, margin):
-            piece = pixel_feats[None, :, in_top:in_bottom, in_left:in_right]
-            feats = net.forward(outputs=[], **{PIXEL_FEATURES: piece})
-            del feats
-            result = net.net.blobs[FEATURES].data[0]
-            out[:, top:bottom, left:right] = result[:, top - in_top:bottom - in_top,
-                                                    left - in_left:right - in_left]
+    with net_lock():  # the cached net is one set of blobs: one thread at a time
+        net = _feature_net(min(height, largest[0]), min(width, largest[1]), feature_dim,
+                           str(weights), weights_identity)
+        for top, bottom, in_top, in_bottom in spans(height, core_h, margin):
+            for left, right, in_left, in_right in spans(width, core_w, margin):
+                piece = pixel_feats[None, :, in_top:in_bottom, in_left:in_right]
+                feats = net.forward(outputs=[], **{PIXEL_FEATURES: piece})
+                del feats
+                result = net.net.blobs[FEATURES].data[0]
+                out[:, top:bottom, left:right] = result[:, top - in_top:bottom - in_top,
+                                                        left - in_left:right - in_left]
     return out
