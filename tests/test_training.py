@@ -326,3 +326,42 @@ def test_a_diverging_run_exits_1_keeping_the_last_snapshot(tmp_path, sample_root
     assert "loss is nan" in result.stderr
     assert good.exists()
     assert not list((tmp_path / "diverged").glob("*_iter_*"))
+
+
+def zoom_then_crop(sample, rng, patch):
+    """The augmentation as first written: scale the whole image and target with
+    scipy.ndimage.zoom, mirror, then crop (the reference for the windowed version)."""
+    import scipy.ndimage
+    height, width = patch
+    scale = ssn_data.random_scale(rng)
+    scale = max(scale, height / sample.rgb.shape[0], width / sample.rgb.shape[1])
+    rgb = scipy.ndimage.zoom(sample.rgb.astype(np.float32) / 255.0, (scale, scale, 1),
+                             order=1, grid_mode=False)
+    target = sample.segmentations[rng.integers(len(sample.segmentations))]
+    target = scipy.ndimage.zoom(target, (scale, scale) + (1,) * (target.ndim - 2), order=0)
+    rows, cols = min(rgb.shape[0], target.shape[0]), min(rgb.shape[1], target.shape[1])
+    flipped = bool(rng.uniform() > 0.5)
+    if flipped:
+        rgb, target = rgb[:, ::-1], target[:, ::-1]
+    top, left = int(rng.integers(0, rows - height + 1)), int(rng.integers(0, cols - width + 1))
+    return (np.clip(rgb[top:top + height, left:left + width], 0, 1),
+            target[top:top + height, left:left + width], scale, flipped)
+
+
+@pytest.mark.parametrize("size", [(321, 481), (481, 321), (205, 210)])
+def test_augmentation_scales_only_the_window_it_crops(size):
+    """The same patches as zooming the whole image first: targets exactly, images to
+    one float32 rounding (the bilinear sums run in another order)."""
+    from ssn.bsds import BSDSImage
+    data = np.random.default_rng(size[0])
+    for trial in range(12):
+        image = data.integers(0, 256, size + (3,), dtype=np.uint8)
+        targets = ([data.integers(0, 40, size).astype(np.uint16) for _ in range(3)]
+                   if trial % 3 else [data.random(size + (2,)).astype(np.float32)])
+        sample = BSDSImage(rgb=image, segmentations=targets)
+        expected = zoom_then_crop(sample, np.random.default_rng(trial), (201, 201))
+        got = ssn_data.augment_with_geometry(sample, np.random.default_rng(trial), (201, 201))
+        assert got[2:] == expected[2:]
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1.2e-7)
+        assert got[0].dtype == np.float32 and got[0].shape == (201, 201, 3)

@@ -22,7 +22,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import scipy.io
-import scipy.ndimage
 
 from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.color import rgb_to_lab
@@ -91,20 +90,71 @@ def augment_with_geometry(sample: BSDSImage, rng: np.random.Generator, patch: tu
     scale = random_scale(rng)
     # The scaled image must hold a patch; raise the scale if it would not.
     scale = max(scale, height / sample.rgb.shape[0], width / sample.rgb.shape[1])
-    rgb = scipy.ndimage.zoom(sample.rgb.astype(np.float32) / 255.0, (scale, scale, 1),
-                             order=1, grid_mode=False)
     segmentation = sample.segmentations[rng.integers(len(sample.segmentations))]
-    segmentation = scipy.ndimage.zoom(
-        segmentation, (scale, scale) + (1,) * (segmentation.ndim - 2), order=0)
-    rows = min(rgb.shape[0], segmentation.shape[0])
-    cols = min(rgb.shape[1], segmentation.shape[1])
+    rgb_size, target_size = zoomed_size(sample.rgb, scale), zoomed_size(segmentation, scale)
+    rows, cols = min(rgb_size[0], target_size[0]), min(rgb_size[1], target_size[1])
     flipped = bool(rng.uniform() > 0.5)
-    if flipped:
-        rgb, segmentation = rgb[:, ::-1], segmentation[:, ::-1]
     top = int(rng.integers(0, rows - height + 1))
     left = int(rng.integers(0, cols - width + 1))
-    return (np.clip(rgb[top:top + height, left:left + width], 0, 1),
-            segmentation[top:top + height, left:left + width], scale, flipped)
+    # Column j of the mirrored, scaled image is column size - 1 - j of the scaled one.
+    def columns(size: int) -> np.ndarray:
+        wanted = np.arange(left, left + width)
+        return size - 1 - wanted if flipped else wanted
+
+    rgb = zoomed_window(sample.rgb, rgb_size, np.arange(top, top + height),
+                        columns(rgb_size[1]))
+    target = zoomed_window(segmentation, target_size, np.arange(top, top + height),
+                           columns(target_size[1]), nearest=True)
+    return np.clip(rgb, 0, 1), target, scale, flipped
+
+
+def zoomed_size(array: np.ndarray, scale: float) -> tuple[int, int]:
+    """Rows and columns of ``array`` resized by ``scale`` (scipy.ndimage.zoom's rounding)."""
+    return tuple(int(round(size * scale)) for size in np.shape(array)[:2])
+
+
+def zoomed_window(array: np.ndarray, size: tuple[int, int], rows: np.ndarray,
+                  cols: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """Rows ``rows`` and columns ``cols`` of ``array`` resized to ``size``, without
+    resizing the rest: the values of ``scipy.ndimage.zoom(..., grid_mode=False)``
+    (corners aligned) at those positions, bilinear (an 8-bit image, returned as
+    float32 in [0, 1]) or ``nearest``.
+
+    Parameters
+    ----------
+    array : ndarray, H x W or H x W x C
+    size : (int, int)
+        The resized image's rows and columns.
+    rows, cols : ndarray of int
+        Positions in the resized image (any order; a mirrored window has descending
+        columns).
+
+    Returns
+    -------
+    ndarray, len(rows) x len(cols) (x C)
+    """
+    array = np.asarray(array)
+    y = rows * ((array.shape[0] - 1) / (size[0] - 1))
+    x = cols * ((array.shape[1] - 1) / (size[1] - 1))
+    if nearest:
+        y_index = np.minimum(np.floor(y + 0.5).astype(np.intp), array.shape[0] - 1)
+        x_index = np.minimum(np.floor(x + 0.5).astype(np.intp), array.shape[1] - 1)
+        return array[y_index][:, x_index]
+    y0, x0 = np.floor(y).astype(np.intp), np.floor(x).astype(np.intp)
+    y1, x1 = np.minimum(y0 + 1, array.shape[0] - 1), np.minimum(x0 + 1, array.shape[1] - 1)
+    # Only the source rows and columns the window reads, in float32 as zoom reads them.
+    row_set, col_set = np.unique(np.concatenate([y0, y1])), np.unique(np.concatenate([x0, x1]))
+    source = array[row_set][:, col_set].astype(np.float32) / np.float32(255.0)
+    source = source.astype(np.float64)
+    y0, y1 = np.searchsorted(row_set, y0), np.searchsorted(row_set, y1)
+    x0, x1 = np.searchsorted(col_set, x0), np.searchsorted(col_set, x1)
+    fy = (y - np.floor(y)).reshape((-1, 1) + (1,) * (array.ndim - 2))
+    fx = (x - np.floor(x)).reshape((1, -1) + (1,) * (array.ndim - 2))
+    upper = source[y0]
+    lower = source[y1]
+    top_row = (1 - fx) * upper[:, x0] + fx * upper[:, x1]
+    bottom_row = (1 - fx) * lower[:, x0] + fx * lower[:, x1]
+    return ((1 - fy) * top_row + fy * bottom_row).astype(np.float32)
 
 
 def checked_sample(sample: BSDSImage) -> BSDSImage:
