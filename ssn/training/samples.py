@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-import scipy.io
 
 from ssn.bsds import BSDSImage, data_root, load_bsds, read_split
 from ssn.color import rgb_to_lab
