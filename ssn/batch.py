@@ -41,6 +41,7 @@ import io
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -60,7 +61,14 @@ from ssn import __version__
 from ssn.atomic import atomic_path, sha256_of, write_atomic
 from ssn.device import use_device
 from ssn.images import IMAGE_SUFFIXES, overlay, read_image
-from ssn.inference import positive_number, resolve_features, superpixels
+from ssn.inference import (
+    check_weights,
+    count_argument,
+    positive_number,
+    resolve_features,
+    size_factors,
+    superpixels,
+)
 
 log = logging.getLogger("ssn.batch")
 
@@ -78,6 +86,30 @@ OUTPUT_FILES = {"labels_png": "{}_labels.png", "overlay_png": "{}_overlay.png",
 
 class RunError(Exception):
     """A problem of the whole run, not of one image: the run stops, with exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run stops as on Ctrl-C (exit 143)."""
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_run():
+    """A context in which SIGTERM raises :class:`Terminated` (once; a second is ignored
+    while the run stops). Only the main thread can set a handler: elsewhere it does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -215,12 +247,24 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
     ``position_weight`` is recorded only when it is not 1, so records written
     before it existed still match the default.
 
+    Every value is checked here, once, so that a run with an option that can never
+    work stops before any work (and before ``--overwrite`` replaces anything): the
+    counts, the size factors, and the weights, loaded into a small net.
+
     Raises
     ------
-    ValueError, FileNotFoundError
-        As :func:`ssn.inference.resolve_features` (a mode without weights, a missing file).
+    ValueError, TypeError, FileNotFoundError
+        A count below 1, size factors that are not finite or out of order, a mode
+        without weights, a missing file, or weights that do not fit the net
+        (:class:`ssn.nets.checks.NetCheckError`, naming the file and layer).
     """
+    n_segments = count_argument("n_segments", n_segments)
+    num_steps = count_argument("num_steps", num_steps)
+    if connectivity:
+        min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
     mode, weights_path = resolve_features(features, weights)
+    if weights_path is not None:
+        check_weights(weights_path)
     settings = dict(n_segments=n_segments, grid=grid, fused=fused, num_steps=num_steps,
                     features=mode,
                     weights_sha256=weights_sha256(weights_path) if weights_path else None,
@@ -653,7 +697,9 @@ def run(args: argparse.Namespace) -> int:
     int
         0: every image done; 1: some images failed (reported, recorded, the rest
         done); 2: nothing or not everything could run (a bad option or --out, a
-        full disk, a device this Caffe lacks), with one message saying why.
+        full disk, a device this Caffe lacks), with one message saying why; 130
+        or 143: stopped by Ctrl-C or SIGTERM (worker processes stopped, finished
+        images kept).
     """
     from ssn import engines
     out = args.out.absolute()
@@ -664,8 +710,8 @@ def run(args: argparse.Namespace) -> int:
             args.n_segments, args.num_steps, args.features, args.weights, args.connectivity,
             args.min_size_factor, args.max_size_factor, args.grid, args.fused,
             args.position_weight)
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
+    except (ValueError, TypeError, OSError) as error:
+        log.error("%s; nothing was done", error)
         return 2
     paths = [path for path in expand_inputs(args.inputs) if not is_output(path, out)]
     if not paths:
@@ -703,17 +749,22 @@ def run(args: argparse.Namespace) -> int:
                     disable=not sys.stderr.isatty())
     start, status = time.perf_counter(), 0
     try:
-        for row in _engine(args, job, items, workers):
-            counts[row["outcome"]] += 1
-            if row["outcome"] == "failed":
-                log.error("%s: %s", row["image"], row["status"].removeprefix("failed: "))
-            progress.update()
+        # closing: an interruption in this loop stops the engine's workers at once
+        with sigterm_stops_the_run(), \
+                contextlib.closing(_engine(args, job, items, workers)) as rows:
+            for row in rows:
+                counts[row["outcome"]] += 1
+                if row["outcome"] == "failed":
+                    log.error("%s: %s", row["image"], row["status"].removeprefix("failed: "))
+                progress.update()
     except RunError as error:
         log.error("%s", error)
         status = 2
-    except KeyboardInterrupt:
-        log.error("interrupted: finished images are kept; rerun to complete the rest")
-        status = 130
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, Terminated)
+        log.error("%s: finished images are kept; rerun to complete the rest",
+                  "terminated" if terminated else "interrupted")
+        status = 143 if terminated else 130
     finally:
         progress.close()
     seconds = time.perf_counter() - start

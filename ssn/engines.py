@@ -9,7 +9,8 @@ the results themselves, so the caller only counts rows.
 - :func:`run_processes`: N worker processes started with 'spawn' (Caffe and
   OpenMP do not survive a fork after use), fed from one queue; each builds its
   own nets (per geometry, as :mod:`ssn.inference` caches them) and uses its own
-  number of OpenMP/BLAS threads.
+  number of OpenMP/BLAS threads. Workers die with the parent (Linux's parent-death
+  signal), even when it is killed; an interrupted parent stops them at once.
 - :func:`run_dask`: a Dask cluster (a scheduler address, or a ``LocalCluster``):
   Dask schedules, and reruns the tasks of a worker that is lost.
 
@@ -19,9 +20,12 @@ sets its thread count, and only then imports Caffe (through :mod:`ssn.batch`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional
@@ -56,11 +60,63 @@ def _task(job: Job, item: Item) -> dict:
     return process(job, item)
 
 
-def _start_worker(threads: Optional[int]) -> None:
-    """Runs first in each worker process: OpenMP and BLAS read these when they load."""
+def _start_worker(threads: Optional[int], parent: Optional[int] = None) -> None:
+    """Runs first in each worker process: sets the thread count (OpenMP and BLAS read
+    these when they load) and, given the parent's pid, ties the worker to it: it gets
+    SIGTERM when the parent dies (killed too) and leaves Ctrl-C to the parent."""
     if threads:
         for name in THREAD_VARIABLES:
             os.environ[name] = str(threads)
+    if parent is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _stop_worker)
+        _die_with_parent(parent)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# How long stopped workers get to clean up (remove their temporary files) before a SIGKILL.
+STOP_WAIT_S = 5
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux for SIGTERM when the parent process dies; exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pipes' end stops the workers
+        pass
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(1)
+
+
+def _stop_worker(signum, frame) -> None:
+    """SIGTERM in a worker: unwind (removing temporary files), then exit."""
+    raise SystemExit(128 + signum)
+
+
+def _worker_task(job: Job, item: Item) -> dict:
+    """:func:`_task` in a worker process; a SIGTERM during it ends the process (the pool
+    would send the SystemExit back as the task's exception and wait for more)."""
+    try:
+        return _task(job, item)
+    except SystemExit as stop:
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes at once; SIGKILL any that have not exited
+    within :data:`STOP_WAIT_S`."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public list
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    deadline = time.monotonic() + STOP_WAIT_S
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1)
 
 
 def run_here(job: Job, items: Iterable[Item]) -> Iterator[dict]:
@@ -82,7 +138,7 @@ def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dic
     """
     from ssn.batch import RunError
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD),
-                               initializer=_start_worker, initargs=(job.threads,))
+                               initializer=_start_worker, initargs=(job.threads, os.getpid()))
     queue = iter(items)
     pending = {}
 
@@ -91,7 +147,7 @@ def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dic
             item = next(queue, None)
             if item is None:
                 return
-            pending[pool.submit(_task, job, item)] = item
+            pending[pool.submit(_worker_task, job, item)] = item
 
     try:
         fill()
@@ -107,6 +163,9 @@ def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dic
                                    "complete the rest") from error
                 yield row
             fill()
+    except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C, SIGTERM, or the caller stopped
+        _stop_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
