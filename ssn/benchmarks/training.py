@@ -3,14 +3,20 @@ CNN, the SSN layers and the loss heads, plus the process's peak memory.
 
 Times the generated TRAIN net (batch 6, 201x201 patches, 100 superpixels, 5 SLIC
 steps by default) layer by layer with pycaffe; the data layer is timed alone by
-drawing batches from the BSDS500 sampler. A benchmark, not a test.
+drawing batches from the BSDS500 sampler. With an interpreter that has PyTorch,
+the same feature CNN trained in PyTorch (:mod:`ssn.benchmarks.torch_anchor`) is
+timed in the same run as the anchor, and the ratio printed. A benchmark, not a test.
 """
 from __future__ import annotations
 
+import json
 import resource
 import statistics
+import subprocess
 import time
 from collections import defaultdict
+from pathlib import Path
+from typing import Optional
 
 import caffe
 
@@ -33,7 +39,28 @@ def layer_group(name: str, kind: str, after_features: bool, after_slic: bool) ->
 SLOWEST_SHOWN = 15
 
 
-def run(config: SSNConfig, repeats: int) -> None:
+def torch_anchor(python: str, config: SSNConfig, repeats: int) -> dict:
+    """Seconds of the same feature CNN's forward and backward + Adam step in PyTorch,
+    run by ``python`` (an interpreter with PyTorch) on :mod:`ssn.benchmarks.torch_anchor`.
+
+    Raises
+    ------
+    RuntimeError
+        If the interpreter cannot run it (no PyTorch there, say), with its message.
+    """
+    command = [python, str(Path(__file__).with_name("torch_anchor.py")), "--batch",
+               str(config.batch_size), "--patch", str(config.height), "--repeats", str(repeats)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    except OSError as error:
+        raise RuntimeError(f"cannot run {python}: {error}") from error
+    if result.returncode != 0:
+        raise RuntimeError(f"the PyTorch anchor failed under {python}: "
+                           f"{result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run(config: SSNConfig, repeats: int, torch_python: Optional[str] = None) -> None:
     sampler = BSDSSampler("train", (config.height, config.width), config.grid,
                           config.batch_size, config.num_label_channels)
     data_seconds = []
@@ -83,6 +110,14 @@ def run(config: SSNConfig, repeats: int) -> None:
     print(f"{'data layer (one batch, one thread)':42s} {data:7.3f} s")
     print(f"{'net forward + backward':42s} {net_time:7.3f} s")
     print(f"{'iteration (net + data if not prefetched)':42s} {net_time + data:7.3f} s")
+    print(f"{'iteration (data prefetched)':42s} {net_time:7.3f} s")
+    if torch_python:
+        anchor = torch_anchor(torch_python, config, repeats)
+        cnn = anchor["forward"] + anchor["backward"]
+        print(f"{'PyTorch CNN forward+backward+Adam':42s} {cnn:7.3f} s  (torch "
+              f"{anchor['torch']}, {anchor['threads']} threads; forward "
+              f"{anchor['forward']:.3f} s)")
+        print(f"{'iteration (data prefetched) / PyTorch CNN':42s} {net_time / cnn:7.2f} x")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'peak resident memory':42s} {peak:7.0f} MiB")
     slowest = sorted(range(len(names)), key=lambda i: -(statistics.median(forward[i][1:])

@@ -17,8 +17,9 @@ from ssn.nets.generators import SSNConfig
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=training_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="examples:\n  python tools/bench_train.py\n"
-               "  python tools/bench_train.py --batch 2 --num-steps 10")
+        epilog="examples:\n  ssn-bench-train\n"
+               "  ssn-bench-train --batch 2 --num-steps 10\n"
+               "  ssn-bench-train --torch-python ~/torch-venv/bin/python")
     parser.add_argument("--batch", type=int, default=6, help="images per batch")
     parser.add_argument("--patch", type=int, default=201, help="patch size")
     options.add_count(parser, 100)
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_gpu(parser)
     parser.add_argument("--feature-dim", type=int, default=20, help="pixel feature channels")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations")
+    parser.add_argument("--torch-python", metavar="PYTHON",
+                        help="an interpreter with PyTorch (a separate venv): also time the "
+                             "same feature CNN trained there, and print the ratio")
     return parser
 
 
@@ -36,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
                        batch_size=args.batch)
-    run(config, args.repeats)
+    try:
+        run(config, args.repeats, args.torch_python)
+    except RuntimeError as error:
+        print(f"ssn-bench-train: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
