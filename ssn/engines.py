@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -90,7 +91,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _stop_worker(signum, frame) -> None:
-    """SIGTERM in a worker: unwind (removing temporary files), then exit."""
+    """SIGTERM in a worker: unwind (removing temporary files), then exit; exit anyway
+    after :data:`STOP_WAIT_S` if the SystemExit is swallowed (raised in a finaliser)."""
+    watchdog = threading.Timer(STOP_WAIT_S, os._exit, (128 + signum,))
+    watchdog.daemon = True
+    watchdog.start()
     raise SystemExit(128 + signum)
 
 
