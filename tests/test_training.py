@@ -208,9 +208,9 @@ def test_training_batches_are_seeded_per_sample(sample_root):
     assert 0 <= first.img[:, 0].min() and first.img[:, 0].max() <= 100
 
 
-def write_tiny_training_files(tmp_path, max_iter):
+def write_tiny_training_files(tmp_path, max_iter, fused_decoder=True):
     config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
-                       batch_size=2, num_label_channels=8,
+                       batch_size=2, num_label_channels=8, fused_decoder=fused_decoder,
                        data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     (tmp_path / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))
     options = PrototxtOptions(base_lr=1e-3, max_iter=max_iter, snapshot=4, test_interval=1000,
@@ -279,7 +279,8 @@ def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop, sample_
 
 
 def test_weights_without_the_helper_layers_still_train(tmp_path, sample_root):
-    solver_path = write_tiny_training_files(tmp_path, max_iter=4)
+    # The original's decoder chain, whose gather convolution has fixed weights.
+    solver_path = write_tiny_training_files(tmp_path, max_iter=4, fused_decoder=False)
     train(solver_path)
     snapshot = tmp_path / "snap" / "ssn_iter_4.caffemodel"
     model = caffe_pb2.NetParameter.FromString(snapshot.read_bytes())

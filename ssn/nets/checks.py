@@ -59,17 +59,19 @@ SUPPORTED_PIXEL_FEATURES = ("POSITION", "POSITION_AND_RGB", "RGB_AND_POSITION", 
 INDEX_BOTTOMS = {
     "SpixelFeature": (1,), "Passoc": (2,), "SpixelFeature2": (2,),
     "RelToAbsIndex": (0, 1), "Smear": (1,), "LossWithoutSoftmax": (1,),
-    "SlicIterations": (2,),
+    "SlicIterations": (2,), "SpixelToPixel": (2,),
 }
 BOTTOM_COUNTS = {
     "PixelFeature": (1, 1), "SpixelFeature": (2, 2), "Passoc": (3, 3),
     "SpixelFeature2": (3, 3), "RelToAbsIndex": (2, 2), "Smear": (2, 2),
     "Interp": (1, 1), "LossWithoutSoftmax": (2, 2), "SlicIterations": (3, 3),
+    "SpixelToPixel": (3, 3),
 }
 TOP_COUNTS = {
     "PixelFeature": (1, 1), "SpixelFeature": (1, 2), "Passoc": (1, 1),
     "SpixelFeature2": (1, 1), "RelToAbsIndex": (1, 1), "Smear": (1, 1),
     "Interp": (1, 1), "LossWithoutSoftmax": (1, 1), "SlicIterations": (1, 3),
+    "SpixelToPixel": (1, 1),
 }
 # Layers whose top shapes come from their own parameters.
 SOURCE_LAYERS = ("Input", "DummyData")
@@ -78,7 +80,7 @@ FLOAT_BYTES = 4
 # Layers with no backward: Caffe would abort in it.
 FORWARD_ONLY = ("SlicIterations",)
 # Layers that read spixel_feature2_param's grid.
-GRID_LAYERS = ("Passoc", "SpixelFeature2", "SlicIterations")
+GRID_LAYERS = ("Passoc", "SpixelFeature2", "SlicIterations", "SpixelToPixel")
 TRAIN_WITH = ("train with the decomposed Passoc, Softmax and SpixelFeature2 layers "
               "(ssn.nets.generators.slic_iterations)")
 
@@ -91,8 +93,8 @@ def blob_values(blob: caffe_pb2.BlobProto) -> np.ndarray:
 
 
 def grid_of(layer: caffe_pb2.LayerParameter) -> tuple[int, int]:
-    """Superpixel grid (K_h, K_w) of a Passoc, SpixelFeature2, SlicIterations or
-    RelToAbsIndex layer."""
+    """Superpixel grid (K_h, K_w) of a Passoc, SpixelFeature2, SlicIterations,
+    SpixelToPixel or RelToAbsIndex layer."""
     if layer.type == "RelToAbsIndex":
         param = layer.rel_to_abs_index_param
         return int(param.num_spixels_h), int(param.num_spixels_w)
@@ -233,6 +235,20 @@ def _ssn_top_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple]) -
             _fail(layer, f"associations (bottom 1) must be {num} x 9 x {height} x {width}, "
                          f"got {' x '.join(map(str, bottoms[1]))}")
         return [(num, channels, 1, grid_h * grid_w)]
+    if kind == "SpixelToPixel":
+        grid_h, grid_w = grid_of(layer)
+        if first[2:] != (1, grid_h * grid_w):
+            _fail(layer, f"superpixel values (bottom 0) must be {num} x {channels} x 1 x "
+                         f"{grid_h * grid_w} for a {grid_h}x{grid_w} grid, got "
+                         f"{' x '.join(map(str, first))}")
+        if bottoms[1][1] != NUM_NEIGHBOURS:
+            _fail(layer, f"associations (bottom 1) must have {NUM_NEIGHBOURS} channels, got "
+                         f"{' x '.join(map(str, bottoms[1]))}")
+        height, width = bottoms[1][2:]
+        if bottoms[2] != (num, 1, height, width):
+            _fail(layer, f"the cell map (bottom 2) must be {num} x 1 x {height} x {width}, "
+                         f"the associations' size, got {' x '.join(map(str, bottoms[2]))}")
+        return [(num, channels, height, width)]
     if kind == "RelToAbsIndex":
         if channels != 1:
             _fail(layer, "the relative label (bottom 0) must have 1 channel")
@@ -432,7 +448,8 @@ def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
 
 
 # Where each SSN layer reads the cell map (the initial grid cell of each pixel).
-CELL_MAP_BOTTOM = {"Passoc": 2, "SpixelFeature2": 2, "SlicIterations": 2, "RelToAbsIndex": 1}
+CELL_MAP_BOTTOM = {"Passoc": 2, "SpixelFeature2": 2, "SlicIterations": 2, "SpixelToPixel": 2,
+                   "RelToAbsIndex": 1}
 
 
 def _grid_layers(net_param: caffe_pb2.NetParameter, phase: int) -> list:

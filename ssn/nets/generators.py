@@ -2,8 +2,10 @@
 
 Layer and parameter names follow the original release (``Convolution1..7``,
 ``BatchNorm1..6``, ``init_spixel_feat``, ``Passoc1..T``, ``spixel_feat1..T-1``,
-``final_pixel_assoc``, ``new_spix_indices``, ``concat_spixel_feat_50``,
-``recon_feat_50``, ...) so weights trained for it load by name.
+``final_pixel_assoc``, ``new_spix_indices``, ...) so weights trained for it load
+by name. The label loss's decoder is one SpixelToPixel layer; the original's
+chain (``concat_spixel_feat_50``, ``recon_feat_50``, ...) is kept behind
+``SSNConfig.fused_decoder=False``.
 
 :func:`train_net` and :func:`deploy_net` give the TRAIN/TEST net and the deploy
 net of one configuration; the pieces (:func:`cnn_features`,
@@ -87,6 +89,12 @@ class SSNConfig:
         forward-only ``SlicIterations`` layer (:func:`fused_slic_iterations`)
         instead of the decomposed layers; the labels are the same up to float
         rounding. Train nets always use the decomposed, differentiable layers.
+    fused_decoder : bool
+        Train nets rebuild per-pixel values from superpixel values (the label
+        and continuous losses) with one ``SpixelToPixel`` layer; False: with
+        the original's chain of a fixed 3x3 gather convolution, Smear, Tile,
+        Eltwise PROD and a 1x1 sum convolution (:func:`mix_superpixel_values`),
+        the same values with nine times larger intermediates.
     """
 
     height: int = 201
@@ -107,6 +115,7 @@ class SSNConfig:
     batch_size: int = 6
     data: dict = field(default_factory=dict)
     fused: bool = True
+    fused_decoder: bool = True
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -283,34 +292,52 @@ def compactness_loss(net: caffe.NetSpec, pixel_feats, assoc, spixel_init, hard_l
 
 
 def reconstruct_through_assoc(net: caffe.NetSpec, values, assoc, spixel_init, grid_h: int,
-                              grid_w: int, channels: int, spixel_name: str = "spixel_label"):
+                              grid_w: int, channels: int, spixel_name: str = "spixel_label",
+                              fused: bool = True):
     """Per-pixel values rebuilt from superpixel means, R* = Q (Q^T R) (spec 5.4).
 
     SpixelFeature2 averages ``values`` (N x C x H x W) over each superpixel
     (top ``spixel_name``, N x C x 1 x K) and :func:`mix_superpixel_values` hands
     each pixel the association mix of its 9 neighbours' means. Returns
-    ``Convolution9`` (N x C x H x W).
+    ``Convolution9`` (N x C x H x W), by one SpixelToPixel layer or, with
+    ``fused=False``, the original's chain.
     """
     grid = dict(num_spixels_h=grid_h, num_spixels_w=grid_w)
     net[spixel_name] = L.SpixelFeature2(values, assoc, spixel_init,
                                         spixel_feature2_param=grid,
                                         propagate_down=[False, True, False])
     return mix_superpixel_values(net, net[spixel_name], assoc, spixel_init, grid_h, grid_w,
-                                 channels)
+                                 channels, fused=fused)
 
 
 def mix_superpixel_values(net: caffe.NetSpec, spixel_values, assoc, spixel_init, grid_h: int,
-                          grid_w: int, channels: int, suffix: str = ""):
+                          grid_w: int, channels: int, suffix: str = "", fused: bool = True):
     """Each pixel's association-weighted mix of its 9 neighbour superpixels' values.
 
-    ``spixel_values`` is N x C x 1 x K. A fixed grouped convolution gathers each
+    ``spixel_values`` is N x C x 1 x K and ``assoc`` N x 9 x H x W; returns an
+    N x C x H x W blob, top[k, p] = sum_i Q[i, p] S[k, nb(p, i)], named
+    ``Convolution9`` plus ``suffix`` (the original's name).
+
+    By default one ``SpixelToPixel`` layer, ``spixel_to_pixel_<C><suffix>``,
+    computes it. It has no weights, and its name is none of the chain's, so
+    weights saved from a net with the chain load into it (Caffe skips the
+    chain's layers).
+
+    With ``fused=False`` the original's chain does (blobs ``Reshape1``, ...,
+    ``Convolution9`` plus ``suffix``): a fixed grouped convolution gathers each
     superpixel's 3x3 neighbours, Smear hands them to the pixels of its initial
-    cell, and each pixel mixes them by its association ``assoc`` (N x 9 x H x W).
-    Returns an N x C x H x W blob. The blobs are named ``Reshape1``, ...,
-    ``Convolution9`` plus ``suffix``; the fixed one-hot weights of
+    cell, and each pixel mixes them by its tiled association, through four
+    9C-channel intermediates. The chain's fixed one-hot weights of
     ``concat_spixel_feat_<C><suffix>`` come from Caffe's ``neighbour_gather``
     filler (a patch of ours), so the prototxt alone defines the net.
     """
+    if fused:
+        mixed = L.SpixelToPixel(
+            spixel_values, assoc, spixel_init, name=f"spixel_to_pixel_{channels}{suffix}",
+            propagate_down=[True, True, False],
+            spixel_feature2_param=dict(num_spixels_h=grid_h, num_spixels_w=grid_w))
+        net["Convolution9" + suffix] = mixed
+        return mixed
     num_spixels = grid_h * grid_w
     frozen = [dict(lr_mult=0, decay_mult=0)]
     reshaped = L.Reshape(spixel_values, reshape_param=dict(
@@ -340,15 +367,16 @@ def mix_superpixel_values(net: caffe.NetSpec, spixel_values, assoc, spixel_init,
 
 
 def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h: int,
-               grid_w: int, num_channels: int, weight: float):
+               grid_w: int, num_channels: int, weight: float, fused: bool = True):
     """Cross-entropy of the labels reconstructed through the superpixels, R* = Q (Q^T R).
 
-    The fixed decoder weights (``concat_spixel_feat_<C>``) come from the
-    ``neighbour_gather`` filler (see :func:`mix_superpixel_values`).
+    The reconstruction is one SpixelToPixel layer, or with ``fused=False`` the
+    original's chain, whose fixed decoder weights (``concat_spixel_feat_<C>``)
+    come from the ``neighbour_gather`` filler (see :func:`mix_superpixel_values`).
     """
     frozen = [dict(lr_mult=0, decay_mult=0)]
     recon = reconstruct_through_assoc(net, problabel, assoc, spixel_init, grid_h, grid_w,
-                                      num_channels)
+                                      num_channels, fused=fused)
     net.recon_label = L.ReLU(recon, in_place=True)
     net.recon_label2 = L.Power(recon, power_param=dict(shift=1e-10))
     # normalize(): divide by the (ReLU'd) channel sum.
@@ -367,7 +395,8 @@ def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h:
 
 
 def continuous_loss(net: caffe.NetSpec, target, assoc, spixel_init, grid_h: int, grid_w: int,
-                    channels: int, weight: float, kind: str = "soft", pixels: int = 1):
+                    channels: int, weight: float, kind: str = "soft", pixels: int = 1,
+                    fused: bool = True):
     """L2 loss of a continuous target rebuilt through the superpixels.
 
     ``loss3`` is the soft reconstruction error: ``recon_target`` = Q (Q^T T),
@@ -384,16 +413,17 @@ def continuous_loss(net: caffe.NetSpec, target, assoc, spixel_init, grid_h: int,
     target is interpolated well by blurred associations) while hard
     superpixels, which inference produces, cannot blend. ``pixels`` is H*W of
     the training patch (the spread is a mean over N*H*W values, rescaled).
+    ``fused`` picks the reconstruction (see :func:`mix_superpixel_values`).
     """
     if kind not in CONTINUOUS_LOSSES:
         raise ValueError(f"continuous loss must be one of {CONTINUOUS_LOSSES}, got {kind!r}")
     recon = reconstruct_through_assoc(net, target, assoc, spixel_init, grid_h, grid_w,
-                                      channels, spixel_name="spixel_target")
+                                      channels, spixel_name="spixel_target", fused=fused)
     net.recon_target = L.Power(recon)  # an identity, to name the reconstruction
     net.loss3 = L.EuclideanLoss(net.recon_target, target, loss_weight=weight,
                                 propagate_down=[True, False])
     if kind == "expected":
-        _spread_loss(net, assoc, spixel_init, grid_h, grid_w, channels, weight, pixels)
+        _spread_loss(net, assoc, spixel_init, grid_h, grid_w, channels, weight, pixels, fused)
     return net.loss3
 
 
@@ -407,11 +437,11 @@ def _channel_sum_of_squares(net: caffe.NetSpec, name: str, values, channels: int
 
 
 def _spread_loss(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: int,
-                 channels: int, weight: float, pixels: int):
+                 channels: int, weight: float, pixels: int, fused: bool = True):
     """``loss_spread`` = sum_i (sum_j q_ij |mu_j|^2 - |recon_i|^2) / (2N), times ``weight``."""
     means_norm = _channel_sum_of_squares(net, "spixel_target_norm", net.spixel_target, channels)
     mixed_norm = mix_superpixel_values(net, means_norm, assoc, spixel_init, grid_h, grid_w, 1,
-                                       suffix="_norm")
+                                       suffix="_norm", fused=fused)
     recon_norm = _channel_sum_of_squares(net, "recon_target_norm", net.recon_target, channels)
     net.spread = L.Eltwise(mixed_norm, recon_norm,
                            eltwise_param=dict(operation=P.Eltwise.SUM, coeff=[1, -1]))
@@ -506,10 +536,11 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
     if config.target == "continuous":
         continuous_loss(net, net.target, assoc, net.spixel_init, grid_h, grid_w,
                         config.target_channels, config.target_weight, config.continuous_loss,
-                        config.height * config.width)
+                        config.height * config.width, fused=config.fused_decoder)
     else:
         label_loss(net, net.problabel, net.label, assoc, net.spixel_init, grid_h, grid_w,
-                   config.num_label_channels, config.label_weight)
+                   config.num_label_channels, config.label_weight,
+                   fused=config.fused_decoder)
     return with_val_data(net.to_proto(), config, hdf5_sources)
 
 

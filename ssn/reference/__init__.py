@@ -15,6 +15,7 @@ from ssn.reference import (
     smear,
     spixel_feature,
     spixel_feature2,
+    spixel_to_pixel,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "smear",
     "spixel_feature",
     "spixel_feature2",
+    "spixel_to_pixel",
 ]
