@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
+# Temporary names are ".<stem, at most this many bytes>.<8 random characters>.tmp<suffix>".
+TEMP_STEM_BYTES = 64
 
 
 @contextlib.contextmanager
@@ -32,7 +34,7 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+    fd, name = tempfile.mkstemp(prefix=f".{_short(target.stem)}.", suffix=f".tmp{target.suffix}",
                                 dir=target.parent)
     os.close(fd)
     tmp = Path(name)
@@ -43,6 +45,12 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _short(stem: str, limit: int = TEMP_STEM_BYTES) -> str:
+    """The first ``limit`` bytes of ``stem`` (a temporary name must fit where the target's
+    name fits: 255 bytes on most file systems)."""
+    return os.fsdecode(os.fsencode(stem)[:limit])
 
 
 def write_atomic(target: PathLike, content: Union[bytes, str]) -> None:

@@ -153,41 +153,91 @@ class Job:
 # Inputs and names
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[Path]:
+def expand_inputs(inputs: Iterable[str],
+                  problems: Optional[list[tuple[str, str]]] = None) -> list[Path]:
     """Absolute image paths from files, directories, globs and .txt lists, in order, once each.
 
     A folder gives its images (not its subfolders'); a .txt file one path per line,
     relative to the list's folder. The same file reached twice is listed once.
+
+    An input that cannot be read (a folder or list that cannot be opened, a list that
+    is not text) is added to ``problems`` as (input, why) and the others are still
+    expanded; without ``problems`` the error is raised. A path that cannot be resolved
+    (a symlink loop) is kept as it is: reading it fails for that image alone.
     """
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.suffix.lower() == ".txt" and path.is_file():
-            base = path.parent
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    entry = Path(line.strip())
-                    paths.append(entry if entry.is_absolute() else base / entry)
-        elif any(ch in item for ch in "*?["):
-            paths += sorted(Path(p) for p in glob.glob(item, recursive=True))
-        else:
-            paths.append(path)
+        try:
+            if path.is_dir():
+                paths += sorted(p for p in path.iterdir()
+                                if p.suffix.lower() in IMAGE_SUFFIXES)
+            elif path.suffix.lower() == ".txt" and path.is_file():
+                base = path.parent
+                for line in path.read_text(encoding="utf-8",
+                                           errors="surrogateescape").splitlines():
+                    if line.strip():
+                        entry = Path(line.strip())
+                        paths.append(entry if entry.is_absolute() else base / entry)
+            elif any(ch in item for ch in "*?["):
+                paths += sorted(Path(p) for p in glob.glob(item, recursive=True))
+            else:
+                paths.append(path)
+        except OSError as error:
+            if problems is None:
+                raise
+            what = "folder" if path.is_dir() else "list"
+            problems.append((str(path.absolute()),
+                             f"cannot read this {what}: {error.strerror or error}"))
     seen, unique = set(), []
     for path in paths:
-        key = path.resolve()
+        key = _resolved(path)
         if key not in seen:
             seen.add(key)
             unique.append(path.absolute())
     return unique
 
 
+def _resolved(path: Path) -> Path:
+    """``path`` resolved, or made absolute where it cannot be (a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop before Python 3.13
+        return path.absolute()
+
+
+def printable(name: str) -> str:
+    """``name`` as text any file can hold: a name whose bytes are not UTF-8 (decoded by
+    ``os.fsdecode`` with surrogates) gets its odd bytes as ``\\xNN`` escapes."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def is_output(path: Path, out: Path) -> bool:
-    """Whether ``path`` is a picture ssn-infer wrote in ``out`` (inputs and --out may be one
-    folder)."""
-    suffixes = tuple(pattern.format("") for pattern in OUTPUT_FILES.values())
-    return path.name.endswith(suffixes) and path.resolve().is_relative_to(out.resolve())
+    """Whether ``path`` is a file ssn-infer wrote in ``out`` (inputs and --out may be one
+    folder): a record of ours in ``out`` names it as one of its image's files. A file
+    named like an output (``x_overlay.png``) that no record names is an input.
+
+    A record names its files before they are written (status 'incomplete') and again,
+    with their hashes, once they are: files left by a killed run are still ours.
+    """
+    resolved, root = _resolved(path), _resolved(out)
+    if not resolved.is_relative_to(root):
+        return False
+    relative = resolved.relative_to(root).as_posix()
+    for key, pattern in OUTPUT_FILES.items():
+        suffix = pattern.format("")
+        if not relative.endswith(suffix) or len(relative) == len(suffix):
+            continue
+        name = relative[:-len(suffix)]
+        record = read_record(record_path(root, name))
+        if record is not None and record.get("output") == name and \
+                ((record.get("files") or {}).get(key) or {}).get("name") == resolved.name:
+            return True
+    return False
 
 
 def assign_names(paths: list[Path]) -> list[Item]:
@@ -436,6 +486,19 @@ def _new_record(job: Job, item: Item) -> dict:
                 requested=job.settings["n_segments"], settings=job.settings)
 
 
+# Errors of one image's output names, not of --out: that image fails, the run goes on.
+NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EILSEQ)
+
+
+def _name_failure(job: Job, item: Item, error: OSError) -> dict:
+    """The summary row of an image whose outputs cannot be named in --out (no record can
+    be written either: run() lists it in the summary)."""
+    reason = (f"failed: its outputs cannot be named {item.name!r} in {job.out} "
+              f"({error.strerror or error}): rename the image")
+    row = dict(summary_row(_new_record(job, item)), status=reason)
+    return dict(row, outcome="failed", recorded=False)
+
+
 def record_failure(job: Job, item: Item, reason: str) -> dict:
     """Record that ``item`` failed and why, in place of its results (which no longer
     describe the image); return its summary row.
@@ -451,6 +514,8 @@ def record_failure(job: Job, item: Item, reason: str) -> dict:
         _remove([record_path(out, item.name), *output_paths(out, item.name).values()])
         write_atomic(record_path(out, item.name), json.dumps(record, indent=1))
     except OSError as error:
+        if error.errno in NAME_ERRNOS:
+            return _name_failure(job, item, error)
         raise _output_error(out, error) from error
     return dict(summary_row(record), outcome="failed")
 
@@ -511,15 +576,24 @@ def process(job: Job, item: Item) -> dict:
                   seconds=f"{seconds:.3f}", status="ok", source=source,
                   threads=job.threads, host=socket.gethostname())
     try:
-        # No record while the files change: an interrupted rewrite is never taken as done.
-        record_path(out, item.name).unlink(missing_ok=True)
+        # While the files change, the record says 'incomplete': an interrupted rewrite is
+        # never taken as done, and its files are still known as ours (not inputs).
+        pending = dict(record, status="incomplete",
+                       files={key: dict(name=path.name) for key, path in outputs.items()})
+        write_atomic(record_path(out, item.name), json.dumps(pending, indent=1))
         record["files"] = _write_outputs(out, item.name, rgb, labels)
     except OSError as error:
+        if error.errno in NAME_ERRNOS:
+            with contextlib.suppress(OSError):
+                _remove(outputs.values())
+            return _name_failure(job, item, error)
         raise _output_error(out, error) from error
     try:
         write_atomic(record_path(out, item.name), json.dumps(record, indent=1))
     except OSError as error:
         _remove(outputs.values())  # files without a record would be unverifiable
+        if error.errno in NAME_ERRNOS:
+            return _name_failure(job, item, error)
         raise _output_error(out, error) from error
     return dict(summary_row(record), outcome="computed")
 
@@ -620,8 +694,10 @@ def _folder_lock(out: Path):
         os.close(descriptor)  # releases the lock
 
 
-def summary_rows(out: Path, settings: dict, items: Iterable[Item] = ()) -> list[dict]:
-    """One row per record in ``out``, sorted by image and name.
+def summary_rows(out: Path, settings: dict, items: Iterable[Item] = (),
+                 extra: Iterable[dict] = ()) -> list[dict]:
+    """One row per record in ``out``, and the ``extra`` rows (inputs of this run that
+    could not get a record), sorted by image and name.
 
     A record made with other settings, whose files are gone or changed size, or
     of an image this run names otherwise, gets a 'stale: ...' status.
@@ -644,7 +720,8 @@ def summary_rows(out: Path, settings: dict, items: Iterable[Item] = ()) -> list[
                 row["status"] = (f"stale: this image's results are now "
                                  f"{current[record['image']]}")
         rows.append(row)
-    return sorted(rows, key=lambda row: (row["image"], row["output"]))
+    rows += [{field: row.get(field, "") for field in SUMMARY_FIELDS} for row in extra]
+    return sorted(rows, key=lambda row: (str(row["image"]), str(row["output"])))
 
 
 def _has_size(path: Path, size) -> bool:
@@ -654,8 +731,14 @@ def _has_size(path: Path, size) -> bool:
         return False
 
 
-def write_summary(out: Path, settings: dict, items: Iterable[Item] = ()) -> list[dict]:
-    """Rebuild summary.csv and summary.json from the records on disk; return the rows.
+def write_summary(out: Path, settings: dict, items: Iterable[Item] = (),
+                  extra: Iterable[dict] = ()) -> list[dict]:
+    """Rebuild summary.csv and summary.json from the records on disk and the ``extra``
+    rows (see :func:`summary_rows`); return the rows.
+
+    Names that are not UTF-8 are written escaped (:func:`printable`) in summary.csv,
+    and as JSON's ``\\udcNN`` escapes (which ``os.fsencode`` turns back into the
+    name's bytes) in summary.json, so that any name can be listed.
 
     Raises
     ------
@@ -663,13 +746,15 @@ def write_summary(out: Path, settings: dict, items: Iterable[Item] = ()) -> list
         If they cannot be written (the old ones are then left as they were).
     """
     with _folder_lock(out):
-        rows = summary_rows(out, settings, items)
+        rows = summary_rows(out, settings, items, extra)
         try:
             with atomic_path(out / "summary.csv") as tmp:
-                with open(tmp, "w", newline="") as stream:
+                with open(tmp, "w", newline="", encoding="utf-8") as stream:
                     writer = csv.DictWriter(stream, fieldnames=SUMMARY_FIELDS)
                     writer.writeheader()
-                    writer.writerows(rows)
+                    writer.writerows({key: printable(value) if isinstance(value, str)
+                                      else value for key, value in row.items()}
+                                     for row in rows)
             write_atomic(out / "summary.json", json.dumps(rows, indent=1))
         except OSError as error:
             raise _output_error(out, error) from error
@@ -713,11 +798,33 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as error:
         log.error("%s; nothing was done", error)
         return 2
-    paths = [path for path in expand_inputs(args.inputs) if not is_output(path, out)]
+    problems: list[tuple[str, str]] = []
+    paths = [path for path in expand_inputs(args.inputs, problems)
+             if not is_output(path, out)]
+    for where, why in problems:
+        log.error("%s: %s", printable(where), why)
     if not paths:
-        log.error("no images found in %s", " ".join(args.inputs))
+        log.error("no images found in %s", " ".join(map(printable, args.inputs)))
         return 2
-    items = assign_names(paths)
+    # Inputs that are not done: listed in the summary (their own row, no record).
+    unrecorded = [dict(image=where, output="", status=f"failed: {why}")
+                  for where, why in problems]
+    items = []
+    inputs = {_resolved(path) for path in paths}
+    for item in assign_names(paths):
+        targets = [record_path(out, item.name), *output_paths(out, item.name).values()]
+        clash = [target for target in targets if _resolved(target) in inputs]
+        if clash:  # x.png and an input named x_overlay.png in --out: never overwrite it
+            why = f"its results would replace the input {printable(str(clash[0]))}"
+            log.error("%s: %s", printable(item.image), why)
+            problems.append((item.image, why))
+            unrecorded.append(dict(image=item.image, output=item.name,
+                                   status=f"failed: {why}"))
+        else:
+            items.append(item)
+    if not items:
+        log.error("no image can be done; nothing was done")
+        return 2
     try:
         check_out(out)
     except RunError as error:
@@ -755,7 +862,10 @@ def run(args: argparse.Namespace) -> int:
             for row in rows:
                 counts[row["outcome"]] += 1
                 if row["outcome"] == "failed":
-                    log.error("%s: %s", row["image"], row["status"].removeprefix("failed: "))
+                    log.error("%s: %s", printable(row["image"]),
+                              row["status"].removeprefix("failed: "))
+                if row.get("recorded") is False:
+                    unrecorded.append(row)
                 progress.update()
     except RunError as error:
         log.error("%s", error)
@@ -769,10 +879,11 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     seconds = time.perf_counter() - start
     try:
-        write_summary(out, settings, items)
+        write_summary(out, settings, items, unrecorded)
     except RunError as error:
         log.error("%s", error)
         return 2
+    counts["failed"] += len(problems)
     log.info("%d image(s) computed (%.2f images/s), %d verified and kept, %d failed; "
              "results in %s", counts["computed"], counts["computed"] / max(seconds, 1e-9),
              counts["verified"], counts["failed"], out)

@@ -1,6 +1,8 @@
 """Image files and pictures: reading any image as RGB, boundary overlays, PNG output."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +65,18 @@ def read_image(path: Path) -> np.ndarray:
     Raises
     ------
     ValueError
-        "file not found", or "cannot read image: <why>" (empty, truncated, not an image).
+        "file not found", "not a file", "cannot read image: <why>" (a symlink loop, no
+        permission, empty, truncated, not an image).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError("file not found")
+    try:
+        is_file = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except OSError as error:  # a symlink loop, a name too long, no permission
+        raise ValueError(f"cannot read image: {error.strerror or error}") from error
+    if not is_file:
+        raise ValueError("not a file")
     try:
         image = skio.imread(path)
     except Exception as error:  # noqa: BLE001 - any reader failure is a bad file

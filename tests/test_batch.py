@@ -516,3 +516,134 @@ def test_a_position_weight_is_recorded_and_used(tmp_path, images):
         np.load(out / f"{images[0].stem}.npy"),
         superpixels(read_image(images[0]), 30, 3, features="pixel", position_weight=2.5))
     assert infer(images[:1], tmp_path / "bad", "--position-weight", "0") == 2
+
+
+# --------------------------------------------------------------------------------------------
+# One bad input never stops a run (issue #27, item 8): it is reported with its reason, in the
+# summary too, and the rest is done
+
+
+def picture(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    skio.imsave(path, rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), check_contrast=False)
+    return path
+
+
+def summary_statuses(out: Path) -> dict[str, str]:
+    return {row["image"]: row["status"] for row in json.loads((out / "summary.json").read_text())}
+
+
+def test_a_symlink_loop_among_the_inputs_is_reported_and_the_rest_done(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture(folder / "good.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "ring_a.png").symlink_to(folder / "ring_b.png")
+    (folder / "ring_b.png").symlink_to(folder / "ring_a.png")
+    out = tmp_path / "out"
+    assert infer([folder], out) == 1
+    statuses = summary_statuses(out)
+    assert statuses[str(folder / "good.png")] == "ok"
+    for name in ["loop.png", "ring_a.png", "ring_b.png"]:
+        assert "symbolic links" in statuses[str(folder / name)], statuses
+
+
+def test_an_unreadable_input_folder_is_reported_and_the_rest_done(tmp_path, monkeypatch):
+    good, locked = tmp_path / "good", tmp_path / "locked"
+    good.mkdir()
+    locked.mkdir()
+    picture(good / "a.png")
+    picture(locked / "b.png")
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):  # as chmod 000 would (root may read anything)
+        if self == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    out = tmp_path / "out"
+    assert infer([locked, good], out) == 1
+    statuses = summary_statuses(out)
+    assert statuses[str(good / "a.png")] == "ok"
+    assert "Permission denied" in statuses[str(locked)], statuses
+
+
+def test_a_name_that_is_not_utf8_is_done_and_the_summary_written(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture(folder / "good.png")
+    odd = os.path.join(folder, os.fsdecode(b"caf\xe9.png"))
+    picture(Path(odd), seed=1)
+    out = tmp_path / "out"
+    for _ in range(2):  # the rerun reads the record back and writes the summary again
+        assert infer([folder], out) == 0
+        text = (out / "summary.csv").read_text(encoding="utf-8")
+        assert "caf\\xe9.png" in text and "good.png" in text
+        assert summary_statuses(out)[odd] == "ok"
+
+
+def test_a_name_too_long_for_the_file_system_is_reported_and_the_rest_done(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture(folder / "good.png")
+    long_ok = picture(folder / ("a" * 240 + ".png"))  # its outputs fit in 255 bytes
+    too_long = picture(folder / ("b" * 250 + ".png"))  # <stem>_overlay.png does not
+    out = tmp_path / "out"
+    assert infer([folder], out) == 1
+    statuses = summary_statuses(out)
+    assert statuses[str(folder / "good.png")] == "ok"
+    assert statuses[str(long_ok)] == "ok"
+    assert "name too long" in statuses[str(too_long)].lower(), statuses
+    assert infer([folder], out) == 1  # and again: nothing stops a rerun
+    assert not [path for path in out.rglob(".*") if ".tmp" in path.name]
+
+
+# --------------------------------------------------------------------------------------------
+# Our outputs are known by their records, not by their names (issue #27, item 6)
+
+
+def test_inputs_named_like_outputs_are_processed(tmp_path):
+    folder = tmp_path / "both"  # inputs and --out in one folder
+    folder.mkdir()
+    for index, name in enumerate(["sky_overlay.png", "sea_labels.png", "x.png"]):
+        picture(folder / name, seed=index)
+    assert infer([folder], folder) == 0
+    done = {path.name for path in folder.glob("*.ssn.json")}
+    assert done == {"sky_overlay.ssn.json", "sea_labels.ssn.json", "x.ssn.json"}
+    first = {name: (folder / name).read_bytes() for name in done}
+    # A rerun takes our outputs (x_overlay.png, ...) for ours, and keeps everything.
+    assert infer([folder], folder) == 0
+    assert {path.name for path in folder.glob("*.ssn.json")} == done
+    assert {name: (folder / name).read_bytes() for name in done} == first
+    assert len(summary(folder)) == 3
+
+
+def test_an_output_that_would_replace_an_input_is_reported(tmp_path):
+    folder = tmp_path / "both"
+    folder.mkdir()
+    picture(folder / "x.png")
+    picture(folder / "x_overlay.png", seed=1)  # x's overlay would land on it
+    original = (folder / "x_overlay.png").read_bytes()
+    assert infer([folder], folder) == 1
+    assert (folder / "x_overlay.png").read_bytes() == original
+    statuses = {row["image"]: row["status"] for row in json.loads(
+        (folder / "summary.json").read_text())}
+    assert statuses[str(folder / "x_overlay.png")] == "ok"
+    assert "would replace the input" in statuses[str(folder / "x.png")]
+
+
+def test_files_of_a_run_killed_before_its_record_are_not_inputs(tmp_path):
+    folder = tmp_path / "both"
+    folder.mkdir()
+    picture(folder / "x.png")
+    assert infer([folder], folder) == 0
+    record = json.loads((folder / "x.ssn.json").read_text())
+    # As a kill after the files' renames, before the final record, leaves it:
+    pending = dict(record, status="incomplete",
+                   files={key: dict(name=spec["name"]) for key, spec in record["files"].items()})
+    (folder / "x.ssn.json").write_text(json.dumps(pending))
+    assert batch.is_output(folder / "x_overlay.png", folder)
+    assert not batch.is_output(folder / "x.png", folder)
+    assert infer([folder], folder) == 0
+    assert {path.name for path in folder.glob("*.ssn.json")} == {"x.ssn.json"}
