@@ -38,9 +38,13 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
                                 dir=target.parent)
     os.close(fd)
     tmp = Path(name)
-    # mkstemp makes the file private (0600); give it the target's mode, or rw-r--r--.
-    tmp.chmod(target.stat().st_mode & 0o7777 if target.exists() else 0o644)
     try:
+        # mkstemp makes the file private (0600); give it the target's mode, or rw-r--r--.
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+        tmp.chmod(mode)
         yield tmp
         os.replace(tmp, target)
     finally:

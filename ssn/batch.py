@@ -583,9 +583,9 @@ def process(job: Job, item: Item) -> dict:
         write_atomic(record_path(out, item.name), json.dumps(pending, indent=1))
         record["files"] = _write_outputs(out, item.name, rgb, labels)
     except OSError as error:
+        with contextlib.suppress(OSError):  # nothing unverifiable left: no files, no record
+            _remove([*outputs.values(), record_path(out, item.name)])
         if error.errno in NAME_ERRNOS:
-            with contextlib.suppress(OSError):
-                _remove(outputs.values())
             return _name_failure(job, item, error)
         raise _output_error(out, error) from error
     try:
