@@ -91,6 +91,14 @@ def runs_from_args(args: argparse.Namespace) -> list:
         runs += baseline_runs(args.methods, count, compactness, missing)
     if not runs:
         raise ValueError("nothing to evaluate: give --labels or --n-segments")
+    # A method's rows are grouped by (name, count): two runs of one name would merge.
+    folders = [spec.partition("=")[0] for spec in args.labels or []]
+    computed = {run[0] for run in runs[len(folders):]}
+    twice = sorted({name for name in folders if folders.count(name) > 1 or name in computed})
+    if twice:
+        raise ValueError(f"method name(s) {', '.join(twice)} given twice (--labels, or a "
+                         "--labels name equal to a computed method's): their rows would "
+                         "merge; give each --labels its own NAME")
     return runs
 
 

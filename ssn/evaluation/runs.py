@@ -15,6 +15,7 @@ rows.csv (as it goes), skipped.csv, summary.csv, summary.json and curves.png to
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -51,13 +52,109 @@ Run = tuple  # (method name, requested count, function(stem, rgb) -> H x W label
 def folder_run(name: str, folder: Path) -> Run:
     """Label maps computed earlier: ``folder/<image id>.npy`` (e.g. by ssn-infer).
 
-    The requested count comes from the folder's config.json, when it has one.
+    A folder with ssn-infer's records (``<name>.ssn.json``) is read through them
+    (:func:`folder_records`): its requested count is the records', and a label file
+    is scored only if its record says it was made and it is the file the record
+    names. Other folders' requested count comes from their config.json, if any.
+
+    Raises
+    ------
+    ValueError
+        The folder's records are stale or mixed (see :func:`folder_records`).
     """
     folder = Path(folder)
+    records, settings = folder_records(folder)
+    if records:
+        return name, settings["n_segments"], lambda stem, rgb: recorded_labels(
+            folder, records, stem)
     config = folder / "config.json"
     settings = json.loads(config.read_text()) if config.exists() else {}
     requested = settings.get("n_segments", settings.get("n_spixels", 0))
     return name, requested, lambda stem, rgb: read_labels(folder / f"{stem}.npy")
+
+
+def folder_records(folder: Path) -> tuple[dict[str, dict], Optional[dict]]:
+    """({output name: record}, the settings they share) of ssn-infer's records in
+    ``folder``; ({}, None) for a folder without records.
+
+    Raises
+    ------
+    ValueError
+        If the folder is stale (a record whose settings differ from the folder's
+        config.json: ssn-infer's summary calls it 'stale') or mixed (records of several
+        settings), naming the images and what differs: such a folder's figures would
+        not be of one method at one count.
+    """
+    from ssn.batch import read_record, record_path, settings_difference
+    records = {}
+    for path in sorted(folder.rglob("*.ssn.json")):
+        record = read_record(path)
+        if record is not None and record_path(folder, str(record.get("output"))) == path:
+            records[record["output"]] = record
+    if not records:
+        return {}, None
+    made = {name: record for name, record in records.items()
+            if record.get("status") == "ok" and isinstance(record.get("settings"), dict)}
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    except (OSError, ValueError):
+        config = {}
+    expected = config.get("settings") if isinstance(config, dict) else None
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    if isinstance(expected, dict):
+        stale = defaultdict(list)
+        for name, record in made.items():
+            if record["settings"] != expected:
+                stale[settings_difference(record["settings"], expected)].append(name)
+        if stale:
+            raise ValueError(f"--labels {folder} is stale: the labels of " + "; ".join(
+                f"{listed(names)} ({why.replace('then -> now', 'labels -> config.json')})"
+                for why, names in stale.items()) + ": rerun ssn-infer on that folder to "
+                "bring them up to date, or give a folder of one run")
+    kinds = defaultdict(list)
+    for name, record in made.items():
+        kinds[json.dumps(record["settings"], sort_keys=True)].append(name)
+    if len(kinds) > 1:
+        groups = [(json.loads(key), names) for key, names in kinds.items()]
+        first = groups[0][0]
+        raise ValueError(f"--labels {folder} mixes labels of {len(groups)} settings: " +
+                         "; ".join(f"{listed(names)}: " + (
+                             "these settings" if settings == first else
+                             settings_difference(first, settings).replace(
+                                 "settings differ (then -> now)", "against the first"))
+                             for settings, names in groups) +
+                         ": give one folder per setting")
+    settings = next(iter(made.values()))["settings"] if made else expected
+    if not isinstance(settings, dict):
+        raise ValueError(f"--labels {folder}: no image there has labels (every record "
+                         "says its image failed)")
+    return records, settings
+
+
+def recorded_labels(folder: Path, records: dict[str, dict], stem: str) -> np.ndarray:
+    """The labels of ``stem`` as its record names them, or an error saying why not."""
+    record = records.get(stem)
+    if record is None:
+        raise FileNotFoundError(f"no record {folder / stem}.ssn.json of its labels")
+    if record.get("status") != "ok":
+        raise ValueError(f"its record says: {record.get('status')}")
+    spec = (record.get("files") or {}).get("npy") or {}
+    path = folder / str(spec.get("name"))
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise FileNotFoundError(f"no label file {path} ({error.strerror})") from error
+    if len(data) != spec.get("size") or hashlib.sha256(data).hexdigest() != spec.get("sha256"):
+        raise ValueError(f"{path.name} is not the file its record names (changed since "
+                         "ssn-infer wrote it)")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        raise ValueError(f"cannot read label file {path}: {error}") from error
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -153,24 +250,65 @@ def read_ground_truth(path: Path) -> list[np.ndarray]:
     try:
         if path.suffix == ".mat":
             cells = scipy.io.loadmat(path)["groundTruth"]
-            return [cells[0, j]["Segmentation"][0, 0].astype(np.int32)
+            return [integer_truth(cells[0, j]["Segmentation"][0, 0], path).astype(np.int32)
                     for j in range(cells.shape[1])]
         array = np.load(path, allow_pickle=False) if path.suffix == ".npy" else skio.imread(path)
-        array = np.asarray(array).astype(np.int64)
+        array = np.asarray(array)
     except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
+        if isinstance(error, TruthError):
+            raise
         raise ValueError(f"cannot read ground truth {path} ({type(error).__name__}: "
                          f"{error})") from error
     if array.ndim not in (2, 3):
         raise ValueError(f"ground truth {path} is {array.shape}: expected H x W or A x H x W")
+    array = integer_truth(array, path)
     return list(array) if array.ndim == 3 else [array]
+
+
+class TruthError(ValueError):
+    """A ground truth that reads but is not label maps."""
+
+
+def integer_truth(array, path: Path) -> np.ndarray:
+    """``array`` as int64 labels, or a :class:`TruthError`: fractional, NaN or infinite
+    values, or values that are not numbers, are not labels (a cast would make them
+    some)."""
+    array = np.asarray(array)
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or \
+            np.issubdtype(array.dtype, np.complexfloating):
+        raise TruthError(f"ground truth {path} holds {array.dtype} values, not labels")
+    if not np.issubdtype(array.dtype, np.integer):
+        finite = np.isfinite(array)
+        if not finite.all() or np.any(array != np.round(array)):
+            raise TruthError(f"ground truth {path} must hold whole numbers, got "
+                             f"{int((~finite).sum())} NaN or infinite and "
+                             f"{int((finite & (array != np.round(array))).sum())} fractional "
+                             "value(s)")
+    return array.astype(np.int64)
 
 
 def folder_samples(images: Path, ground_truth: Path, limit: Optional[int]
                    ) -> list[tuple[str, Callable[[], BSDSImage]]]:
     """(stem, loader) for every image in ``images`` with a ground truth of the same
-    stem in ``ground_truth`` (.mat, .npy, .png or .tif); the others are reported."""
-    truths = {path.stem: path for path in sorted(ground_truth.iterdir())
-              if path.suffix in GT_SUFFIXES}
+    stem in ``ground_truth`` (.mat, .npy, .png or .tif); the others are reported.
+
+    Raises
+    ------
+    ValueError
+        If a stem has two ground truths (``a.mat`` and ``a.npy``), or no image has one.
+    """
+    found = defaultdict(list)
+    for path in sorted(ground_truth.iterdir()):
+        if path.suffix in GT_SUFFIXES:
+            found[path.stem].append(path)
+    ambiguous = {stem: paths for stem, paths in found.items() if len(paths) > 1}
+    if ambiguous:
+        raise ValueError(f"{len(ambiguous)} image(s) have more than one ground truth in "
+                         f"{ground_truth}, and which is meant cannot be told: " + "; ".join(
+                             " and ".join(path.name for path in paths)
+                             for paths in list(ambiguous.values())[:5]) +
+                         ": keep one file per stem")
+    truths = {stem: paths[0] for stem, paths in found.items()}
     pairs = []
     for path in sorted(images.iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES:
