@@ -41,6 +41,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -64,7 +65,7 @@ from ssn.images import IMAGE_SUFFIXES, overlay, read_image
 from ssn.inference import (
     check_weights,
     count_argument,
-    positive_number,
+    position_weight_argument,
     resolve_features,
     size_factors,
     superpixels,
@@ -322,7 +323,7 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                     min_size_factor=min_size_factor if connectivity else None,
                     max_size_factor=max_size_factor if connectivity else None,
                     version=__version__)
-    if positive_number("position_weight", position_weight) != 1.0:
+    if position_weight_argument(position_weight) != 1.0:
         settings["position_weight"] = float(position_weight)
     return settings, weights_path
 
@@ -358,8 +359,10 @@ def read_record(path: Path) -> Optional[dict]:
 
 
 def source_identity(image: str) -> dict:
+    """The image file as it is now: its size, time and content's sha256 (an image rewritten
+    with the same size and time is another image)."""
     stat = os.stat(image)
-    return dict(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    return dict(size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha256_of(image))
 
 
 def check_labels(labels: np.ndarray, height: int, width: int) -> Optional[str]:
@@ -677,6 +680,30 @@ def conflicts(out: Path, items: list[Item], settings: dict) -> list[str]:
     return lines
 
 
+# Our temporary names (ssn.atomic.atomic_path): ".<stem>.<8 random characters>.tmp<suffix>".
+TEMP_NAME = re.compile(r"^\..*\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+# Another run into --out may be writing one right now: only older ones are left over.
+STALE_TEMP_AGE_S = 60.0
+
+
+def remove_stale_temporaries(out: Path, started: float) -> list[Path]:
+    """Remove the temporary files of ours in ``out`` (and its subfolders) last written
+    :data:`STALE_TEMP_AGE_S` before ``started`` (a time.time()): a killed run's leftovers.
+    Files of other names are never touched. Returns the files removed."""
+    removed = []
+    for path in out.rglob(".*.tmp*"):
+        try:
+            if TEMP_NAME.match(path.name) and path.is_file() and not path.is_symlink() and \
+                    path.stat().st_mtime < started - STALE_TEMP_AGE_S:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # gone already, or not ours to remove
+    if removed:
+        log.info("removed %d temporary file(s) left by an earlier run in %s", len(removed), out)
+    return removed
+
+
 @contextlib.contextmanager
 def _folder_lock(out: Path):
     """Hold an exclusive lock on the folder (runs into one --out rebuild the summary one at a
@@ -830,6 +857,7 @@ def run(args: argparse.Namespace) -> int:
     except RunError as error:
         log.error("%s", error)
         return 2
+    remove_stale_temporaries(out, time.time())
     found = [] if args.overwrite else conflicts(out, items, settings)
     if found:
         log.error("%s holds results this run would replace: %s. Choose another --out, or "

@@ -36,6 +36,8 @@ def as_rgb(image: np.ndarray, keep_uint8: bool = False) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     image = image[:, :, :3]
+    if not image.dtype.isnative:  # a big-endian 16-bit TIFF or PNG: values, not bytes
+        image = image.astype(image.dtype.newbyteorder("="))
     if image.dtype == np.uint8:
         return image if keep_uint8 else image.astype(np.float32) / 255
     if image.dtype == np.uint16:

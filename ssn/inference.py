@@ -212,6 +212,30 @@ def count_argument(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+# Position weights that make sense: far outside, the positions' squared distances leave
+# float32 (1e20 gave NaN associations, silently) or the colours no longer count at all.
+POSITION_WEIGHT_RANGE = (1e-4, 1e4)
+
+
+def position_weight_argument(value, name: str = "position_weight") -> float:
+    """``value`` as a float if it is a finite number in :data:`POSITION_WEIGHT_RANGE`.
+
+    Raises
+    ------
+    TypeError
+        If it is not a number.
+    ValueError
+        If it is not finite or outside the range (the message gives the range).
+    """
+    low, high = POSITION_WEIGHT_RANGE
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}] (1 is the "
+                         f"trained scale), got {value!r}")
+    return float(value)
+
+
 def positive_number(name: str, value) -> float:
     """``value`` as a float if it is a finite number > 0.
 
@@ -378,7 +402,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                                  connectivity, True))
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
-    position_weight = positive_number("position_weight", position_weight)
+    position_weight = position_weight_argument(position_weight)
     if enforce:
         min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
     rgb = as_rgb(channels_last(image, channel_axis), keep_uint8=True)

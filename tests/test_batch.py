@@ -647,3 +647,75 @@ def test_files_of_a_run_killed_before_its_record_are_not_inputs(tmp_path):
     assert not batch.is_output(folder / "x.png", folder)
     assert infer([folder], folder) == 0
     assert {path.name for path in folder.glob("*.ssn.json")} == {"x.ssn.json"}
+
+
+# --------------------------------------------------------------------------------------------
+# Issue #27, item 9: content hashes, big-endian images, a killed run's temporary files,
+# absurd position weights
+
+
+def test_an_image_rewritten_with_the_same_size_and_time_is_recomputed(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = folder / "x.ppm"  # uncompressed: another picture of one size has one file size
+    rng = np.random.default_rng(11)
+    skio.imsave(image, rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), check_contrast=False)
+    out = tmp_path / "out"
+    assert infer([image], out) == 0
+    before = os.stat(image)
+    skio.imsave(image, rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), check_contrast=False)
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(image).st_size == before.st_size
+    assert infer([image], out) == 0
+    np.testing.assert_array_equal(np.load(out / "x.npy"), expected_labels(image))
+
+
+def test_a_big_endian_16_bit_tiff_reads_as_its_values(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(12)
+    values = rng.integers(0, 65536, (20, 24, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "big.tif", values, byteorder=">")
+    tifffile.imwrite(tmp_path / "little.tif", values, byteorder="<")
+    np.testing.assert_array_equal(read_image(tmp_path / "big.tif"),
+                                  values.astype(np.float32) / 65535)
+    np.testing.assert_array_equal(read_image(tmp_path / "little.tif"),
+                                  read_image(tmp_path / "big.tif"))
+
+
+def test_as_rgb_takes_big_endian_arrays_by_value():
+    from ssn.images import as_rgb
+    values = np.arange(0, 60000, 1000, dtype=np.uint16).reshape(6, 10)
+    np.testing.assert_array_equal(as_rgb(values.astype(">u2")), as_rgb(values))
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_rerun(tmp_path, images):
+    out = tmp_path / "out"
+    assert infer(images, out) == 0
+    old = time.time() - 3600
+    left = [out / ".9001_overlay.k3j_x9q2.tmp.png", out / ".9001.ab12cd34.tmp.npy",
+            out / ".summary.zz99yy88.tmp.csv"]
+    young = out / ".9001.qq11ww22.tmp.npy"  # another run may be writing it now
+    foreign = [out / ".notes.tmp", out / "mine.tmp.png", out / ".x.short.tmp.png"]
+    for path in [*left, young, *foreign]:
+        path.write_bytes(b"partial")
+    for path in [*left, *foreign]:
+        os.utime(path, (old, old))
+    assert infer(images, out) == 0
+    assert not any(path.exists() for path in left)
+    assert young.exists() and all(path.exists() for path in foreign)
+
+
+@pytest.mark.parametrize("weight", ["1e20", "1e-9", "nan", "inf", "-1"])
+def test_an_absurd_position_weight_is_refused_before_any_work(tmp_path, images, caplog,
+                                                              weight):
+    caplog.set_level(logging.ERROR)
+    out = tmp_path / "out"
+    assert infer(images, out, "--position-weight", weight) == 2
+    assert not out.exists()
+    assert "position_weight" in caplog.text and "[0.0001, 10000]" in caplog.text
+
+
+@pytest.mark.parametrize("weight", [1e20, 1e-9, float("nan"), float("inf"), 0.0])
+def test_superpixels_refuses_an_absurd_position_weight(weight):
+    with pytest.raises(ValueError, match=r"\[0.0001, 10000\]"):
+        superpixels(np.zeros((20, 20, 3)), 4, 2, features="pixel", position_weight=weight)

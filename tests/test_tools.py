@@ -162,3 +162,47 @@ def test_demo_writes_labels_and_overlays(tmp_path):
     assert labels.shape == (400, 600) and labels.min() == 0
     assert skio.imread(tmp_path / "coffee_overlay.png").shape == (400, 600, 3)
     assert skio.imread(tmp_path / "coffee_ssn_vs_slic.png").shape == (400, 1208, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# ssn-train: a fresh run's loss log, --max-iter (issue #27, item 9)
+
+
+def tiny_solver(folder: Path, max_iter: int) -> Path:
+    from google.protobuf import text_format
+
+    from ssn.nets.generators import SSNConfig, train_net
+    from ssn.nets.prototxt import PrototxtOptions, solver
+    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+                       batch_size=2, num_label_channels=8,
+                       data=dict(phase="val", repeat=1, workers=1, prefetch=1))
+    (folder / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))
+    options = PrototxtOptions(base_lr=1e-3, max_iter=max_iter, snapshot=4, test_interval=1000,
+                              snapshot_prefix=str(folder / "snap" / "ssn"))
+    param = solver(options, str(folder / "net.prototxt"))
+    del param.test_iter[:]
+    param.ClearField("test_interval")
+    (folder / "solver.prototxt").write_text(text_format.MessageToString(param))
+    return folder / "solver.prototxt"
+
+
+def test_a_fresh_training_run_starts_its_own_loss_log(tmp_path, sample_root):
+    from ssn.cli.train import main as train_main
+    solver_path = tiny_solver(tmp_path, max_iter=2)
+    assert train_main(["--solver", str(solver_path)]) == 0
+    log_path = tmp_path / "snap" / "ssn_loss.csv"
+    first = log_path.read_text()
+    assert train_main(["--solver", str(solver_path), "--max-iter", "3"]) == 0
+    with open(log_path) as stream:
+        assert [int(row["iteration"]) for row in csv.DictReader(stream)] == [1, 2, 3]
+    (aside,) = (tmp_path / "snap").glob("ssn_loss.*.csv")
+    assert aside.read_text() == first
+
+
+@pytest.mark.parametrize("value", ["-3", "0"])
+def test_train_refuses_a_max_iter_below_one(tmp_path, caplog, value):
+    from ssn.cli.train import main as train_main
+    solver_path = tiny_solver(tmp_path, max_iter=2)
+    assert train_main(["--solver", str(solver_path), "--max-iter", value]) == 2
+    assert "--max-iter" in caplog.text and value in caplog.text
+    assert not (tmp_path / "snap").exists()

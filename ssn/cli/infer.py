@@ -11,9 +11,12 @@ share (a/img, b/img).
 
 An image whose results verify (same settings, same image, files intact) is
 skipped unless --overwrite; anything else is recomputed. An --out made with
-other settings is refused (exit 2) unless --overwrite. A bad image is reported,
-recorded and skipped (exit 1); a bad --out, a full disk or a missing device
-stops the run with one message (exit 2), keeping what is finished.
+other settings is refused (exit 2) unless --overwrite. A bad image or input (a
+symlink loop, a folder that cannot be read, a name the file system refuses) is
+reported, in the summary too, and skipped (exit 1); a bad --out, a full disk or
+a missing device stops the run with one message (exit 2), keeping what is
+finished; SIGTERM exits 143 and Ctrl-C 130, keeping what is finished. Outputs
+are known by their records: an input named x_overlay.png is an image like any.
 """
 from __future__ import annotations
 

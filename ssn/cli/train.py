@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-iter", type=int, help="override the solver's max_iter")
     parser.add_argument("--snapshot-prefix", help="override the solver's snapshot_prefix")
     parser.add_argument("--log-csv", type=Path,
-                        help="loss log (default: <snapshot_prefix>_loss.csv, appended)")
+                        help="loss log (default: <snapshot_prefix>_loss.csv; --resume appends to "
+                             "it, a fresh run moves it aside to <stem>.<time>.csv)")
     add_dataset_options(parser.add_argument_group(
         "training on a data set of pairs (writes the prototxt files to --out)"))
     return parser
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
+        if args.max_iter is not None and args.max_iter < 1:  # before --dataset writes a run
+            raise ValueError(f"--max-iter must be >= 1, got {args.max_iter}")
         if args.dataset is not None:
             args.solver = dataset_solver(args)
         elif args.out is not None or args.val_dataset is not None:

@@ -404,6 +404,27 @@ def trim_log(path: Path, iteration: int) -> None:
         write_atomic(path, "".join(kept))
 
 
+def set_aside_log(path: Path) -> Optional[Path]:
+    """Move an earlier run's loss log out of a fresh run's way, to
+    ``<stem>.<its last write, YYYYmmdd-HHMMSS>.csv`` (numbered if that is taken), and
+    return where; None if there is none. A fresh run's log holds its own rows only;
+    the old rows are kept (refusing would stop a rerun into the same prefix, and
+    appending mixed two runs' iterations in one log)."""
+    path = Path(path)
+    try:
+        written = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(written))
+    aside, number = path.with_name(f"{path.stem}.{stamp}{path.suffix}"), 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.stem}.{stamp}-{number}{path.suffix}")
+    os.rename(path, aside)
+    log.info("a fresh run: the earlier loss log %s is now %s", path, aside)
+    return aside
+
+
 def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
           resume: Optional[Path] = None, max_iter: Optional[int] = None,
           snapshot_prefix: Optional[str] = None, log_csv: Optional[Path] = None) -> dict:
@@ -421,6 +442,9 @@ def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
     """
     if weights is not None and resume is not None:
         raise ValueError("give --weights or --resume, not both")
+    if max_iter is not None and (isinstance(max_iter, bool) or int(max_iter) != max_iter
+                                 or max_iter < 1):
+        raise ValueError(f"--max-iter must be a whole number >= 1, got {max_iter}")
     for given in (weights, resume):
         if given is not None and not Path(given).is_file():
             raise FileNotFoundError(f"not found: {given}")
@@ -484,6 +508,8 @@ def run(solver, param, snapshots: Snapshots, log_csv: Path, resumed: bool) -> di
 
     if resumed:
         trim_log(log_csv, solver.iter)
+    else:
+        set_aside_log(log_csv)
     catch_stop_signals()
     losses: dict[str, float] = {}
     with open(log_csv, "a", newline="") as stream:
