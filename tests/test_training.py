@@ -366,3 +366,36 @@ def test_augmentation_scales_only_the_window_it_crops(size):
         np.testing.assert_array_equal(got[1], expected[1])
         np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1.2e-7)
         assert got[0].dtype == np.float32 and got[0].shape == (201, 201, 3)
+
+
+@pytest.fixture
+def few_inodes(tmp_path):
+    """A folder on a tmpfs with room for 4 files or folders (needs root to mount)."""
+    import subprocess
+    folder = tmp_path / "few_inodes"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,nr_inodes=4", "tmpfs",
+                              str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_out_of_inodes_at_a_snapshot_is_an_error_not_an_abort(tmp_path, sample_root,
+                                                               few_inodes):
+    """Caffe aborts when a snapshot write fails; ssn-train makes the files first, so a
+    folder out of inodes stops training with its message (exit 2) instead."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    solver_path = write_tiny_training_files(tmp_path, max_iter=4)
+    result = subprocess.run(
+        [str(Path(sys.prefix) / "bin" / "ssn-train"), "--solver", str(solver_path),
+         "--snapshot-prefix", str(few_inodes / "ssn")],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "cannot write the snapshot of iteration 4" in result.stderr
+    assert "No space left on device" in result.stderr

@@ -255,11 +255,20 @@ class Snapshots:
             raise OSError(errno.ENOSPC, f"no room for the snapshot of iteration {iteration} in "
                                         f"{self.folder}: it needs about {needed / 2**20:.1f} "
                                         f"MiB, {free / 2**20:.1f} MiB are free")
+        staged = Path(f"{self.staging_prefix}_iter_{iteration}")
+        staged_model = staged.with_name(staged.name + ".caffemodel")
+        staged_state = staged.with_name(staged.name + ".solverstate")
+        model_bytes = int(weights * 1.1) + 2**20
+        try:
+            reserve(staged_model, model_bytes)
+            reserve(staged_state, needed - model_bytes)
+        except OSError as error:
+            staged_model.unlink(missing_ok=True)
+            staged_state.unlink(missing_ok=True)
+            raise OSError(error.errno, f"cannot write the snapshot of iteration {iteration} in "
+                                       f"{self.folder}: {error.strerror or error}") from error
         with stop_signals_deferred():
             solver.snapshot()
-            staged = Path(f"{self.staging_prefix}_iter_{iteration}")
-            staged_model = staged.with_name(staged.name + ".caffemodel")
-            staged_state = staged.with_name(staged.name + ".solverstate")
             state_proto = caffe_pb2.SolverState.FromString(staged_state.read_bytes())
             state_proto.learned_net = model.name  # relative to the .solverstate's folder
             state.unlink(missing_ok=True)
@@ -271,6 +280,24 @@ class Snapshots:
 
     def close(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def reserve(path: Path, size: int) -> None:
+    """Create ``path`` holding ``size`` bytes, for Caffe to overwrite.
+
+    Caffe aborts the process when a snapshot write fails (a CHECK in io.cpp).
+    Files made here first give it their inodes and blocks, so that out of
+    inodes, a quota or a full disk raise ``OSError`` here instead.
+    """
+    with open(path, "wb") as stream:
+        try:
+            os.posix_fallocate(stream.fileno(), 0, size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            chunk = bytes(2**20)  # a file system without fallocate: write the bytes
+            for start in range(0, size, len(chunk)):
+                stream.write(chunk[:min(len(chunk), size - start)])
 
 
 def remove_stale_staging(folder: Path) -> None:
