@@ -206,3 +206,18 @@ def test_train_refuses_a_max_iter_below_one(tmp_path, caplog, value):
     assert train_main(["--solver", str(solver_path), "--max-iter", value]) == 2
     assert "--max-iter" in caplog.text and value in caplog.text
     assert not (tmp_path / "snap").exists()
+
+
+@pytest.mark.parametrize("module", ["infer", "eval", "eval_snapshots", "eval_continuous",
+                                    "bench_infer", "bench_train", "demo"])
+@pytest.mark.parametrize("flag", ["--n-segments", "--num-steps"])
+def test_a_count_below_one_is_refused_by_the_parser(module, flag, capsys):
+    """Not a ZeroDivisionError per image later: one line and exit 2 before any work."""
+    import importlib
+    parser = importlib.import_module(f"ssn.cli.{module}").build_parser()
+    if not any(flag in action.option_strings for action in parser._actions):
+        pytest.skip(f"ssn-{module.replace('_', '-')} has no {flag}")
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args([flag, "0"])
+    assert exit_info.value.code == 2
+    assert "expected a number >= 1, got 0" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 def add_count(parser: argparse.ArgumentParser, default: Union[int, Sequence[int], None],
               many: bool = False, help: str = "requested superpixels") -> None:
     """``--n-segments N`` (``N [N ...]`` with ``many``); ``--n-spixels`` is an alias."""
-    parser.add_argument("--n-segments", "--n-spixels", dest="n_segments", type=int,
+    parser.add_argument("--n-segments", "--n-spixels", dest="n_segments", type=positive_int,
                         nargs="+" if many else None, default=default, metavar="N",
                         help=f"{help} (default: {default})")
 
@@ -36,7 +36,7 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
 
 def add_steps(parser: argparse.ArgumentParser, default: int = 10) -> None:
     """``--num-steps N``: differentiable SLIC iterations."""
-    parser.add_argument("--num-steps", type=int, default=default, metavar="N",
+    parser.add_argument("--num-steps", type=positive_int, default=default, metavar="N",
                         help=f"SLIC iterations (default: {default})")
 
 
