@@ -439,6 +439,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         except NetTooLargeError as error:
             raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                    f"{error}") from error
+        if mode == "deep" and not np.isfinite(net.net.blobs[FEATURES].data).all():
+            raise ValueError(f"the weights {weights_path} give NaN or infinite features for "
+                             "this image: the model diverged or its weights are damaged, so "
+                             "its superpixels would be meaningless")
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
     del cells
     if enforce:

@@ -314,3 +314,21 @@ def test_evaluation_runs_name_and_use_the_position_weight():
     np.testing.assert_array_equal(labeller("x", image), superpixels(
         image, 20, 3, features="pixel", position_weight=2))
     assert ssn_run(20, "pixel", 3, None)[0] == "SSN-pixel"
+
+
+def test_weights_that_give_non_finite_features_are_an_error(tmp_path):
+    """Huge but finite weights (a diverged model) make the features NaN: an error, not
+    degenerate labels."""
+    from caffe.proto import caffe_pb2
+
+    from ssn.inference import bundled_weights
+    model = caffe_pb2.NetParameter.FromString(bundled_weights().read_bytes())
+    first = next(layer for layer in model.layer if layer.type == "Convolution")
+    values = np.full(len(first.blobs[0].data), 1e38, dtype=np.float32)
+    first.blobs[0].ClearField("data")
+    first.blobs[0].data.extend(values.tolist())
+    huge = tmp_path / "diverged.caffemodel"
+    huge.write_bytes(model.SerializeToString())
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="give NaN or infinite features"):
+        superpixels(image, n_segments=20, weights=huge)
