@@ -2,9 +2,12 @@
 F(4x4, 3x3) forward (caffe_layers/util/winograd_conv.*) and the forward it
 replaces (shifted products or inputs, or im2col) on odd sizes; which one a layer
 takes; and deep-mode labels with and without Winograd. ``SSN_CONV_WINOGRAD``
-switches it: 0 off, 1 on for every 3x3 convolution, unset where it pays. The C++
-tests (caffe_layers/util/test_shifted_conv.cpp) check both tile sizes against
-direct sums, and the gradients."""
+switches it: 0 off, 1 on for every 3x3 convolution, unset where it pays. Likewise
+the backward: both gradients by Winograd (the input's as the convolution of the
+output gradient with the rotated kernel) and by the path before it, switched by
+``SSN_CONV_WINOGRAD_BACKWARD``. The C++ tests
+(caffe_layers/util/test_shifted_conv.cpp) check both tile sizes against direct
+sums, and the gradients."""
 import numpy as np
 import pytest
 
@@ -119,8 +122,9 @@ def test_deep_labels_agree_with_and_without_winograd(bsds_root, monkeypatch):
 
 
 def test_convolution_backward_is_unchanged_by_winograd(monkeypatch):
-    """Winograd is forward only: the gradients of a layer it applies to are the same
-    bit for bit with it on and off (the backward does not read the top)."""
+    """SSN_CONV_WINOGRAD switches the forward only: the gradients of a layer it
+    applies to are the same bit for bit with it on and off (the backward does not
+    read the top; SSN_CONV_WINOGRAD_BACKWARD is the backward's switch)."""
     rng = np.random.default_rng(8)
     net = single_layer_net("Convolution", [(1, 16, 40, 40)], num_output=16, kernel_size=3,
                            pad=1, weight_filler=dict(type="gaussian", std=0.1))
@@ -136,3 +140,122 @@ def test_convolution_backward_is_unchanged_by_winograd(monkeypatch):
     for on, off in zip(gradients["1"], gradients["0"]):
         np.testing.assert_array_equal(on, off)
     assert np.abs(gradients["1"][0]).max() > 0
+
+
+BACKWARD_SWITCH = "SSN_CONV_WINOGRAD_BACKWARD"
+
+
+def direct_gradients(x: np.ndarray, w: np.ndarray, dy: np.ndarray, pad: int):
+    """The input and weight gradients of ``direct_convolution`` given its output
+    gradient dy (N, M, Ho, Wo), each with the sum of its terms' magnitudes; float64:
+    (dx, |dx| terms, dw, |dw| terms)."""
+    n, c, h, width = x.shape
+    out_h, out_w = dy.shape[2:]
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    padded = np.pad(x64, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx_padded, dx_scale = np.zeros_like(padded), np.zeros_like(padded)
+    dw, dw_scale = np.zeros(w.shape), np.zeros(w.shape)
+    for a in range(3):
+        for b in range(3):
+            window = (slice(None), slice(None), slice(a, a + out_h), slice(b, b + out_w))
+            dx_padded[window] += np.einsum("mc,nmhw->nchw", w64[:, :, a, b], dy64, optimize=True)
+            dx_scale[window] += np.einsum("mc,nmhw->nchw", np.abs(w64[:, :, a, b]),
+                                          np.abs(dy64), optimize=True)
+            dw[:, :, a, b] = np.einsum("nmhw,nchw->mc", dy64, padded[window], optimize=True)
+            dw_scale[:, :, a, b] = np.einsum("nmhw,nchw->mc", np.abs(dy64),
+                                             np.abs(padded[window]), optimize=True)
+    inside = (slice(None), slice(None), slice(pad, pad + h), slice(pad, pad + width))
+    return dx_padded[inside], dx_scale[inside], dw, dw_scale
+
+
+def backward(shape, out_channels: int, pad: int, rng, settings, monkeypatch):
+    """One Convolution layer (3x3, random weights) run forward once on a random input of
+    ``shape``, then backward from a random output gradient once per value of
+    SSN_CONV_WINOGRAD_BACKWARD in ``settings`` (None: unset). Returns (x, w, dy,
+    {setting: (input gradient, weight gradient, bias gradient)})."""
+    net = single_layer_net("Convolution", [shape], num_output=out_channels, kernel_size=3,
+                           pad=pad)
+    w = rng.normal(size=(out_channels, shape[1], 3, 3)).astype(np.float32)
+    net.net.params["top0"][0].data[...] = w
+    x = rng.normal(size=shape).astype(np.float32)
+    out = net.forward(bottom0=x)["top0"]
+    dy = rng.normal(size=out.shape).astype(np.float32)
+    gradients = {}
+    for setting in settings:
+        if setting is None:
+            monkeypatch.delenv(BACKWARD_SWITCH, raising=False)
+        else:
+            monkeypatch.setenv(BACKWARD_SWITCH, setting)
+        for param in net.net.params["top0"]:
+            param.diff[...] = 0
+        dx = net.backward({"top0": dy}, ["bottom0"])["bottom0"]
+        gradients[setting] = (dx, *(param.diff.copy() for param in net.net.params["top0"]))
+    return x, w, dy, gradients
+
+
+# N, C, M, H, W, pad: the feature CNN's first (3 or 5 to 64), middle and last
+# convolutions at odd sizes, batch 1 and 3, channel counts around the thresholds
+# (8 and 4; 13, 15 and 197 off the vector width), one-row and one-column images,
+# partial tiles, padding 0 and 2, and padding 3, where the input gradient is no
+# 'same' convolution (it keeps the shifted path; the weights' takes Winograd).
+BACKWARD_GEOMETRIES = [
+    (1, 3, 64, 23, 29, 1), (3, 5, 64, 17, 19, 1), (3, 64, 64, 17, 19, 1),
+    (1, 64, 64, 37, 70, 1), (1, 197, 15, 17, 19, 1), (3, 8, 4, 9, 11, 1),
+    (2, 13, 16, 1, 9, 1), (2, 16, 13, 9, 1, 1), (2, 16, 16, 5, 7, 0), (2, 13, 16, 6, 9, 2),
+    (1, 16, 16, 6, 9, 3),
+]
+
+
+@pytest.mark.parametrize("geometry", BACKWARD_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_winograd_backward_and_the_backward_it_replaces_match_numpy(geometry, monkeypatch):
+    """Both gradients by Winograd (SSN_CONV_WINOGRAD_BACKWARD=1) and by the path
+    before it (=0: shifted products or inputs, or Caffe's im2col) against float64
+    sums, within the rounding of their terms' magnitudes; the bias gradient is the
+    same bit for bit."""
+    n, channels, out_channels, h, w, pad = geometry
+    rng = np.random.default_rng(21)
+    x, weights, dy, gradients = backward((n, channels, h, w), out_channels, pad, rng,
+                                         ["1", "0"], monkeypatch)
+    dx, dx_scale, dw, dw_scale = direct_gradients(x, weights, dy, pad)
+    for setting, tolerance in (("1", WINOGRAD_TOLERANCE), ("0", DIRECT_TOLERANCE)):
+        got_dx, got_dw, got_bias = gradients[setting]
+        assert np.all(np.abs(got_dx - dx) <= tolerance * dx_scale + 1e-6), setting
+        assert np.all(np.abs(got_dw - dw) <= tolerance * dw_scale + 1e-5), setting
+        np.testing.assert_array_equal(got_bias, gradients["0"][2])
+    assert np.abs(dw).max() > 0 and np.abs(dx).max() > 0
+    # Evidence that the switch changes the arithmetic of the weights' gradient.
+    assert not np.array_equal(gradients["1"][1], gradients["0"][1])
+
+
+# N, C, M, H, W (pad 1); whether the input and weight gradients go by Winograd unset.
+@pytest.mark.parametrize("geometry, data, weights", [
+    ((1, 64, 64, 101, 101), True, True),    # Convolution2 to 6
+    ((1, 197, 15, 40, 40), False, False),   # Convolution7: narrowing by over 4
+    ((1, 5, 64, 40, 40), True, False),      # Convolution1: the weights' from few channels
+    ((1, 8, 16, 40, 40), True, True),
+    ((2, 64, 64, 20, 30), False, False),    # too few pixels
+], ids=lambda value: "x".join(map(str, value)) if isinstance(value, tuple) else str(value))
+def test_backward_takes_winograd_where_it_pays(geometry, data, weights, monkeypatch):
+    """Unset, SSN_CONV_WINOGRAD_BACKWARD gives bit for bit the gradients of 1 where
+    Winograd pays (see ShiftedConv::ForLayer) and of 0 elsewhere."""
+    n, channels, out_channels, h, w = geometry
+    _, _, _, gradients = backward((n, channels, h, w), out_channels, 1,
+                                  np.random.default_rng(6), [None, "1", "0"], monkeypatch)
+    for index, winograd in ((0, data), (1, weights)):
+        assert not np.array_equal(gradients["1"][index], gradients["0"][index])
+        expected = gradients["1" if winograd else "0"][index]
+        np.testing.assert_array_equal(gradients[None][index], expected)
+
+
+def test_forward_is_unchanged_by_the_backward_switch(monkeypatch):
+    """SSN_CONV_WINOGRAD_BACKWARD leaves the forward alone, and SSN_CONV_WINOGRAD the
+    backward: each pass has its own switch."""
+    rng = np.random.default_rng(9)
+    net = single_layer_net("Convolution", [(1, 16, 40, 40)], num_output=16, kernel_size=3,
+                           pad=1, weight_filler=dict(type="gaussian", std=0.1))
+    x = rng.normal(size=(1, 16, 40, 40))
+    outputs = {}
+    for setting in ("0", "1"):
+        monkeypatch.setenv(BACKWARD_SWITCH, setting)
+        outputs[setting] = net.forward(bottom0=x)["top0"].copy()
+    np.testing.assert_array_equal(outputs["0"], outputs["1"])

@@ -75,6 +75,14 @@ void DropExtraColumns(const Dtype* sums, int channels, int rows, int sums_width,
 // of output gradient) stay in cache while the taps go over them.
 const int kRowsPerBlock = 32;
 
+// Whether the Winograd switch `name` (read on every call) lets a pass run by
+// Winograd: "0" never, "1" always, anything else (or unset) where `worth_it`.
+bool WinogradSwitch(const char* name, bool worth_it) {
+  const char* setting = std::getenv(name);
+  if (setting != nullptr && std::strcmp(setting, "0") == 0) return false;
+  return worth_it || (setting != nullptr && std::strcmp(setting, "1") == 0);
+}
+
 }  // namespace
 
 template <typename Dtype>
@@ -97,14 +105,30 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
   } else if (channels >= kMinShiftInputChannels) {
     conv.strategy = kShiftInputs;
   }
-  const char* setting = std::getenv("SSN_CONV_WINOGRAD");
-  const bool worth_it = channels >= kMinWinogradChannels &&
-                        out_channels >= kMinWinogradOutputs &&
-                        output_shape[0] * output_shape[1] >= kMinWinogradPixels;
-  conv.winograd = kernel[0] == 3 && kernel[1] == 3 && dilation[0] == 1 && dilation[1] == 1 &&
-                  (setting == nullptr || std::strcmp(setting, "0") != 0) &&
-                  (worth_it || (setting != nullptr && std::strcmp(setting, "1") == 0));
-  if (!conv.applies_forward()) return conv;
+  const bool winograd_kernel = kernel[0] == 3 && kernel[1] == 3 && dilation[0] == 1 &&
+                               dilation[1] == 1;
+  conv.winograd = winograd_kernel &&
+      WinogradSwitch("SSN_CONV_WINOGRAD", channels >= kMinWinogradChannels &&
+                     out_channels >= kMinWinogradOutputs &&
+                     output_shape[0] * output_shape[1] >= kMinWinogradPixels);
+  // The input gradient as a convolution of M to C channels on H x W pixels,
+  // with padding 2 - p >= 0. Both gradients where the forward's sizes hold
+  // (C and M swapped for the input's), except narrowing by more than 4: the
+  // feature CNN's last convolution (197 to 15) was no faster by Winograd than
+  // by shifting products (2 threads, batch 6 of 201x201: about the same for
+  // the input gradient, 5-15% slower for the weights').
+  conv.winograd_data = winograd_kernel && pad[0] <= 2 && pad[1] <= 2 &&
+      WinogradSwitch("SSN_CONV_WINOGRAD_BACKWARD", out_channels >= kMinWinogradChannels &&
+                     channels >= kMinWinogradOutputs && 4 * out_channels >= channels &&
+                     input_shape[1] * input_shape[2] >= kMinWinogradPixels);
+  conv.winograd_weights = winograd_kernel &&
+      WinogradSwitch("SSN_CONV_WINOGRAD_BACKWARD", channels >= kMinWinogradChannels &&
+                     out_channels >= kMinWinogradOutputs && 4 * out_channels >= channels &&
+                     output_shape[0] * output_shape[1] >= kMinWinogradPixels);
+  if (!conv.applies_forward() && !conv.applies_backward_data() &&
+      !conv.applies_backward_weights()) {
+    return conv;
+  }
   conv.channels = channels;
   conv.height = input_shape[1];
   conv.width = input_shape[2];
@@ -135,6 +159,29 @@ WinogradConv ShiftedConv::winograd_conv() const {
   return conv;
 }
 
+WinogradConv ShiftedConv::winograd_data_conv() const {
+  WinogradConv conv = winograd_conv();
+  conv.channels = out_channels;
+  conv.height = out_height;
+  conv.width = out_width;
+  conv.out_channels = channels;
+  conv.out_height = height;
+  conv.out_width = width;
+  conv.pad_h = 2 - pad_h;
+  conv.pad_w = 2 - pad_w;
+  return conv;
+}
+
+size_t ShiftedConv::backward_data_scratch_size() const {
+  if (!winograd_data) return backward_scratch_size();
+  return static_cast<size_t>(channels) * out_channels * 9 +
+         winograd_data_conv().scratch_size();
+}
+
+size_t ShiftedConv::backward_weights_scratch_size() const {
+  return winograd_weights ? winograd_conv().weights_scratch_size() : backward_scratch_size();
+}
+
 size_t ShiftedConv::products_scratch_size() const {
   const size_t rows = static_cast<size_t>(taps()) * out_channels;
   return rows * channels + rows * height * width;
@@ -149,7 +196,8 @@ size_t ShiftedConv::forward_scratch_size() const {
 }
 
 size_t ShiftedConv::scratch_size() const {
-  return std::max(forward_scratch_size(), backward_scratch_size());
+  return std::max(std::max(forward_scratch_size(), backward_scratch_size()),
+                  std::max(backward_data_scratch_size(), backward_weights_scratch_size()));
 }
 
 // The scratch of the backward passes, and of the forward without Winograd.
@@ -303,11 +351,32 @@ void ShiftedConv::ForwardShiftingProducts(const Dtype* input, const Dtype* weigh
 template <typename Dtype>
 void ShiftedConv::BackwardData(const Dtype* output_diff, const Dtype* weights,
                                Dtype* input_diff) const {
-  if (backward_data_shifts_inputs()) {
+  if (winograd_data) {
+    BackwardDataByWinograd(output_diff, weights, input_diff);
+  } else if (backward_data_shifts_inputs()) {
     BackwardDataShiftingInputs(output_diff, weights, input_diff);
   } else {
     BackwardDataShiftingProducts(output_diff, weights, input_diff);
   }
+}
+
+// input_diff (C x H x W) = the Winograd convolution of output_diff (M x Ho x Wo),
+// zero-padded by 2 - p, with rotated[c][m][a][b] = w[m][c][2 - a][2 - b].
+template <typename Dtype>
+void ShiftedConv::BackwardDataByWinograd(const Dtype* output_diff, const Dtype* weights,
+                                         Dtype* input_diff) const {
+  const int M = out_channels, C = channels;
+  const WinogradConv conv = winograd_data_conv();
+  Dtype* rotated = scratch<Dtype>(backward_data_scratch_size());
+  for (int c = 0; c < C; ++c) {
+    for (int m = 0; m < M; ++m) {
+      const Dtype* kernel = weights + (static_cast<size_t>(m) * C + c) * 9;
+      Dtype* turned = rotated + (static_cast<size_t>(c) * M + m) * 9;
+      for (int t = 0; t < 9; ++t) turned[t] = kernel[8 - t];
+    }
+  }
+  conv.Forward(output_diff, rotated, input_diff,
+               rotated + static_cast<size_t>(C) * M * 9);
 }
 
 // input_diff[c](y, x) = sum over m, a, b of w[m][c][a][b] output_diff[m](y + ph -
@@ -346,6 +415,12 @@ void ShiftedConv::BackwardDataShiftingProducts(const Dtype* output_diff, const D
 template <typename Dtype>
 void ShiftedConv::BackwardWeights(const Dtype* input, const Dtype* output_diff,
                                   Dtype* weight_diff) const {
+  if (winograd_weights) {
+    const WinogradConv conv = winograd_conv();
+    conv.BackwardWeights(input, output_diff, weight_diff,
+                         scratch<Dtype>(conv.weights_scratch_size()));
+    return;
+  }
   const int T = taps(), M = out_channels, C = channels;
   Dtype* per_tap = scratch<Dtype>(backward_scratch_size());
   if (strategy == kShiftInputs) {

@@ -33,7 +33,19 @@
 // The SSN feature CNN's 64-to-64 convolutions run about 2x faster forward
 // than by shifting inputs, its last (197 to 15) about 1.7x faster than by
 // shifting products, and the forward's scratch no longer grows with the image
-// (a few MB in all). The backward passes keep the strategies above (or im2col).
+// (a few MB in all).
+//
+// The input gradient of such a convolution (stride 1, undilated, single group)
+// with padding p <= 2 on each axis is itself a 3x3 convolution: of the output
+// gradient, zero-padded by 2 - p, with the kernel rotated by 180 degrees and
+// its input and output channels swapped (w'[c][m][a][b] = w[m][c][2-a][2-b]);
+// its output is H x W because Ho + 2 (2 - p) - 2 = H. BackwardData runs it by
+// the same Winograd forward (kMinWinogradChannels etc. with the roles of C and
+// M swapped); with p > 2 the reach would be negative and the strategies above
+// (or im2col) remain. The weight gradient goes by Winograd too where the
+// forward would (WinogradConv::BackwardWeights: a^2 products over the tiles
+// of the transformed output gradient and input, 4 times fewer multiplications
+// than the 9 shifted ones).
 #ifndef CAFFE_SSN_SHIFTED_CONV_HPP_
 #define CAFFE_SSN_SHIFTED_CONV_HPP_
 
@@ -64,9 +76,13 @@ struct ShiftedConv {
   static const int kMinWinogradChannels = 8;
   static const int kMinWinogradOutputs = 4;
   static const int kMinWinogradPixels = 1024;
+  // SSN_CONV_WINOGRAD_BACKWARD likewise for the backward passes by Winograd
+  // (0 off, 1 on wherever the identities hold, unset where it pays).
 
   Strategy strategy = kIm2col;  // of the backward, and of the forward without Winograd
   bool winograd = false;        // the forward by WinogradConv
+  bool winograd_data = false;   // BackwardData by WinogradConv (rotated kernel)
+  bool winograd_weights = false;  // BackwardWeights by WinogradConv
   int channels = 0, height = 0, width = 0;          // input C x H x W
   int out_channels = 0, out_height = 0, out_width = 0;
   int kernel_h = 0, kernel_w = 0;
@@ -83,10 +99,14 @@ struct ShiftedConv {
                               const int* output_shape, const int* kernel,
                               const int* pad, const int* stride, const int* dilation);
 
-  // Whether BackwardData and BackwardWeights handle this convolution.
+  // Whether the shifted strategies handle this convolution (all passes).
   bool applies() const { return strategy != kIm2col; }
   // Whether Forward does.
   bool applies_forward() const { return winograd || applies(); }
+  // Whether BackwardData does.
+  bool applies_backward_data() const { return winograd_data || applies(); }
+  // Whether BackwardWeights does.
+  bool applies_backward_weights() const { return winograd_weights || applies(); }
   int taps() const { return kernel_h * kernel_w; }
   // Floats of scratch the calls of this strategy need (the most of the three).
   size_t scratch_size() const;
@@ -94,6 +114,13 @@ struct ShiftedConv {
   size_t forward_scratch_size() const;
   // The Winograd forward of this geometry, on all threads.
   WinogradConv winograd_conv() const;
+  // The Winograd convolution that BackwardData runs (M to C channels, Ho x Wo
+  // to H x W, padding 2 - p), on all threads.
+  WinogradConv winograd_data_conv() const;
+  // Floats of scratch BackwardData needs.
+  size_t backward_data_scratch_size() const;
+  // Floats of scratch BackwardWeights needs.
+  size_t backward_weights_scratch_size() const;
   // Floats of scratch this thread holds (it only grows): the tests' evidence
   // that a layer took this path.
   template <typename Dtype>
@@ -126,6 +153,9 @@ struct ShiftedConv {
   void ConvolveByTaps(const Dtype* in, int in_planes, int in_height, int in_width, int pad_y,
                       int pad_x, const Dtype* tap_weights, int out, int out_rows,
                       int out_cols, Dtype* work, Dtype* result) const;
+  template <typename Dtype>
+  void BackwardDataByWinograd(const Dtype* output_diff, const Dtype* weights,
+                              Dtype* input_diff) const;
   template <typename Dtype>
   void BackwardDataShiftingInputs(const Dtype* output_diff, const Dtype* weights,
                                   Dtype* input_diff) const;

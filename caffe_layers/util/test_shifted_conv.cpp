@@ -122,18 +122,25 @@ TYPED_TEST(ShiftedConvTest, ForwardAndGradientsMatchDirectSums) {
   }
 }
 
-// Sets SSN_CONV_WINOGRAD for a test's lifetime (nullptr: unset), then unsets it.
+// Sets SSN_CONV_WINOGRAD (or another switch) for a test's lifetime (nullptr:
+// unset), then unsets it.
 class WinogradSetting {
  public:
-  explicit WinogradSetting(const char* value) {
+  explicit WinogradSetting(const char* value, const char* name = "SSN_CONV_WINOGRAD")
+      : name_(name) {
     if (value) {
-      setenv("SSN_CONV_WINOGRAD", value, 1);
+      setenv(name_, value, 1);
     } else {
-      unsetenv("SSN_CONV_WINOGRAD");
+      unsetenv(name_);
     }
   }
-  ~WinogradSetting() { unsetenv("SSN_CONV_WINOGRAD"); }
+  ~WinogradSetting() { unsetenv(name_); }
+
+ private:
+  const char* name_;
 };
+
+const char kBackwardSwitch[] = "SSN_CONV_WINOGRAD_BACKWARD";
 
 // Odd geometries of the Winograd forward: C, M, H, W, pad_h, pad_w. One-row
 // and one-column images, images smaller than a tile, partial tiles at both
@@ -192,6 +199,119 @@ TYPED_TEST(ShiftedConvTest, WinogradForwardMatchesDirectSums) {
                                     << threads << " threads";
       }
     }
+  }
+}
+
+// The Winograd weight gradient (both tile sizes, 1 or 3 threads) and the input
+// gradient by the rotated kernel (ShiftedConv::BackwardData) against direct
+// sums, on the forward's odd geometries: |error| <= tolerance * (sum of the
+// terms' magnitudes). Scratch starts as NaN, the weight gradient at 0.5 (it
+// accumulates) and the input gradient at 7 (overwritten).
+TYPED_TEST(ShiftedConvTest, WinogradBackwardMatchesDirectSums) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1701);
+  const bool is_float = sizeof(Dtype) == 4;
+  for (int which = 0; which < kWinogradGeometries; ++which) {
+    const int* s = kWinogradShapes[which];
+    ShiftedConv g = TestGeometry(0);
+    g.channels = s[0], g.out_channels = s[1], g.height = s[2], g.width = s[3];
+    g.pad_h = s[4], g.pad_w = s[5];
+    g.out_height = g.height + 2 * g.pad_h - 2, g.out_width = g.width + 2 * g.pad_w - 2;
+    g.strategy = ShiftedConv::kIm2col, g.winograd_data = true;
+    Blob<Dtype> input(1, g.channels, g.height, g.width);
+    Blob<Dtype> weights(g.out_channels, g.channels, 3, 3);
+    Blob<Dtype> output(1, g.out_channels, g.out_height, g.out_width);
+    FillGaussian(&input);
+    FillGaussian(&weights);
+    FillGaussian(&output);
+    const Dtype* x = input.cpu_data();
+    const Dtype* w = weights.cpu_data();
+    const Dtype* dy = output.cpu_data();
+    // The 0.5 the gradient accumulates onto is one of its terms.
+    vector<double> expected_w(weights.count(), 0.5), scale_w(weights.count(), 0.5);
+    vector<double> expected_in(input.count(), 0), scale_in(input.count(), 0);
+    DirectConv<Dtype>{g}.each_term([&](int o, int i, int k) {
+      expected_w[k] += static_cast<double>(dy[o]) * x[i];
+      scale_w[k] += std::fabs(static_cast<double>(dy[o]) * x[i]);
+      expected_in[i] += static_cast<double>(w[k]) * dy[o];
+      scale_in[i] += std::fabs(static_cast<double>(w[k]) * dy[o]);
+    });
+    for (int tile : {2, 4}) {
+      for (int threads : {1, 3}) {
+        WinogradConv conv = g.winograd_conv();
+        conv.tile = tile, conv.threads = threads;
+        vector<Dtype> scratch(conv.weights_scratch_size(),
+                              std::numeric_limits<Dtype>::quiet_NaN());
+        vector<Dtype> weight_diff(weights.count(), Dtype(0.5));
+        conv.BackwardWeights(x, dy, weight_diff.data(), scratch.data());
+        const double tolerance = !is_float ? 1e-13 : tile == 2 ? 2e-6 : 2e-5;
+        double worst = 0;
+        for (int k = 0; k < weights.count(); ++k) {
+          worst = std::max(worst, std::fabs(weight_diff[k] - expected_w[k]) /
+                                      (scale_w[k] + 1e-30));
+        }
+        EXPECT_LE(worst, tolerance) << "geometry " << which << ", F(" << tile << ", 3), "
+                                    << threads << " threads";
+      }
+    }
+    vector<Dtype> in_diff(input.count(), Dtype(7));
+    g.BackwardData(dy, w, in_diff.data());
+    double worst = 0;
+    for (int i = 0; i < input.count(); ++i) {
+      worst = std::max(worst, std::fabs(in_diff[i] - expected_in[i]) / (scale_in[i] + 1e-30));
+    }
+    EXPECT_LE(worst, is_float ? 2e-5 : 1e-13) << "geometry " << which << ", input gradient";
+  }
+}
+
+// Which convolutions' gradients go by Winograd: those whose forward would (the
+// input's with C and M swapped), unless narrowing by more than 4; the input's
+// only with padding up to 2 (the reach of a 3x3 kernel). The switch is
+// SSN_CONV_WINOGRAD_BACKWARD, SSN_CONV_WINOGRAD leaves them alone.
+TYPED_TEST(ShiftedConvTest, WinogradBackwardForLarge3x3ConvolutionsWithSmallPadding) {
+  const int output[2] = {40, 40}, kernel[2] = {3, 3}, one[2] = {1, 1}, two[2] = {2, 2};
+  const int pad1[2] = {1, 1}, pad2[2] = {2, 0}, pad3[2] = {1, 3};
+  const int large[2] = {42, 38}, small[2] = {20, 20};
+  auto conv = [&](int C, int M, const int* pad, const int* out, const int* dilation) {
+    const int in[3] = {C, out[0] + 2 - 2 * pad[0], out[1] + 2 - 2 * pad[1]};
+    return ShiftedConv::ForLayer(2, false, 1, C, in, M, out, kernel, pad, one, dilation);
+  };
+  WinogradSetting automatic(nullptr, kBackwardSwitch);
+  for (const char* forward : {"0", "1"}) {
+    WinogradSetting forward_setting(forward);
+    ShiftedConv g = conv(64, 64, pad1, output, one);
+    EXPECT_TRUE(g.winograd_data && g.winograd_weights);
+    EXPECT_TRUE(g.applies_backward_data() && g.applies_backward_weights());
+    g = conv(8, 16, pad1, output, one);  // im2col before
+    EXPECT_TRUE(g.winograd_data && g.winograd_weights && !g.applies());
+    EXPECT_TRUE(conv(16, 16, pad2, large, one).winograd_data);
+    g = conv(16, 16, pad3, large, one);  // padding 3: no 'same' input gradient
+    EXPECT_FALSE(g.winograd_data);
+    EXPECT_TRUE(g.winograd_weights);
+    g = conv(197, 15, pad1, output, one);  // narrowing by over 4: shifted products
+    EXPECT_FALSE(g.winograd_data || g.winograd_weights);
+    EXPECT_TRUE(g.applies_backward_data() && g.applies_backward_weights());
+    g = conv(5, 64, pad1, output, one);  // the weights' from few channels: im2col
+    EXPECT_TRUE(g.winograd_data);
+    EXPECT_FALSE(g.winograd_weights || g.applies());
+    EXPECT_FALSE(conv(64, 64, pad1, small, one).winograd_weights);  // too small
+    EXPECT_FALSE(conv(64, 64, pad1, output, two).winograd_weights);  // dilated
+  }
+  {
+    WinogradSetting off("0", kBackwardSwitch);
+    const ShiftedConv g = conv(64, 64, pad1, output, one);
+    EXPECT_FALSE(g.winograd_data || g.winograd_weights);
+    EXPECT_TRUE(g.winograd);
+  }
+  {
+    WinogradSetting on("1", kBackwardSwitch);
+    ShiftedConv g = conv(197, 15, pad1, output, one);
+    EXPECT_TRUE(g.winograd_data && g.winograd_weights);
+    g = conv(5, 64, pad1, small, one);
+    EXPECT_TRUE(g.winograd_data && g.winograd_weights);
+    g = conv(16, 16, pad3, large, one);
+    EXPECT_FALSE(g.winograd_data);
+    EXPECT_FALSE(conv(64, 64, pad1, output, two).winograd_weights);
   }
 }
 
@@ -255,14 +375,14 @@ TYPED_TEST(ShiftedConvTest, WinogradForwardOnlyForLargeEnough3x3Convolutions) {
   }
 }
 
-// A 3x3 ConvolutionLayer with padding 1 and bias.
+// A 3x3 ConvolutionLayer with padding 1 (or `pad`) and bias.
 template <typename Dtype>
-ConvolutionLayer<Dtype>* PaddedConvolution(int out_channels) {
+ConvolutionLayer<Dtype>* PaddedConvolution(int out_channels, int pad = 1) {
   LayerParameter param;
   ConvolutionParameter* conv = param.mutable_convolution_param();
   conv->set_num_output(out_channels);
   conv->add_kernel_size(3);
-  conv->add_pad(1);
+  conv->add_pad(pad);
   conv->mutable_weight_filler()->set_type("gaussian");
   conv->mutable_bias_filler()->set_type("gaussian");
   return new ConvolutionLayer<Dtype>(param);
@@ -429,6 +549,39 @@ TYPED_TEST(ShiftedConvTest, WinogradConvolutionLayerGradient) {
                            2 * M * H * W - 1};
     for (int output_index : outputs) {
       checker.CheckGradientSingle(layer.get(), bottoms, tops, -1, 0, output_index);
+    }
+  }
+}
+
+// The gradients of a layer whose forward and backward both go by Winograd
+// (forced on these small images), from 8 channels (im2col before) and from 16,
+// with padding 1 and 2 (0 has no outputs this small to spare), at outputs on
+// the corners, the edges and inside; a step of 0.1 as above.
+TYPED_TEST(ShiftedConvTest, WinogradBackwardConvolutionLayerGradient) {
+  typedef TypeParam Dtype;
+  WinogradSetting forward("1");
+  WinogradSetting backward("1", kBackwardSwitch);
+  const int H = 6, W = 7, M = 9;
+  for (int C : {8, 16}) {
+    for (int pad : {1, 2}) {
+      Caffe::set_random_seed(1701);
+      Blob<Dtype> bottom(2, C, H, W), top;
+      FillGaussian(&bottom);
+      vector<Blob<Dtype>*> bottoms(1, &bottom), tops(1, &top);
+      shared_ptr<ConvolutionLayer<Dtype> > layer(PaddedConvolution<Dtype>(M, pad));
+      layer->SetUp(bottoms, tops);
+      const int Ho = H + 2 * pad - 2, Wo = W + 2 * pad - 2;
+      const int input[3] = {C, H, W}, output[2] = {Ho, Wo}, kernel[2] = {3, 3};
+      const int pads[2] = {pad, pad}, one[2] = {1, 1};
+      const ShiftedConv g = ShiftedConv::ForLayer(2, false, 1, C, input, M, output, kernel,
+                                                  pads, one, one);
+      ASSERT_TRUE(g.winograd && g.winograd_data && g.winograd_weights);
+      GradientChecker<Dtype> checker(1e-1, 1e-3);
+      const int outputs[] = {0, Wo - 1, 2 * Wo + 3, (M + 5) * Ho * Wo + Wo * (Ho - 1),
+                             2 * M * Ho * Wo - 1};
+      for (int output_index : outputs) {
+        checker.CheckGradientSingle(layer.get(), bottoms, tops, -1, 0, output_index);
+      }
     }
   }
 }

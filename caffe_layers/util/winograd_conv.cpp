@@ -130,6 +130,29 @@ template <> struct Transforms<2> {
                                            typename Simd<T>::V* out) {
     Simd<T>::Scatter2(y[0], y[1], out);
   }
+
+  // The transposes for the weight gradient: A y (m values to a) and G^T u (a
+  // to 3); GatherOutput reads the m columns of `lanes` tiles of a line in the
+  // order Gather puts them.
+  template <typename T, typename V>
+  static SSN_ALWAYS_INLINE void OutputTransposed(const V* y, V* z) {
+    z[0] = y[0];
+    z[1] = y[0] + y[1];
+    z[2] = y[0] - y[1];
+    z[3] = T(0) - y[1];
+  }
+
+  static SSN_ALWAYS_INLINE void KernelTransposed(const double* u, double* g) {
+    g[0] = u[0] + (u[1] + u[2]) * 0.5;
+    g[1] = (u[1] - u[2]) * 0.5;
+    g[2] = (u[1] + u[2]) * 0.5 + u[3];
+  }
+
+  template <typename T>
+  static SSN_ALWAYS_INLINE void GatherOutput(const T* line, typename Simd<T>::V* y) {
+    typedef typename Simd<T>::V V;
+    Simd<T>::Gather2(Load<V>(line), Load<V>(line + Simd<T>::kLanes), &y[0], &y[1]);
+  }
 };
 
 // F(4, 3) on the points 0, 1, -1, 2, -2 and infinity:
@@ -195,6 +218,35 @@ template <> struct Transforms<4> {
                                            typename Simd<T>::V* out) {
     Simd<T>::Transpose4(y, out);
   }
+
+  template <typename T, typename V>
+  static SSN_ALWAYS_INLINE void OutputTransposed(const V* y, V* z) {
+    const V even = y[0] + y[2], odd = y[1] + y[3];
+    const V even4 = y[0] + y[2] * T(4), odd8 = y[1] * T(2) + y[3] * T(8);
+    z[0] = y[0];
+    z[1] = even + odd;
+    z[2] = even - odd;
+    z[3] = even4 + odd8;
+    z[4] = even4 - odd8;
+    z[5] = y[3];
+  }
+
+  static SSN_ALWAYS_INLINE void KernelTransposed(const double* u, double* g) {
+    const double sum12 = u[1] + u[2], sum34 = u[3] + u[4];
+    g[0] = u[0] * 0.25 - sum12 * (1. / 6) + sum34 * (1. / 24);
+    g[1] = (u[2] - u[1]) * (1. / 6) + (u[3] - u[4]) * (1. / 12);
+    g[2] = (sum34 - sum12) * (1. / 6) + u[5];
+  }
+
+  // Columns 0 to 3 of the tiles by a transpose of 4 vectors, as Gather.
+  template <typename T>
+  static SSN_ALWAYS_INLINE void GatherOutput(const T* line, typename Simd<T>::V* y) {
+    typedef typename Simd<T>::V V;
+    V a[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) a[k] = Load<V>(line + k * Simd<T>::kLanes);
+    Simd<T>::Transpose4(a, y);
+  }
 };
 
 // A block of tiles: `rows` tile-rows from ty, tiles tx + [0, count) of each;
@@ -205,19 +257,19 @@ struct Block {
   int ty, rows, tx, count, spacing;
 };
 
-// The input transforms B^T d B of the block's tiles: v (a^2 x C rows of
-// `stride` values), row xi * C + c, column b: position xi = a i + j of tile
-// b's transform for channel c. Rows outside the image read `zeros` (a row of
-// zeros); `lines` holds a lines of line_size values.
+// The input transforms B^T d B of the block's tiles: v (a^2 blocks of C rows
+// of `stride` values, `position` values apart), row c of block xi, column b:
+// position xi = a i + j of tile b's transform for channel c. Rows outside the
+// image read `zeros` (a row of zeros); `lines` holds a lines of line_size
+// values.
 template <typename T, int kTile>
 SSN_ALWAYS_INLINE void InputBlock(const T* input, int channels, int height, int width,
                                   int pad_h, int pad_w, Block block, const T* zeros, T* lines,
-                                  int line_size, T* v, int stride) {
+                                  int line_size, T* v, int stride, size_t position) {
   typedef typename Simd<T>::V V;
   typedef Transforms<kTile> F;
   const int lanes = Simd<T>::kLanes, kAlpha = F::kAlpha;
   const size_t plane = static_cast<size_t>(height) * width;
-  const size_t position = static_cast<size_t>(channels) * stride + kPositionSkew;
   const int run = block.count, x = kTile * block.tx - pad_w;
   for (int r = 0; r < block.rows; ++r) {
     const int y = kTile * (block.ty + r) - pad_h, place = r * block.spacing;
@@ -262,6 +314,74 @@ SSN_ALWAYS_INLINE void InputBlock(const T* input, int channels, int height, int 
           V d[kAlpha], t[kAlpha];
           F::template Gather<T>(z[i] + kTile * j, d);
           F::template Input<T>(d, t);
+#pragma GCC unroll 8
+          for (int k = 0; k < kAlpha; ++k) Store(out + k * position + j, t[k]);
+        }
+      }
+    }
+  }
+}
+
+// The transposed output transforms A y A^T of the block's tiles of the output
+// gradient y (M x Ho x Wo, zero outside it): z (a^2 blocks of M rows of
+// `stride` values, `position` apart), row o of block xi, column b: position
+// xi of tile b's transform for output channel o, the tiles in the order of
+// InputBlock's. Rows outside the output read `zeros` (at least Wo zeros);
+// `lines` holds a lines of line_size values.
+template <typename T, int kTile>
+SSN_ALWAYS_INLINE void OutputDiffBlock(const T* output_diff, int out_channels,
+                                       int out_height, int out_width, Block block,
+                                       const T* zeros, T* lines, int line_size, T* z,
+                                       int stride, size_t position) {
+  typedef typename Simd<T>::V V;
+  typedef Transforms<kTile> F;
+  const int lanes = Simd<T>::kLanes, kAlpha = F::kAlpha;
+  const size_t plane = static_cast<size_t>(out_height) * out_width;
+  const int run = block.count, x = kTile * block.tx;
+  // Line p is output column x + p; the gathers read whole vectors of
+  // [0, m run rounded up to lanes tiles); columns past the output are zeros.
+  const int length = kTile * ((run + lanes - 1) / lanes * lanes);
+  const int end = std::max(0, std::min(length, out_width - x));
+  for (int r = 0; r < block.rows; ++r) {
+    const int y = kTile * (block.ty + r), place = r * block.spacing;
+    for (int o = 0; o < out_channels; ++o) {
+      const T* row[kTile];
+      T* lz[kAlpha];
+      for (int i = 0; i < kTile; ++i) {
+        row[i] = y + i < out_height
+                     ? output_diff + o * plane + static_cast<size_t>(y + i) * out_width + x
+                     : zeros;
+      }
+      for (int i = 0; i < kAlpha; ++i) {
+        lz[i] = lines + i * line_size;
+        std::fill(lz[i] + end, lz[i] + length, T(0));
+      }
+      // Down the columns: A y, line by line.
+      int p = 0;
+      for (; p + lanes <= end; p += lanes) {
+        V d[kTile], t[kAlpha];
+#pragma GCC unroll 8
+        for (int i = 0; i < kTile; ++i) d[i] = Load<V>(row[i] + p);
+        F::template OutputTransposed<T>(d, t);
+#pragma GCC unroll 8
+        for (int i = 0; i < kAlpha; ++i) Store(lz[i] + p, t[i]);
+      }
+      for (; p < end; ++p) {
+        T d[kTile], t[kAlpha];
+#pragma GCC unroll 8
+        for (int i = 0; i < kTile; ++i) d[i] = row[i][p];
+        F::template OutputTransposed<T>(d, t);
+#pragma GCC unroll 8
+        for (int i = 0; i < kAlpha; ++i) lz[i][p] = t[i];
+      }
+      // Along the rows: (A y) A^T, tile j reading line values m j + [0, m).
+      for (int i = 0; i < kAlpha; ++i) {
+        T* out = z + static_cast<size_t>(kAlpha * i) * position +
+                 static_cast<size_t>(o) * stride + place;
+        for (int j = 0; j < run; j += lanes) {
+          V d[kTile], t[kAlpha];
+          F::template GatherOutput<T>(lz[i] + kTile * j, d);
+          F::template OutputTransposed<T>(d, t);
 #pragma GCC unroll 8
           for (int k = 0; k < kAlpha; ++k) Store(out + k * position + j, t[k]);
         }
@@ -335,13 +455,24 @@ SSN_ALWAYS_INLINE void OutputBlock(const T* q, int out_channels, int padded_out_
 #define SSN_DEFINE_WINOGRAD_KERNELS(T)                                                       \
   SSN_VECTOR_CLONES void winograd_input_block(int m, const T* input, int channels,           \
       int height, int width, int pad_h, int pad_w, Block block, const T* zeros, T* lines,    \
-      int line_size, T* v, int stride) {                                                     \
+      int line_size, T* v, int stride, size_t position) {                                    \
     if (m == 2) {                                                                            \
       InputBlock<T, 2>(input, channels, height, width, pad_h, pad_w, block, zeros, lines,    \
-                       line_size, v, stride);                                                \
+                       line_size, v, stride, position);                                      \
     } else {                                                                                 \
       InputBlock<T, 4>(input, channels, height, width, pad_h, pad_w, block, zeros, lines,    \
-                       line_size, v, stride);                                                \
+                       line_size, v, stride, position);                                      \
+    }                                                                                        \
+  }                                                                                          \
+  SSN_VECTOR_CLONES void winograd_output_diff_block(int m, const T* output_diff,             \
+      int out_channels, int out_height, int out_width, Block block, const T* zeros,          \
+      T* lines, int line_size, T* z, int stride, size_t position) {                          \
+    if (m == 2) {                                                                            \
+      OutputDiffBlock<T, 2>(output_diff, out_channels, out_height, out_width, block, zeros,  \
+                            lines, line_size, z, stride, position);                          \
+    } else {                                                                                 \
+      OutputDiffBlock<T, 4>(output_diff, out_channels, out_height, out_width, block, zeros,  \
+                            lines, line_size, z, stride, position);                          \
     }                                                                                        \
   }                                                                                          \
   SSN_VECTOR_CLONES void winograd_output_block(int m, const T* q, int out_channels,          \
@@ -503,7 +634,7 @@ void WinogradConv::Forward(const Dtype* input, const Dtype* weights, Dtype* outp
     block.spacing = (block.count + lanes - 1) / lanes * lanes;
     const int places = block.rows * block.spacing;  // tiles may sit anywhere in a vector
     ssn::winograd_input_block(tile, input, C, height, width, pad_h, pad_w, block, zeros, lines,
-                              line_size(), v, stride);
+                              line_size(), v, stride, v_position);
     for (int xi = 0; xi < P; ++xi) {
       gemm(Mp, places, C, u + xi * u_position, C, v + xi * v_position, stride,
            q + xi * q_position, stride);
@@ -512,6 +643,139 @@ void WinogradConv::Forward(const Dtype* input, const Dtype* weights, Dtype* outp
   }
 }
 
+namespace {
+
+// Band places: products of about this many tiles multiply efficiently, and a
+// band's transforms ((C + M) a^2 values a tile) stay in the shared cache.
+const int kBandTiles = 256;
+
+template <int kTile, typename Dtype>
+void AddKernelGradients(const Dtype* du, size_t position, int out_channels, int channels,
+                        Dtype* weight_diff) {
+  typedef ssn::Transforms<kTile> F;
+  const int kAlpha = F::kAlpha;
+  for (int o = 0; o < out_channels; ++o) {
+    for (int c = 0; c < channels; ++c) {
+      const Dtype* at = du + static_cast<size_t>(o) * channels + c;
+      double rows[3][kAlpha];  // G^T dU, column by column
+      for (int j = 0; j < kAlpha; ++j) {
+        double column[kAlpha], reduced[3];
+        for (int i = 0; i < kAlpha; ++i) column[i] = at[(kAlpha * i + j) * position];
+        F::KernelTransposed(column, reduced);
+        for (int a = 0; a < 3; ++a) rows[a][j] = reduced[a];
+      }
+      Dtype* g = weight_diff + (static_cast<size_t>(o) * channels + c) * 9;
+      for (int a = 0; a < 3; ++a) {  // (G^T dU) G, row by row
+        double reduced[3];
+        F::KernelTransposed(rows[a], reduced);
+        for (int b = 0; b < 3; ++b) g[3 * a + b] += static_cast<Dtype>(reduced[b]);
+      }
+    }
+  }
+}
+
+void gemm_nt(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+             float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, a, lda, b, ldb, beta, c,
+              ldc);
+}
+
+void gemm_nt(int m, int n, int k, const double* a, int lda, const double* b, int ldb,
+             double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1., a, lda, b, ldb, beta, c,
+              ldc);
+}
+
+}  // namespace
+
+int WinogradConv::band_spacing() const {
+  return (tiles_w() + ssn::kMaxLanes - 1) / ssn::kMaxLanes * ssn::kMaxLanes;
+}
+
+int WinogradConv::band_rows() const {
+  return std::max(1, std::min(tiles_h(), kBandTiles / band_spacing()));
+}
+
+int WinogradConv::band_line_size() const {
+  return tile * (band_spacing() + ssn::kMaxLanes);
+}
+
+size_t WinogradConv::weights_thread_scratch_size() const {
+  const size_t stride = static_cast<size_t>(band_rows()) * band_spacing();
+  const size_t P = positions(), Mp = padded_out_channels();
+  return P * (Mp * channels + ssn::kPositionSkew) +      // dU
+         P * (channels * stride + ssn::kPositionSkew) +  // V
+         P * (Mp * stride + ssn::kPositionSkew) +        // Z
+         alpha() * band_line_size();                     // lines
+}
+
+size_t WinogradConv::weights_scratch_size() const {
+  return std::max(width, out_width) + static_cast<size_t>(threads) *
+         weights_thread_scratch_size();
+}
+
+template <typename Dtype>
+void WinogradConv::BackwardWeights(const Dtype* input, const Dtype* output_diff,
+                                   Dtype* weight_diff, Dtype* scratch) const {
+  const int M = out_channels, Mp = padded_out_channels(), C = channels, P = positions();
+  const int th = tiles_h(), tw = tiles_w(), spacing = band_spacing(), rows = band_rows();
+  const int stride = rows * spacing, line = band_line_size();
+  const size_t u_position = static_cast<size_t>(Mp) * C + ssn::kPositionSkew;
+  const size_t v_position = static_cast<size_t>(C) * stride + ssn::kPositionSkew;
+  const size_t z_position = static_cast<size_t>(Mp) * stride + ssn::kPositionSkew;
+  const size_t per_thread = weights_thread_scratch_size();
+  Dtype* zeros = scratch;
+  Dtype* first_du = zeros + std::max(width, out_width);
+  std::fill(zeros, first_du, Dtype(0));
+  const int bands = (th + rows - 1) / rows;
+  const int team = std::max(1, std::min(threads, bands));
+  OneThreadBlas one_thread_blas(team > 1);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    Dtype* du = first_du + static_cast<size_t>(ssn::thread_id()) * per_thread;
+    Dtype* v = du + P * u_position;
+    Dtype* z = v + P * v_position;
+    Dtype* lines = z + P * z_position;
+    // dU starts at zero; V and Z are zero where the transforms never write and
+    // the products read: the rows of Z past M, and the places past a
+    // tile-row's last whole vector (double's vectors are shorter than the
+    // spacing assumes).
+    std::fill(du, lines, Dtype(0));
+#pragma omp for schedule(dynamic)
+    for (int band = 0; band < bands; ++band) {
+      const int first = band * rows, count = std::min(rows, th - first);
+      for (int r = 0; r < count; ++r) {
+        ssn::Block block;
+        block.ty = first + r, block.rows = 1, block.tx = 0, block.count = tw;
+        block.spacing = spacing;
+        ssn::winograd_input_block(tile, input, C, height, width, pad_h, pad_w, block, zeros,
+                                  lines, line, v + r * spacing, stride, v_position);
+        ssn::winograd_output_diff_block(tile, output_diff, M, out_height, out_width, block,
+                                        zeros, lines, line, z + r * spacing, stride,
+                                        z_position);
+      }
+      // The last band may be shorter: its products cover its own rows only.
+      for (int xi = 0; xi < P; ++xi) {
+        gemm_nt(Mp, C, count * spacing, z + xi * z_position, stride, v + xi * v_position,
+                stride, Dtype(1), du + xi * u_position, C);
+      }
+    }
+  }
+  for (int t = 1; t < team; ++t) {  // the threads' dU into the first's
+    const Dtype* du = first_du + static_cast<size_t>(t) * per_thread;
+    for (size_t i = 0; i < P * u_position; ++i) first_du[i] += du[i];
+  }
+  if (tile == 2) {
+    AddKernelGradients<2>(first_du, u_position, M, C, weight_diff);
+  } else {
+    AddKernelGradients<4>(first_du, u_position, M, C, weight_diff);
+  }
+}
+
+template void WinogradConv::BackwardWeights<float>(const float*, const float*, float*,
+                                                   float*) const;
+template void WinogradConv::BackwardWeights<double>(const double*, const double*, double*,
+                                                    double*) const;
 template void WinogradConv::Forward<float>(const float*, const float*, float*, float*) const;
 template void WinogradConv::Forward<double>(const double*, const double*, double*,
                                             double*) const;

@@ -61,7 +61,23 @@ struct WinogradConv {
   void Forward(const Dtype* input, const Dtype* weights, Dtype* output,
                Dtype* scratch) const;
 
+  // weight_diff (M x C x 3 x 3) += the gradient of the weights of this
+  // convolution of input (C x H x W) given output_diff (M x Ho x Wo); scratch
+  // holds weights_scratch_size() values. The forward is y = A^T [U . V] A for
+  // each tile with U = G g G^T, so dU = sum over tiles of (A dy A^T) . V, a^2
+  // products (M x tiles) * (tiles x C), and dg = G^T dU G. Tiles go in bands
+  // of tile-rows, a band at a time on each thread: its transforms, then its
+  // products into the thread's own dU; the threads' dU are added at the end.
+  template <typename Dtype>
+  void BackwardWeights(const Dtype* input, const Dtype* output_diff, Dtype* weight_diff,
+                       Dtype* scratch) const;
+  size_t weights_scratch_size() const;
+
  private:
+  int band_rows() const;     // tile-rows in a band of BackwardWeights
+  int band_spacing() const;  // places of a tile-row in a band: whole vectors
+  int band_line_size() const;
+  size_t weights_thread_scratch_size() const;
   int block_stride() const;  // values between a block's rows: block_tiles + lanes
   int line_size() const;
   size_t thread_scratch_size() const;
