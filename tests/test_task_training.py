@@ -234,7 +234,6 @@ def test_one_command_trains_on_continuous_targets(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--solver", "x.prototxt"], "writes its own solver"),
     ([], "needs --out"),
-    (["--position-weight", "0"], "--position-weight must be > 0"),
 ])
 def test_dataset_flag_mistakes_are_errors(tmp_path, caplog, extra, message):
     data = label_folder(tmp_path / "d")

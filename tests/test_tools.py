@@ -221,3 +221,15 @@ def test_a_count_below_one_is_refused_by_the_parser(module, flag, capsys):
         parser.parse_args([flag, "0"])
     assert exit_info.value.code == 2
     assert "expected a number >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["infer", "eval", "eval_continuous", "train"])
+@pytest.mark.parametrize("value", ["1e20", "nan", "0", "-1"])
+def test_an_absurd_position_weight_is_refused_by_the_parser(module, value, capsys):
+    import importlib
+    parser = importlib.import_module(f"ssn.cli.{module}").build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--position-weight", value])
+    assert exit_info.value.code == 2
+    assert "--position-weight must be a finite number in [0.0001, 10000]" in \
+        capsys.readouterr().err

@@ -68,9 +68,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def position_weight(text: str) -> float:
+    """An argparse type: a position weight in the range ``superpixels()`` accepts."""
+    from ssn.inference import position_weight_argument
+    try:
+        return position_weight_argument(float(text), "--position-weight")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_position_weight(parser: argparse.ArgumentParser) -> None:
     """``--position-weight W``: SSN's compactness, a factor on the position features' scale."""
-    parser.add_argument("--position-weight", type=float, default=1.0, metavar="W",
+    parser.add_argument("--position-weight", type=position_weight, default=1.0, metavar="W",
                         help="SSN's compactness: multiplies the scale of the pixel positions "
                              "(larger: more compact, regular superpixels; smaller: closer to "
                              "colour and learned edges) (default: 1)")

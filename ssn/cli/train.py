@@ -101,7 +101,8 @@ def add_dataset_options(group) -> None:
                             "means; expected: plus the spread of the means it mixes, the "
                             "expected error of one hard superpixel's mean (default: "
                             "%(default)s)")
-    group.add_argument("--position-weight", type=float, default=recipe.position_weight,
+    group.add_argument("--position-weight", type=options.position_weight,
+                       default=recipe.position_weight,
                        metavar="W",
                        help="multiply the scale of the positions in training (and in the "
                             "run's deploy net): more compact superpixels to learn at; run the "
@@ -118,8 +119,6 @@ def dataset_solver(args: argparse.Namespace) -> Path:
                          "and --snapshot-prefix")
     if args.out is None:
         raise ValueError("--dataset needs --out, the run folder")
-    if not args.position_weight > 0:
-        raise ValueError(f"--position-weight must be > 0, got {args.position_weight}")
     recipe = dataclasses.replace(
         TASK_RECIPE, n_spixels=args.n_segments, patch=args.patch, batch_size=args.batch_size,
         num_steps=args.num_steps, base_lr=args.base_lr, lr_step=args.lr_step,
