@@ -513,7 +513,8 @@ def start(solver, param, net_param, snapshots: Snapshots, weights: Optional[Path
                 "from: pass --weights, or generate the net without frozen BatchNorm "
                 "(ssn-make-prototxt --no-frozen-batch-norm)")
         names = initialize_helper_weights(solver.net)
-        log.info("training from scratch; set the fixed weights of %s", ", ".join(names))
+        log.info("training from scratch%s", f"; set the fixed weights of {', '.join(names)}"
+                 if names else "")
 
 
 def frozen_batch_norm_layers(net_param: caffe_pb2.NetParameter) -> list[str]:
