@@ -22,7 +22,7 @@ from ssn_build.make import BuildConfig, MakeError, default_cache, run_make, tree
 from ssn_build.native import build_native
 from ssn_build.patches import PatchError, apply_series
 from ssn_build.source import PATCH_DIR, fetch_source
-from ssn_build.splice import splice
+from ssn_build.splice import HEADER_SUFFIXES, splice, touch_includers
 
 log = logging.getLogger("ssn_build")
 BUILD_LOG = "logs/caffe-build.log"  # under the venv: make's full output
@@ -33,7 +33,8 @@ def build(config: BuildConfig) -> Path:
     tarball = fetch_source(config.cache)
     tree = tree_dir(config)
     unpack(tarball, tree)
-    apply_series(tree, tarball, PATCH_DIR)
+    patched = apply_series(tree, tarball, PATCH_DIR)
+    touch_includers(tree, [name for name in patched if name.endswith(HEADER_SUFFIXES)])
     changed = splice(tree, tarball)
     if changed:
         log.info("spliced %d changed file(s): %s", len(changed), ", ".join(changed))

@@ -58,17 +58,42 @@ def spliced_proto(original: str, fragment: str) -> str:
             + messages)
 
 
-def touch_sources(tree: Path, places: dict[str, Path]) -> None:
-    """Mark our spliced sources as changed.
+INCLUDE = re.compile(r'^\s*#\s*include\s+"(caffe/[^"]+)"', re.MULTILINE)
+HEADER_SUFFIXES = (".h", ".hpp", ".cuh")
+
+
+def touch_includers(tree: Path, headers: list[str]) -> list[str]:
+    """Mark every compiled source that includes one of ``headers`` (tree paths such as
+    ``include/caffe/util/shifted_conv.hpp``), directly or through other headers of the
+    tree, as changed; return the sources touched.
 
     Caffe's Makefile passes include directories with -isystem, so its dependency
-    files omit headers: an edit to one of our headers must be made visible to make
-    by hand. Caffe's own sources include ours only through the patches, which
-    rewrite them when they change.
+    files omit headers: an edit to a header (one of ours, or one a patch rewrites)
+    must be made visible to make by hand. Caffe's own sources include ours through
+    the patches (base_conv_layer.hpp holds a ShiftedConv by value), so they are
+    found by following the includes, not by name: an object left stale would
+    disagree with the others on a class's layout.
     """
-    for relative in places:
-        if relative.endswith((".cpp", ".cu")):
-            os.utime(tree / relative)
+    def included(path: Path) -> set[str]:
+        return set(INCLUDE.findall(path.read_text(errors="replace")))
+
+    include_dir = tree / "include"
+    affected = {header[len("include/"):] for header in headers if header.startswith("include/")}
+    graph = {str(path.relative_to(include_dir)): included(path)
+             for path in include_dir.rglob("*") if path.suffix in HEADER_SUFFIXES}
+    grown = True
+    while grown:  # headers that include an affected header are affected too
+        newly = {name for name, includes in graph.items()
+                 if name not in affected and includes & affected}
+        affected |= newly
+        grown = bool(newly)
+    touched = []
+    for folder in PROTO_USERS:
+        for path in (tree / folder).rglob("*"):
+            if path.suffix in (".cpp", ".cu") and path.is_file() and included(path) & affected:
+                os.utime(path)
+                touched.append(str(path.relative_to(tree)))
+    return touched
 
 
 # Folders of the tree whose C++ and CUDA sources build against caffe.pb.h
@@ -104,8 +129,7 @@ def splice(tree: Path, tarball: Path) -> list[str]:
         if write_if_changed(tree / relative, source.read_bytes()):
             changed.append(relative)
     write_if_changed(manifest, "\n".join(sorted(places)).encode())
-    if any(name.endswith((".hpp", ".cuh")) for name in changed):
-        touch_sources(tree, places)
+    touch_includers(tree, [name for name in changed if name.endswith(HEADER_SUFFIXES)])
 
     pristine = read_pristine(tarball, {CAFFE_PROTO})[CAFFE_PROTO].decode()
     text = spliced_proto(pristine, PROTO_FRAGMENT.read_text())

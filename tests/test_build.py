@@ -308,3 +308,29 @@ def test_the_cuda_check_compiles_the_patched_caffe_cuda_sources_too(tmp_path):
     sources = patched_cuda_sources(tmp_path)
     assert tmp_path / "src/caffe/layers/conv_layer.cu" in sources
     assert all(path.suffix == ".cu" and path.is_relative_to(tmp_path) for path in sources)
+
+
+def test_an_edited_header_recompiles_every_source_that_includes_it(tmp_path):
+    """Caffe's Makefile sees no header dependency (-isystem): the build tool touches the
+    sources that include a changed header, also through other headers (a patched
+    Caffe header that includes one of ours)."""
+    import os
+
+    from ssn_build.splice import touch_includers
+    files = {
+        "include/caffe/util/ours.hpp": "int ours();\n",
+        "include/caffe/layers/theirs.hpp": '#include "caffe/util/ours.hpp"\n',
+        "src/caffe/layers/uses_theirs.cpp": '#include "caffe/layers/theirs.hpp"\n',
+        "src/caffe/util/uses_ours.cu": '  #  include "caffe/util/ours.hpp"\n',
+        "tools/unrelated.cpp": '#include "caffe/blob.hpp"\n',
+        "python/caffe/unrelated.cpp": "int main() {}\n",
+    }
+    for relative, text in files.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+        os.utime(tmp_path / relative, (1, 1))
+    touched = touch_includers(tmp_path, ["include/caffe/util/ours.hpp"])
+    assert sorted(touched) == ["src/caffe/layers/uses_theirs.cpp", "src/caffe/util/uses_ours.cu"]
+    assert (tmp_path / "tools/unrelated.cpp").stat().st_mtime == 1
+    assert (tmp_path / "src/caffe/layers/uses_theirs.cpp").stat().st_mtime > 1
+    assert touch_includers(tmp_path, []) == []
