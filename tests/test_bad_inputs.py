@@ -516,8 +516,8 @@ STATE_CASES = {
                        r"\(.caffemodel\), or is truncated: .*",
     "model with NaN": r"\S+: its model does not fit this net: \S+: layer Convolution1 blob 0 "
                       r"holds 1 NaN or infinite value\(s\): .*",
-    "history of another solver": r"\S+ holds 36 history blobs; the Adam solver of this net "
-                                 r"keeps 72: it is from another net or solver",
+    "history of another solver": r"\S+ holds 34 history blobs; the Adam solver of this net "
+                                 r"keeps 68: it is from another net or solver",
     "history of another net": r"\S+: history blob 0 is \(65, 5, 3, 3\), this net's parameter "
                               r"is \(64, 5, 3, 3\): it is from another net",
     "HDF5 state": r"\S+: HDF5 solver states are not supported; resume from a .solverstate "

@@ -175,8 +175,8 @@ def other_weights(tmp_path_factory) -> Path:
 
 
 BAD_OPTIONS = {
-    "no segments": (["--n-segments", "0"], "n_segments"),
-    "no steps": (["--num-steps", "0"], "num_steps"),
+    "no segments": (["--n-segments", "0"], "--n-segments"),
+    "no steps": (["--num-steps", "0"], "--num-steps"),
     "infinite max size": (["--max-size-factor", "inf"], "max_size_factor"),
     "NaN min size": (["--min-size-factor", "nan"], "min_size_factor"),
     "sizes out of order": (["--min-size-factor", "4", "--max-size-factor", "3"],
@@ -185,38 +185,47 @@ BAD_OPTIONS = {
 }
 
 
+def run_infer(argv: list, caplog, capsys) -> tuple[int, list[str]]:
+    """ssn-infer's exit status and error messages: logged, or the one line of its parser
+    when that refuses an argument."""
+    caplog.set_level(logging.ERROR)
+    try:
+        code = infer_main(argv)
+    except SystemExit as stop:
+        return stop.code, [line for line in capsys.readouterr().err.splitlines()
+                           if "error:" in line]
+    return code, [record.getMessage() for record in caplog.records
+                  if record.levelno >= logging.ERROR]
+
+
 @pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "keep"])
 @pytest.mark.parametrize("case", BAD_OPTIONS)
 def test_an_option_that_can_never_work_changes_nothing(tmp_path, finished, other_weights,
-                                                       caplog, case, overwrite):
+                                                       caplog, capsys, case, overwrite):
     images, done = finished
     out = tmp_path / "out"
     shutil.copytree(done, out)
     before = snapshot(out)
     options, named = BAD_OPTIONS[case]
     options = [str(other_weights) if option == "OTHER" else option for option in options]
-    caplog.set_level(logging.ERROR)
-    code = infer_main([*map(str, images), "--out", str(out), *SETTINGS, *options,
-                       *(["--overwrite"] if overwrite else [])])
+    code, errors = run_infer([*map(str, images), "--out", str(out), *SETTINGS, *options,
+                              *(["--overwrite"] if overwrite else [])], caplog, capsys)
     assert code == 2
     assert snapshot(out) == before
-    errors = [record.getMessage() for record in caplog.records
-              if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and named in errors[0], errors
 
 
 @pytest.mark.parametrize("case", ["no segments", "infinite max size",
                                   "weights of another net"])
 def test_an_option_that_can_never_work_stops_a_fresh_run(tmp_path, finished, other_weights,
-                                                         caplog, case):
+                                                         caplog, capsys, case):
     """Not one failure per image (exit 1): one message, exit 2, nothing written."""
     images, _ = finished
     options, named = BAD_OPTIONS[case]
     options = [str(other_weights) if option == "OTHER" else option for option in options]
-    caplog.set_level(logging.ERROR)
     out = tmp_path / "fresh"
-    assert infer_main([*map(str, images), "--out", str(out), *SETTINGS, *options]) == 2
+    code, errors = run_infer([*map(str, images), "--out", str(out), *SETTINGS, *options],
+                             caplog, capsys)
+    assert code == 2
     assert not out.exists() or snapshot(out) == {}
-    errors = [record.getMessage() for record in caplog.records
-              if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and named in errors[0], errors
