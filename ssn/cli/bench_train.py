@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_steps(parser, 5)
     options.add_gpu(parser)
     parser.add_argument("--feature-dim", type=int, default=20, help="pixel feature channels")
+    parser.add_argument("--fused-decoder", action=argparse.BooleanOptionalAction, default=True,
+                        help="the label loss's superpixel-to-pixel mix as one SpixelToPixel "
+                             "layer; --no-fused-decoder: the chain of seven layers it replaced")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations")
     parser.add_argument("--torch-python", metavar="PYTHON",
                         help="an interpreter with PyTorch (a separate venv): also time the "
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(0)
     config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
-                       batch_size=args.batch)
+                       batch_size=args.batch, fused_decoder=args.fused_decoder)
     try:
         run(config, args.repeats, args.torch_python)
     except RuntimeError as error:
