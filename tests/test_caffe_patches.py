@@ -290,3 +290,17 @@ def test_fused_softmax_matches_numpy():
         got = net.forward(x=x)["y"]
         np.testing.assert_allclose(got, softmax(x.astype(np.float32).astype(np.float64)),
                                    rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 50])
+def test_neighbour_gather_filler_fills_the_decoder_weights(channels):
+    """Patch 0018: the filler gives the one-hot kernels that ssn.nets.weights computes, so
+    a net of the original decoder chain is complete from its prototxt alone."""
+    from ssn.nets.weights import neighbour_gather_weights
+    n = caffe.NetSpec()
+    n.x = L.Input(shape=dict(dim=[1, channels, 4, 5]))
+    n.y = L.Convolution(n.x, num_output=9 * channels, kernel_size=3, pad=1, group=channels,
+                        bias_term=False, weight_filler=dict(type="neighbour_gather"))
+    net = CheckedNet(n.to_proto())
+    np.testing.assert_array_equal(net.net.params["y"][0].data,
+                                  neighbour_gather_weights(channels))
