@@ -741,7 +741,9 @@ void WinogradConv::BackwardWeights(const Dtype* input, const Dtype* output_diff,
     // tile-row's last whole vector (double's vectors are shorter than the
     // spacing assumes).
     std::fill(du, lines, Dtype(0));
-#pragma omp for schedule(dynamic)
+    // Static: each thread sums the same bands in every call, so the gradient is
+    // the same bits from run to run (dynamic scheduling changed the sums' order).
+#pragma omp for schedule(static)
     for (int band = 0; band < bands; ++band) {
       const int first = band * rows, count = std::min(rows, th - first);
       for (int r = 0; r < count; ++r) {
