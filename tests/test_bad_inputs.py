@@ -693,11 +693,13 @@ main()
 
 
 def check_snapshots_are_whole(folder: Path) -> list[int]:
-    """Every .solverstate in ``folder`` parses and names a whole model; their iterations."""
+    """Every snapshot .solverstate in ``folder`` parses and names a whole model; their
+    iterations. (A kill inside a write may leave a hidden temporary file, named
+    .<stem>.<random>.tmp.solverstate: not a snapshot, and never renamed into one.)"""
     from ssn.nets.checked import read_caffemodel
     from ssn.training.solver import read_solverstate, snapshot_model
     iterations = []
-    for path in sorted(folder.glob("*.solverstate")):
+    for path in sorted(folder.glob("ssn_iter_*.solverstate")):
         state = read_solverstate(path)
         read_caffemodel(snapshot_model(state, path))
         iterations.append(state.iter)
