@@ -58,9 +58,10 @@ import numpy as np
 from skimage import io as skio
 from tqdm import tqdm
 
-from ssn import __version__
+from ssn import __version__, engines
 from ssn.atomic import atomic_path, sha256_of, write_atomic
 from ssn.device import use_device
+from ssn.engines import RunError
 from ssn.images import IMAGE_SUFFIXES, overlay, read_image
 from ssn.inference import (
     check_weights,
@@ -83,10 +84,6 @@ LEGACY_SUMMARY_FIELDS = [field for field in SUMMARY_FIELDS if field != "output"]
 # The files of one image, written together (all or none), the .npy last.
 OUTPUT_FILES = {"labels_png": "{}_labels.png", "overlay_png": "{}_overlay.png",
                 "npy": "{}.npy"}
-
-
-class RunError(Exception):
-    """A problem of the whole run, not of one image: the run stops, with exit code 2."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -601,6 +598,11 @@ def process(job: Job, item: Item) -> dict:
     return dict(summary_row(record), outcome="computed")
 
 
+# What the engines run: one image, the weights check of a Dask worker, and the record of
+# an image whose workers died.
+TASKS = engines.Tasks(run=process, check=_check_weights, lost=record_failure)
+
+
 # --------------------------------------------------------------------------------------------
 # The output folder: checks before a run, the summary after it
 
@@ -793,12 +795,11 @@ def write_summary(out: Path, settings: dict, items: Iterable[Item] = (),
 
 
 def _engine(args: argparse.Namespace, job: Job, items: list[Item], workers: int):
-    from ssn import engines
     if args.scheduler or args.dask:
-        return engines.run_dask(job, items, scheduler=args.scheduler, workers=workers)
+        return engines.run_dask(TASKS, job, items, scheduler=args.scheduler, workers=workers)
     if workers > 1:
-        return engines.run_processes(job, items, workers)
-    return engines.run_here(job, items)
+        return engines.run_processes(TASKS, job, items, workers)
+    return engines.run_here(TASKS, job, items)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -813,7 +814,6 @@ def run(args: argparse.Namespace) -> int:
         or 143: stopped by Ctrl-C or SIGTERM (worker processes stopped, finished
         images kept).
     """
-    from ssn import engines
     out = args.out.absolute()
     try:
         if not args.scheduler:  # a cluster's workers check their own device

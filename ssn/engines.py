@@ -1,9 +1,12 @@
 """Where the per-image tasks of ``ssn-infer`` run: this process, worker processes, or Dask.
 
-Each engine runs :func:`ssn.batch.process` once per item and yields the summary
-rows as the tasks finish; a :class:`ssn.batch.RunError` from any task ends the
-run (the engine stops what is pending). The tasks read the images and write
-the results themselves, so the caller only counts rows.
+Each engine runs a task function (:attr:`Tasks.run`, ``ssn.batch.process`` for
+``ssn-infer``) once per item and yields the summary rows as the tasks finish; a
+:class:`RunError` from any task ends the run (the engine stops what is pending).
+The tasks read the images and write the results themselves, so the caller only
+counts rows. The engines know nothing of what a task does: the caller hands them
+its functions (module-level, so that they pickle), and this module imports none
+of the caller's.
 
 - :func:`run_here`: one task after another in this process.
 - :func:`run_processes`: N worker processes started with 'spawn' (Caffe and
@@ -15,7 +18,8 @@ the results themselves, so the caller only counts rows.
   Dask schedules, and reruns the tasks of a worker that is lost.
 
 Nothing heavy is imported at the top: a worker process loads this module,
-sets its thread count, and only then imports Caffe (through :mod:`ssn.batch`).
+sets its thread count, and only then imports Caffe (when it unpickles its first
+task, whose module imports it).
 """
 from __future__ import annotations
 
@@ -29,10 +33,31 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
-if TYPE_CHECKING:
-    from ssn.batch import Item, Job
+
+class RunError(Exception):
+    """A problem of the whole run, not of one image: the run stops, with exit code 2."""
+
+
+class Tasks(NamedTuple):
+    """What an engine runs, as module-level functions (they are pickled to workers).
+
+    Attributes
+    ----------
+    run : callable (job, item) -> dict
+        One item's task; returns its summary row, raises :class:`RunError` to stop
+        the run.
+    check : callable (job) -> None
+        Run once on each Dask worker before any task: raises :class:`RunError` if
+        the worker cannot run the job.
+    lost : callable (job, item, reason) -> dict
+        The summary row of an item whose workers died repeatedly (Dask).
+    """
+
+    run: Callable[[Any, Any], dict]
+    check: Callable[[Any], None]
+    lost: Callable[[Any, Any, str], dict]
 
 log = logging.getLogger("ssn.engines")
 
@@ -54,11 +79,6 @@ def available_cores() -> int:
 def threads_per_worker(workers: int, threads: Optional[int] = None) -> int:
     """``threads`` if given, else the cores shared evenly among ``workers`` (at least 1)."""
     return threads or max(1, available_cores() // max(1, workers))
-
-
-def _task(job: Job, item: Item) -> dict:
-    from ssn.batch import process  # imports Caffe: after _start_worker set the threads
-    return process(job, item)
 
 
 def _start_worker(threads: Optional[int], parent: Optional[int] = None) -> None:
@@ -99,11 +119,11 @@ def _stop_worker(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def _worker_task(job: Job, item: Item) -> dict:
-    """:func:`_task` in a worker process; a SIGTERM during it ends the process (the pool
-    would send the SystemExit back as the task's exception and wait for more)."""
+def _worker_task(task: Callable[[Any, Any], dict], job, item) -> dict:
+    """``task(job, item)`` in a worker process; a SIGTERM during it ends the process (the
+    pool would send the SystemExit back as the task's exception and wait for more)."""
     try:
-        return _task(job, item)
+        return task(job, item)
     except SystemExit as stop:
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
@@ -124,13 +144,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
                 process.join(1)
 
 
-def run_here(job: Job, items: Iterable[Item]) -> Iterator[dict]:
+def run_here(tasks: Tasks, job, items: Iterable) -> Iterator[dict]:
     """Run the tasks one after another in this process."""
     for item in items:
-        yield _task(job, item)
+        yield tasks.run(job, item)
 
 
-def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dict]:
+def run_processes(tasks: Tasks, job, items: Iterable, workers: int) -> Iterator[dict]:
     """Run the tasks in ``workers`` spawned processes that share one queue.
 
     At most two tasks per worker are queued at a time, so any number of images
@@ -141,7 +161,6 @@ def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dic
     RunError
         From a task, or when a worker process dies (killed, out of memory).
     """
-    from ssn.batch import RunError
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD),
                                initializer=_start_worker, initargs=(job.threads, os.getpid()))
     queue = iter(items)
@@ -152,7 +171,7 @@ def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dic
             item = next(queue, None)
             if item is None:
                 return
-            pending[pool.submit(_worker_task, job, item)] = item
+            pending[pool.submit(_worker_task, tasks.run, job, item)] = item
 
     try:
         fill()
@@ -175,12 +194,11 @@ def run_processes(job: Job, items: Iterable[Item], workers: int) -> Iterator[dic
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _check_worker(job: Job) -> Optional[str]:
+def _check_worker(check: Callable[[Any], None], job) -> Optional[str]:
     """On a Dask worker: why it cannot run this job's tasks, or None."""
     import socket
     import tempfile
 
-    from ssn.batch import RunError, _check_weights
     from ssn.device import use_device
     host = socket.gethostname()
     try:
@@ -194,13 +212,13 @@ def _check_worker(job: Job) -> Optional[str]:
         return (f"{host} cannot write to {job.out} ({error.strerror}): workers need the "
                 "output folder at the same path")
     try:
-        _check_weights(job)
+        check(job)
     except RunError as error:
         return str(error)
     return None
 
 
-def run_dask(job: Job, items: Iterable[Item], scheduler: Optional[str] = None,
+def run_dask(tasks: Tasks, job, items: Iterable, scheduler: Optional[str] = None,
              workers: int = 2) -> Iterator[dict]:
     """Run the tasks on a Dask cluster: the scheduler at ``scheduler``, or a
     ``LocalCluster`` of ``workers`` processes with one task thread each.
@@ -216,7 +234,6 @@ def run_dask(job: Job, items: Iterable[Item], scheduler: Optional[str] = None,
         Dask is not installed, the scheduler cannot be reached or has no workers,
         a worker cannot run the job (device, folder, weights), or a task raised it.
     """
-    from ssn.batch import RunError, record_failure
     try:
         from distributed import Client, LocalCluster, as_completed
         from distributed.scheduler import KilledWorker
@@ -245,7 +262,7 @@ def run_dask(job: Job, items: Iterable[Item], scheduler: Optional[str] = None,
                 raise RunError(f"no Dask worker joined the scheduler at {scheduler} within "
                                f"{DASK_WORKER_WAIT_S} s: start some with `dask worker "
                                f"{scheduler}`") from error
-        problems = [p for p in client.run(_check_worker, job).values() if p]
+        problems = [p for p in client.run(_check_worker, tasks.check, job).values() if p]
         if problems:
             raise RunError("; ".join(sorted(set(problems))))
         window = max(64, 4 * sum(client.nthreads().values()))
@@ -256,7 +273,7 @@ def run_dask(job: Job, items: Iterable[Item], scheduler: Optional[str] = None,
         def submit_next() -> None:
             item = next(queue, None)
             if item is not None:
-                future = client.submit(_task, job, item, pure=False)
+                future = client.submit(tasks.run, job, item, pure=False)
                 pending[future.key] = item
                 futures.add(future)
 
@@ -267,8 +284,8 @@ def run_dask(job: Job, items: Iterable[Item], scheduler: Optional[str] = None,
             try:
                 row = future.result()
             except KilledWorker:
-                row = record_failure(job, item, "the workers running it died repeatedly "
-                                     "(out of memory?)")
+                row = tasks.lost(job, item, "the workers running it died repeatedly "
+                                 "(out of memory?)")
             finally:
                 future.release()
             submit_next()

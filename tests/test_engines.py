@@ -200,7 +200,7 @@ def test_a_worker_process_that_cannot_run_stops_the_run(tmp_path, pictures):
     job = batch.Job(str(tmp_path), settings, None, gpu=0, threads=1)
     items = batch.assign_names(sorted(pictures.glob("*.jpg")))
     with pytest.raises(batch.RunError, match="built CPU-only"):
-        list(engines.run_processes(job, items, 2))
+        list(engines.run_processes(batch.TASKS, job, items, 2))
     assert not list(tmp_path.iterdir())
 
 
