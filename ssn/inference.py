@@ -193,6 +193,12 @@ def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]
     return features, (str(weights) if features == "deep" and weights is not None else None)
 
 
+def require_number(name: str, value, what: str = "a number") -> None:
+    """Raise TypeError unless ``value`` is a real number (not a bool, string or array)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+
+
 def count_argument(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int if it is a whole number >= ``minimum`` (20, np.int64(20), 20.0).
 
@@ -203,8 +209,7 @@ def count_argument(name: str, value, minimum: int = 1) -> int:
     ValueError
         If it is fractional, not finite, or below ``minimum``.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a whole number, got {type(value).__name__} {value!r}")
+    require_number(name, value, "a whole number")
     if not np.isfinite(value) or float(value) != int(value):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if int(value) < minimum:
@@ -228,28 +233,10 @@ def position_weight_argument(value, name: str = "position_weight") -> float:
         If it is not finite or outside the range (the message gives the range).
     """
     low, high = POSITION_WEIGHT_RANGE
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    require_number(name, value)
     if not np.isfinite(value) or not low <= value <= high:
         raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}] (1 is the "
                          f"trained scale), got {value!r}")
-    return float(value)
-
-
-def positive_number(name: str, value) -> float:
-    """``value`` as a float if it is a finite number > 0.
-
-    Raises
-    ------
-    TypeError
-        If it is not a number.
-    ValueError
-        If it is not finite or not above 0.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
@@ -267,9 +254,7 @@ def size_factors(min_size_factor, max_size_factor) -> tuple[float, float]:
     factors = []
     for name, value in (("min_size_factor", min_size_factor),
                         ("max_size_factor", max_size_factor)):
-        if isinstance(value, (bool, np.bool_)) or \
-                not isinstance(value, (numbers.Real, np.number)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        require_number(name, value)
         if not np.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         factors.append(float(value))
