@@ -236,18 +236,22 @@ def _pooling_shapes(layer, bottom: tuple) -> list:
     return [bottom[:2] + tuple(sizes)] * len(layer.top)
 
 
+def _axis_or_legacy(layer, param, legacy: str, shape: tuple, what: str) -> int:
+    """The axis of a Concat or Slice: ``axis``, or its legacy field ``legacy``
+    (concat_dim, slice_dim), never both, in range for ``shape``."""
+    if param.HasField("axis") and param.HasField(legacy):
+        fail(layer, f"give axis or {legacy}, not both")
+    if not param.HasField(legacy):
+        return canonical_axis(layer, param.axis, shape)
+    value = getattr(param, legacy)
+    if value >= len(shape):
+        fail(layer, f"{legacy} {value} is out of range for its {len(shape)}-D {what}")
+    return value
+
+
 def _concat_shapes(layer, bottoms: Sequence[tuple]) -> list:
-    param = layer.concat_param
     first = bottoms[0]
-    if param.HasField("axis") and param.HasField("concat_dim"):
-        fail(layer, "give axis or concat_dim, not both")
-    if param.HasField("concat_dim"):
-        if param.concat_dim >= len(first):
-            fail(layer, f"concat_dim {param.concat_dim} is out of range for its "
-                        f"{len(first)}-D bottoms")
-        axis = param.concat_dim
-    else:
-        axis = canonical_axis(layer, param.axis, first)
+    axis = _axis_or_legacy(layer, layer.concat_param, "concat_dim", first, "bottoms")
     for index, shape in enumerate(bottoms[1:], 1):
         if len(shape) != len(first) or shape[:axis] + shape[axis + 1:] != \
                 first[:axis] + first[axis + 1:]:
@@ -260,15 +264,7 @@ def _concat_shapes(layer, bottoms: Sequence[tuple]) -> list:
 
 def _slice_shapes(layer, shape: tuple) -> list:
     param = layer.slice_param
-    if param.HasField("axis") and param.HasField("slice_dim"):
-        fail(layer, "give axis or slice_dim, not both")
-    if param.HasField("slice_dim"):
-        if param.slice_dim >= len(shape):
-            fail(layer, f"slice_dim {param.slice_dim} is out of range for its "
-                        f"{len(shape)}-D bottom")
-        axis = param.slice_dim
-    else:
-        axis = canonical_axis(layer, param.axis, shape)
+    axis = _axis_or_legacy(layer, param, "slice_dim", shape, "bottom")
     size, ntop = shape[axis], len(layer.top)
     points = list(param.slice_point)
     if points:
