@@ -48,10 +48,23 @@ void InterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   width_in_eff_ = bottom[0]->width() + pad_beg_ + pad_end_;
   CHECK(height_in_eff_ > 0 && width_in_eff_ > 0)
       << name << ": the pads crop away the whole input";
-  const int height_out = OutputSize(height_in_eff_, param.height());
-  const int width_out = OutputSize(width_in_eff_, param.width());
-  CHECK(height_out > 0 && width_out > 0) << name << ": output size must be positive";
-  top[0]->Reshape(bottom[0]->num(), bottom[0]->channels(), height_out, width_out);
+  height_grid_ = OutputSize(height_in_eff_, param.height());
+  width_grid_ = OutputSize(width_in_eff_, param.width());
+  CHECK(height_grid_ > 0 && width_grid_ > 0)
+      << name << ": output size must be positive";
+  int height_out = height_grid_, width_out = width_grid_;
+  if (bottom.size() > 1) {
+    CHECK_EQ(bottom[1]->num_axes(), 4)
+        << name << ": the reference (bottom 1) must be N x C x H x W";
+    height_out = bottom[1]->height();
+    width_out = bottom[1]->width();
+    CHECK(height_out <= height_grid_ && width_out <= width_grid_)
+        << name << ": the reference's size " << height_out << " x "
+        << width_out << " exceeds the interpolated size " << height_grid_
+        << " x " << width_grid_ << " (it can only crop)";
+  }
+  top[0]->Reshape(bottom[0]->num(), bottom[0]->channels(), height_out,
+                  width_out);
 }
 
 template <typename Dtype>
@@ -62,7 +75,7 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int height_out = top[0]->height(), width_out = top[0]->width();
   std::vector<ssn::InterpTap> cols(width_out);
   for (int w = 0; w < width_out; ++w) {
-    cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
+    cols[w] = ssn::interp_tap(w, width_in_eff_, width_grid_);
   }
   // Blob pointers outside the parallel loop: a blob's first access allocates it.
   const Dtype* bottom_data = bottom[0]->cpu_data();
@@ -73,7 +86,7 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         - pad_beg_ * width_in - pad_beg_;
     Dtype* out = top_data + plane * height_out * width_out;
     for (int h = 0; h < height_out; ++h) {
-      const ssn::InterpTap row = ssn::interp_tap(h, height_in_eff_, height_out);
+      const ssn::InterpTap row = ssn::interp_tap(h, height_in_eff_, height_grid_);
       const Dtype* upper = in + row.i0 * width_in;
       const Dtype* lower = upper + row.step * width_in;
       const Dtype a = row.lambda;
@@ -92,6 +105,9 @@ template <typename Dtype>
 void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
                                       const vector<bool>& propagate_down,
                                       const vector<Blob<Dtype>*>& bottom) {
+  if (propagate_down.size() > 1 && propagate_down[1]) {
+    caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
+  }
   if (!propagate_down[0]) return;
   const int planes = bottom[0]->count(0, 2);
   const int height_in = bottom[0]->height(), width_in = bottom[0]->width();
@@ -99,7 +115,7 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   caffe_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_cpu_diff());
   std::vector<ssn::InterpTap> cols(width_out);
   for (int w = 0; w < width_out; ++w) {
-    cols[w] = ssn::interp_tap(w, width_in_eff_, width_out);
+    cols[w] = ssn::interp_tap(w, width_in_eff_, width_grid_);
   }
   Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
   const Dtype* top_diff = top[0]->cpu_diff();
@@ -109,7 +125,7 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
         - pad_beg_ * width_in - pad_beg_;
     const Dtype* out_diff = top_diff + plane * height_out * width_out;
     for (int h = 0; h < height_out; ++h) {
-      const ssn::InterpTap row = ssn::interp_tap(h, height_in_eff_, height_out);
+      const ssn::InterpTap row = ssn::interp_tap(h, height_in_eff_, height_grid_);
       Dtype* upper = in_diff + row.i0 * width_in;
       Dtype* lower = upper + row.step * width_in;
       const Dtype a = row.lambda;

@@ -20,6 +20,12 @@ namespace caffe {
  *   Y[h, w] = sum over the 2 x 2 taps of (1 - a) or a times (1 - b) or b
  *             times X at rows h*(H_e-1)/(H'-1), columns w*(W_e-1)/(W'-1).
  * Backward: the exact adjoint (each output's diff split among its taps).
+ *
+ * Optional bottom[1]: a reference R whose height H_r and width W_r (at most
+ * H' and W') are the output's size. The samples stay those of the H' x W'
+ * grid above, so Y is its first H_r rows and W_r columns: the same bits as
+ * this layer followed by Crop (offset 0) to R, without the uncropped blob.
+ * R's values are not read and get no gradient (a zero diff if asked).
  */
 template <typename Dtype>
 class InterpLayer : public Layer<Dtype> {
@@ -31,8 +37,13 @@ class InterpLayer : public Layer<Dtype> {
                        const vector<Blob<Dtype>*>& top);
 
   virtual inline const char* type() const { return "Interp"; }
-  virtual inline int ExactNumBottomBlobs() const { return 1; }
+  virtual inline int MinBottomBlobs() const { return 1; }
+  virtual inline int MaxBottomBlobs() const { return 2; }
   virtual inline int ExactNumTopBlobs() const { return 1; }
+  // Only the reference's shape is used.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index == 0;
+  }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
@@ -50,6 +61,8 @@ class InterpLayer : public Layer<Dtype> {
 
   int pad_beg_, pad_end_;
   int height_in_eff_, width_in_eff_;
+  // The sampling grid, H' x W'; the output is its top-left corner.
+  int height_grid_, width_grid_;
 };
 
 }  // namespace caffe

@@ -14,6 +14,9 @@
 #include "caffe/filler.hpp"
 #include "caffe/layer_factory.hpp"
 #include "caffe/layers/argmax_layer.hpp"
+#include "caffe/layers/concat_convolution_layer.hpp"
+#include "caffe/layers/concat_layer.hpp"
+#include "caffe/layers/conv_layer.hpp"
 #include "caffe/layers/interp_layer.hpp"
 #include "caffe/layers/loss_without_softmax_layer.hpp"
 #include "caffe/layers/passoc_layer.hpp"
@@ -515,6 +518,203 @@ TYPED_TEST(SsnLayerTest, InterpGradientWithCropAndSize) {
   ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
 }
 
+// With a reference bottom, Interp's output is the top-left corner of its
+// output without one, bit for bit, and so is the gradient: that of the top
+// diff padded with zeros. The reference has another batch size and channels.
+TYPED_TEST(SsnLayerTest, InterpReferenceIsInterpThenCrop) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int sizes[][2] = {{16, 25}, {19, 24}, {1, 1}, {19, 25}};
+  for (int s = 0; s < 4; ++s) {
+    LayerParameter param;
+    param.mutable_interp_param()->set_zoom_factor(3);  // 7 x 9 -> 19 x 25
+    Blob<Dtype> reference(1, 4, sizes[s][0], sizes[s][1]), full;
+    vector<Blob<Dtype>*> bottom(1, this->features_), both(bottom);
+    both.push_back(&reference);
+    vector<Blob<Dtype>*> full_top(1, &full);
+    InterpLayer<Dtype> whole(param), cropping(param);
+    whole.SetUp(bottom, full_top);
+    whole.Forward(bottom, full_top);
+    cropping.SetUp(both, this->top_vec_);
+    cropping.Forward(both, this->top_vec_);
+    Blob<Dtype>* top = this->top_;
+    ASSERT_EQ(top->num(), 2);
+    ASSERT_EQ(top->channels(), 3);
+    ASSERT_EQ(top->height(), sizes[s][0]);
+    ASSERT_EQ(top->width(), sizes[s][1]);
+    FillGaussian(top);
+    caffe_copy(top->count(), top->cpu_data(), top->mutable_cpu_diff());
+    cropping.Forward(both, this->top_vec_);
+    caffe_set(full.count(), Dtype(0), full.mutable_cpu_diff());
+    for (int n = 0; n < 2; ++n) {
+      for (int c = 0; c < 3; ++c) {
+        for (int h = 0; h < top->height(); ++h) {
+          for (int w = 0; w < top->width(); ++w) {
+            ASSERT_EQ(top->data_at(n, c, h, w), full.data_at(n, c, h, w));
+            full.mutable_cpu_diff()[full.offset(n, c, h, w)] =
+                top->diff_at(n, c, h, w);
+          }
+        }
+      }
+    }
+    caffe_set(reference.count(), Dtype(7), reference.mutable_cpu_diff());
+    cropping.Backward(this->top_vec_, vector<bool>(2, true), both);
+    const vector<Dtype> cropped_diff(this->features_->cpu_diff(),
+        this->features_->cpu_diff() + this->features_->count());
+    whole.Backward(full_top, vector<bool>(1, true), bottom);
+    for (int i = 0; i < this->features_->count(); ++i) {
+      ASSERT_EQ(cropped_diff[i], this->features_->cpu_diff()[i]) << i;
+    }
+    // The reference's gradient is zero, written when asked for.
+    EXPECT_EQ(caffe_cpu_asum(reference.count(), reference.cpu_diff()), 0);
+    EXPECT_FALSE(cropping.AllowForceBackward(1));
+  }
+}
+
+TYPED_TEST(SsnLayerTest, InterpReferenceGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param;
+  param.mutable_interp_param()->set_zoom_factor(2);  // 7 x 9 -> 13 x 17
+  param.mutable_interp_param()->set_pad_beg(-1);     // 6 x 8 -> 11 x 15
+  Blob<Dtype> reference(2, 1, 10, 14);
+  vector<Blob<Dtype>*> bottom(1, this->features_);
+  bottom.push_back(&reference);
+  InterpLayer<Dtype> layer(param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+// ---- ConcatConvolution ----
+
+// A 3x3 convolution to 4 outputs with random weights and bias. Caffe's
+// engine for the parts on GPU too: cuDNN may round through TF32 (pycaffe's
+// test_gpu.py runs the default engine with TF32 off).
+LayerParameter ConcatConvolutionParam(int pad, int stride) {
+  LayerParameter param;
+  param.set_type("ConcatConvolution");
+  ConvolutionParameter* conv = param.mutable_convolution_param();
+  conv->set_num_output(4);
+  conv->add_kernel_size(3);
+  conv->add_pad(pad);
+  conv->add_stride(stride);
+  conv->mutable_weight_filler()->set_type("gaussian");
+  conv->mutable_bias_filler()->set_type("gaussian");
+  conv->set_engine(ConvolutionParameter_Engine_CAFFE);
+  return param;
+}
+
+// Bottoms of 1, 3 and 2 channels: the same output and gradients as Concat
+// and a Convolution with the same weights (up to float summation order).
+TYPED_TEST(SsnLayerTest, ConcatConvolutionIsConvolutionOfConcat) {
+  typedef typename TypeParam::Dtype Dtype;
+  const double tolerance = sizeof(Dtype) == sizeof(float) ? 1e-5 : 1e-12;
+  for (int geometry = 0; geometry < 2; ++geometry) {
+    const int pad = geometry == 0 ? 1 : 0, stride = geometry == 0 ? 1 : 2;
+    Blob<Dtype> first(2, 1, 7, 9), third(2, 2, 7, 9), joined, reference;
+    FillGaussian(&first);
+    FillGaussian(&third);
+    vector<Blob<Dtype>*> bottom;
+    bottom.push_back(&first);
+    bottom.push_back(this->features_);
+    bottom.push_back(&third);
+    LayerParameter param = ConcatConvolutionParam(pad, stride);
+    ConcatConvolutionLayer<Dtype> fused(param);
+    fused.SetUp(bottom, this->top_vec_);
+    ASSERT_EQ(fused.blobs().size(), 2);
+    EXPECT_EQ(fused.blobs()[0]->shape_string(), "4 6 3 3 (216)");
+    EXPECT_EQ(fused.blobs()[1]->shape_string(), "4 (4)");
+
+    vector<Blob<Dtype>*> joined_vec(1, &joined), reference_vec(1, &reference);
+    ConcatLayer<Dtype> concat((LayerParameter()));
+    concat.SetUp(bottom, joined_vec);
+    param.set_type("Convolution");
+    ConvolutionLayer<Dtype> conv(param);
+    conv.SetUp(joined_vec, reference_vec);
+    for (int b = 0; b < 2; ++b) conv.blobs()[b]->CopyFrom(*fused.blobs()[b]);
+
+    concat.Forward(bottom, joined_vec);
+    conv.Forward(joined_vec, reference_vec);
+    fused.Forward(bottom, this->top_vec_);
+    Blob<Dtype>* top = this->top_;
+    ASSERT_TRUE(top->shape() == reference.shape());
+    for (int i = 0; i < top->count(); ++i) {
+      EXPECT_NEAR(top->cpu_data()[i], reference.cpu_data()[i],
+                  tolerance * std::max(Dtype(1), std::fabs(top->cpu_data()[i])));
+    }
+    FillGaussian(&reference);  // the top diff, through the diffs below
+    caffe_copy(top->count(), reference.cpu_data(), top->mutable_cpu_diff());
+    caffe_copy(top->count(), reference.cpu_data(), reference.mutable_cpu_diff());
+    conv.Backward(reference_vec, vector<bool>(1, true), joined_vec);
+    concat.Backward(joined_vec, vector<bool>(3, true), bottom);
+    vector<vector<Dtype> > expected;
+    for (int b = 0; b < 3; ++b) {
+      expected.push_back(vector<Dtype>(bottom[b]->cpu_diff(),
+                                       bottom[b]->cpu_diff() + bottom[b]->count()));
+    }
+    fused.Backward(this->top_vec_, vector<bool>(3, true), bottom);
+    for (int b = 0; b < 3; ++b) {
+      for (int i = 0; i < bottom[b]->count(); ++i) {
+        EXPECT_NEAR(bottom[b]->cpu_diff()[i], expected[b][i],
+                    tolerance * std::max(Dtype(1), std::fabs(expected[b][i])))
+            << "bottom " << b << " diff " << i;
+      }
+    }
+    for (int p = 0; p < 2; ++p) {
+      const Blob<Dtype>& mine = *fused.blobs()[p];
+      const Blob<Dtype>& theirs = *conv.blobs()[p];
+      for (int i = 0; i < mine.count(); ++i) {
+        EXPECT_NEAR(mine.cpu_diff()[i], theirs.cpu_diff()[i],
+                    tolerance * std::max(Dtype(1), std::fabs(theirs.cpu_diff()[i])))
+            << "param " << p << " diff " << i;
+      }
+    }
+  }
+}
+
+TYPED_TEST(SsnLayerTest, ConcatConvolutionGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> first(2, 3, 4, 5), second(2, 2, 4, 5);  // small: checked exhaustively
+  FillGaussian(&first);
+  FillGaussian(&second);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&first);
+  bottom.push_back(&second);
+  ConcatConvolutionLayer<Dtype> layer(ConcatConvolutionParam(1, 1));
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  // Every bottom, and the weights and bias.
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 1);
+}
+
+TYPED_TEST(SsnLayerTest, ConcatConvolutionReLUOutput) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> second(2, 5, 7, 9), plain;
+  FillGaussian(&second);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(this->features_);
+  bottom.push_back(&second);
+  LayerParameter param = ConcatConvolutionParam(1, 1);
+  ConcatConvolutionLayer<Dtype> linear(param);
+  vector<Blob<Dtype>*> plain_vec(1, &plain);
+  linear.SetUp(bottom, plain_vec);
+  param.mutable_convolution_output_param()->set_relu(true);
+  ConcatConvolutionLayer<Dtype> rectified(param);
+  rectified.SetUp(bottom, this->top_vec_);
+  for (int b = 0; b < 2; ++b) {
+    rectified.blobs()[b]->CopyFrom(*linear.blobs()[b]);
+  }
+  linear.Forward(bottom, plain_vec);
+  rectified.Forward(bottom, this->top_vec_);
+  int negative = 0;
+  for (int i = 0; i < plain.count(); ++i) {
+    const Dtype value = plain.cpu_data()[i];
+    negative += value < 0;
+    EXPECT_EQ(this->top_->cpu_data()[i], value > 0 ? value : Dtype(0));
+  }
+  EXPECT_GT(negative, 0);
+}
+
 // ---- LossWithoutSoftmax ----
 
 TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxValueAndGradient) {
@@ -868,6 +1068,7 @@ class SsnCpuGpuTest : public GPUDeviceTest<Dtype> {
     vector<Blob<Dtype>*> top_diffs;
     for (int device = 0; device < 2; ++device) {
       Caffe::set_mode(device == 0 ? Caffe::CPU : Caffe::GPU);
+      Caffe::set_random_seed(1703);  // the same weights, for layers with some
       shared_ptr<Layer<Dtype> > layer =
           LayerRegistry<Dtype>::CreateLayer(param);
       vector<Blob<Dtype>*> top;
@@ -895,6 +1096,11 @@ class SsnCpuGpuTest : public GPUDeviceTest<Dtype> {
         diffs[device].push_back(vector<Dtype>(
             bottom[b]->cpu_diff(), bottom[b]->cpu_diff() + bottom[b]->count()));
       }
+      for (int p = 0; p < layer->blobs().size(); ++p) {
+        const Blob<Dtype>& blob = *layer->blobs()[p];
+        diffs[device].push_back(vector<Dtype>(
+            blob.cpu_diff(), blob.cpu_diff() + blob.count()));
+      }
       for (int t = 0; t < num_tops; ++t) delete top[t];
     }
     for (int t = 0; t < num_tops; ++t) {
@@ -905,7 +1111,7 @@ class SsnCpuGpuTest : public GPUDeviceTest<Dtype> {
     }
     for (int i = 0; i < diffs[0].size(); ++i) {
       EXPECT_LE(MaxError(diffs[0][i].size(), &diffs[0][i][0], &diffs[1][i][0]),
-                tolerance) << param.type() << " bottom diff " << i;
+                tolerance) << param.type() << " bottom or param diff " << i;
     }
   }
 
@@ -1081,6 +1287,33 @@ TYPED_TEST(SsnCpuGpuTest, Interp) {
     this->ExpectAgree(param, vector<Blob<Dtype>*>(1, &this->features_), 1,
                       vector<bool>(1, true));
   }
+}
+
+TYPED_TEST(SsnCpuGpuTest, InterpWithReference) {
+  typedef TypeParam Dtype;
+  LayerParameter param;
+  param.set_type("Interp");
+  param.mutable_interp_param()->set_zoom_factor(3);  // 37 x 53 -> 109 x 157
+  Blob<Dtype> reference(1, 1, 100, 157);
+  vector<Blob<Dtype>*> bottom(1, &this->features_);
+  bottom.push_back(&reference);
+  vector<bool> backward(2, true);
+  backward[1] = false;
+  this->ExpectAgree(param, bottom, 1, backward);
+}
+
+TYPED_TEST(SsnCpuGpuTest, ConcatConvolution) {
+  typedef TypeParam Dtype;
+  Blob<Dtype> wide(2, 64, 37, 53), narrow(2, 3, 37, 53);
+  FillGaussian(&wide);
+  FillGaussian(&narrow);
+  LayerParameter param = ConcatConvolutionParam(1, 1);
+  param.mutable_convolution_param()->set_num_output(15);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&this->features_);
+  bottom.push_back(&wide);
+  bottom.push_back(&narrow);
+  this->ExpectAgree(param, bottom, 1, vector<bool>(3, true));
 }
 
 TYPED_TEST(SsnCpuGpuTest, LossWithoutSoftmax) {

@@ -10,18 +10,21 @@ namespace caffe {
 
 // One thread per output element (plane, h, w). The input window starts
 // -pad_beg rows and columns into each height_in x width_in plane and is
-// height_eff x width_eff; ssn::interp_tap gives the taps along each axis.
+// height_eff x width_eff; ssn::interp_tap gives the taps along each axis of
+// the height_grid x width_grid sampling grid, whose top-left height_out x
+// width_out corner is the output.
 template <typename Dtype>
 __global__ void InterpForward(const int count, const Dtype* in,
     const int height_in, const int width_in, const int height_eff,
-    const int width_eff, const int pad_beg, const int height_out,
-    const int width_out, Dtype* out) {
+    const int width_eff, const int pad_beg, const int height_grid,
+    const int width_grid, const int height_out, const int width_out,
+    Dtype* out) {
   CUDA_KERNEL_LOOP(index, count) {
     const int w = index % width_out;
     const int h = (index / width_out) % height_out;
     const int plane = index / width_out / height_out;
-    const ssn::InterpTap row = ssn::interp_tap(h, height_eff, height_out);
-    const ssn::InterpTap col = ssn::interp_tap(w, width_eff, width_out);
+    const ssn::InterpTap row = ssn::interp_tap(h, height_eff, height_grid);
+    const ssn::InterpTap col = ssn::interp_tap(w, width_eff, width_grid);
     const Dtype* upper = in + plane * height_in * width_in +
                          (row.i0 - pad_beg) * width_in - pad_beg;
     const Dtype* lower = upper + row.step * width_in;
@@ -37,14 +40,15 @@ __global__ void InterpForward(const int count, const Dtype* in,
 template <typename Dtype>
 __global__ void InterpBackward(const int count, const Dtype* out_diff,
     const int height_in, const int width_in, const int height_eff,
-    const int width_eff, const int pad_beg, const int height_out,
-    const int width_out, Dtype* in_diff) {
+    const int width_eff, const int pad_beg, const int height_grid,
+    const int width_grid, const int height_out, const int width_out,
+    Dtype* in_diff) {
   CUDA_KERNEL_LOOP(index, count) {
     const int w = index % width_out;
     const int h = (index / width_out) % height_out;
     const int plane = index / width_out / height_out;
-    const ssn::InterpTap row = ssn::interp_tap(h, height_eff, height_out);
-    const ssn::InterpTap col = ssn::interp_tap(w, width_eff, width_out);
+    const ssn::InterpTap row = ssn::interp_tap(h, height_eff, height_grid);
+    const ssn::InterpTap col = ssn::interp_tap(w, width_eff, width_grid);
     Dtype* upper = in_diff + plane * height_in * width_in +
                    (row.i0 - pad_beg) * width_in - pad_beg;
     Dtype* lower = upper + row.step * width_in;
@@ -64,22 +68,25 @@ void InterpLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
   // NOLINT_NEXT_LINE(whitespace/operators)
   InterpForward<Dtype><<<ssn::gpu_blocks(count), CAFFE_CUDA_NUM_THREADS>>>(
       count, bottom[0]->gpu_data(), bottom[0]->height(), bottom[0]->width(),
-      height_in_eff_, width_in_eff_, pad_beg_, top[0]->height(),
-      top[0]->width(), top[0]->mutable_gpu_data());
+      height_in_eff_, width_in_eff_, pad_beg_, height_grid_, width_grid_,
+      top[0]->height(), top[0]->width(), top[0]->mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;
 }
 
 template <typename Dtype>
 void InterpLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
     const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  if (propagate_down.size() > 1 && propagate_down[1]) {
+    caffe_gpu_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_gpu_diff());
+  }
   if (!propagate_down[0]) return;
   caffe_gpu_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_gpu_diff());
   const int count = top[0]->count();
   // NOLINT_NEXT_LINE(whitespace/operators)
   InterpBackward<Dtype><<<ssn::gpu_blocks(count), CAFFE_CUDA_NUM_THREADS>>>(
       count, top[0]->gpu_diff(), bottom[0]->height(), bottom[0]->width(),
-      height_in_eff_, width_in_eff_, pad_beg_, top[0]->height(),
-      top[0]->width(), bottom[0]->mutable_gpu_diff());
+      height_in_eff_, width_in_eff_, pad_beg_, height_grid_, width_grid_,
+      top[0]->height(), top[0]->width(), bottom[0]->mutable_gpu_diff());
   CUDA_POST_KERNEL_CHECK;
 }
 

@@ -1,8 +1,9 @@
 """The feature CNN on overlapping tiles, so that deep features of any image size fit.
 
-The deploy net's CNN holds about 950 floats per pixel (and its last convolution
-a 1773-channel im2col shape that Caffe checks against INT_MAX), so a whole 2 MP
-image does not fit. :func:`tiled_features` runs the CNN alone
+The deploy net's CNN holds about 540 floats per pixel (the original layout,
+``fused_cnn=False``: 950, and a 1773-channel im2col shape in its last
+convolution that Caffe checks against INT_MAX), so a whole large image does not
+fit. :func:`tiled_features` runs the CNN alone
 (:func:`ssn.nets.generators.feature_net`) on tiles that overlap by the CNN's
 receptive radius (:func:`receptive_field`) and start on multiples of its
 pooling stride, so that every stitched value is the untiled net's (up to float
@@ -24,7 +25,8 @@ from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import COLOR_SCALE, FEATURES, PIXEL_FEATURES, feature_net
 
 # Tiles of at most this many input pixels (core and margins): the feature net then holds
-# about 1.5 GiB, and its last convolution's 1773-channel shape stays far below INT_MAX.
+# about 0.9 GiB (1.5 GiB in the original layout, whose last convolution's 1773-channel
+# im2col shape stays far below INT_MAX).
 TILE_PIXELS = 640 * 640
 # Layers that keep each pixel where it is.
 POINTWISE = {"BatchNorm", "Scale", "ReLU", "PReLU", "Sigmoid", "TanH", "Power", "Dropout",
@@ -38,6 +40,31 @@ def _pair(repeated, single_h: int, single_w: int, default: int) -> tuple[int, in
     return values[0], values[-1]
 
 
+def _windowed(layer: caffe_pb2.LayerParameter, field: tuple[int, int, int]
+              ) -> tuple[int, int, int]:
+    """The (radius, stride, coarsest stride) of a Convolution's, ConcatConvolution's or
+    Pooling's output whose input has ``field``."""
+    radius, stride, coarsest = field
+    pooling = layer.type == "Pooling"
+    param = layer.pooling_param if pooling else layer.convolution_param
+    if pooling:
+        kernel = (param.kernel_h, param.kernel_w) if param.kernel_h else (
+            (param.kernel_size,) * 2)
+        pad = (param.pad_h, param.pad_w) if param.pad_h else (param.pad,) * 2
+        step = (param.stride_h, param.stride_w) if param.stride_h else (
+            (param.stride,) * 2)
+        dilation = (1, 1)
+    else:
+        kernel = _pair(param.kernel_size, param.kernel_h, param.kernel_w, 1)
+        pad = _pair(param.pad, param.pad_h, param.pad_w, 0)
+        step = _pair(param.stride, param.stride_h, param.stride_w, 1)
+        dilation = _pair(param.dilation, 0, 0, 1)
+    if kernel[0] != kernel[1] or pad[0] != pad[1] or step[0] != step[1]:
+        raise ValueError(f"{layer.type} '{layer.name}' is not square")
+    reach = max(pad[0], dilation[0] * (kernel[0] - 1) - pad[0])
+    return radius + reach * stride, stride * step[0], max(coarsest, stride * step[0])
+
+
 def receptive_field(net_param: caffe_pb2.NetParameter, source: str = PIXEL_FEATURES,
                     output: str = FEATURES) -> tuple[int, int]:
     """(radius, stride) of ``output`` over ``source``: each output pixel depends on input
@@ -46,8 +73,9 @@ def receptive_field(net_param: caffe_pb2.NetParameter, source: str = PIXEL_FEATU
 
     Walks the layers: a k x k convolution or pooling at stride s adds
     ``max(pad, k - 1 - pad) * s`` (with dilation d: ``d (k - 1) / 2 * s``);
-    bilinear ``Interp`` adds one coarse sample, s; ``Crop`` (offset 0) and
-    point-wise layers add nothing; ``Concat`` takes the widest bottom.
+    bilinear ``Interp`` adds one coarse sample, s (a reference bottom, which sets its
+    size only, adds nothing); ``Crop`` (offset 0) and point-wise layers add nothing;
+    ``Concat`` takes the widest bottom, and ``ConcatConvolution`` convolves that.
 
     Raises
     ------
@@ -59,12 +87,15 @@ def receptive_field(net_param: caffe_pb2.NetParameter, source: str = PIXEL_FEATU
         bottoms = [fields.get(name) for name in layer.bottom]
         if not layer.bottom or all(field is None for field in bottoms):
             continue
-        if layer.type == "Concat":
+        if layer.type in ("Concat", "ConcatConvolution"):
             known = [field for field in bottoms if field is not None]
             strides = {field[1] for field in known}
             if len(strides) != 1:
-                raise ValueError(f"Concat '{layer.name}' joins blobs of strides {strides}")
+                raise ValueError(f"{layer.type} '{layer.name}' joins blobs of strides "
+                                 f"{strides}")
             field = (max(f[0] for f in known), strides.pop(), max(f[2] for f in known))
+            if layer.type == "ConcatConvolution":
+                field = _windowed(layer, field)
         elif None in bottoms[:1]:
             raise ValueError(f"{layer.type} '{layer.name}' reads a blob not from {source}")
         else:
@@ -74,25 +105,7 @@ def receptive_field(net_param: caffe_pb2.NetParameter, source: str = PIXEL_FEATU
                     raise ValueError(f"Crop '{layer.name}' has an offset")
                 field = bottoms[0]
             elif layer.type in ("Convolution", "Pooling"):
-                pooling = layer.type == "Pooling"
-                param = layer.pooling_param if pooling else layer.convolution_param
-                if pooling:
-                    kernel = (param.kernel_h, param.kernel_w) if param.kernel_h else (
-                        (param.kernel_size,) * 2)
-                    pad = (param.pad_h, param.pad_w) if param.pad_h else (param.pad,) * 2
-                    step = (param.stride_h, param.stride_w) if param.stride_h else (
-                        (param.stride,) * 2)
-                    dilation = (1, 1)
-                else:
-                    kernel = _pair(param.kernel_size, param.kernel_h, param.kernel_w, 1)
-                    pad = _pair(param.pad, param.pad_h, param.pad_w, 0)
-                    step = _pair(param.stride, param.stride_h, param.stride_w, 1)
-                    dilation = _pair(param.dilation, 0, 0, 1)
-                if kernel[0] != kernel[1] or pad[0] != pad[1] or step[0] != step[1]:
-                    raise ValueError(f"{layer.type} '{layer.name}' is not square")
-                reach = max(pad[0], dilation[0] * (kernel[0] - 1) - pad[0])
-                field = (radius + reach * stride, stride * step[0],
-                         max(coarsest, stride * step[0]))
+                field = _windowed(layer, bottoms[0])
             elif layer.type == "Interp":
                 zoom = layer.interp_param.zoom_factor
                 if stride % zoom or layer.interp_param.shrink_factor != 1:

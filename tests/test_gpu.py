@@ -290,3 +290,62 @@ def test_a_relu_convolution_forward(bias):
     results = {mode: outputs["conv"] for mode, outputs in forward_on_both(net, data=x).items()}
     assert (results["cpu"] == 0).mean() > 0.2 and results["cpu"].max() > 0
     np.testing.assert_allclose(results["gpu"], results["cpu"], rtol=1e-4, atol=1e-4)
+
+
+def test_interp_with_a_reference():
+    """The zoomed grid's top-left corner, the reference's size (37 x 53 x 3 -> 109 x 157)."""
+    image = np.random.default_rng(12).normal(size=(NUM, CHANNELS, HEIGHT, WIDTH))
+    reference = np.zeros((1, 1, 100, 156))
+    net = single_layer_net("Interp", [image.shape, reference.shape],
+                           interp_param=dict(zoom_factor=3))
+    assert_gpu_matches_cpu(net, [image, reference], [0])
+
+
+def concat_convolution_params(engine, **extra):
+    return dict(num_output=15, kernel_size=3, pad=1, engine=engine,
+                weight_filler=dict(type="gaussian", std=0.1),
+                bias_filler=dict(type="gaussian", std=1), **extra)
+
+
+@pytest.mark.parametrize("engine", ["DEFAULT", "CAFFE"])
+def test_concat_convolution(engine):
+    """Outputs, bottom diffs and weight and bias diffs; DEFAULT is cuDNN where built."""
+    rng = np.random.default_rng(13)
+    bottoms = [rng.normal(size=(NUM, c, HEIGHT, WIDTH)) for c in (CHANNELS, 64, 3)]
+    net = single_layer_net("ConcatConvolution", [b.shape for b in bottoms],
+                           convolution_param=concat_convolution_params(
+                               getattr(caffe.params.Convolution, engine)))
+    top_diff = rng.normal(size=(NUM, 15, HEIGHT, WIDTH))
+    results = {}
+    for mode in ("cpu", "gpu"):
+        set_mode(mode)
+        net.net.clear_param_diffs()
+        tops, diffs = run_on(mode, net, bottoms, [top_diff])
+        results[mode] = ([tops["top0"]] + [diffs[f"bottom{i}"] for i in range(3)]
+                         + [blob.diff.copy() for blob in net.net.params["top0"]])
+    names = ["top", "bottom0 diff", "bottom1 diff", "bottom2 diff", "weight diff", "bias diff"]
+    for name, expected, actual in zip(names, results["cpu"], results["gpu"]):
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert np.abs(expected).max() > 0, name
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale, err_msg=name)
+
+
+def test_a_relu_concat_convolution_forward():
+    """convolution_output_param.relu after the parts' sum, as the CPU applies it."""
+    from caffe import layers as L
+
+    from ssn.nets.checked import CheckedNet
+
+    rng = np.random.default_rng(14)
+    n = caffe.NetSpec()
+    n.first = L.Input(shape=dict(dim=[NUM, CHANNELS, HEIGHT, WIDTH]))
+    n.second = L.Input(shape=dict(dim=[NUM, 64, HEIGHT, WIDTH]))
+    n.conv = L.ConcatConvolution(
+        n.first, n.second, convolution_output_param=dict(relu=True),
+        convolution_param=concat_convolution_params(caffe.params.Convolution.DEFAULT))
+    net = CheckedNet(n.to_proto())
+    inputs = dict(first=rng.normal(size=(NUM, CHANNELS, HEIGHT, WIDTH)),
+                  second=rng.normal(size=(NUM, 64, HEIGHT, WIDTH)))
+    results = {mode: outputs["conv"] for mode, outputs in forward_on_both(net, **inputs).items()}
+    assert (results["cpu"] == 0).mean() > 0.2 and results["cpu"].max() > 0
+    np.testing.assert_allclose(results["gpu"], results["cpu"], rtol=1e-4, atol=1e-4)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ssn.reference import (
+    concat_convolution,
     grid,
     interp,
     loss_without_softmax,
@@ -580,6 +581,61 @@ def test_interp_backward(kwargs):
     check_gradient(lambda v: np.sum(interp.forward(v, **kwargs) * r), x, grad, rng)
     if kwargs.get("pad_beg", 0) < 0:
         assert np.all(grad[:, :, 0] == 0) and np.all(grad[:, :, :, 0] == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# ConcatConvolution
+
+
+def test_concat_convolution_by_hand():
+    """A 1-channel and a 2-channel 2x2 image, a 2x2 kernel, no padding: one output pixel."""
+    first = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    second = np.stack([np.full((2, 2), 10.0), np.eye(2)])[None]
+    weights = np.zeros((2, 3, 2, 2))
+    weights[0, 0] = [[1, 0], [0, 1]]  # 1 + 4 from the first bottom
+    weights[0, 2, 1, 0] = 7           # 7 * eye[1, 0] = 0
+    weights[1, 1, 0, 1] = 0.5         # 0.5 * 10
+    weights[1, 2, 1, 1] = 3           # 3 * eye[1, 1]
+    top = concat_convolution.forward([first, second], weights, bias=[0.25, -1.0])
+    np.testing.assert_allclose(top, [[[[5.25]], [[7.0]]]])
+
+
+@pytest.mark.parametrize("pad, stride", [((1, 1), (1, 1)), ((0, 2), (2, 1))])
+def test_concat_convolution_backward(pad, stride):
+    rng = np.random.default_rng(12)
+    bottoms = [rng.standard_normal((N, c, H, W)) for c in (2, 1, 3)]
+    weights = rng.standard_normal((4, 6, 3, 3))
+    bias = rng.standard_normal(4)
+    top = concat_convolution.forward(bottoms, weights, bias, pad, stride)
+    assert top.shape == (N, 4, (H + 2 * pad[0] - 3) // stride[0] + 1,
+                         (W + 2 * pad[1] - 3) // stride[1] + 1)
+    r = rng.standard_normal(top.shape)
+    d_bottoms, d_weights, d_bias = concat_convolution.backward(bottoms, weights, r, pad, stride)
+
+    def loss(index, value):
+        args = [list(bottoms), weights, bias]
+        if index < len(bottoms):
+            args[0][index] = value
+        else:
+            args[index - len(bottoms) + 1] = value
+        return np.sum(concat_convolution.forward(*args, pad, stride) * r)
+
+    for index, (value, grad) in enumerate(zip(bottoms + [weights, bias],
+                                              d_bottoms + [d_weights, d_bias])):
+        check_gradient(lambda v, i=index: loss(i, v), value, grad, rng)
+
+
+def test_concat_convolution_equals_one_convolution_of_the_concatenation():
+    rng = np.random.default_rng(13)
+    bottoms = [rng.standard_normal((2, c, 5, 6)) for c in (3, 2)]
+    weights = rng.standard_normal((2, 5, 3, 3))
+    joined = np.concatenate(bottoms, axis=1)
+    np.testing.assert_array_equal(concat_convolution.forward(bottoms, weights, pad=(1, 1)),
+                                  concat_convolution.forward([joined], weights, pad=(1, 1)))
+    with pytest.raises(ValueError, match="agree on every axis"):
+        concat_convolution.forward([bottoms[0], bottoms[1][:, :, :4]], weights)
+    with pytest.raises(ValueError, match="M x 5 x kh x kw"):
+        concat_convolution.forward(bottoms, weights[:, :4])
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,8 +39,10 @@ from ssn.nets.errors import dims as _dims
 from ssn.nets.errors import fail as _fail
 from ssn.nets.stock_shapes import (
     DATA_READERS,
+    canonical_axis,
     check_blob_counts,
     check_layer_type,
+    convolution_shapes,
     data_top_shapes,
     ssn_data_grid,
     stock_top_shapes,
@@ -64,7 +66,7 @@ INDEX_BOTTOMS = {
 BOTTOM_COUNTS = {
     "PixelFeature": (1, 1), "SpixelFeature": (2, 2), "Passoc": (3, 3),
     "SpixelFeature2": (3, 3), "RelToAbsIndex": (2, 2), "Smear": (2, 2),
-    "Interp": (1, 1), "LossWithoutSoftmax": (2, 2), "SlicIterations": (3, 3),
+    "Interp": (1, 2), "LossWithoutSoftmax": (2, 2), "SlicIterations": (3, 3),
     "SpixelToPixel": (3, 3),
 }
 TOP_COUNTS = {
@@ -73,6 +75,8 @@ TOP_COUNTS = {
     "Interp": (1, 1), "LossWithoutSoftmax": (1, 1), "SlicIterations": (1, 3),
     "SpixelToPixel": (1, 1),
 }
+# Layers that read convolution_param and convolution_output_param (relu: forward only).
+CONVOLUTIONS = ("Convolution", "ConcatConvolution")
 # Layers whose top shapes come from their own parameters.
 SOURCE_LAYERS = ("Input", "DummyData")
 INT_MAX = 2**31 - 1  # Caffe counts a blob's values in an int (blob.cpp CHECKs it)
@@ -108,8 +112,11 @@ def check_layer_params(layer: caffe_pb2.LayerParameter) -> None:
     Other layer types are accepted unchanged.
     """
     kind = layer.type
-    if layer.HasField("convolution_output_param") and kind != "Convolution":
-        _fail(layer, "convolution_output_param is read by Convolution layers only")
+    if layer.HasField("convolution_output_param") and kind not in CONVOLUTIONS:
+        _fail(layer, "convolution_output_param is read by Convolution and ConcatConvolution "
+                     "layers only")
+    if kind == "ConcatConvolution":
+        _check_concat_convolution_params(layer)
     if kind not in BOTTOM_COUNTS:
         return
     for what, names, (low, high) in (("bottom", layer.bottom, BOTTOM_COUNTS[kind]),
@@ -175,6 +182,38 @@ def _check_interp_params(layer: caffe_pb2.LayerParameter) -> None:
         _fail(layer, "set zoom_factor, shrink_factor, or both height and width")
 
 
+def _check_concat_convolution_params(layer: caffe_pb2.LayerParameter) -> None:
+    if not layer.bottom or len(layer.top) != 1:
+        _fail(layer, f"takes at least 1 bottom blob and 1 top blob, got {len(layer.bottom)} "
+                     f"and {len(layer.top)}")
+    if layer.convolution_param.group != 1:
+        _fail(layer, f"group must be 1 (groups would mix the bottoms' channels), got "
+                     f"{layer.convolution_param.group}")
+
+
+def concat_convolution_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple],
+                              setups: Sequence[Shape]) -> list:
+    """The top of a ConcatConvolution: a Convolution's of the bottoms' concatenation along
+    its channel axis (``convolution_param.axis``), on which the bottoms must agree
+    otherwise. ``setups`` are the bottoms' shapes when the weights were shaped (or None):
+    each bottom must keep its channel count.
+    """
+    first = bottoms[0]
+    axis = canonical_axis(layer, layer.convolution_param.axis, first)
+    for index, (shape, setup) in enumerate(zip(bottoms, setups)):
+        if len(shape) != len(first) or shape[:axis] + shape[axis + 1:] != \
+                first[:axis] + first[axis + 1:]:
+            _fail(layer, f"bottoms must agree on every axis but the channel axis {axis}: "
+                         f"bottom 0 '{layer.bottom[0]}' is {_dims(first)}, bottom {index} "
+                         f"'{layer.bottom[index]}' is {_dims(shape)}")
+        if setup is not None and len(setup) == len(shape) and setup[axis] != shape[axis]:
+            _fail(layer, f"bottom {index} '{layer.bottom[index]}' has {shape[axis]} channels, "
+                         f"but the layer was set up (and its weights shaped) for {setup[axis]}")
+    channels = sum(shape[axis] for shape in bottoms)
+    joined = first[:axis] + (channels,) + first[axis + 1:]
+    return convolution_shapes(layer, [joined], None)
+
+
 def interp_output_size(layer: caffe_pb2.LayerParameter, size: int, given: int) -> int:
     """Output length along one axis of an Interp layer for an effective input length."""
     param = layer.interp_param
@@ -202,7 +241,8 @@ def _ssn_top_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple]) -
         _fail(layer, f"every bottom must be 4-D (N x C x H x W), got {bottoms}")
     first = bottoms[0]
     num, channels, height, width = first
-    if any(shape[0] != num for shape in bottoms):
+    # An Interp's reference bottom lends its height and width only.
+    if any(shape[0] != num for shape in (bottoms[:1] if kind == "Interp" else bottoms)):
         _fail(layer, f"bottoms differ in batch size: {bottoms}")
 
     def expect_map(index: int, what: str) -> None:
@@ -276,6 +316,13 @@ def _ssn_top_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple]) -
         out_w = interp_output_size(layer, width + pads, param.width)
         if height + pads < 1 or width + pads < 1 or out_h < 1 or out_w < 1:
             _fail(layer, f"input {height}x{width} gives an empty output")
+        if len(bottoms) == 2:
+            ref_h, ref_w = bottoms[1][2:]
+            if ref_h > out_h or ref_w > out_w:
+                _fail(layer, f"the reference '{layer.bottom[1]}' ({_dims(bottoms[1])}) is "
+                             f"larger than the interpolated {out_h} x {out_w} (from "
+                             f"{height} x {width}): it can only crop")
+            out_h, out_w = ref_h, ref_w
         return [(num, channels, out_h, out_w)]
     if kind == "LossWithoutSoftmax":
         labels = math.prod(bottoms[1])
@@ -365,13 +412,13 @@ def check_forward_only(net_param: caffe_pb2.NetParameter, phase: int = 1) -> Non
 
     That happens with ``force_backward``, or when a loss depends on the layer's
     tops unless its ``propagate_down`` is false for every bottom (then Caffe
-    never asks it for a gradient). A Convolution with
+    never asks it for a gradient). A Convolution or ConcatConvolution with
     ``convolution_output_param.relu`` is asked whenever a loss depends on it (its
     weights want a gradient).
     """
     layers = layers_for_phase(net_param, phase)
     for index, layer in enumerate(layers):
-        if layer.type == "Convolution" and layer.convolution_output_param.relu:
+        if layer.type in CONVOLUTIONS and layer.convolution_output_param.relu:
             what = "has convolution_output_param.relu, which is for inference (no backward)"
             how = "use a ReLU layer after the convolution to train"
             bottoms_exempt = False
@@ -450,6 +497,9 @@ def infer_shapes(net_param: caffe_pb2.NetParameter, phase: int = 1,
             tops = [None] * len(layer.top)
         elif layer.type in BOTTOM_COUNTS:
             tops = _ssn_top_shapes(layer, bottoms)
+        elif layer.type == "ConcatConvolution":
+            tops = concat_convolution_shapes(
+                layer, bottoms, [(setup_shapes or {}).get(name) for name in layer.bottom])
         else:
             setup = (setup_shapes or {}).get(layer.bottom[0]) if layer.bottom else None
             tops = stock_top_shapes(layer, bottoms, setup)
@@ -778,6 +828,10 @@ def check_blob_sizes(net_param: caffe_pb2.NetParameter, shapes: Mapping[str, Sha
         if layer.type == "Convolution" and layer.bottom and layer.top:
             sized.append(("its im2col buffer", _convolution_buffer(
                 layer, shapes.get(layer.bottom[0]), shapes.get(layer.top[0]))))
+        if layer.type == "ConcatConvolution" and layer.top:
+            # One internal Convolution, with its own buffer, per bottom.
+            sized += [(f"the im2col buffer of its part for '{bottom}'", _convolution_buffer(
+                layer, shapes.get(bottom), shapes.get(layer.top[0]))) for bottom in layer.bottom]
         for what, shape in sized:
             if shape is not None and math.prod(shape) > INT_MAX:
                 raise NetTooLargeError(

@@ -10,7 +10,9 @@ rounding only.
 An in-place ReLU after a Convolution becomes the Convolution's
 ``convolution_output_param.relu`` (patch 0015), applied in the pass that adds
 the bias: the same values, one pass over the output less (about 30 ms of the
-deep net's forward at 481x321). Forward only, so for TEST nets.
+deep net's forward at 481x321). Forward only, so for TEST nets. A
+ConcatConvolution takes the flag too (after summing its parts). BatchNorm folds
+into Convolution layers only.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
 
-from ssn.nets.checks import blob_values
+from ssn.nets.checks import CONVOLUTIONS, blob_values
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,9 @@ def _folds_relu(relu: caffe_pb2.LayerParameter) -> bool:
 
 
 def without_relu(net_param: caffe_pb2.NetParameter) -> tuple[caffe_pb2.NetParameter, list[str]]:
-    """A copy of a TEST net whose in-place ReLUs after a Convolution are folded into it
-    (``convolution_output_param.relu``), and the names of the ReLUs folded.
+    """A copy of a TEST net whose in-place ReLUs after a Convolution or ConcatConvolution
+    are folded into it (``convolution_output_param.relu``), and the names of the ReLUs
+    folded.
 
     A ReLU folds when it is plain (:func:`_folds_relu`), the blob it rewrites is the only
     output of a Convolution, and no layer between the two reads that blob (it would
@@ -133,7 +136,7 @@ def without_relu(net_param: caffe_pb2.NetParameter) -> tuple[caffe_pb2.NetParame
     for index, layer in enumerate(layers):
         blob = layer.bottom[0] if len(layer.bottom) == 1 else None
         source = producer.get(blob)
-        if (_folds_relu(layer) and source is not None and layers[source].type == "Convolution"
+        if (_folds_relu(layer) and source is not None and layers[source].type in CONVOLUTIONS
                 and len(layers[source].top) == 1
                 and not layers[source].convolution_output_param.relu
                 and last_reader.get(blob, -1) <= source):

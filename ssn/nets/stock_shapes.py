@@ -136,7 +136,9 @@ def _per_axis(layer, values: Sequence[int], split: tuple, count: int, name: str,
     return [values[0 if len(values) == 1 else i] if values else default for i in range(count)]
 
 
-def _convolution_shapes(layer, bottoms: Sequence[tuple], setup: Shape) -> list:
+def convolution_shapes(layer, bottoms: Sequence[tuple], setup: Shape) -> list:
+    """The tops of a Convolution or Deconvolution (one per bottom, all bottoms of one
+    shape); ``setup`` is the first bottom's shape when the weights were shaped."""
     param = layer.convolution_param
     first = bottoms[0]
     axis = canonical_axis(layer, param.axis, first)
@@ -449,7 +451,7 @@ def stock_top_shapes(layer: caffe_pb2.LayerParameter, bottoms: Sequence[tuple],
     if kind in SHAPE_PRESERVING:
         return [first] * ntop
     if kind in ("Convolution", "Deconvolution"):
-        return _convolution_shapes(layer, bottoms, setup)
+        return convolution_shapes(layer, bottoms, setup)
     if kind == "Pooling":
         return _pooling_shapes(layer, first)
     if kind == "Concat":

@@ -5,6 +5,7 @@ loop-based and mirroring the spec's indexing. It is the oracle the Caffe CPU and
 are tested against. :mod:`ssn.reference.grid` holds the superpixel-grid conventions.
 """
 from ssn.reference import (
+    concat_convolution,
     grid,
     interp,
     loss_without_softmax,
@@ -19,6 +20,7 @@ from ssn.reference import (
 )
 
 __all__ = [
+    "concat_convolution",
     "grid",
     "interp",
     "loss_without_softmax",
