@@ -113,17 +113,18 @@ ShiftedConv ShiftedConv::ForLayer(int num_spatial_axes, bool reversed_or_nd, int
                      output_shape[0] * output_shape[1] >= kMinWinogradPixels);
   // The input gradient as a convolution of M to C channels on H x W pixels,
   // with padding 2 - p >= 0. Both gradients where the forward's sizes hold
-  // (C and M swapped for the input's), except narrowing by more than 4: the
-  // feature CNN's last convolution (197 to 15) was no faster by Winograd than
-  // by shifting products (2 threads, batch 6 of 201x201: about the same for
-  // the input gradient, 5-15% slower for the weights').
+  // (C and M swapped for the input's), except narrowing by more than 5: the
+  // feature CNN's last convolution as one layer (197 to 15) was no faster by
+  // Winograd than by shifting products (2 threads, batch 6 of 201x201: about
+  // the same for the input gradient, 5-15% slower for the weights'), while
+  // ConcatConvolution's 64-to-15 parts were about 1.5x faster by Winograd.
   conv.winograd_data = winograd_kernel && pad[0] <= 2 && pad[1] <= 2 &&
       WinogradSwitch("SSN_CONV_WINOGRAD_BACKWARD", out_channels >= kMinWinogradChannels &&
-                     channels >= kMinWinogradOutputs && 4 * out_channels >= channels &&
+                     channels >= kMinWinogradOutputs && 5 * out_channels >= channels &&
                      input_shape[1] * input_shape[2] >= kMinWinogradPixels);
   conv.winograd_weights = winograd_kernel &&
       WinogradSwitch("SSN_CONV_WINOGRAD_BACKWARD", channels >= kMinWinogradChannels &&
-                     out_channels >= kMinWinogradOutputs && 4 * out_channels >= channels &&
+                     out_channels >= kMinWinogradOutputs && 5 * out_channels >= channels &&
                      output_shape[0] * output_shape[1] >= kMinWinogradPixels);
   if (!conv.applies_forward() && !conv.applies_backward_data() &&
       !conv.applies_backward_weights()) {

@@ -265,7 +265,7 @@ TYPED_TEST(ShiftedConvTest, WinogradBackwardMatchesDirectSums) {
 }
 
 // Which convolutions' gradients go by Winograd: those whose forward would (the
-// input's with C and M swapped), unless narrowing by more than 4; the input's
+// input's with C and M swapped), unless narrowing by more than 5; the input's
 // only with padding up to 2 (the reach of a 3x3 kernel). The switch is
 // SSN_CONV_WINOGRAD_BACKWARD, SSN_CONV_WINOGRAD leaves them alone.
 TYPED_TEST(ShiftedConvTest, WinogradBackwardForLarge3x3ConvolutionsWithSmallPadding) {
@@ -288,9 +288,12 @@ TYPED_TEST(ShiftedConvTest, WinogradBackwardForLarge3x3ConvolutionsWithSmallPadd
     g = conv(16, 16, pad3, large, one);  // padding 3: no 'same' input gradient
     EXPECT_FALSE(g.winograd_data);
     EXPECT_TRUE(g.winograd_weights);
-    g = conv(197, 15, pad1, output, one);  // narrowing by over 4: shifted products
+    g = conv(197, 15, pad1, output, one);  // narrowing by over 5: shifted products
     EXPECT_FALSE(g.winograd_data || g.winograd_weights);
     EXPECT_TRUE(g.applies_backward_data() && g.applies_backward_weights());
+    g = conv(64, 15, pad1, output, one);  // a part of ConcatConvolution: by 4.3
+    EXPECT_TRUE(g.winograd_data && g.winograd_weights);
+    EXPECT_FALSE(conv(76, 15, pad1, output, one).winograd_weights);  // by 5.07
     g = conv(5, 64, pad1, output, one);  // the weights' from few channels: im2col
     EXPECT_TRUE(g.winograd_data);
     EXPECT_FALSE(g.winograd_weights || g.applies());
