@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=training_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  ssn-bench-train\n"
+               "  ssn-bench-train --no-fused-cnn   # the original CNN layout, to compare\n"
                "  ssn-bench-train --batch 2 --num-steps 10\n"
                "  ssn-bench-train --torch-python ~/torch-venv/bin/python")
     parser.add_argument("--batch", type=int, default=6, help="images per batch")
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "layer and its renormalisation inside LossWithoutSoftmax; "
                              "--no-fused-decoder: the chains of seven and six layers they "
                              "replaced")
+    parser.add_argument("--fused-cnn", action=argparse.BooleanOptionalAction, default=True,
+                        help="the feature CNN's Interps at the input's size and its last "
+                             "convolution as one ConcatConvolution; --no-fused-cnn: Crop, "
+                             "Concat and Convolution, as in the original")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations")
     parser.add_argument("--torch-python", metavar="PYTHON",
                         help="an interpreter with PyTorch (a separate venv): also time the "
@@ -44,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(0)
     config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
-                       batch_size=args.batch, fused_decoder=args.fused_decoder)
+                       batch_size=args.batch, fused_decoder=args.fused_decoder,
+                       fused_cnn=args.fused_cnn)
     try:
         run(config, args.repeats, args.torch_python)
     except RuntimeError as error:

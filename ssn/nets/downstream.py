@@ -205,7 +205,7 @@ def _features(net: caffe.NetSpec, config: DownstreamConfig):
     pixel_feats = pixel_features(net, net.img, config.pos_scale, config.color_scale)
     if not config.uses_cnn:
         return pixel_feats, pixel_feats
-    return pixel_feats, cnn_features(net, pixel_feats, config.feature_dim - 5)
+    return pixel_feats, cnn_features(net, pixel_feats, config.feature_dim - 5, config.fused_cnn)
 
 
 def train_net(config: DownstreamConfig, hdf5_sources: Optional[tuple[str, str]] = None

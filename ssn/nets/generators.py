@@ -103,6 +103,14 @@ class SSNConfig:
         same values with nine times larger intermediates, and the normaliser
         chain of :func:`label_loss` (Power, ReLU, a fixed 1x1 sum convolution,
         Power -1, Tile, Eltwise PROD).
+    fused_cnn : bool
+        The feature CNN's upsampled branches come out of ``Interp`` at the
+        input's size (a reference bottom instead of a ``Crop``), and its last
+        convolution, ``Convolution7``, is one ``ConcatConvolution`` of the four
+        branches instead of a ``Concat`` and a ``Convolution``: the same
+        weights (by name and shape) and outputs up to float rounding, without
+        the 197-channel concatenation and the cropped copies (see
+        :func:`cnn_features`). False: the original's layout.
     """
 
     height: int = 201
@@ -124,6 +132,7 @@ class SSNConfig:
     data: dict = field(default_factory=dict)
     fused: bool = True
     fused_decoder: bool = True
+    fused_cnn: bool = True
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -186,26 +195,54 @@ def _max_pool(bottom):
     return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=2, pad=1)
 
 
-def cnn_features(net: caffe.NetSpec, features, out_dim: int):
+def _upsampled(net: caffe.NetSpec, index: int, coarse, zoom: int, reference, fused: bool):
+    """``coarse`` zoomed by ``zoom`` (``Interp{index}``) to the size of ``reference``.
+
+    Fused: the Interp takes ``reference`` as its second bottom (for its shape only,
+    ``propagate_down`` false). Otherwise ``Crop{index}`` crops the Interp's output.
+    """
+    interp = dict(zoom_factor=zoom)
+    if fused:
+        net[f"Interp{index}"] = L.Interp(coarse, reference, interp_param=interp,
+                                         propagate_down=[True, False])
+        return net[f"Interp{index}"]
+    net[f"Interp{index}"] = L.Interp(coarse, interp_param=interp)
+    net[f"Crop{index}"] = L.Crop(net[f"Interp{index}"], reference, crop_param=dict(axis=2))
+    return net[f"Crop{index}"]
+
+
+def cnn_features(net: caffe.NetSpec, features, out_dim: int, fused: bool = True):
     """The feature CNN of spec section 5.2: ``trans_features`` = [features, learned].
 
     ``out_dim`` learned channels (the original: 15) follow the input channels.
+    ``Convolution7`` (3x3, ``out_dim`` outputs) sees the channel concatenation of
+    ``features``, ``conv2`` and the two upsampled branches (5 + 3 x 64 channels),
+    which Interp brings to the size of ``features``.
+
+    With ``fused`` (the default), each Interp takes ``features`` as a reference
+    bottom for its output size (no gradient goes to it) and ``Convolution7`` is
+    one ``ConcatConvolution`` of the four blobs. Otherwise the original's
+    layout: Interp, ``Crop1``/``Crop2`` to ``conv2``'s size, ``Concat1``, then a
+    ``Convolution``. Both have the same parameter blobs under the same names, so
+    one set of weights serves either.
     """
     conv2 = _conv_bn_relu(net, _conv_bn_relu(net, features, 1), 2)
     net.Pooling1 = _max_pool(conv2)
     conv4 = _conv_bn_relu(net, _conv_bn_relu(net, net.Pooling1, 3), 4)
-    net.Interp1 = L.Interp(conv4, interp_param=dict(zoom_factor=2))
-    net.Crop1 = L.Crop(net.Interp1, conv2, crop_param=dict(axis=2))
+    reference = features if fused else conv2
+    branch4 = _upsampled(net, 1, conv4, 2, reference, fused)
     net.Pooling2 = _max_pool(conv4)
     conv6 = _conv_bn_relu(net, _conv_bn_relu(net, net.Pooling2, 5), 6)
-    net.Interp2 = L.Interp(conv6, interp_param=dict(zoom_factor=4))
-    net.Crop2 = L.Crop(net.Interp2, conv2, crop_param=dict(axis=2))
-    net.Concat1 = L.Concat(features, conv2, net.Crop1, net.Crop2)
-    net.Convolution7 = L.Convolution(
-        net.Concat1, num_output=out_dim, kernel_size=3, pad=1, stride=1,
-        weight_filler=dict(type="gaussian", std=0.001),
-        bias_filler=dict(type="constant", value=0),
-        param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)])
+    branch6 = _upsampled(net, 2, conv6, 4, reference, fused)
+    conv7 = dict(convolution_param=dict(num_output=out_dim, kernel_size=3, pad=1, stride=1,
+                                        weight_filler=dict(type="gaussian", std=0.001),
+                                        bias_filler=dict(type="constant", value=0)),
+                 param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)])
+    if fused:
+        net.Convolution7 = L.ConcatConvolution(features, conv2, branch4, branch6, **conv7)
+    else:
+        net.Concat1 = L.Concat(features, conv2, branch4, branch6)
+        net.Convolution7 = L.Convolution(net.Concat1, **conv7)
     net.ReLU7 = L.ReLU(net.Convolution7, in_place=True)
     net.trans_features = L.Concat(features, net.Convolution7)
     return net.trans_features
@@ -472,7 +509,7 @@ def _spread_loss(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: in
 def _features(net: caffe.NetSpec, config: SSNConfig, image):
     feats = pixel_features(net, image, config.pos_scale, config.color_scale)
     if config.uses_cnn:
-        return feats, cnn_features(net, feats, config.feature_dim - 5)
+        return feats, cnn_features(net, feats, config.feature_dim - 5, config.fused_cnn)
     return feats, feats
 
 
@@ -593,17 +630,19 @@ PIXEL_FEATURES = "pixel_features"
 FEATURES = "trans_features"
 
 
-def feature_net(height: int, width: int, feature_dim: int) -> caffe_pb2.NetParameter:
+def feature_net(height: int, width: int, feature_dim: int,
+                fused_cnn: bool = True) -> caffe_pb2.NetParameter:
     """The deploy net's feature CNN alone: Input ``pixel_features`` (1 x 5 x H x W, as
     :func:`pixel_features` makes them) -> ``trans_features`` (1 x feature_dim x H x W).
 
-    Its layers have the deploy net's names, so the same weights load.
+    Its layers have the deploy net's names, so the same weights load; ``fused_cnn``
+    as in :class:`SSNConfig`.
     """
     if feature_dim <= 5:
         raise ValueError(f"a feature net needs feature_dim > 5, got {feature_dim}")
     net = caffe.NetSpec()
     net[PIXEL_FEATURES] = L.Input(shape=dict(dim=[1, 5, height, width]))
-    cnn_features(net, net[PIXEL_FEATURES], feature_dim - 5)
+    cnn_features(net, net[PIXEL_FEATURES], feature_dim - 5, fused_cnn)
     return net.to_proto()
 
 
