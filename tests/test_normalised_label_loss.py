@@ -145,3 +145,38 @@ def test_adam_iterations_with_the_option_and_the_chain_agree():
         np.testing.assert_allclose(fused, chain, rtol=0, atol=WEIGHT_ATOL, err_msg=name)
         moved = max(moved, float(np.abs(fused - start).max()))
     assert moved > ITERATIONS * LEARNING_RATE / 2  # the weights did move
+
+
+def separate_softmax_tops(param: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
+    """``param`` with each in-place SLIC-step Softmax writing a blob of its own."""
+    separate = caffe_pb2.NetParameter()
+    separate.CopyFrom(param)
+    renamed = {}
+    for layer in separate.layer:
+        for index, bottom in enumerate(layer.bottom):
+            layer.bottom[index] = renamed.get(bottom, bottom)
+        if layer.type == "Softmax" and layer.top[0] == layer.bottom[0]:
+            renamed[layer.top[0]] = layer.name
+            layer.top[0] = layer.name
+    assert renamed, "the train net has no in-place Softmax"
+    return separate
+
+
+def test_in_place_slic_softmax_changes_no_bit():
+    """The SLIC steps' Softmax layers run in place on Passoc's top (a blob and a diff
+    fewer per step); losses and gradients are the bits of separate tops."""
+    inputs = label_batch(np.random.default_rng(5), SSNConfig(**GEOMETRY))
+    in_place = CheckedNet(net_param(True, inputs), caffe.TRAIN)
+    separate = CheckedNet(separate_softmax_tops(net_param(True, inputs)), caffe.TRAIN)
+    for net in (in_place, separate):
+        initialize_helper_weights(net.net)
+    copy_weights(in_place.net, separate.net)
+    for net in (in_place, separate):
+        net.forward(**inputs)
+        net.net.backward()
+    assert "Softmax1" in separate.net.blobs and "Softmax1" not in in_place.net.blobs
+    for name in ("loss1", "loss2", "loss3"):
+        assert float(in_place.net.blobs[name].data) == float(separate.net.blobs[name].data)
+    np.testing.assert_array_equal(in_place.net.blobs["trans_features"].diff,
+                                  separate.net.blobs["trans_features"].diff)
+    assert np.abs(in_place.net.blobs["trans_features"].diff).max() > 0

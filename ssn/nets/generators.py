@@ -280,7 +280,9 @@ def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
         if step == num_steps:
             net.final_pixel_assoc = L.Softmax(assoc)
             return net.final_pixel_assoc
-        net[f"Softmax{step}"] = L.Softmax(assoc)
+        # In place: Passoc's backward reads only its top's diff, and Softmax's
+        # backward only its own output, so the distances need no blob of their own.
+        net[f"Softmax{step}"] = L.Softmax(assoc, in_place=True)
         spixel_feat = L.SpixelFeature2(features, net[f"Softmax{step}"], spixel_init,
                                        spixel_feature2_param=grid,
                                        propagate_down=[True, True, False])
