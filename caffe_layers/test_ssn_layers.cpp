@@ -548,6 +548,75 @@ TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxValueAndGradient) {
   ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
 }
 
+// The normalise option: each position's values x (some below -shift, outside
+// the class sum) become p_c = (x_c + shift) / (sum_c max(x_c + shift, 0) +
+// sum_shift) before the log; 3 classes, odd sizes, some labels ignored.
+TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxNormalizeValueAndGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int num = 2, classes = 3, height = 3, width = 5, spatial = 15;
+  const double shift = 0.125, sum_shift = 0.25;
+  Blob<Dtype> values(num, classes, height, width), labels(num, 1, height, width);
+  FillUniform(&values, Dtype(-0.5), Dtype(1));
+  for (int i = 0; i < labels.count(); ++i) {
+    const int label = i % 3;
+    labels.mutable_cpu_data()[i] = i % 5 == 4 ? 255 : label;
+    // The label's own value stays clear of the clamp (p <= 0).
+    Dtype* own = values.mutable_cpu_data() + (i / spatial * classes + label) *
+                 spatial + i % spatial;
+    *own = std::fabs(*own) + Dtype(0.1);
+  }
+  LayerParameter param;
+  param.mutable_loss_param()->set_ignore_label(255);
+  LossWithoutSoftmaxParameter* option =
+      param.mutable_loss_without_softmax_param();
+  option->set_normalize(true);
+  option->set_shift(shift);
+  option->set_sum_shift(sum_shift);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&values);
+  bottom.push_back(&labels);
+  LossWithoutSoftmaxLayer<Dtype> layer(param);
+  layer.SetUp(bottom, this->top_vec_);
+  layer.Forward(bottom, this->top_vec_);
+  double expected = 0;
+  int valid = 0;
+  for (int n = 0; n < num; ++n) {
+    for (int p = 0; p < spatial; ++p) {
+      const int label = labels.cpu_data()[n * spatial + p];
+      if (label == 255) continue;
+      double sum = sum_shift;
+      for (int c = 0; c < classes; ++c) {
+        sum += std::max(0.0, values.data_at(n, c, p / width, p % width) + shift);
+      }
+      expected -= std::log((values.data_at(n, label, p / width, p % width) +
+                            shift) / sum);
+      ++valid;
+    }
+  }
+  EXPECT_NEAR(this->top_->cpu_data()[0], expected / valid, 1e-5);
+  GradientChecker<Dtype> checker(1e-3, 2e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->top_vec_, 0);
+  ExpectNonzeroGradient(&layer, bottom, this->top_vec_, 0);
+}
+
+TYPED_TEST(SsnLayerTest, LossWithoutSoftmaxNormalizeRefusesBadShifts) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> values(1, 2, 2, 2), labels(1, 1, 2, 2);
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&values);
+  bottom.push_back(&labels);
+  const float bad_sum_shifts[] = {0, -1e-12f, INFINITY};
+  for (int i = 0; i < 3; ++i) {
+    LayerParameter param;
+    param.set_name("loss3");
+    param.mutable_loss_without_softmax_param()->set_normalize(true);
+    param.mutable_loss_without_softmax_param()->set_sum_shift(bad_sum_shifts[i]);
+    LossWithoutSoftmaxLayer<Dtype> layer(param);
+    EXPECT_DEATH(layer.SetUp(bottom, this->top_vec_),
+                 "'loss3': sum_shift must be positive and finite");
+  }
+}
+
 
 // ---- SlicIterations ----
 
@@ -1034,6 +1103,33 @@ TYPED_TEST(SsnCpuGpuTest, LossWithoutSoftmax) {
     param.mutable_loss_param()->set_normalization(modes[i]);
     vector<Blob<Dtype>*> bottom;
     bottom.push_back(&prob);
+    bottom.push_back(&labels);
+    vector<bool> backward(2, false);
+    backward[0] = true;
+    this->ExpectAgree(param, bottom, 1, backward);
+  }
+}
+
+TYPED_TEST(SsnCpuGpuTest, LossWithoutSoftmaxNormalize) {
+  typedef TypeParam Dtype;
+  Blob<Dtype> values(2, 6, 37, 53), labels(2, 1, 37, 53);
+  FillGaussian(&values);
+  Dtype* data = values.mutable_cpu_data();
+  for (int i = 0; i < values.count(); ++i) data[i] = std::max(data[i], Dtype(0));
+  for (int i = 0; i < labels.count(); ++i) {
+    labels.mutable_cpu_data()[i] = i % 11 == 3 ? 255 : (i * 5) % 6;
+  }
+  const LossParameter_NormalizationMode modes[] = {
+      LossParameter_NormalizationMode_FULL,
+      LossParameter_NormalizationMode_VALID};
+  for (int i = 0; i < 2; ++i) {
+    LayerParameter param;
+    param.set_type("LossWithoutSoftmax");
+    param.mutable_loss_param()->set_ignore_label(255);
+    param.mutable_loss_param()->set_normalization(modes[i]);
+    param.mutable_loss_without_softmax_param()->set_normalize(true);
+    vector<Blob<Dtype>*> bottom;
+    bottom.push_back(&values);
     bottom.push_back(&labels);
     vector<bool> backward(2, false);
     backward[0] = true;

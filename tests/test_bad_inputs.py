@@ -493,6 +493,20 @@ def bad_state(snap: Path, how: str) -> Path:
         proto = caffe_pb2.SolverState.FromString(data)
         del proto.history[len(proto.history) // 2:]  # SGD keeps one history blob, Adam two
         state.write_bytes(proto.SerializeToString())
+    elif how == "history of the net with the normaliser chain":
+        # Before the label loss renormalised inside LossWithoutSoftmax, its chain's fixed
+        # 1x1 sum convolution (Convolution10, the last layer with parameters) had a weight
+        # and a bias, each with Adam's two history blobs.
+        proto = caffe_pb2.SolverState.FromString(data)
+        moments = [list(proto.history[:len(proto.history) // 2]),
+                   list(proto.history[len(proto.history) // 2:])]
+        del proto.history[:]
+        for kept in moments:
+            proto.history.extend(kept)
+            for shape in ((1, 8, 1, 1), (1,)):
+                proto.history.add().CopyFrom(caffe_pb2.BlobProto(
+                    shape=caffe_pb2.BlobShape(dim=shape), data=[0.0] * math.prod(shape)))
+        state.write_bytes(proto.SerializeToString())
     elif how == "history of another net":
         proto = caffe_pb2.SolverState.FromString(data)
         proto.history[0].shape.dim[0] += 1
@@ -516,8 +530,11 @@ STATE_CASES = {
                        r"\(.caffemodel\), or is truncated: .*",
     "model with NaN": r"\S+: its model does not fit this net: \S+: layer Convolution1 blob 0 "
                       r"holds 1 NaN or infinite value\(s\): .*",
-    "history of another solver": r"\S+ holds 34 history blobs; the Adam solver of this net "
-                                 r"keeps 68: it is from another net or solver",
+    "history of another solver": r"\S+ holds 32 history blobs; the Adam solver of this net "
+                                 r"keeps 64: it is from another net or solver",
+    "history of the net with the normaliser chain": r"\S+ holds 68 history blobs; the Adam "
+                                                    r"solver of this net keeps 64: it is from "
+                                                    r"another net or solver",
     "history of another net": r"\S+: history blob 0 is \(65, 5, 3, 3\), this net's parameter "
                               r"is \(64, 5, 3, 3\): it is from another net",
     "HDF5 state": r"\S+: HDF5 solver states are not supported; resume from a .solverstate "

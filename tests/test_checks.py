@@ -68,6 +68,18 @@ def test_label_out_of_range():
         net.forward(bottom0=np.full((1, 3, 2, 2), 0.5), bottom1=np.full((1, 1, 2, 2), 3))
 
 
+@pytest.mark.parametrize("option, message", [
+    (dict(sum_shift=0), "sum_shift must be positive and finite, got 0"),
+    (dict(sum_shift=-1e-12), "sum_shift must be positive and finite"),
+    (dict(sum_shift=float("inf")), "sum_shift must be positive and finite, got inf"),
+    (dict(shift=float("nan")), "shift must be finite, got nan"),
+], ids=["zero_sum_shift", "negative_sum_shift", "infinite_sum_shift", "nan_shift"])
+def test_bad_normalise_shifts(option, message):
+    with pytest.raises(NetCheckError, match=message):
+        single_layer_net("LossWithoutSoftmax", [(1, 3, 2, 2), (1, 1, 2, 2)],
+                         loss_without_softmax_param=dict(normalize=True, **option))
+
+
 def test_missing_max_spixels():
     with pytest.raises(NetCheckError, match="max_spixels is required"):
         single_layer_net("SpixelFeature", [(1, 2, 3, 3), (1, 1, 3, 3)])

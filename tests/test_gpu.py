@@ -205,6 +205,22 @@ def test_loss_without_softmax(normalization):
     assert_gpu_matches_cpu(net, [prob, labels], [0])
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 5, 3), (3, 2, 4, 7), (3, 50, 67, 45)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("normalization", ["FULL", "VALID"])
+def test_loss_without_softmax_normalize(normalization, shape):
+    rng = np.random.default_rng(9)
+    values = np.maximum(rng.normal(0.2, 0.5, shape), 0)  # ReLU'd, exact zeros included
+    labels = rng.integers(0, shape[1], (shape[0], 1) + shape[2:]).astype(np.float64)
+    labels.reshape(-1)[::7] = 255
+    net = single_layer_net("LossWithoutSoftmax", [values.shape, labels.shape],
+                           propagate_down=[True, False],
+                           loss_param=dict(ignore_label=255, normalization=getattr(
+                               caffe.params.Loss, normalization)),
+                           loss_without_softmax_param=dict(normalize=True))
+    assert_gpu_matches_cpu(net, [values, labels], [0])
+
+
 def test_ssn_iteration_at_benchmark_size():
     """Passoc + Softmax + SpixelFeature2 and the side layers at 481x321, 600 superpixels."""
     from ssn.benchmarks.layers import iteration_net, make_inputs

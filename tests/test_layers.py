@@ -234,3 +234,60 @@ def test_loss_without_softmax(normalization):
     d_prob = loss_without_softmax.backward(prob, labels, 2.0, 255, normalization)
     assert_close(diffs[0], d_prob)
     assert np.abs(diffs[0]).max() > 0
+
+
+def relu_class_values(rng, shape):
+    """ReLU'd class values (exact zeros included) and labels with some 255s, as float32."""
+    values = np.maximum(rng.normal(0.2, 0.5, shape), 0).astype(np.float32)
+    labels = rng.integers(0, shape[1], (shape[0], 1) + shape[2:]).astype(np.float32)
+    labels[rng.random(labels.shape) < 0.15] = 255
+    return values, labels
+
+
+# (N, C, H, W): batches of 1 and 3, one and two classes, SSN's 50, non-square; the last
+# is large enough for the threaded loops.
+NORMALISED_SHAPES = [(1, 1, 5, 3), (3, 2, 4, 7), (1, 50, 9, 6), (3, 50, 67, 45)]
+
+
+@pytest.mark.parametrize("shape", NORMALISED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("normalization", ["VALID", "FULL"])
+def test_loss_without_softmax_normalize(normalization, shape):
+    rng = np.random.default_rng(sum(shape))
+    values, labels = relu_class_values(rng, shape)
+    norm = getattr(caffe.params.Loss, normalization)
+    net = single_layer_net("LossWithoutSoftmax", [values.shape, labels.shape],
+                           propagate_down=[True, False],
+                           loss_param=dict(ignore_label=255, normalization=norm),
+                           loss_without_softmax_param=dict(normalize=True))
+    kwargs = dict(ignore_label=255, normalization=normalization, normalize=True,
+                  shift=float(np.float32(1e-10)), sum_shift=float(np.float32(1e-12)))
+    expected = loss_without_softmax.forward(values, labels, **kwargs)
+    tops, diffs = run(net, [values, labels], [np.array(2.0)])
+    np.testing.assert_allclose(float(tops["top0"]), expected, rtol=1e-5)
+    grad = loss_without_softmax.backward(values, labels, 2.0, **kwargs)
+    assert_close(diffs[0], grad)
+    assert np.abs(diffs[0]).max() > 0
+    ignored = np.broadcast_to(labels == 255, values.shape)
+    assert np.all(diffs[0][ignored] == 0)
+
+
+def test_loss_without_softmax_normalize_options():
+    """Other shifts; a label whose value is below -shift (p < 0, clamped); all ignored."""
+    rng = np.random.default_rng(15)
+    values = rng.normal(0.1, 1.0, (2, 4, 3, 5)).astype(np.float32)
+    labels = rng.integers(0, 4, (2, 1, 3, 5)).astype(np.float32)
+    net = single_layer_net("LossWithoutSoftmax", [values.shape, labels.shape],
+                           propagate_down=[True, False],
+                           loss_without_softmax_param=dict(normalize=True, shift=0.25,
+                                                           sum_shift=0.5))
+    kwargs = dict(normalize=True, shift=0.25, sum_shift=0.5)
+    tops, diffs = run(net, [values, labels], [np.array(1.0)])
+    np.testing.assert_allclose(float(tops["top0"]),
+                               loss_without_softmax.forward(values, labels, **kwargs), rtol=1e-5)
+    assert_close(diffs[0], loss_without_softmax.backward(values, labels, **kwargs))
+    labels[:] = 255
+    net = single_layer_net("LossWithoutSoftmax", [values.shape, labels.shape],
+                           propagate_down=[True, False], loss_param=dict(ignore_label=255),
+                           loss_without_softmax_param=dict(normalize=True))
+    tops, diffs = run(net, [values, labels], [np.array(1.0)])
+    assert float(tops["top0"]) == 0 and np.all(diffs[0] == 0)

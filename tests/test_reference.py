@@ -659,3 +659,50 @@ def test_loss_axis():
     grad = loss_without_softmax.backward(prob, labels, axis=3)
     np.testing.assert_allclose(
         np.moveaxis(grad, 3, 1), loss_without_softmax.backward(moved, labels[:, None]))
+
+
+def test_normalised_loss_by_hand():
+    """normalize: x = (1, 3, 0, -1), shift 0.5: s = (1.5, 3.5, 0.5, -0.5), D = 5.5 + 0.25."""
+    x = np.array([1.0, 3.0, 0.0, -1.0]).reshape(1, 4, 1, 1)
+    labels = np.ones((1, 1, 1, 1))
+    kwargs = dict(normalize=True, shift=0.5, sum_shift=0.25)
+    d = 5.75
+    p_label = 3.5 / d
+    assert loss_without_softmax.forward(x, labels, **kwargs) == pytest.approx(-np.log(p_label),
+                                                                              rel=1e-12)
+    grad = loss_without_softmax.backward(x, labels, top_diff=2.0, **kwargs)
+    g = -2.0 / p_label
+    want = g * (np.array([0.0, 1.0, 0.0, 0.0]) / d - np.array([1.0, 1.0, 1.0, 0.0]) * 3.5 / d**2)
+    np.testing.assert_allclose(grad.reshape(-1), want, rtol=1e-12)
+    assert grad.reshape(-1)[3] == 0.0  # s_3 < 0 is not in the sum
+
+
+def test_normalised_loss_clamp():
+    """p_label = 0 is clamped to FLT_MIN; the gradient is -1/FLT_MIN times dp/dx there."""
+    x = np.array([0.0, 2.0]).reshape(1, 2, 1, 1)
+    labels = np.zeros((1, 1, 1, 1))
+    kwargs = dict(normalize=True, shift=0.0, sum_shift=1e-12)
+    flt_min = loss_without_softmax.FLT_MIN
+    assert loss_without_softmax.forward(x, labels, **kwargs) == pytest.approx(-np.log(flt_min))
+    grad = loss_without_softmax.backward(x, labels, **kwargs).reshape(-1)
+    assert grad[0] == pytest.approx(-1.0 / flt_min / (2.0 + 1e-12))
+    assert grad[1] == 0.0  # dp/dx_1 = -s_label / D^2 = 0
+
+
+@pytest.mark.parametrize("classes", [1, 2, 5])
+@pytest.mark.parametrize("normalization", loss_without_softmax.NORMALIZATIONS)
+def test_normalised_loss_backward(normalization, classes):
+    rng = np.random.default_rng(14)
+    # Some values below -shift: outside the class sum, with no gradient through it. The
+    # label's own value stays positive: p_label <= 0 is clamped, where the loss is flat
+    # but the gradient, as the chain of layers gave it, is not.
+    x = rng.uniform(-0.5, 1.0, (N, classes, H, W))
+    labels = rng.integers(0, classes, (N, 1, H, W)).astype(float)
+    np.put_along_axis(x, labels.astype(int), rng.uniform(0.05, 1.0, labels.shape), axis=1)
+    labels[rng.random(labels.shape) < 0.2] = 255.0
+    kwargs = dict(ignore_label=255, normalization=normalization, normalize=True)
+    grad = loss_without_softmax.backward(x, labels, top_diff=1.5, **kwargs)
+    check_gradient(lambda v: 1.5 * loss_without_softmax.forward(v, labels, **kwargs), x,
+                   grad, rng)
+    ignored = np.broadcast_to(labels == 255, x.shape)
+    assert np.all(grad[ignored] == 0)

@@ -78,15 +78,17 @@ def test_snapshots_are_found_by_iteration_and_thinned(tmp_path):
         find_snapshots([tmp_path / "ssn_iter_9.caffemodel"])
 
 
-def write_snapshot(path):
-    """Initial weights of the committed train net: a snapshot-like .caffemodel."""
+def write_snapshot(path, net_param=None):
+    """Initial weights of ``net_param``, by default the committed train net: a snapshot-like
+    .caffemodel."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
     from ssn.nets.prototxt import PROTOTXT_DIR, PrototxtOptions, data_shapes
     from ssn.nets.weights import write_initial_weights
-    net_param = text_format.Parse((PROTOTXT_DIR / "ssn_train_val.prototxt").read_text(),
-                                  caffe_pb2.NetParameter())
+    if net_param is None:
+        net_param = text_format.Parse((PROTOTXT_DIR / "ssn_train_val.prototxt").read_text(),
+                                      caffe_pb2.NetParameter())
     path = write_initial_weights(net_param, data_shapes(PrototxtOptions(batch_size=1)), path)
     # Unit variances, as after training: zero statistics make BatchNorm divide by
     # sqrt(eps), and six of them in a row blow the features up to where rounding decides.
@@ -121,7 +123,11 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     from ssn.cli.export_model import main as export_main
     from ssn.inference import deploy_net_for, superpixels
     from ssn.nets.checked import caffemodel_shapes
-    snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
+    from ssn.nets.generators import SSNConfig, train_net
+    # The original's chains, whose fixed weights (concat_spixel_feat_50, recon_feat_50,
+    # Convolution10) the deploy net does not have.
+    chains = train_net(SSNConfig(fused_decoder=False))
+    snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel", chains)
     exported = tmp_path / "model" / "ssn.caffemodel"
     assert export_main([str(snapshot), "--out", str(exported)]) == 0
     layers = caffemodel_shapes(exported)

@@ -115,7 +115,7 @@ def run(config: SSNConfig, repeats: int, torch_python: Optional[str] = None) -> 
         anchor = torch_anchor(torch_python, config, repeats)
         cnn = anchor["forward"] + anchor["backward"]
         print(f"{'PyTorch CNN forward+backward+Adam':42s} {cnn:7.3f} s  (torch "
-              f"{anchor['torch']}, {anchor['threads']} threads; forward "
+              f"{anchor['torch']}, {anchor['threads']} threads, {anchor['layout']}; forward "
               f"{anchor['forward']:.3f} s)")
         print(f"{'iteration (data prefetched) / PyTorch CNN':42s} {net_time / cnn:7.2f} x")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

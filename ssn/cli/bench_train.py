@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--feature-dim", type=int, default=20, help="pixel feature channels")
     parser.add_argument("--fused-decoder", action=argparse.BooleanOptionalAction, default=True,
                         help="the label loss's superpixel-to-pixel mix as one SpixelToPixel "
-                             "layer; --no-fused-decoder: the chain of seven layers it replaced")
+                             "layer and its renormalisation inside LossWithoutSoftmax; "
+                             "--no-fused-decoder: the chains of seven and six layers they "
+                             "replaced")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations")
     parser.add_argument("--torch-python", metavar="PYTHON",
                         help="an interpreter with PyTorch (a separate venv): also time the "

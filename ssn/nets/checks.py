@@ -151,6 +151,17 @@ def check_layer_params(layer: caffe_pb2.LayerParameter) -> None:
                          f"(use one of {', '.join(SUPPORTED_PIXEL_FEATURES)})")
     if kind == "Interp":
         _check_interp_params(layer)
+    if kind == "LossWithoutSoftmax":
+        _check_loss_params(layer)
+
+
+def _check_loss_params(layer: caffe_pb2.LayerParameter) -> None:
+    option = layer.loss_without_softmax_param
+    if not math.isfinite(option.shift):
+        _fail(layer, f"loss_without_softmax_param.shift must be finite, got {option.shift}")
+    if not (math.isfinite(option.sum_shift) and option.sum_shift > 0):
+        _fail(layer, f"loss_without_softmax_param.sum_shift must be positive and finite, got "
+                     f"{option.sum_shift}")
 
 
 def _check_interp_params(layer: caffe_pb2.LayerParameter) -> None:

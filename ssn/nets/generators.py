@@ -3,9 +3,10 @@
 Layer and parameter names follow the original release (``Convolution1..7``,
 ``BatchNorm1..6``, ``init_spixel_feat``, ``Passoc1..T``, ``spixel_feat1..T-1``,
 ``final_pixel_assoc``, ``new_spix_indices``, ...) so weights trained for it load
-by name. The label loss's decoder is one SpixelToPixel layer; the original's
-chain (``concat_spixel_feat_50``, ``recon_feat_50``, ...) is kept behind
-``SSNConfig.fused_decoder=False``.
+by name. The label loss's decoder is one SpixelToPixel layer and its
+renormalisation is done inside its LossWithoutSoftmax; the original's chains
+(``concat_spixel_feat_50``, ``recon_feat_50``, ..., ``Convolution10``,
+``recon_label3``) are kept behind ``SSNConfig.fused_decoder=False``.
 
 :func:`train_net` and :func:`deploy_net` give the TRAIN/TEST net and the deploy
 net of one configuration; the pieces (:func:`cnn_features`,
@@ -37,6 +38,9 @@ INIT_IGNORE_INDEX = -10
 INIT_IGNORE_FEATURE = 255
 CNN_WIDTH = 64
 LABEL_IGNORE = 255
+# The label loss's renormalisation: p_c = (r_c + LABEL_SHIFT) / (sum of those + LABEL_SUM_SHIFT).
+LABEL_SHIFT = 1e-10
+LABEL_SUM_SHIFT = 1e-12
 DATA_LAYER_MODULE = "ssn.training.data_layer"
 DATA_LAYER_CLASS = "BSDSDataLayer"
 
@@ -91,10 +95,14 @@ class SSNConfig:
         rounding. Train nets always use the decomposed, differentiable layers.
     fused_decoder : bool
         Train nets rebuild per-pixel values from superpixel values (the label
-        and continuous losses) with one ``SpixelToPixel`` layer; False: with
-        the original's chain of a fixed 3x3 gather convolution, Smear, Tile,
-        Eltwise PROD and a 1x1 sum convolution (:func:`mix_superpixel_values`),
-        the same values with nine times larger intermediates.
+        and continuous losses) with one ``SpixelToPixel`` layer, and the label
+        loss renormalises each pixel's reconstruction inside its
+        LossWithoutSoftmax (``normalize``). False: the original's layers for
+        both: the chain of a fixed 3x3 gather convolution, Smear, Tile, Eltwise
+        PROD and a 1x1 sum convolution (:func:`mix_superpixel_values`), the
+        same values with nine times larger intermediates, and the normaliser
+        chain of :func:`label_loss` (Power, ReLU, a fixed 1x1 sum convolution,
+        Power -1, Tile, Eltwise PROD).
     """
 
     height: int = 201
@@ -370,27 +378,39 @@ def label_loss(net: caffe.NetSpec, problabel, label, assoc, spixel_init, grid_h:
                grid_w: int, num_channels: int, weight: float, fused: bool = True):
     """Cross-entropy of the labels reconstructed through the superpixels, R* = Q (Q^T R).
 
-    The reconstruction is one SpixelToPixel layer, or with ``fused=False`` the
-    original's chain, whose fixed decoder weights (``concat_spixel_feat_<C>``)
-    come from the ``neighbour_gather`` filler (see :func:`mix_superpixel_values`).
+    Each pixel's reconstruction (ReLU'd) is renormalised over its channels,
+    p_c = (r_c + 1e-10) / (sum_c max(r_c + 1e-10, 0) + 1e-12), before -log p_label.
+    By default one SpixelToPixel layer reconstructs and ``loss3``, a
+    LossWithoutSoftmax with ``loss_without_softmax_param.normalize``, renormalises
+    and scores. ``fused=False`` gives the original's layers for both: the decoder chain,
+    whose fixed weights (``concat_spixel_feat_<C>``) come from the ``neighbour_gather``
+    filler (see :func:`mix_superpixel_values`), and the normaliser chain (Power, ReLU, a
+    fixed 1x1 sum convolution ``Convolution10``, Power -1, Tile, Eltwise PROD).
     """
-    frozen = [dict(lr_mult=0, decay_mult=0)]
     recon = reconstruct_through_assoc(net, problabel, assoc, spixel_init, grid_h, grid_w,
                                       num_channels, fused=fused)
     net.recon_label = L.ReLU(recon, in_place=True)
-    net.recon_label2 = L.Power(recon, power_param=dict(shift=1e-10))
+    loss_param = dict(ignore_label=LABEL_IGNORE)
+    if fused:
+        net.loss3 = L.LossWithoutSoftmax(
+            net.recon_label, label, loss_weight=weight, loss_param=loss_param,
+            loss_without_softmax_param=dict(normalize=True, shift=LABEL_SHIFT,
+                                            sum_shift=LABEL_SUM_SHIFT),
+            propagate_down=[True, False])
+        return net.loss3
+    frozen = [dict(lr_mult=0, decay_mult=0)]
+    net.recon_label2 = L.Power(recon, power_param=dict(shift=LABEL_SHIFT))
     # normalize(): divide by the (ReLU'd) channel sum.
     net.ReLU8 = L.ReLU(net.recon_label2)
     net.Convolution10 = L.Convolution(
         net.ReLU8, num_output=1, kernel_size=1, weight_filler=dict(type="constant", value=1),
         bias_filler=dict(type="constant", value=0), param=frozen * 2)
-    net.Power1 = L.Power(net.Convolution10, power_param=dict(power=-1, shift=1e-12))
+    net.Power1 = L.Power(net.Convolution10, power_param=dict(power=-1, shift=LABEL_SUM_SHIFT))
     net.Tile2 = L.Tile(net.Power1, tile_param=dict(axis=1, tiles=num_channels))
     net.recon_label3 = L.Eltwise(net.recon_label2, net.Tile2,
                                  eltwise_param=dict(operation=P.Eltwise.PROD))
     net.loss3 = L.LossWithoutSoftmax(net.recon_label3, label, loss_weight=weight,
-                                     loss_param=dict(ignore_label=LABEL_IGNORE),
-                                     propagate_down=[True, False])
+                                     loss_param=loss_param, propagate_down=[True, False])
     return net.loss3
 
 

@@ -8,6 +8,14 @@ Over the non-ignored positions V::
 with FLT_MIN the smallest normal float32 (one clamp in forward and backward, a plain sum),
 and Z = max(1, normaliser): FULL N*H*W, VALID the number of non-ignored positions,
 BATCH_SIZE N, NONE 1.
+
+With ``normalize=True`` (``loss_without_softmax_param.normalize``) the bottom holds class
+values x and each position's probabilities are computed first::
+
+    s_c = x_c + shift,   D = sum_c max(s_c, 0) + sum_shift,   P_c = s_c / D
+
+and the gradient with respect to x is the chain rule through that map, the clamp included:
+dx_c = g * ([c == label] / D - [s_c > 0] * s_label / D^2), g = -top_diff / Z / max(P, FLT_MIN).
 """
 from __future__ import annotations
 
@@ -17,6 +25,33 @@ import numpy as np
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 NORMALIZATIONS = ("FULL", "VALID", "BATCH_SIZE", "NONE")
+# The normalise option's defaults (those of SSN's label loss).
+SHIFT = 1e-10
+SUM_SHIFT = 1e-12
+
+
+def normalised(values: np.ndarray, shift: float = SHIFT, sum_shift: float = SUM_SHIFT
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The normalise option's probabilities of one position.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        x, the L class values of one position.
+    shift, sum_shift : float
+        As in the module docstring; ``sum_shift`` > 0.
+
+    Returns
+    -------
+    (np.ndarray, float)
+        P (L values) and the denominator D.
+    """
+    shifted = np.asarray(values, dtype=np.float64) + shift
+    denominator = 0.0
+    for value in shifted:
+        denominator += max(value, 0.0)
+    denominator += sum_shift
+    return shifted * (1.0 / denominator), denominator
 
 
 def _prepare(prob, labels, ignore_label, normalization, axis):
@@ -59,6 +94,9 @@ def forward(
     ignore_label: Optional[int] = None,
     normalization: str = "VALID",
     axis: int = 1,
+    normalize: bool = False,
+    shift: float = SHIFT,
+    sum_shift: float = SUM_SHIFT,
 ) -> float:
     """Normalised negative log-likelihood.
 
@@ -74,6 +112,10 @@ def forward(
         "FULL", "VALID", "BATCH_SIZE" or "NONE".
     axis : int
         The class axis.
+    normalize : bool
+        Normalise each position's class values first (see :func:`normalised`).
+    shift, sum_shift : float
+        The normalisation's shifts.
 
     Returns
     -------
@@ -90,7 +132,10 @@ def forward(
     for i in range(p.shape[0]):
         for s in range(p.shape[2]):
             if not ignored[i, s]:
-                total -= np.log(max(p[i, ids[i, s], s], FLT_MIN))
+                column = p[i, :, s]
+                if normalize:
+                    column, _ = normalised(column, shift, sum_shift)
+                total -= np.log(max(column[ids[i, s]], FLT_MIN))
     return float(total / norm)
 
 
@@ -101,12 +146,15 @@ def backward(
     ignore_label: Optional[int] = None,
     normalization: str = "VALID",
     axis: int = 1,
+    normalize: bool = False,
+    shift: float = SHIFT,
+    sum_shift: float = SUM_SHIFT,
 ) -> np.ndarray:
-    """Gradient with respect to the probabilities.
+    """Gradient with respect to the probabilities (or, with ``normalize``, the class values).
 
     Parameters
     ----------
-    prob, labels, ignore_label, normalization, axis
+    prob, labels, ignore_label, normalization, axis, normalize, shift, sum_shift
         As in :func:`forward`.
     top_diff : float
         dL/dloss (the loss weight in Caffe).
@@ -114,13 +162,25 @@ def backward(
     Returns
     -------
     np.ndarray
-        dL/dP, the shape of ``prob``; non-zero only at each valid position's label.
+        dL/dP, the shape of ``prob``; without ``normalize`` non-zero only at each valid
+        position's label, with it at every class c whose shifted value is positive.
     """
     p, ids, ignored, norm = _prepare(prob, labels, ignore_label, normalization, axis)
     d_prob = np.zeros(p.shape)
     for i in range(p.shape[0]):
         for s in range(p.shape[2]):
-            if not ignored[i, s]:
-                label = ids[i, s]
+            if ignored[i, s]:
+                continue
+            label = ids[i, s]
+            if not normalize:
                 d_prob[i, label, s] = -1.0 / max(p[i, label, s], FLT_MIN) * top_diff / norm
+                continue
+            column, denominator = normalised(p[i, :, s], shift, sum_shift)
+            g = -1.0 / max(column[label], FLT_MIN) * top_diff / norm
+            shifted = p[i, :, s] + shift
+            for c in range(p.shape[1]):
+                d_column = -shifted[label] / denominator ** 2 if shifted[c] > 0 else 0.0
+                if c == label:
+                    d_column += 1.0 / denominator
+                d_prob[i, c, s] = g * d_column
     return d_prob.reshape(np.shape(prob))

@@ -41,7 +41,7 @@ VARIANTS = {
 
 def write_variant(name: str, options: PrototxtOptions, out: Path) -> Path:
     """Write ``out/<name>/``: the train net on HDF5_DIR's files, a GPU solver, and the
-    shipped model's weights with the fixed helper weights."""
+    shipped model's weights (with the fixed helper weights of a net that has any)."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     net_param = train_net(options.train_config(),
