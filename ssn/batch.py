@@ -2,7 +2,8 @@
 
 Layout of an output folder (``--out``)::
 
-    <name>.npy            int32 H x W labels 0..K-1
+    <name>.npy            int32 H x W labels 0..K-1 (with --mask-dir: 0 outside the
+                          mask, 1..K inside)
     <name>_labels.png     the same labels as a 16-bit PNG
     <name>_overlay.png    boundaries drawn on the image
     <name>.ssn.json       the record, written last: the image (path, size, mtime), the
@@ -62,7 +63,7 @@ from ssn import __version__, engines
 from ssn.atomic import atomic_path, sha256_of, write_atomic
 from ssn.device import use_device
 from ssn.engines import RunError
-from ssn.images import IMAGE_SUFFIXES, overlay, read_image
+from ssn.images import IMAGE_SUFFIXES, overlay, read_image, read_mask
 from ssn.inference import (
     check_weights,
     count_argument,
@@ -289,11 +290,13 @@ def weights_sha256(path: str) -> str:
 def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                   weights: Optional[Path], connectivity: bool, min_size_factor: float,
                   max_size_factor: float, grid: str = "calibrated", fused: bool = True,
-                  position_weight: float = 1.0) -> tuple[dict, Optional[str]]:
+                  position_weight: float = 1.0, mask_dir: Optional[Path] = None
+                  ) -> tuple[dict, Optional[str]]:
     """(settings, weights path): everything that decides the labels, as recorded per image.
 
-    ``position_weight`` is recorded only when it is not 1, so records written
-    before it existed still match the default.
+    ``position_weight`` is recorded only when it is not 1, and ``mask_dir`` (as an
+    absolute path) only when given, so records written before they existed still
+    match the defaults.
 
     Every value is checked here, once, so that a run with an option that can never
     work stops before any work (and before ``--overwrite`` replaces anything): the
@@ -303,8 +306,9 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
     ------
     ValueError, TypeError, FileNotFoundError
         A count below 1, size factors that are not finite or out of order, a mode
-        without weights, a missing file, or weights that do not fit the net
-        (:class:`ssn.nets.checks.NetCheckError`, naming the file and layer).
+        without weights, a missing file, weights that do not fit the net
+        (:class:`ssn.nets.checks.NetCheckError`, naming the file and layer), or a
+        ``mask_dir`` that is not a folder.
     """
     n_segments = count_argument("n_segments", n_segments)
     num_steps = count_argument("num_steps", num_steps)
@@ -322,6 +326,10 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                     version=__version__)
     if position_weight_argument(position_weight) != 1.0:
         settings["position_weight"] = float(position_weight)
+    if mask_dir is not None:
+        if not Path(mask_dir).is_dir():
+            raise ValueError(f"--mask-dir {mask_dir} is not a folder")
+        settings["mask_dir"] = str(Path(mask_dir).absolute())
     return settings, weights_path
 
 
@@ -362,15 +370,40 @@ def source_identity(image: str) -> dict:
     return dict(size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha256_of(image))
 
 
-def check_labels(labels: np.ndarray, height: int, width: int) -> Optional[str]:
-    """Why ``labels`` are not an H x W int32 map of consecutive labels from 0, or None."""
+def check_labels(labels: np.ndarray, height: int, width: int,
+                 masked: bool = False) -> Optional[str]:
+    """Why ``labels`` are not an H x W int32 map of consecutive labels from 0 (with a
+    mask: 0 outside it, consecutive from 1 inside, which may leave no 0), or None."""
     if labels.dtype != np.int32:
         return f"dtype {labels.dtype}, not int32"
     if labels.shape != (height, width):
         return f"shape {labels.shape}, not the image's {(height, width)}"
-    if labels.size and (labels.min() != 0 or not np.bincount(labels.ravel()).all()):
-        return "labels not consecutive from 0"
+    if not labels.size:
+        return None
+    first = labels.min()
+    if first not in ((0, 1) if masked else (0,)) or \
+            not np.bincount(labels.ravel() - first).all():
+        return "labels not consecutive from 0" + (" or 1" if masked else "")
     return None
+
+
+def find_mask(mask_dir: str, name: str) -> Path:
+    """The mask of the image whose outputs are named ``name``: ``<mask_dir>/<name>.png``,
+    else the first of its other image suffixes that exists (for one that does not,
+    the .png path)."""
+    base = Path(mask_dir) / name
+    suffixes = [".png"] + sorted(IMAGE_SUFFIXES - {".png"})
+    for suffix in suffixes:
+        path = base.with_name(base.name + suffix)
+        if path.is_file():
+            return path
+    return base.with_name(base.name + ".png")
+
+
+def mask_identity(mask_dir: str, name: str) -> dict:
+    """The mask file of an image as it is now: its path, size, time and sha256."""
+    path = find_mask(mask_dir, name)
+    return dict(path=str(path), **source_identity(str(path)))
 
 
 def verify(item: Item, out: Path, settings: dict) -> tuple[Optional[dict], str]:
@@ -390,6 +423,12 @@ def verify(item: Item, out: Path, settings: dict) -> tuple[Optional[dict], str]:
             return None, "the image changed since"
     except OSError as error:
         return None, f"the image cannot be checked ({error.strerror})"
+    mask_dir = settings.get("mask_dir")
+    try:
+        if mask_dir and record.get("mask") != mask_identity(mask_dir, item.name):
+            return None, "the mask changed since"
+    except OSError:
+        return None, "the mask is missing or cannot be read"
     files = record.get("files") or {}
     for key, path in output_paths(out, item.name).items():
         expected = files.get(key) or {}
@@ -405,7 +444,8 @@ def verify(item: Item, out: Path, settings: dict) -> tuple[Optional[dict], str]:
                 labels = np.load(io.BytesIO(data), allow_pickle=False)
             except (OSError, ValueError) as error:
                 return None, f"{path.name} does not load ({error})"
-            problem = check_labels(labels, record.get("height"), record.get("width"))
+            problem = check_labels(labels, record.get("height"), record.get("width"),
+                                   masked=bool(mask_dir))
             if problem:
                 return None, f"{path.name}: {problem}"
     return record, ""
@@ -520,8 +560,9 @@ def record_failure(job: Job, item: Item, reason: str) -> dict:
     return dict(summary_row(record), outcome="failed")
 
 
-def segment(rgb: np.ndarray, job: Job) -> np.ndarray:
-    """The labels of one RGB image with the job's settings."""
+def segment(rgb: np.ndarray, job: Job, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """The labels of one RGB image with the job's settings (with a ``mask``: 0 outside
+    it, from 1 inside)."""
     settings = job.settings
     factors = {}
     if settings["connectivity"]:
@@ -531,7 +572,29 @@ def segment(rgb: np.ndarray, job: Job) -> np.ndarray:
                        enforce_connectivity=settings["connectivity"],
                        features=settings["features"], grid=settings["grid"],
                        fused=settings["fused"],
-                       position_weight=settings.get("position_weight", 1.0), **factors)
+                       position_weight=settings.get("position_weight", 1.0), mask=mask,
+                       **factors)
+
+
+def read_item_mask(job: Job, item: Item, shape: tuple[int, int]
+                   ) -> tuple[Optional[np.ndarray], Optional[dict]]:
+    """(mask, its identity for the record) of an image when the job has a mask folder,
+    else (None, None).
+
+    Raises
+    ------
+    ValueError
+        The mask is missing, unreadable or of another size than the image.
+    """
+    mask_dir = job.settings.get("mask_dir")
+    if not mask_dir:
+        return None, None
+    path = find_mask(mask_dir, item.name)
+    try:
+        identity = dict(path=str(path), **source_identity(str(path)))
+    except OSError:
+        raise ValueError(f"no mask {path}") from None
+    return read_mask(path, shape), identity
 
 
 def process(job: Job, item: Item) -> dict:
@@ -565,16 +628,20 @@ def process(job: Job, item: Item) -> dict:
     try:
         source = source_identity(item.image) if os.path.isfile(item.image) else None
         rgb = read_image(Path(item.image))
+        mask, mask_record = read_item_mask(job, item, rgb.shape[:2])
         with _COMPUTE, limit_threads(job.threads):
-            labels = segment(rgb, job)
+            labels = segment(rgb, job, mask)
     except Exception as error:  # noqa: BLE001 - one bad image must not stop the run
         message = str(error) if isinstance(error, (ValueError, OSError)) else \
             f"{type(error).__name__}: {error}"
         return record_failure(job, item, message)
     seconds = time.perf_counter() - start
-    record.update(height=rgb.shape[0], width=rgb.shape[1], actual=int(labels.max()) + 1,
+    record.update(height=rgb.shape[0], width=rgb.shape[1],
+                  actual=int(labels.max()) + (1 if mask is None else 0),
                   seconds=f"{seconds:.3f}", status="ok", source=source,
                   threads=job.threads, host=socket.gethostname())
+    if mask_record is not None:
+        record["mask"] = mask_record
     try:
         # While the files change, the record says 'incomplete': an interrupted rewrite is
         # never taken as done, and its files are still known as ours (not inputs).
@@ -821,7 +888,7 @@ def run(args: argparse.Namespace) -> int:
         settings, weights = make_settings(
             args.n_segments, args.num_steps, args.features, args.weights, args.connectivity,
             args.min_size_factor, args.max_size_factor, args.grid, args.fused,
-            args.position_weight)
+            args.position_weight, getattr(args, "mask_dir", None))
     except (ValueError, TypeError, OSError) as error:
         log.error("%s; nothing was done", error)
         return 2

@@ -63,9 +63,14 @@ def expected_count(grid_count: int, height: int, width: int, features: str) -> f
     (interpolated in log size, constant beyond the measured range)."""
     grid_h, grid_w = grid_shape(grid_count, height, width)
     cells = grid_h * grid_w
+    return cells * superpixels_per_cell(height * width / cells, features)
+
+
+def superpixels_per_cell(cell_pixels: float, features: str) -> float:
+    """The measured superpixels per grid cell (:data:`OVERSEGMENTATION`) at cells of
+    ``cell_pixels`` pixels, interpolated in log size, constant beyond the measures."""
     areas, ratios = zip(*OVERSEGMENTATION[features])
-    ratio = np.interp(math.log(height * width / cells), np.log(areas), ratios)
-    return cells * float(ratio)
+    return float(np.interp(math.log(cell_pixels), np.log(areas), ratios))
 
 
 def grid_request(n_segments: int, height: int, width: int, features: str,

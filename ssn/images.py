@@ -86,6 +86,37 @@ def read_image(path: Path) -> np.ndarray:
     return as_rgb(image)
 
 
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """An H x W bool mask from an image file of any format :func:`read_image` reads:
+    true where the pixel is not 0 (in any colour channel; an alpha channel is left out).
+
+    Raises
+    ------
+    ValueError
+        "no mask <path>", "cannot read mask <path>: <why>", or a mask whose size is
+        not the image's ``shape`` (H, W).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no mask {path}")
+    try:
+        image = skio.imread(path)
+    except Exception as error:  # noqa: BLE001 - any reader failure is a bad file
+        raise ValueError(f"cannot read mask {path}: {unreadable_reason(path, error)}"
+                         ) from error
+    if image.ndim == 3:
+        colour = {2: 1, 4: 3}.get(image.shape[2], image.shape[2])  # alpha left out
+        mask = (image[:, :, :colour] != 0).any(axis=2)
+    elif image.ndim == 2:
+        mask = image != 0
+    else:
+        raise ValueError(f"mask {path} is not a 2-D picture (shape {image.shape})")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask {path} is {mask.shape[0]}x{mask.shape[1]} (H x W), the image "
+                         f"{shape[0]}x{shape[1]}")
+    return mask
+
+
 def unreadable_reason(path: Path, error: Exception) -> str:
     """Why an image file did not read, in terms of the file.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
@@ -28,24 +29,50 @@ import caffe
 import numpy as np
 
 from ssn import device, tiling
-from ssn.color import rgb_to_lab
+from ssn.channels import (
+    ChannelScale,
+    channel_planes,
+    channel_scales,
+    check_deep_input,
+    lab_scales,
+    position_and_values,
+    uses_lab,
+)
+from ssn.color import rgb_to_lab, rgb_to_lab_planes
 
 # Aliased: superpixels() takes scikit-image's keyword enforce_connectivity.
 from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
+from ssn.device import current_device, gpu_argument, on_device
 from ssn.grid import grid_request, grid_shape, init_cells
 from ssn.images import as_rgb
+from ssn.masks import (
+    INSIDE_VALUE,
+    Box,
+    bounding_box,
+    connect_inside,
+    consecutive_inside,
+    mask_argument,
+    masked_grid_request,
+)
 from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import (
+    CENTRES,
     DEEP_FEATURE_DIM,
     FEATURES,
+    INIT_IGNORE_INDEX,
+    MASKED_ASSIGN,
+    MASKED_PREPARE_END,
+    MASKED_STEP,
+    PIXEL_MASK,
     SSNConfig,
     deploy_net,
     feature_net,
+    features_slic_net,
+    masked_slic_net,
     position_scale,
-    slic_net,
 )
 from ssn.tiling import TILE_PIXELS, pixel_feature_array, tiled_features
 
@@ -93,11 +120,13 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 @memory_bounded_cache(NET_CACHE_BYTES)
 def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
-                   fused: bool = True, position_weight: float = 1.0) -> CheckedNet:
+                   fused: bool = True, position_weight: float = 1.0,
+                   device: int = -1) -> CheckedNet:
     """The deploy net for one image geometry and grid request, built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
-    weights file rewritten in place is read again.
+    weights file rewritten in place is read again; ``device``
+    (:func:`ssn.device.current_device`) too, so that each device has its nets.
     """
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
@@ -113,11 +142,21 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
 # One only: at 24 MP it holds about 2.2 GB.
 @lru_cache(maxsize=1)
 def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
-              fused: bool = True) -> CheckedNet:
-    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
-                       feature_dim=feature_dim, fused=fused)
+              fused: bool = True, device: int = -1) -> CheckedNet:
+    """SLIC on given features of ``feature_dim`` channels (any >= 1), on ``device``."""
+    grid_h, grid_w = grid_shape(n_spixels, height, width)
     log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
-    return CheckedNet(slic_net(config), caffe.TEST)
+    return CheckedNet(features_slic_net(height, width, grid_h, grid_w, feature_dim, num_steps,
+                                        fused), caffe.TEST)
+
+
+# One only: a mask's bounding box changes from image to image.
+@lru_cache(maxsize=1)
+def _masked_slic_net(height: int, width: int, grid_h: int, grid_w: int, feature_dim: int,
+                     device: int = -1) -> CheckedNet:
+    log.debug("building a masked SLIC net for %dx%d, a %dx%d grid", height, width, grid_h,
+              grid_w)
+    return CheckedNet(masked_slic_net(height, width, grid_h, grid_w, feature_dim), caffe.TEST)
 
 
 # Two only: at 24 MP each holds 96 MB.
@@ -147,7 +186,8 @@ def _after_fork_in_child() -> None:
     if device.gpu_used():
         _fork["refuse"] = "its parent ran Caffe on a GPU, and CUDA does not survive a fork"
         return
-    for cache in (deploy_net_for, _slic_net, cell_input, tiling._feature_net):
+    for cache in (deploy_net_for, _slic_net, _masked_slic_net, cell_input,
+                  tiling._feature_net):
         cache.cache_clear()
     try:
         from threadpoolctl import threadpool_limits
@@ -290,10 +330,12 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                 weights: Optional[Union[str, Path]] = None, *,
                 enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
-                start_label: int = 0, channel_axis: Optional[int] = -1,
+                start_label: Optional[int] = None, channel_axis: Optional[int] = -1,
                 grid: str = "calibrated", n_spixels: Optional[int] = None,
                 connectivity: Optional[bool] = None, fused: bool = True,
-                position_weight: float = 1.0) -> np.ndarray:
+                position_weight: float = 1.0, mask: Optional[np.ndarray] = None,
+                convert2lab: Optional[bool] = None, channel_scale: ChannelScale = None,
+                gpu: Optional[int] = None) -> np.ndarray:
     """Segment an image into SSN superpixels.
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
@@ -302,8 +344,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
 
     Parameters
     ----------
-    image : ndarray, H x W x C (C = 1, 3 or 4) or H x W
-        RGB, RGBA or grayscale; uint8, uint16, or float in [0, 1].
+    image : ndarray, H x W x C or H x W
+        RGB, RGBA or grayscale (C = 1, 3 or 4; uint8, uint16, or float in [0, 1]),
+        converted to Lab. In pixel mode also any other channel count (C >= 1,
+        any numbers), used as given (see ``convert2lab`` and ``channel_scale``).
     n_segments : int, default 100
         Requested number of superpixels (the initial grid has K_h x K_w <=
         n_segments cells). Alias: ``n_spixels``.
@@ -322,8 +366,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     min_size_factor, max_size_factor : float
         Connectivity thresholds, as fractions of the mean superpixel area:
         finite, 0 <= min_size_factor <= max_size_factor.
-    start_label : {0, 1}
-        The first label.
+    start_label : {0, 1}, optional
+        The first label; default 0, or 1 with a ``mask`` (scikit-image's default),
+        so that 0 marks the pixels outside it. Pixels outside a mask get
+        ``start_label - 1``, as in scikit-image.
     channel_axis : int or None, default -1
         The image's colour axis; None for a 2-D grayscale image.
     grid : {'calibrated', 'original'}
@@ -344,19 +390,44 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         more closely; the role of SLIC's ``compactness``. A deep model sees the
         positions through its CNN too, so values far from 1 leave the
         conditions it was trained in.
+    mask : ndarray, H x W, bool, optional
+        Superpixels only where it is true (scikit-image's ``slic(mask=...)``); a
+        numeric array of 0 and 1 is taken too. ``n_segments`` counts superpixels
+        over the mask's area. The grid is laid over the mask's bounding box at
+        that density; pixels outside the mask neither start nor move a
+        superpixel centre, and connectivity keeps to the mask. A mask needs the
+        decomposed SLIC layers (``fused`` has no effect) and costs about as much
+        as the image of its bounding box. An all-true mask gives the labels of
+        no mask (from ``start_label``).
+    convert2lab : bool, optional
+        Whether the image goes through Lab; default: when it has 1, 3 or 4
+        channels (grayscale, RGB, RGBA: the alpha channel is dropped). False
+        uses the channels as given (pixel mode only), so a 4-channel image that
+        is RGB plus depth keeps its depth.
+    channel_scale : float or sequence of C floats, optional
+        Pixel mode: each channel's weight against the positions (finite, >= 0).
+        Default: 0.26 for Lab (the trained colour scale); for channels used as
+        given, 26 / (the channel's max - min over the image, or the mask), so
+        that every channel spans what Lab's L (0..100) spans, and a constant
+        channel counts for nothing. Deep mode refuses it.
+    gpu : int, optional
+        Run on this CUDA device (an id >= 0), then go back to the device before;
+        None runs where Caffe runs now (the CPU unless
+        :func:`ssn.device.use_device` chose a GPU). Nets are kept per device.
 
     Returns
     -------
     ndarray, H x W, int32
-        Consecutive labels from ``start_label``.
+        Consecutive labels from ``start_label``; ``start_label - 1`` outside a mask.
 
     Raises
     ------
     TypeError
         A count that is not a number, or an argument given under both names.
     ValueError
-        An image, count, mode or geometry the network cannot take; the message
-        names the argument.
+        An image, count, mode or geometry the network cannot take, a mask of the
+        wrong shape or with no pixel inside, channels the deep model cannot take,
+        or a GPU this Caffe or machine lacks; the message names the argument.
     FileNotFoundError
         ``weights`` does not exist.
     NetTooLargeError
@@ -385,27 +456,42 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     num_steps = count_argument("num_steps", num_steps)
     enforce = bool(resolve_alias("enforce_connectivity", enforce_connectivity, "connectivity",
                                  connectivity, True))
-    if start_label not in (0, 1):
-        raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
+    start_label = start_label_argument(start_label, mask is not None)
     position_weight = position_weight_argument(position_weight)
     if enforce:
         min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
-    rgb = as_rgb(channels_last(image, channel_axis), keep_uint8=True)
-    height, width = rgb.shape[:2]
+    gpu = gpu_argument(gpu)
+    image = channels_last(image, channel_axis)
     mode, weights_path = resolve_features(features, weights)
+    lab = uses_lab(image, convert2lab)
+    if mode == "deep":
+        check_deep_input(image, lab, channel_scale)
+    mask = mask_argument(mask, image.shape[:2])
+    if mask is not None and mask.all():
+        mask = None  # the whole image: no mask
+    if mask is not None or not lab or channel_scale is not None:
+        request = SlicRequest(mode, weights_path, n_segments, num_steps, grid, position_weight,
+                              (min_size_factor, max_size_factor) if enforce else None, fused)
+        with on_device(gpu):
+            return start_label + superpixels_of_values(image, request, mask, lab,
+                                                       channel_scale)
+    rgb = as_rgb(image, keep_uint8=True)
+    height, width = rgb.shape[:2]
     grid_count = grid_request(n_segments, height, width, mode, grid)
     grid_h, grid_w = check_geometry(height, width, grid_count)
     in_tiles = tiled(height, width, mode)
     _check_fork()
-    with net_lock():  # the cached nets are one set of blobs each: one thread at a time
+    # the cached nets are one set of blobs each: one thread at a time
+    with net_lock(), on_device(gpu) as device_id:
         _prepare_for_fork()
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
                 net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM,
-                                bool(fused))
+                                bool(fused), device_id)
             else:
                 net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
-                                     file_identity(weights_path), bool(fused), position_weight)
+                                     file_identity(weights_path), bool(fused), position_weight,
+                                     device_id)
             cells = cell_input(height, width, grid_h, grid_w)
             lab = rgb_to_lab(rgb).transpose(2, 0, 1)
             del rgb
@@ -455,3 +541,184 @@ def channels_last(image, channel_axis: Optional[int]) -> np.ndarray:
         raise ValueError(f"channel_axis={channel_axis} is out of range for an image of shape "
                          f"{image.shape}")
     return np.moveaxis(image, channel_axis, -1)
+
+
+def start_label_argument(start_label, masked: bool) -> int:
+    """``start_label`` checked (0 or 1); None gives 0, or 1 with a mask."""
+    if start_label is None:
+        return 1 if masked else 0
+    if start_label not in (0, 1) or isinstance(start_label, (bool, np.bool_)):
+        raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
+    return int(start_label)
+
+
+# --------------------------------------------------------------------------------------------
+# Superpixels of pixel features made in NumPy: a mask, or channels not through the trained
+# colour scale. The nets take the features as an input (no PixelFeature layer).
+
+
+@dataclass(frozen=True)
+class SlicRequest:
+    """What :func:`superpixels` was asked for, checked: the feature mode and weights, the
+    counts, the grid rule, the position weight, the connectivity factors (min, max)
+    or None for no connectivity, and the fused SLIC layer's switch."""
+
+    mode: str
+    weights: Optional[str]
+    n_segments: int
+    num_steps: int
+    grid: str
+    position_weight: float
+    size_factors: Optional[tuple[float, float]]
+    fused: bool
+
+
+def superpixels_of_values(image: np.ndarray, request: SlicRequest,
+                          mask: Optional[np.ndarray], lab: bool,
+                          channel_scale: ChannelScale) -> np.ndarray:
+    """:func:`superpixels`' labels from 0, -1 outside the mask, for an image inside a mask
+    or whose channels are scaled otherwise than the trained colour scale.
+
+    Parameters
+    ----------
+    image : ndarray, H x W or H x W x C
+        Channels last, as :func:`superpixels` was given it.
+    request : SlicRequest
+    mask : ndarray, H x W bool, or None
+        With at least one pixel inside (None: all).
+    lab : bool
+        Whether the image goes through Lab (:func:`ssn.channels.uses_lab`).
+    channel_scale : float, sequence, or None
+        As :func:`superpixels` takes it.
+
+    Returns
+    -------
+    ndarray, H x W, int32
+    """
+    height, width = image.shape[:2]
+    if mask is None:
+        box = Box(0, 0, height, width)
+        grid_count = grid_request(request.n_segments, height, width, request.mode,
+                                  request.grid)
+    else:
+        box = bounding_box(mask)
+        grid_count = masked_grid_request(request.n_segments, mask[box.slices],
+                                         request.mode, request.grid)
+    grid_h, grid_w = check_geometry(box.height, box.width, grid_count)
+    pos_scale = request.position_weight * position_scale(grid_count, box.height, box.width)
+    box_mask = None if mask is None else mask[box.slices]
+    _check_fork()
+    with net_lock():  # the cached nets are one set of blobs each: one thread at a time
+        _prepare_for_fork()
+        try:
+            feats = box_features(image, box, box_mask, lab, channel_scale, request, pos_scale)
+            cells = cell_input(box.height, box.width, grid_h, grid_w)
+            if box_mask is None:
+                raw = _slic_labels(feats, cells, grid_count, request)
+            else:
+                raw = _masked_slic_labels(feats, cells, box_mask, (grid_h, grid_w),
+                                          request.num_steps)
+        except NetTooLargeError as error:
+            raise NetTooLargeError(f"a {box.height}x{box.width} image is too large for the "
+                                   f"SSN net: {error}") from error
+    labels = np.full((height, width), -1, np.int32)
+    labels[box.slices] = _connected(raw, box_mask, box, grid_count, request.size_factors)
+    return labels
+
+
+def box_features(image: np.ndarray, box: Box, box_mask: Optional[np.ndarray], lab: bool,
+                 channel_scale: ChannelScale, request: SlicRequest,
+                 pos_scale: float) -> np.ndarray:
+    """The pixel features SLIC sees in the box, D x h x w float32: positions (from the
+    image's corner) and scaled Lab or channels, the CNN's learned ones in deep mode,
+    and with a mask one more channel, :data:`ssn.masks.INSIDE_VALUE` inside and 0
+    outside."""
+    origin = (box.top, box.left)
+    if request.mode == "deep":
+        feats = deep_box_features(image, box, request.weights, pos_scale)
+    elif lab:
+        planes = rgb_to_lab_planes(as_rgb(image[box.slices], keep_uint8=True))
+        feats = position_and_values(planes, pos_scale, lab_scales(channel_scale), origin)
+    else:
+        planes = channel_planes(image[box.slices], box_mask)
+        feats = position_and_values(planes, pos_scale,
+                                    channel_scales(planes, channel_scale, box_mask), origin)
+    if box_mask is None:
+        return feats
+    inside = np.where(box_mask, np.float32(INSIDE_VALUE), np.float32(0))
+    return np.concatenate([feats, inside[None]])
+
+
+def deep_box_features(image: np.ndarray, box: Box, weights: str,
+                      pos_scale: float) -> np.ndarray:
+    """The deep features of the pixels of ``box``, equal to those of the whole image
+    (to float rounding), DEEP_FEATURE_DIM x h x w float32.
+
+    The CNN runs, in tiles (:func:`ssn.tiling.tiled_features`), on the box widened by
+    its receptive margin and started on a multiple of its pooling stride, with the
+    whole image's positions: each pixel of the box sees what it sees in the whole.
+    """
+    height, width = image.shape[:2]
+    margin, stride = tiling.feature_margin(DEEP_FEATURE_DIM)
+    top = max(0, box.top - margin) // stride * stride
+    left = max(0, box.left - margin) // stride * stride
+    bottom, right = min(height, box.bottom + margin), min(width, box.right + margin)
+    planes = rgb_to_lab_planes(as_rgb(image[top:bottom, left:right], keep_uint8=True))
+    pixel_feats = position_and_values(planes, pos_scale, lab_scales(None), (top, left))
+    del planes
+    feats = tiled_features(pixel_feats, weights, DEEP_FEATURE_DIM,
+                           weights_identity=file_identity(weights))
+    if not np.isfinite(feats).all():
+        raise ValueError(f"the weights {weights} give NaN or infinite features for this "
+                         "image: the model diverged or its weights are damaged, so its "
+                         "superpixels would be meaningless")
+    return np.ascontiguousarray(feats[:, box.top - top:box.bottom - top,
+                                      box.left - left:box.right - left])
+
+
+def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid_count: int,
+                 request: SlicRequest) -> np.ndarray:
+    """Raw superpixel ids (h x w int32) of SLIC on ``feats`` (D x h x w) from ``cells``."""
+    channels, height, width = feats.shape
+    net = _slic_net(height, width, grid_count, request.num_steps, channels,
+                    bool(request.fused), current_device())
+    net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells,
+                **{FEATURES: feats[None]})
+    return net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
+
+
+def _masked_slic_labels(feats: np.ndarray, cells: np.ndarray, mask: np.ndarray,
+                        grid: tuple[int, int], num_steps: int) -> np.ndarray:
+    """Raw superpixel ids (h x w int32) of SLIC that only the pixels of ``mask`` steer
+    (:func:`ssn.nets.generators.masked_slic_net`): the initial centres, then each step's
+    centres copied back as the next step's start, then the assignment."""
+    channels, height, width = feats.shape
+    net = _masked_slic_net(height, width, *grid, channels, current_device())
+    net.set_inputs({FEATURES: feats[None], "spixel_init": cells,
+                    "feat_spixel_init": np.where(mask, cells, np.float32(INIT_IGNORE_INDEX)),
+                    PIXEL_MASK: mask[None, None]})
+    caffe_net, names = net.net, list(net.net._layer_names)
+    caffe_net._forward(0, names.index(MASKED_PREPARE_END))
+    # .data each time: it moves the blob's head to the CPU, so a GPU run sees the copy
+    caffe_net.blobs[CENTRES].data[...] = caffe_net.blobs["init_spixel_feat"].data
+    first, last = (names.index(name) for name in MASKED_STEP)
+    for _ in range(num_steps - 1):
+        caffe_net._forward(first, last)
+        caffe_net.blobs[CENTRES].data[...] = caffe_net.blobs[MASKED_STEP[1]].data
+    assign = names.index(MASKED_ASSIGN)
+    caffe_net._forward(assign, assign)
+    return caffe_net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
+
+
+def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid_count: int,
+               factors: Optional[tuple[float, float]]) -> np.ndarray:
+    """Labels consecutive from 0 (h x w int32; -1 outside the mask) from raw ids, made
+    connected when ``factors`` (min, max size factors) are given."""
+    if factors is None:
+        if mask is None:
+            return np.unique(raw, return_inverse=True)[1].reshape(raw.shape).astype(np.int32)
+        return consecutive_inside(raw, mask)
+    min_size, max_size = connectivity_sizes(box.height, box.width, grid_count, *factors)
+    if mask is None:
+        return connect_segments(raw, min_size, max_size).astype(np.int32, copy=False)
+    return connect_inside(raw, mask, min_size, max_size)

@@ -20,6 +20,7 @@ import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
 
+from ssn.device import current_device
 from ssn.nets.cache import net_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import COLOR_SCALE, FEATURES, PIXEL_FEATURES, feature_net
@@ -160,9 +161,10 @@ def pixel_feature_array(lab: np.ndarray, pos_scale: float,
 # One only: it holds about 1.5 GB once used.
 @lru_cache(maxsize=1)
 def _feature_net(height: int, width: int, feature_dim: int, weights: str,
-                 weights_identity: Optional[tuple] = None) -> CheckedNet:
+                 weights_identity: Optional[tuple] = None, device: int = -1) -> CheckedNet:
     """The feature CNN for tiles of up to ``height`` x ``width``; it reshapes to each
-    tile (Caffe keeps the largest blobs). Keyed on the weights file's identity."""
+    tile (Caffe keeps the largest blobs). Keyed on the weights file's identity and the
+    device it runs on (:func:`ssn.device.current_device`)."""
     return CheckedNet(feature_net(height, width, feature_dim), caffe.TEST, weights=weights,
                       fold_batch_norm=True, fold_relu=True)
 
@@ -225,7 +227,7 @@ def tiled_features(pixel_feats: np.ndarray, weights: str, feature_dim: int,
                          f"{(feature_dim, height, width)}")
     with net_lock():  # the cached net is one set of blobs: one thread at a time
         net = _feature_net(min(height, largest[0]), min(width, largest[1]), feature_dim,
-                           str(weights), weights_identity)
+                           str(weights), weights_identity, current_device())
         for top, bottom, in_top, in_bottom in spans(height, core_h, margin):
             for left, right, in_left, in_right in spans(width, core_w, margin):
                 piece = pixel_feats[None, :, in_top:in_bottom, in_left:in_right]

@@ -53,7 +53,7 @@ def test_image_kinds_are_converted(convert):
 @pytest.mark.parametrize("image, kwargs, message", [
     (np.zeros((4, 5, 3), np.uint8), dict(n_spixels=100), "too small"),
     (np.zeros((40, 50, 3)) + 2.0, dict(), r"must lie in \[0, 1\]"),
-    (np.zeros((40, 50, 2)), dict(), "expected an H x W"),
+    (np.zeros((40, 50, 3, 2)), dict(), "expected an H x W"),  # (2 channels: test_masks_channels)
     (np.zeros((40, 50, 3), np.uint8), dict(n_spixels=0), "n_segments must be >= 1"),
     (np.zeros((40, 50, 3), np.uint8), dict(num_steps=0), "num_steps must be >= 1"),
     (np.zeros((40, 50, 3), np.uint8), dict(features="other"), "features must be one of"),

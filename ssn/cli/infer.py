@@ -4,7 +4,8 @@ Inputs are image files, directories, glob patterns or list files (.txt, one
 path per line). For each image it writes, in --out: <name>.npy (int32 H x W
 labels 0..K-1), <name>_labels.png (16-bit labels), <name>_overlay.png
 (boundaries on the image) and, last, <name>.ssn.json (the settings that made
-them, the image's size and time, each file's hash); per run summary.csv /
+them, the image's size and time, each file's hash); with --mask-dir, labels are
+0 outside the image's mask and 1..K inside; per run summary.csv /
 summary.json (rebuilt from the records on disk) and config.json. <name> is the
 image's stem, or where inputs share a stem their path below the folder they
 share (a/img, b/img).
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                "--out out/p400\n"
                "  python tools/infer.py list.txt --weights model.caffemodel --gpu 0 "
                "--out out/x\n"
+               "  python tools/infer.py photos/ --mask-dir masks/ --features pixel "
+               "--out out/masked\n"
                "  python tools/infer.py frames/ --workers 8 --out out/frames   "
                "# 8 processes\n"
                "  python tools/infer.py frames/ --dask --workers 4 --out out/frames\n"
@@ -56,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="deep: learned features (needs weights); pixel: SSN_pix, "
                              "position and Lab only (default: deep if weights exist)")
     options.add_gpu(parser)
+    parser.add_argument("--mask-dir", type=Path, metavar="DIR",
+                        help="superpixels only inside each image's mask, DIR/<name>.png (or "
+                             "another image format; <name> as the outputs'): nonzero pixels "
+                             "are inside; labels are then 0 outside, 1..K inside, and "
+                             "--n-segments counts over the mask. An image without a mask, or "
+                             "with one of another size, fails alone (default: no masks)")
     parser.add_argument("--connectivity", action=argparse.BooleanOptionalAction, default=True,
                         help="enforce connected superpixels (default: on)")
     parser.add_argument("--min-size-factor", type=float, default=0.06,

@@ -654,15 +654,88 @@ def slic_net(config: SSNConfig) -> caffe_pb2.NetParameter:
 
     Fused or decomposed SLIC as in :func:`deploy_net`.
     """
-    grid_h, grid_w = config.grid
+    return features_slic_net(config.height, config.width, *config.grid, config.feature_dim,
+                             config.num_steps, config.fused)
+
+
+def features_slic_net(height: int, width: int, grid_h: int, grid_w: int, feature_dim: int,
+                      num_steps: int, fused: bool = True) -> caffe_pb2.NetParameter:
+    """:func:`slic_net` for features of any number of channels (>= 1): Input
+    ``trans_features`` (1 x feature_dim x H x W), ``spixel_init``, ``feat_spixel_init``
+    (1 x 1 x H x W) -> ``new_spix_indices`` on a ``grid_h`` x ``grid_w`` grid.
+
+    Pixel features made outside Caffe (positions and any image channels,
+    :mod:`ssn.channels`) run through it.
+    """
+    if feature_dim < 1:
+        raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
     net = caffe.NetSpec()
-    net[FEATURES] = L.Input(shape=dict(dim=[1, config.feature_dim, config.height,
-                                            config.width]))
-    net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
-    net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
-    iterations = fused_slic_iterations if config.fused else slic_iterations
+    net[FEATURES] = L.Input(shape=dict(dim=[1, feature_dim, height, width]))
+    net.spixel_init = L.Input(shape=dict(dim=[1, 1, height, width]))
+    net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, height, width]))
+    iterations = fused_slic_iterations if fused else slic_iterations
     out = iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init, grid_h,
-                     grid_w, config.num_steps)
-    if not config.fused:
+                     grid_w, num_steps)
+    if not fused:
         hard_assignment(net, out, net.spixel_init, grid_h, grid_w)
     return net.to_proto()
+
+
+# Blobs and layers of masked_slic_net, which superpixels() runs a range at a time.
+PIXEL_MASK = "pixel_mask"
+CENTRES = "spixel_centres"
+MASKED_PREPARE_END = "mask_assoc"  # the initial centres and the 9-channel mask
+MASKED_STEP = ("step_assoc", "step_centres")  # the first and last layer of one step
+MASKED_ASSIGN = "assignment"
+
+
+def masked_slic_net(height: int, width: int, grid_h: int, grid_w: int,
+                    feature_dim: int) -> caffe_pb2.NetParameter:
+    """SLIC that only the pixels of a mask steer, one step per forward of a layer range.
+
+    Inputs: ``trans_features`` F (1 x feature_dim x H x W), ``spixel_init`` and
+    ``feat_spixel_init`` (1 x 1 x H x W; the latter :data:`INIT_IGNORE_INDEX` outside
+    the mask), ``pixel_mask`` (1 x 1 x H x W, 1 inside, 0 outside) and
+    ``spixel_centres`` S (1 x feature_dim x 1 x K), the centres a step starts from.
+
+    Layers, run in three ranges (the caller copies centres between them):
+
+    * up to :data:`MASKED_PREPARE_END`: ``init_spixel_feat``, the mean of each
+      initial cell over its pixels inside the mask (SpixelFeature skips the
+      ignored ones), and ``mask_assoc``, the mask tiled to 9 channels;
+    * :data:`MASKED_STEP`: Passoc(F, S) -> Softmax -> times ``mask_assoc`` (all in
+      place, so one step holds one 9 x H x W blob) -> SpixelFeature2 ->
+      ``step_centres``: the centres moved by the pixels inside the mask only;
+    * :data:`MASKED_ASSIGN`: the hard labels from S (SlicIterations, one step),
+      ``new_spix_indices``.
+
+    A superpixel no pixel of the mask pulls comes out of SpixelFeature2 as all
+    zeros (dead); the caller's features carry a constant channel inside the mask
+    that keeps such centres far from every pixel.
+    """
+    shape = dict(dim=[1, 1, height, width])
+    net = caffe.NetSpec()
+    net[FEATURES] = L.Input(shape=dict(dim=[1, feature_dim, height, width]))
+    net.spixel_init = L.Input(shape=shape)
+    net.feat_spixel_init = L.Input(shape=shape)
+    net[PIXEL_MASK] = L.Input(shape=shape)
+    net[CENTRES] = L.Input(shape=dict(dim=[1, feature_dim, 1, grid_h * grid_w]))
+    initial_spixel_features(net, net[FEATURES], net.feat_spixel_init, grid_h * grid_w)
+    net[MASKED_PREPARE_END] = L.Tile(net[PIXEL_MASK], tile_param=dict(axis=1, tiles=9))
+    grid = _slic_grid(grid_h, grid_w)
+    first, last = MASKED_STEP
+    net[first] = L.Passoc(net[FEATURES], net[CENTRES], net.spixel_init,
+                          spixel_feature2_param=grid, propagate_down=[False] * 3)
+    net.step_softmax = L.Softmax(net[first], in_place=True)
+    net.step_masked = L.Eltwise(net[first], net[MASKED_PREPARE_END], in_place=True,
+                                eltwise_param=dict(operation=P.Eltwise.PROD))
+    net[last] = L.SpixelFeature2(net[FEATURES], net[first], net.spixel_init,
+                                 spixel_feature2_param=grid, propagate_down=[False] * 3)
+    net.new_spix_indices = L.SlicIterations(
+        net[FEATURES], net[CENTRES], net.spixel_init, name=MASKED_ASSIGN,
+        spixel_feature2_param=grid, slic_iterations_param=dict(num_steps=1),
+        propagate_down=[False] * 3)
+    net_param = net.to_proto()
+    masked = next(layer for layer in net_param.layer if layer.name == "step_masked")
+    del masked.top[1:]  # NetSpec's in_place names every bottom a top; the mask is only read
+    return net_param
