@@ -188,6 +188,7 @@ SHAPE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SHAPE_CASES))
 def test_checked_net_catches(case):
     code, expected = SHAPE_CASES[case]
@@ -273,6 +274,7 @@ SIZE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SIZE_CASES))
 def test_blob_size_checks(case):
     code, expected = SIZE_CASES[case]
@@ -323,6 +325,7 @@ WEIGHT_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", sorted(WEIGHT_CASES))
 def test_bad_weights_file(tmp_path, how):
     model = conv_model(tmp_path / "good.caffemodel")
@@ -429,6 +432,7 @@ def reference_run(tmp_path_factory):
     return folder, losses(folder / "snap" / "ssn_loss.csv"), result.stderr
 
 
+@pytest.mark.slow
 def test_final_snapshot_is_written(reference_run):
     folder, _, stderr = reference_run
     assert snapshot_names(folder / "snap") == [
@@ -444,6 +448,7 @@ def test_snapshots_name_their_model_relative_to_themselves(reference_run):
     assert (state.iter, state.learned_net) == (6, "ssn_iter_6.caffemodel")
 
 
+@pytest.mark.slow
 def test_resume_continues_the_data_sequence(tmp_path, reference_run):
     _, expected, _ = reference_run
     solver = training_files(tmp_path)
@@ -457,6 +462,7 @@ def test_resume_continues_the_data_sequence(tmp_path, reference_run):
     np.testing.assert_allclose([got[i] for i in got], [expected[i] for i in got], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_moved_run_folder_resumes(tmp_path, reference_run):
     folder, expected, _ = reference_run
     moved = tmp_path / "elsewhere"
@@ -542,6 +548,7 @@ STATE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", sorted(STATE_CASES))
 def test_bad_snapshot_is_a_clear_error(tmp_path, reference_run, how):
     folder, _, _ = reference_run
@@ -553,6 +560,7 @@ def test_bad_snapshot_is_a_clear_error(tmp_path, reference_run, how):
     assert re.fullmatch(r"ssn.cli.train: " + STATE_CASES[how], message), message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["NaN", "other net"])
 def test_bad_initial_weights_are_a_clear_error(tmp_path, reference_run, how):
     folder, _, _ = reference_run
@@ -583,6 +591,7 @@ SOLVER_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SOLVER_CASES))
 def test_bad_solver_or_snapshot_folder(tmp_path, case):
     solver = training_files(tmp_path)
@@ -627,6 +636,7 @@ class FaultLayer(caffe.Layer):
 '''
 
 
+@pytest.mark.slow
 def test_an_error_mid_training_writes_the_last_completed_iteration(tmp_path):
     (tmp_path / "fault_layer.py").write_text(FAULT_LAYER.format(fail=5))
     layer = ('layer { name: "fault" type: "Python" bottom: "img" top: "fault" '
@@ -651,6 +661,7 @@ def corrupt_copy(folder: Path, broken: dict[str, bytes]) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_unreadable_training_images_are_reported_and_skipped(tmp_path, reference_run):
     jpg = (SAMPLE / "images" / "train" / "9010.jpg").read_bytes()
     root = corrupt_copy(tmp_path, {"images/train/9010.jpg": jpg[:len(jpg) // 2],
@@ -669,6 +680,7 @@ def test_unreadable_training_images_are_reported_and_skipped(tmp_path, reference
         losses(tmp_path / "snap" / "ssn_loss.csv")
 
 
+@pytest.mark.slow
 def test_too_few_readable_images_stop_with_a_snapshot(tmp_path):
     root = corrupt_copy(tmp_path, {f"images/train/{i}.jpg": b"" for i in (9000, 9010, 9020)})
     result = train_tool("--solver", training_files(tmp_path, data_root=root))
@@ -729,6 +741,7 @@ def resume_latest(folder: Path, solver: Path) -> subprocess.CompletedProcess:
                       folder / "snap" / f"ssn_iter_{latest}.solverstate")
 
 
+@pytest.mark.slow
 def test_kill_inside_a_snapshot_keeps_the_previous_one(tmp_path, reference_run):
     _, expected, _ = reference_run
     solver = training_files(tmp_path)
@@ -745,6 +758,7 @@ def test_kill_inside_a_snapshot_keeps_the_previous_one(tmp_path, reference_run):
     np.testing.assert_allclose(list(got.values()), [expected[i] for i in got], rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12])
 def test_sigkill_at_a_random_point_then_resume_gives_the_same_losses(tmp_path, seed,
                                                                     reference_run):
@@ -813,6 +827,7 @@ LABEL_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(LABEL_CASES))
 def test_bad_label_file_is_reported_and_the_rest_scored(eval_folders, case):
     content, expected = LABEL_CASES[case]
@@ -844,6 +859,7 @@ GT_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(GT_CASES))
 def test_bad_ground_truth_is_reported_and_the_rest_scored(eval_folders, case):
     content, expected = GT_CASES[case]
@@ -860,6 +876,7 @@ def test_bad_ground_truth_is_reported_and_the_rest_scored(eval_folders, case):
     assert re.fullmatch(expected, skipped["reason"]), skipped["reason"]
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_reported_and_the_rest_scored(eval_folders):
     (eval_folders / "images" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     assert run_eval(eval_folders) == 1
@@ -868,6 +885,7 @@ def test_corrupt_image_is_reported_and_the_rest_scored(eval_folders):
     assert len(read_rows(eval_folders / "out" / "rows.csv")) == 2
 
 
+@pytest.mark.slow
 def test_image_without_ground_truth_is_reported(eval_folders, caplog):
     (eval_folders / "gt" / "b.npy").unlink()
     assert run_eval(eval_folders) == 0
@@ -877,6 +895,7 @@ def test_image_without_ground_truth_is_reported(eval_folders, caplog):
     assert read_rows(eval_folders / "out" / "skipped.csv") == []
 
 
+@pytest.mark.slow
 def test_bsds_image_without_ground_truth_is_reported(tmp_path, caplog):
     from ssn.cli.eval import main
     root = corrupt_copy(tmp_path, {})

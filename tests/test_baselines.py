@@ -54,6 +54,7 @@ def test_a_missing_optional_package_says_how_to_install_it(monkeypatch):
         baselines.baseline("fast-slic")
 
 
+@pytest.mark.slow
 def test_eval_skips_a_missing_baseline_with_a_message(tmp_path, val_images, monkeypatch,
                                                      caplog):
     from ssn.cli.eval import main as eval_main
@@ -71,6 +72,7 @@ def test_eval_skips_a_missing_baseline_with_a_message(tmp_path, val_images, monk
     assert (out / "matched.csv").exists() and "| actual count |" in (out / "matched.md").read_text()
 
 
+@pytest.mark.slow
 def test_compactness_flags_name_the_method(tmp_path, val_images):
     from ssn.cli.eval import main as eval_main
     out = tmp_path / "eval"

@@ -257,6 +257,7 @@ def test_the_summary_is_rebuilt_from_the_records_on_disk(tmp_path, images):
     assert (out / "summary.csv").read_text().count("\n") == 1 + len(images)
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_out_both_finish_correctly(tmp_path, val_images, repo_root):
     """Two processes at once on overlapping images: both finish, every file verifies,
     and the summary lists every image once."""
@@ -486,6 +487,7 @@ def run_tool(pictures: Path, out: Path, kill_after: float = None) -> int:
         return -9
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_path):
     pictures = tmp_path / "pictures"
     kill_test_pictures(pictures)

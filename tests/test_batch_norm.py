@@ -264,6 +264,7 @@ def batch_norm_allocations(tmp_path, in_place: bool, global_stats: bool) -> dict
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_place, global_stats, forward_blobs", [
     (False, False, 1),  # top only: no cache of the normalised input
     (False, True, 1),   # top only
@@ -278,6 +279,7 @@ def test_batch_norm_caches_the_normalised_input_only_in_place(tmp_path, in_place
     assert grown["backward"] == pytest.approx(0 if in_place else 1, abs=0.25), grown
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 @PLACEMENTS
 @STATISTICS

@@ -146,6 +146,7 @@ def cached_tarball() -> Path:
     return make.default_cache() / "downloads" / CAFFE_SDIST
 
 
+@pytest.mark.slow
 @needs_patch
 @pytest.mark.skipif(not cached_tarball().exists(), reason="no Caffe sdist downloaded yet")
 def test_the_series_applies_to_the_pinned_caffe_and_the_built_tree_is_current():
@@ -254,6 +255,7 @@ def test_a_missing_native_library_says_how_to_build_it(monkeypatch, tmp_path):
         native.load_native.cache_clear()
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_package_its_model_and_no_build_tool(tmp_path, repo_root):
     """``pip install .`` (not only editable) must find the bundled model and every part."""
     import sys

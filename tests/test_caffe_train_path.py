@@ -52,6 +52,7 @@ def generated(tmp_path, sample_root):
     return maker, result.stdout
 
 
+@pytest.mark.slow
 def test_make_prototxt_makes_the_snapshot_folder_and_prints_the_commands(generated):
     maker, printed = generated
     solver = maker / "nets" / "ssn_solver.prototxt"
@@ -64,6 +65,7 @@ def test_make_prototxt_makes_the_snapshot_folder_and_prints_the_commands(generat
     assert "ssn-train --solver" in printed
 
 
+@pytest.mark.slow
 def test_caffe_train_from_scratch_with_weights_and_resumed(generated, tmp_path, sample_root):
     maker, _ = generated
     elsewhere = tmp_path / "elsewhere"  # Caffe runs from another working directory
@@ -100,6 +102,7 @@ def test_caffe_train_from_scratch_with_weights_and_resumed(generated, tmp_path, 
     assert Path(f"{prefix}_iter_6.caffemodel").exists()
 
 
+@pytest.mark.slow
 def test_caffe_time_runs_on_the_generated_train_net(generated, sample_root):
     maker, _ = generated
     result = run_tool([CAFFE, "time", f"--model={maker / 'nets' / 'ssn_train_val.prototxt'}",

@@ -330,6 +330,7 @@ BAD_NETS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_NETS))
 def test_bad_nets_never_abort_the_interpreter(case):
     """The same nets in a fresh interpreter: a NetCheckError, never Caffe's abort (134)."""

@@ -129,6 +129,7 @@ def test_shapes_flow_through_standard_layers():
         assert built.blobs[name].data.shape == shape
 
 
+@pytest.mark.slow
 def test_caffe_itself_would_abort_with_our_message(tmp_path):
     """Without the Python checks, the C++ CHECK fires (and kills the process)."""
     prototxt = tmp_path / "bad.prototxt"
@@ -231,6 +232,7 @@ def test_slic_iterations_refuses_any_gradient():
     net.net.backward()  # Caffe never asks the layer for a gradient
 
 
+@pytest.mark.slow
 def test_caffe_aborts_without_num_steps_with_our_message(tmp_path):
     """Without the Python checks, the layer's own CHECK fires."""
     prototxt = tmp_path / "bad.prototxt"

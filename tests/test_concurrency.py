@@ -76,6 +76,7 @@ def needs_weights():
         pytest.skip("needs the bundled model")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features,calls", [("pixel", 20), ("deep", 6)])
 def test_threads_get_their_own_labels(features, calls):
     """Two images of one size in two threads: every result is the serial one."""
@@ -89,6 +90,7 @@ def test_threads_get_their_own_labels(features, calls):
     assert found == dict(wrong=0, errors=[])
 
 
+@pytest.mark.slow
 def test_threads_above_the_tiling_limit():
     """Tiled deep features (the tiling's own cached net), two sizes over the limit."""
     needs_weights()
@@ -128,6 +130,7 @@ print(json.dumps(dict(same=[bool(np.array_equal(a, b)) for a, b in zip(forked, s
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", ["pixel", "deep"])
 def test_forked_workers_after_a_parent_call(features):
     """multiprocessing's 'fork' Pool after the parent called superpixels(): no hang, and
@@ -138,6 +141,7 @@ def test_forked_workers_after_a_parent_call(features):
     assert found == dict(same=[True, True, True])
 
 
+@pytest.mark.slow
 def test_fork_while_another_thread_is_in_the_nets():
     """A thread of the parent holds the nets' lock at the fork: the child still runs."""
     found = run_script(FORKED.format(features="pixel", before_fork=textwrap.dedent("""
@@ -156,6 +160,7 @@ def test_fork_while_another_thread_is_in_the_nets():
     assert found == dict(same=[True, True, True])
 
 
+@pytest.mark.slow
 def test_a_child_forked_from_a_gpu_process_refuses_clearly():
     """CUDA does not survive a fork: a RuntimeError naming 'spawn', not a crash or hang.
     (Simulated: the flag use_device sets for a GPU.)"""

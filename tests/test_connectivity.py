@@ -83,6 +83,7 @@ def test_compiled_equals_reference_grid_with_noise():
                                       enforce_connectivity_reference(labels, min_size, max_size))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_spixels, min_factor, max_factor", [
     (100, 0.06, 3.0), (1000, 0.06, 3.0), (400, 0.5, 0.8), (400, 0.3, 0.3)])
 def test_compiled_equals_reference_on_ssn_labels_at_full_size(n_spixels, min_factor, max_factor):

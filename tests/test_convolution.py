@@ -69,6 +69,7 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
 def test_winograd_and_the_forward_it_replaces_match_numpy(geometry, monkeypatch):
     n, channels, out_channels, h, w, pad = geometry
@@ -86,6 +87,7 @@ def test_winograd_and_the_forward_it_replaces_match_numpy(geometry, monkeypatch)
 
 
 # N, C, M, H, W (pad 1).
+@pytest.mark.slow
 @pytest.mark.parametrize("geometry, winograd", [
     ((1, 64, 64, 321, 481), True),    # Convolution2
     ((1, 197, 15, 321, 481), True),   # Convolution7
@@ -105,6 +107,7 @@ def test_layers_take_winograd_where_it_pays(geometry, winograd, monkeypatch):
     assert np.array_equal(outputs[None], outputs["1" if winograd else "0"])
 
 
+@pytest.mark.slow
 def test_deep_labels_agree_with_and_without_winograd(bsds_root, monkeypatch):
     """The labels of deep mode on BSDS val images, with the CNN's forward by Winograd
     and without: over 99.9% of the pixels agree (float ties: 2 of 2.3 million

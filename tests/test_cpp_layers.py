@@ -29,6 +29,7 @@ def gtest_cases() -> list[tuple[str, str]]:
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binary, name", gtest_cases(), ids=lambda value: str(value))
 def test_cpp(binary, name):
     executable = TEST_DIR / binary

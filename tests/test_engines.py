@@ -108,6 +108,7 @@ def assert_same_results(out: Path, reference: Path) -> None:
     assert rows[0] == rows[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", ["pixel", "deep"])
 def test_worker_processes_write_what_one_process_writes(tmp_path, pictures, references,
                                                         features):
@@ -117,6 +118,7 @@ def test_worker_processes_write_what_one_process_writes(tmp_path, pictures, refe
     assert_same_results(out, references[features])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", ["pixel", "deep"])
 def test_a_dask_cluster_writes_what_one_process_writes(tmp_path, pictures, references,
                                                        cluster, features):
@@ -126,6 +128,7 @@ def test_a_dask_cluster_writes_what_one_process_writes(tmp_path, pictures, refer
     assert_same_results(out, references[features])
 
 
+@pytest.mark.slow
 def test_dask_flag_runs_a_local_cluster(tmp_path, pictures, references):
     out = tmp_path / "out"
     assert run_infer([pictures, "--out", out, *settings("pixel"), "--dask", "--workers", "2",
@@ -162,6 +165,7 @@ def bigger_pictures(tmp_path_factory):
     return folder, reference
 
 
+@pytest.mark.slow
 def test_a_killed_worker_does_not_lose_images(tmp_path, bigger_pictures, cluster):
     folder, reference = bigger_pictures
     out = tmp_path / "out"
@@ -190,6 +194,7 @@ def test_a_killed_worker_does_not_lose_images(tmp_path, bigger_pictures, cluster
     assert_same_results(out, reference)
 
 
+@pytest.mark.slow
 def test_a_worker_process_that_cannot_run_stops_the_run(tmp_path, pictures):
     """The worker processes check the device themselves; their RunError ends the run."""
     from ssn import batch, engines
@@ -217,6 +222,7 @@ def test_a_dask_worker_without_the_device_stops_the_run(tmp_path, pictures, monk
     assert not list((tmp_path / "out").glob("*.npy"))
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_clear_error(tmp_path, pictures, caplog, monkeypatch):
     from ssn import engines
     monkeypatch.setattr(engines, "DASK_CONNECT_TIMEOUT_S", 2)

@@ -59,6 +59,7 @@ def infer(images, out, count, *extra):
 # Label folders: their records decide
 
 
+@pytest.mark.slow
 def test_a_fresh_folder_is_scored_at_its_recorded_count(tmp_path, dataset):
     labels = tmp_path / "labels"
     assert infer(dataset[0], labels, 12) == 0
@@ -131,6 +132,7 @@ def test_two_ground_truths_of_one_stem_are_refused(tmp_path, dataset, caplog):
     assert any("a.npy" in message and "a.png" in message for message in errors(caplog))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [0.5, np.nan], ids=["fraction", "NaN"])
 def test_a_non_integer_ground_truth_is_not_scored(tmp_path, dataset, bad):
     truth = np.load(dataset[1] / "a.npy").astype(np.float64)

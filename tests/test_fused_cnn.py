@@ -57,6 +57,7 @@ def interp_then_crop(x_shape, reference_shape, zoom):
     return CheckedNet(param)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num", [1, 3])
 @pytest.mark.parametrize("size, zoom, crop", [
     ((7, 9), 2, (13, 17)),      # odd input, the whole zoomed size
@@ -237,6 +238,7 @@ def train_solver(config, shapes, weights):
     return trainer
 
 
+@pytest.mark.slow
 def test_the_shipped_model_trains_alike_in_both_layouts(sample_root):
     """The first gradients, then the losses and weights of three Adam steps."""
     weights = str(bundled_weights())

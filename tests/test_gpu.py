@@ -117,6 +117,7 @@ def grid_params(**extra):
     return dict(num_spixels_h=GRID_H, num_spixels_w=GRID_W, **extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["POSITION", "POSITION_AND_RGB", "RGB_AND_POSITION", "RGB"])
 def test_pixel_feature(mode):
     image = np.random.default_rng(1).normal(size=(NUM, 3, HEIGHT, WIDTH)) * 50

@@ -30,6 +30,7 @@ def blocking_sitecustomize(allowed: set[str]) -> str:
         """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", GPU_CHECK_IMPORTS)
 def test_gpu_checks_import_with_only_the_packed_packages(tmp_path, repo_root, module):
     for relative, text in PACK_STUBS.items():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from ssn.cli.export_hdf5 import main as export_main
 from ssn.nets.weights import write_initial_weights
@@ -13,6 +14,7 @@ from ssn.nets.weights import write_initial_weights
 CAFFE = Path(sys.prefix) / "bin" / "caffe"
 
 
+@pytest.mark.slow
 def test_exported_data_trains_with_the_caffe_tool(tmp_path, sample_root):
     out = tmp_path / "h5"
     assert export_main(["--out", str(out), "--train-samples", "7", "--val-samples", "2",
@@ -60,6 +62,7 @@ def read_all(list_file: Path) -> list[dict[str, np.ndarray]]:
     return contents
 
 
+@pytest.mark.slow
 def test_worker_processes_write_the_same_files_and_compression_is_optional(tmp_path,
                                                                            sample_root):
     common = ["--train-samples", "5", "--val-samples", "1", "--per-file", "2", "--patch",
@@ -79,6 +82,7 @@ def test_worker_processes_write_the_same_files_and_compression_is_optional(tmp_p
         assert handle["img"].compression == "gzip"
 
 
+@pytest.mark.slow
 def test_export_without_the_net_needs_no_pycaffe(tmp_path, sample_root):
     code = ("import sys; from ssn.cli.export_hdf5 import main; "
             f"main(['--out', {str(tmp_path)!r}, '--train-samples', '1', '--val-samples', '1', "

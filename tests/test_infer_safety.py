@@ -120,6 +120,7 @@ def temporary_files(out: Path) -> list[str]:
     return [path.name for path in out.rglob(".*") if ".tmp" in path.name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
                          ids=["SIGTERM", "SIGINT"])
 def test_sigterm_stops_the_workers_and_keeps_the_results(tmp_path, many_pictures, signum,
@@ -134,6 +135,7 @@ def test_sigterm_stops_the_workers_and_keeps_the_results(tmp_path, many_pictures
     assert temporary_files(out) == []
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_no_worker_behind(tmp_path, many_pictures):
     out = tmp_path / "out"
     status, done, left = signalled_run(many_pictures, out, signal.SIGKILL, tmp_path / "log")

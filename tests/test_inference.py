@@ -89,6 +89,7 @@ def test_a_new_net_gives_the_labels_of_a_used_one(features):
     np.testing.assert_array_equal(superpixels(image, n_spixels=100, features=features), first)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", ["deep", "pixel"])
 def test_fused_and_decomposed_label_bsds_images_alike(features, bsds_root):
     """The fused SLIC layer gives the decomposed layers' labels on real images, except
@@ -115,6 +116,7 @@ def test_infer_tool_runs_fused_or_decomposed(tmp_path, val_images):
     assert np.mean(outputs[0] == outputs[1]) > 0.999
 
 
+@pytest.mark.slow
 def test_infer_tool_end_to_end_with_bad_files(tmp_path, val_images):
     images = tmp_path / "images"
     images.mkdir()

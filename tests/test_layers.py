@@ -79,6 +79,7 @@ def test_pixel_feature(mode, shape):
     assert_close(diffs[0], pixel_feature.backward(image, top_diff, mode, 0.26))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["AVGXY", "AVGRGBXY", "AVGXYRGBXY", "AVGRGB",
                                   "AVGRGBXYRGBXY"])
 @pytest.mark.parametrize("geometry", GEOMETRIES + [(2, 5, 97, 131, 7, 9)],
@@ -249,6 +250,7 @@ def relu_class_values(rng, shape):
 NORMALISED_SHAPES = [(1, 1, 5, 3), (3, 2, 4, 7), (1, 50, 9, 6), (3, 50, 67, 45)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", NORMALISED_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("normalization", ["VALID", "FULL"])
 def test_loss_without_softmax_normalize(normalization, shape):

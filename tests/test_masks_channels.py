@@ -186,6 +186,7 @@ def bsds_masks(shape):
             "ring": disc(shape, centre, 0.4 * side) & ~disc(shape, centre, 0.2 * side)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features, images", [("pixel", 4), ("deep", 2)])
 def test_masked_counts_are_as_near_the_request_as_the_whole_image_s(bsds_root, features,
                                                                      images):

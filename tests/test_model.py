@@ -41,6 +41,7 @@ def val_scores(bsds_root):
             for method, found in rows.items()}
 
 
+@pytest.mark.slow
 def test_shipped_model_beats_slic_on_val_images(val_scores):
     ssn_asa, ssn_recall = val_scores["ssn"]
     slic_asa, slic_recall = val_scores["slic"]

@@ -246,6 +246,7 @@ def ignored_index_map(rng, ignore=-10.0):
     return idx, mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", spixel_feature.MODES)
 def test_spixel_feature_backward(mode):
     rng = np.random.default_rng(4)
@@ -359,6 +360,7 @@ def test_softmax_argmax_and_rel_to_abs_spec15():
         np.testing.assert_array_equal(absolute[0, 0], expected_abs)
 
 
+@pytest.mark.slow
 def test_passoc_backward():
     rng = np.random.default_rng(5)
     f = rng.standard_normal((N, C, H, W))
@@ -562,6 +564,7 @@ def test_interp_matches_float64_bilinear():
     np.testing.assert_array_equal(interp.forward(x, height=7, width=9), x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs", [
     dict(zoom_factor=2),
     dict(shrink_factor=2),
@@ -745,6 +748,7 @@ def test_normalised_loss_clamp():
     assert grad[1] == 0.0  # dp/dx_1 = -s_label / D^2 = 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [1, 2, 5])
 @pytest.mark.parametrize("normalization", loss_without_softmax.NORMALIZATIONS)
 def test_normalised_loss_backward(normalization, classes):

@@ -124,6 +124,7 @@ def test_fused_equals_decomposed_for_every_step_count(geometry):
 FLOAT64_GEOMETRIES = GEOMETRIES[:6] + [(1, 4, 66, 50, 5, 4)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("geometry", FLOAT64_GEOMETRIES,
                          ids=GEOMETRY_IDS[:6] + ["1x4x66x50_5x4"])
 def test_fused_equals_the_float64_reference(geometry):
@@ -204,6 +205,7 @@ def bsds_size_features(num_steps=10, n_spixels=400):
     return feat, s0, cells, grid_h, grid_w
 
 
+@pytest.mark.slow
 def test_fused_equals_decomposed_at_bsds_size():
     """At 481x321 with 20 channels, distances reach 1000 (float32 steps of 1e-4), so
     one step's associations agree to 1e-4, as each agrees with float64. Rounding
@@ -252,6 +254,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_step_count():
     """Every step reuses the same buffers: 40 steps take no more memory than 2.
     In a fresh process, so that the peak is this test's own."""

@@ -139,6 +139,7 @@ def test_reference_refuses_bad_inputs():
 # The Caffe layer (CPU) against the reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("geometry", GEOMETRIES + [(2, 5, 97, 131, 7, 9)],
                          ids=GEOMETRY_IDS + ["2x5x97x131_7x9_threaded"])
 def test_layer_matches_the_reference(geometry):
@@ -389,6 +390,7 @@ def test_the_layer_type_is_registered():
     assert caffe_pb2.LayerParameter(type="SpixelToPixel").type == "SpixelToPixel"
 
 
+@pytest.mark.slow
 def test_a_snapshot_of_the_chain_fine_tunes_the_fused_net(tmp_path, sample_root):
     """Weights saved from a net with the chain (its helper layers included) load into the
     fused net, which Caffe builds without them: the same first-iteration losses."""

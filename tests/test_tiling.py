@@ -54,6 +54,7 @@ def test_receptive_field_refuses_a_layer_it_does_not_know():
         tiling.receptive_field(spec.to_proto())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tile", [(100, 120), (64, 64), (96, 200), (300, 400), None])
 def test_tiled_features_equal_the_whole_nets(whole_net_features, tile):
     pixel_feats, whole = whole_net_features
@@ -61,6 +62,7 @@ def test_tiled_features_equal_the_whole_nets(whole_net_features, tile):
     np.testing.assert_allclose(tiled, whole, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_margin_below_the_receptive_radius_is_not_enough(whole_net_features):
     """The derived margin is also the smallest that works (20 < 22 <= 24)."""
     pixel_feats, whole = whole_net_features
@@ -88,6 +90,7 @@ def test_tiles_cover_the_image_once_from_multiples_of_4(size, limit):
     assert (covered == 1).all()
 
 
+@pytest.mark.slow
 def test_tiled_labels_equal_the_whole_nets(monkeypatch):
     image = resized_astronaut(HEIGHT, WIDTH)
     whole = superpixels(image, n_segments=100, features="deep")
@@ -99,6 +102,7 @@ def test_tiled_labels_equal_the_whole_nets(monkeypatch):
     tiling._feature_net.cache_clear()
 
 
+@pytest.mark.slow
 def test_tiles_use_the_position_weight(monkeypatch):
     image = resized_astronaut(HEIGHT, WIDTH)
     whole = superpixels(image, n_segments=100, features="deep", position_weight=2)
@@ -111,6 +115,7 @@ def test_tiles_use_the_position_weight(monkeypatch):
     tiling._feature_net.cache_clear()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", ["deep", "pixel"])
 def test_a_2_megapixel_photo_runs(features):
     """1200x1600 used to abort (a 1773 x 1200 x 1600 im2col shape over INT_MAX)."""
@@ -120,6 +125,7 @@ def test_a_2_megapixel_photo_runs(features):
     inference._slic_net.cache_clear()
 
 
+@pytest.mark.slow
 def test_infer_tool_on_a_folder_with_a_2_megapixel_photo(tmp_path, val_images):
     images = tmp_path / "images"
     images.mkdir()
@@ -132,6 +138,7 @@ def test_infer_tool_on_a_folder_with_a_2_megapixel_photo(tmp_path, val_images):
     inference._slic_net.cache_clear()
 
 
+@pytest.mark.slow
 def test_the_size_benchmark_measures_a_run_in_a_fresh_process():
     from ssn.benchmarks.sizes import measure, megapixel_size, table_row
     result = measure(60, 90, "pixel", 20)

@@ -21,6 +21,7 @@ def test_help(module, capsys):
     assert "examples:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_eval_compares_inferred_maps_with_slic(tmp_path, val_images):
     from ssn.cli.eval import main as eval_main
     from ssn.cli.infer import main as infer_main
@@ -40,6 +41,7 @@ def test_eval_compares_inferred_maps_with_slic(tmp_path, val_images):
     assert (out / "curves.png").stat().st_size > 10000
 
 
+@pytest.mark.slow
 def test_eval_on_a_folder_of_images_with_npy_ground_truth(tmp_path):
     import numpy as np
     from skimage import io as skio
@@ -144,6 +146,7 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     assert export_main([str(tmp_path / "missing.caffemodel"), "--out", str(exported)]) == 2
 
 
+@pytest.mark.slow
 def test_eval_runs_ssn_with_each_feature_mode(tmp_path, sample_root):
     from ssn.cli.eval import main as eval_main
     snapshot = write_snapshot(tmp_path / "ssn_iter_1.caffemodel")
@@ -156,6 +159,7 @@ def test_eval_runs_ssn_with_each_feature_mode(tmp_path, sample_root):
     assert all(row["requested"] == 40 and 0.5 < row["asa"] <= 1 for row in summary)
 
 
+@pytest.mark.slow
 def test_demo_writes_labels_and_overlays(tmp_path):
     import runpy
 

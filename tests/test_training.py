@@ -70,6 +70,7 @@ def test_learning_rate_step_schedule():
                                                                     pytest.approx(0.2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "decomposed"])
 @pytest.mark.parametrize("size", [(201, 201), (321, 481)])
 def test_generated_nets_have_the_expected_shapes(size, fused):
@@ -98,6 +99,7 @@ def test_generated_nets_have_the_expected_shapes(size, fused):
         assert {"Passoc1", "Passoc2", "spixel_feat1", "final_pixel_assoc"} <= layer_names
 
 
+@pytest.mark.slow
 def test_the_deploy_file_is_fused_and_no_fused_writes_the_original_layers(tmp_path):
     from ssn.cli.make_prototxt import main as make_prototxt
     from ssn.inference import bundled_weights
@@ -252,6 +254,7 @@ def test_generated_train_net_parses_as_solver_net(repo_root):
     assert [layer.name for layer in param.layer[:2]] == ["train_data", "val_data"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop, sample_root, repo_root):
     import signal
@@ -300,6 +303,7 @@ def test_weights_without_the_helper_layers_still_train(tmp_path, sample_root):
                                                            rel=0.5)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_exits_1_keeping_the_last_snapshot(tmp_path, sample_root):
     """Huge but finite weights make the losses NaN: ssn-train stops with exit 1 and its
     message, keeps the snapshot it wrote before, and does not corrupt memory (the max
@@ -349,6 +353,7 @@ def zoom_then_crop(sample, rng, patch):
             target[top:top + height, left:left + width], scale, flipped)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(321, 481), (481, 321), (205, 210)])
 def test_augmentation_scales_only_the_window_it_crops(size):
     """The same patches as zooming the whole image first: targets exactly, images to
@@ -382,6 +387,7 @@ def few_inodes(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_out_of_inodes_at_a_snapshot_is_an_error_not_an_abort(tmp_path, sample_root,
                                                                few_inodes):
     """Caffe aborts when a snapshot write fails; ssn-train makes the files first, so a
