@@ -28,6 +28,8 @@ import caffe
 import numpy as np
 
 from ssn import device, tiling
+from ssn.association import Association
+from ssn.association import from_blobs as association_from_blobs
 from ssn.color import rgb_to_lab
 
 # Aliased: superpixels() takes scikit-image's keyword enforce_connectivity.
@@ -39,9 +41,11 @@ from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import (
+    ASSOCIATION,
     DEEP_FEATURE_DIM,
     FEATURES,
     SSNConfig,
+    centres_blob,
     deploy_net,
     feature_net,
     position_scale,
@@ -93,17 +97,19 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 @memory_bounded_cache(NET_CACHE_BYTES)
 def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
-                   fused: bool = True, position_weight: float = 1.0) -> CheckedNet:
+                   fused: bool = True, position_weight: float = 1.0,
+                   association: bool = False) -> CheckedNet:
     """The deploy net for one image geometry and grid request, built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
-    weights file rewritten in place is read again.
+    weights file rewritten in place is read again. ``association``: the net also
+    keeps the last step's soft association (:attr:`SSNConfig.association`).
     """
     feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim,
                        pos_scale=position_weight * position_scale(n_spixels, height, width),
-                       fused=fused)
+                       fused=fused, association=association)
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True,
@@ -113,9 +119,9 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
 # One only: at 24 MP it holds about 2.2 GB.
 @lru_cache(maxsize=1)
 def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
-              fused: bool = True) -> CheckedNet:
+              fused: bool = True, association: bool = False) -> CheckedNet:
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
-                       feature_dim=feature_dim, fused=fused)
+                       feature_dim=feature_dim, fused=fused, association=association)
     log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
     return CheckedNet(slic_net(config), caffe.TEST)
 
@@ -293,7 +299,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                 start_label: int = 0, channel_axis: Optional[int] = -1,
                 grid: str = "calibrated", n_spixels: Optional[int] = None,
                 connectivity: Optional[bool] = None, fused: bool = True,
-                position_weight: float = 1.0) -> np.ndarray:
+                position_weight: float = 1.0, return_association: bool = False
+                ) -> Union[np.ndarray, tuple[np.ndarray, Association]]:
     """Segment an image into SSN superpixels.
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
@@ -344,11 +351,20 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         more closely; the role of SLIC's ``compactness``. A deep model sees the
         positions through its CNN too, so values far from 1 leave the
         conditions it was trained in.
+    return_association : bool, default False
+        Also return the soft association of the last SLIC step
+        (:class:`ssn.association.Association`: each pixel's 9 candidate
+        superpixels and weights, the superpixel centres in feature space, the
+        labels before connectivity). Its superpixels are grid cells, not the
+        returned labels: :mod:`ssn.association` says how the two relate. It
+        costs 72 bytes a pixel more.
 
     Returns
     -------
-    ndarray, H x W, int32
+    labels : ndarray, H x W, int32
         Consecutive labels from ``start_label``.
+    association : Association
+        Only with ``return_association``.
 
     Raises
     ------
@@ -379,6 +395,11 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     >>> labels = superpixels(data.astronaut(), n_segments=200)   # doctest: +SKIP
     >>> labels.shape, labels.min()                               # doctest: +SKIP
     ((512, 512), 0)
+    >>> from ssn.association import pool
+    >>> labels, soft = superpixels(data.astronaut(), 200,
+    ...                            return_association=True)     # doctest: +SKIP
+    >>> pool(data.astronaut(), soft).shape                       # doctest: +SKIP
+    (196, 3)
     """
     n_segments = count_argument(
         "n_segments", resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100))
@@ -387,6 +408,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                                  connectivity, True))
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
+    if not isinstance(return_association, (bool, np.bool_)):
+        raise TypeError(f"return_association must be True or False, got {return_association!r}")
     position_weight = position_weight_argument(position_weight)
     if enforce:
         min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
@@ -402,10 +425,11 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
                 net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM,
-                                bool(fused))
+                                bool(fused), bool(return_association))
             else:
                 net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
-                                     file_identity(weights_path), bool(fused), position_weight)
+                                     file_identity(weights_path), bool(fused), position_weight,
+                                     bool(return_association))
             cells = cell_input(height, width, grid_h, grid_w)
             lab = rgb_to_lab(rgb).transpose(2, 0, 1)
             del rgb
@@ -429,6 +453,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                              "this image: the model diverged or its weights are damaged, so "
                              "its superpixels would be meaningless")
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
+        soft = (association_of(net, grid_h, grid_w, num_steps, bool(fused))
+                if return_association else None)
     del cells
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
@@ -438,7 +464,16 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
     labels = labels.astype(np.int32, copy=False)
     labels += start_label
-    return labels
+    return (labels, soft) if return_association else labels
+
+
+def association_of(net: CheckedNet, grid_h: int, grid_w: int, num_steps: int,
+                   fused: bool) -> Association:
+    """The soft association of a deploy or SLIC net just run (built with ``association``)."""
+    blobs = net.net.blobs
+    return association_from_blobs(blobs[ASSOCIATION].data[0],
+                                  blobs[centres_blob(num_steps, fused)].data[0],
+                                  blobs["new_spix_indices"].data[0, 0], grid_h, grid_w)
 
 
 def channels_last(image, channel_axis: Optional[int]) -> np.ndarray:

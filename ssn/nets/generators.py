@@ -95,6 +95,11 @@ class SSNConfig:
         the original's chain of a fixed 3x3 gather convolution, Smear, Tile,
         Eltwise PROD and a 1x1 sum convolution (:func:`mix_superpixel_values`),
         the same values with nine times larger intermediates.
+    association : bool
+        Deploy and SLIC nets also keep the last step's soft association
+        (:data:`ASSOCIATION`, N x 9 x H x W) and the superpixel features it was
+        computed from (:func:`centres_blob`, N x C x 1 x K): the fused layer
+        gets its two optional tops; the decomposed layers have these blobs anyway.
     """
 
     height: int = 201
@@ -116,6 +121,7 @@ class SSNConfig:
     data: dict = field(default_factory=dict)
     fused: bool = True
     fused_decoder: bool = True
+    association: bool = False
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -244,23 +250,45 @@ def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
 
 
 def fused_slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
-                          grid_h: int, grid_w: int, num_steps: int):
+                          grid_h: int, grid_w: int, num_steps: int, association: bool = False):
     """Inference-only SLIC in one ``SlicIterations`` layer (named ``slic_iterations``).
 
     The same ``init_spixel_feat`` as :func:`slic_iterations`, then all
     ``num_steps`` steps and the hard assignment in one layer, which has no
     backward (its ``propagate_down`` is false). Returns its top
     ``new_spix_indices``: the labels of :func:`slic_iterations` followed by
-    :func:`hard_assignment`, up to float rounding.
+    :func:`hard_assignment`, up to float rounding. With ``association`` the
+    layer also writes :data:`FUSED_CENTRES` (S^(T-1), N x C x 1 x K) and
+    :data:`ASSOCIATION` (Q_T, N x 9 x H x W), the decomposed net's
+    ``spixel_feat<T-1>`` and ``final_pixel_assoc``.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     init = initial_spixel_features(net, features, feat_spixel_init, grid_h * grid_w)
-    net.new_spix_indices = L.SlicIterations(
+    tops = L.SlicIterations(
         features, init, spixel_init, name="slic_iterations",
         spixel_feature2_param=_slic_grid(grid_h, grid_w),
-        slic_iterations_param=dict(num_steps=num_steps), propagate_down=[False] * 3)
+        slic_iterations_param=dict(num_steps=num_steps), propagate_down=[False] * 3,
+        ntop=3 if association else 1)
+    if association:
+        net.new_spix_indices, net[FUSED_CENTRES], net[ASSOCIATION] = tops
+    else:
+        net.new_spix_indices = tops
     return net.new_spix_indices
+
+
+# The last SLIC step's soft association, N x 9 x H x W (both kinds of net).
+ASSOCIATION = "final_pixel_assoc"
+# The superpixel features Q_T was computed from, S^(T-1), in a fused net.
+FUSED_CENTRES = "final_spixel_feat"
+
+
+def centres_blob(num_steps: int, fused: bool) -> str:
+    """The blob of S^(T-1), the superpixel features (N x C x 1 x K) that the last
+    association :data:`ASSOCIATION` was computed from, in a deploy or SLIC net."""
+    if fused:
+        return FUSED_CENTRES
+    return f"spixel_feat{num_steps - 1}" if num_steps > 1 else "init_spixel_feat"
 
 
 def hard_assignment(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: int):
@@ -560,7 +588,7 @@ def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     _, feats = _features(net, config, net.img)
     if config.fused:
         fused_slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
-                              config.num_steps)
+                              config.num_steps, config.association)
     else:
         assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h,
                                 grid_w, config.num_steps)
@@ -599,9 +627,11 @@ def slic_net(config: SSNConfig) -> caffe_pb2.NetParameter:
                                             config.width]))
     net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
     net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
-    iterations = fused_slic_iterations if config.fused else slic_iterations
-    out = iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init, grid_h,
-                     grid_w, config.num_steps)
-    if not config.fused:
-        hard_assignment(net, out, net.spixel_init, grid_h, grid_w)
+    if config.fused:
+        fused_slic_iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init,
+                              grid_h, grid_w, config.num_steps, config.association)
+    else:
+        assoc = slic_iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init,
+                                grid_h, grid_w, config.num_steps)
+        hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
     return net.to_proto()
