@@ -37,11 +37,13 @@ from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.grid import grid_request, grid_shape, init_cells
 from ssn.images import as_rgb
+from ssn.model_metadata import ModelSettings, find_settings, metadata_path, model_settings
 from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import (
     ASSOCIATION,
+    COLOR_SCALE,
     DEEP_FEATURE_DIM,
     FEATURES,
     SSNConfig,
@@ -98,18 +100,22 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
                    fused: bool = True, position_weight: float = 1.0,
-                   association: bool = False) -> CheckedNet:
+                   association: bool = False, color_scale: float = COLOR_SCALE,
+                   feature_dim: Optional[int] = None) -> CheckedNet:
     """The deploy net for one image geometry and grid request, built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
     weights file rewritten in place is read again. ``association``: the net also
     keeps the last step's soft association (:attr:`SSNConfig.association`).
+    ``color_scale`` and a deep model's ``feature_dim`` come from its metadata
+    (:mod:`ssn.model_metadata`).
     """
-    feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
+    if feature_dim is None or features != "deep":
+        feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim,
                        pos_scale=position_weight * position_scale(n_spixels, height, width),
-                       fused=fused, association=association)
+                       color_scale=color_scale, fused=fused, association=association)
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True,
@@ -271,16 +277,28 @@ def size_factors(min_size_factor, max_size_factor) -> tuple[float, float]:
 
 
 def check_weights(weights: Union[str, Path]) -> None:
-    """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would.
+    """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would, with
+    the feature channels of its metadata (if any).
 
     Raises
     ------
     NetCheckError
         A ValueError naming the file and the layer: the file is damaged, not a
         model, or of another architecture.
+    ModelMetadataError
+        A ValueError naming its metadata file, which is there but cannot be used.
     """
-    CheckedNet(feature_net(64, 64, DEEP_FEATURE_DIM), caffe.TEST, weights=str(weights),
+    metadata = find_settings(metadata_path(weights))
+    feature_dim = metadata.feature_dim if metadata is not None else DEEP_FEATURE_DIM
+    CheckedNet(feature_net(64, 64, feature_dim), caffe.TEST, weights=str(weights),
                fold_batch_norm=True, fold_relu=True)
+
+
+def model_defaults(settings: ModelSettings, num_steps, position_weight) -> tuple[int, float]:
+    """(num_steps, position_weight): each as given (checked), or the model's if None."""
+    return (count_argument("num_steps", settings.num_steps if num_steps is None else num_steps),
+            position_weight_argument(settings.position_weight if position_weight is None
+                                     else position_weight))
 
 
 def resolve_alias(name: str, value, alias: str, alias_value, default):
@@ -292,14 +310,15 @@ def resolve_alias(name: str, value, alias: str, alias_value, default):
     return default if value is None else value
 
 
-def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: int = 10,
+def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
+                num_steps: Optional[int] = None,
                 weights: Optional[Union[str, Path]] = None, *,
                 enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: int = 0, channel_axis: Optional[int] = -1,
                 grid: str = "calibrated", n_spixels: Optional[int] = None,
                 connectivity: Optional[bool] = None, fused: bool = True,
-                position_weight: float = 1.0, return_association: bool = False
+                position_weight: Optional[float] = None, return_association: bool = False
                 ) -> Union[np.ndarray, tuple[np.ndarray, Association]]:
     """Segment an image into SSN superpixels.
 
@@ -314,10 +333,14 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     n_segments : int, default 100
         Requested number of superpixels (the initial grid has K_h x K_w <=
         n_segments cells). Alias: ``n_spixels``.
-    num_steps : int, default 10
-        Differentiable SLIC iterations (>= 1).
+    num_steps : int, optional
+        Differentiable SLIC iterations (>= 1); default: the model's (its metadata,
+        :mod:`ssn.model_metadata`), 10 for the bundled model, pixel mode and
+        weights without metadata.
     weights : str or Path, optional
-        A trained SSN .caffemodel; default: the bundled BSDS500 model.
+        A trained SSN .caffemodel; default: the bundled BSDS500 model. Its
+        settings come from the metadata file beside it (``x.caffemodel`` ->
+        ``x.json``); an argument given here overrides them.
     enforce_connectivity : bool, default True
         Merge fragments below ``min_size_factor * H*W/n_segments`` pixels into a
         neighbour and split segments above ``max_size_factor * H*W/n_segments``.
@@ -334,19 +357,23 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     channel_axis : int or None, default -1
         The image's colour axis; None for a 2-D grayscale image.
     grid : {'calibrated', 'original'}
-        'calibrated' makes the initial grid for the count that, by measurements on
-        BSDS500 val, ends with about ``n_segments`` superpixels after connectivity
-        (within 15% there); 'original' keeps the original release's grid for
-        ``n_segments`` itself, which ends with about 1.5-1.8 times as many.
+        'calibrated' makes the initial grid for the count that, by the model's
+        calibration (measured on BSDS500 val over position weights 0.5-4 and
+        sizes 0.1-24 MP, docs/CALIBRATION.md), ends with about ``n_segments``
+        superpixels after connectivity on average (within 10% there; single
+        images vary more); 'original' keeps the original release's grid for
+        ``n_segments`` itself, which ends with about 1.4-2 times as many at
+        position weight 1.
         Either way the superpixels are the same algorithm's: calibrated for n is
         original for :func:`ssn.grid.grid_request` (n).
     fused : bool, default True
         Run the SLIC iterations as one forward-only SlicIterations layer; False
         runs the decomposed Passoc/Softmax/SpixelFeature2 layers, which give the
         same labels up to float ties, several times slower.
-    position_weight : float, default 1.0
+    position_weight : float, optional
         Multiplies the scale of the pixel positions in the features (the
-        original's test-time scale at 1): larger values give more compact,
+        original's test-time scale at 1); default: the model's (1 for the bundled
+        model, 2 for ``ssn_synthflow``, 1 without metadata). Larger values give more compact,
         more regular superpixels, smaller ones follow colour and learned edges
         more closely; the role of SLIC's ``compactness``. A deep model sees the
         positions through its CNN too, so values far from 1 leave the
@@ -375,6 +402,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         names the argument.
     FileNotFoundError
         ``weights`` does not exist.
+    ModelMetadataError
+        A ValueError: the weights' metadata file is there but unreadable or wrong.
     NetTooLargeError
         A ValueError and a MemoryError: the image needs a blob over Caffe's
         INT_MAX count, or more memory than is available.
@@ -403,20 +432,25 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     """
     n_segments = count_argument(
         "n_segments", resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100))
-    num_steps = count_argument("num_steps", num_steps)
+    if num_steps is not None:
+        num_steps = count_argument("num_steps", num_steps)
     enforce = bool(resolve_alias("enforce_connectivity", enforce_connectivity, "connectivity",
                                  connectivity, True))
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
     if not isinstance(return_association, (bool, np.bool_)):
         raise TypeError(f"return_association must be True or False, got {return_association!r}")
-    position_weight = position_weight_argument(position_weight)
+    if position_weight is not None:
+        position_weight = position_weight_argument(position_weight)
     if enforce:
         min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
     rgb = as_rgb(channels_last(image, channel_axis), keep_uint8=True)
     height, width = rgb.shape[:2]
     mode, weights_path = resolve_features(features, weights)
-    grid_count = grid_request(n_segments, height, width, mode, grid)
+    model = model_settings(weights_path)
+    num_steps, position_weight = model_defaults(model, num_steps, position_weight)
+    grid_count = grid_request(n_segments, height, width, model.calibration, grid,
+                              position_weight)
     grid_h, grid_w = check_geometry(height, width, grid_count)
     in_tiles = tiled(height, width, mode)
     _check_fork()
@@ -424,20 +458,22 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         _prepare_for_fork()
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
-                net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM,
+                net = _slic_net(height, width, grid_count, num_steps, model.feature_dim,
                                 bool(fused), bool(return_association))
             else:
                 net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
                                      file_identity(weights_path), bool(fused), position_weight,
-                                     bool(return_association))
+                                     bool(return_association), model.color_scale,
+                                     model.feature_dim)
             cells = cell_input(height, width, grid_h, grid_w)
             lab = rgb_to_lab(rgb).transpose(2, 0, 1)
             del rgb
             if in_tiles:
                 pixel_feats = pixel_feature_array(
-                    lab, position_weight * position_scale(grid_count, height, width))
+                    lab, position_weight * position_scale(grid_count, height, width),
+                    model.color_scale)
                 del lab
-                tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
+                tiled_features(pixel_feats, weights_path, model.feature_dim,
                                out=net.net.blobs[FEATURES].data[0],
                                weights_identity=file_identity(weights_path))
                 del pixel_feats

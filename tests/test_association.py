@@ -12,7 +12,7 @@ from skimage import data
 from ssn.association import OUTSIDE, Association, candidate_cells, from_blobs, pool, spread
 from ssn.color import rgb_to_lab
 from ssn.grid import grid_shape
-from ssn.inference import superpixels
+from ssn.inference import superpixels, tiled
 from ssn.nets.checked import single_layer_net
 from ssn.nets.generators import position_scale
 from ssn.reference import grid as reference_grid
@@ -250,3 +250,13 @@ def test_readme_regions_and_graph_snippet_runs():
     assert namespace["rag"].number_of_nodes() == labels.max()
     assert namespace["smooth"].shape == labels.shape + (3,)
     assert namespace["cell_colours"].shape == (soft.n_superpixels, 3)
+
+
+def test_association_of_an_image_whose_features_are_computed_in_tiles():
+    image = np.ascontiguousarray(np.tile(data.astronaut(), (2, 2, 1))[:700, :650])
+    assert tiled(700, 650, "deep")
+    labels, soft = superpixels(image, 300, return_association=True, num_steps=3)
+    assert soft.weights.shape == (700, 650, 9) and soft.centres.shape[1] == 20
+    np.testing.assert_allclose(soft.weights.sum(-1), 1.0, atol=1e-5)
+    assert (soft.weights[soft.candidates == OUTSIDE] == 0).all()
+    assert np.isfinite(soft.centres).all()
