@@ -10,7 +10,7 @@ measurements (``ssn-bench-calibration``) as a smooth function::
     log(ratio) = sum_i c_i t_i(x, y, z),
     x = log(cells), y = log(position_weight), z = log(megapixels),
 
-with terms t_i from :data:`TERMS` (products of x, y, z up to degree two), each
+with terms t_i from :data:`TERMS` (products of x, y, z up to degree three), each
 input clamped to the range it was measured over (so the ratio is constant
 beyond it). :func:`ssn.grid.grid_request` inverts it: it picks the grid whose
 expected count is nearest the request.
@@ -35,8 +35,13 @@ TERMS = {
     "x*y": lambda x, y, z: x * y,
     "x*z": lambda x, y, z: x * z,
     "y*z": lambda x, y, z: y * z,
+    "x*x*x": lambda x, y, z: x * x * x,
+    "y*y*y": lambda x, y, z: y * y * y,
+    "x*x*y": lambda x, y, z: x * x * y,
+    "x*y*y": lambda x, y, z: x * y * y,
 }
-DEFAULT_TERMS = ("1", "x", "y", "z", "x*x", "y*y", "x*y", "x*z", "y*z")
+DEFAULT_TERMS = ("1", "x", "y", "z", "x*x", "y*y", "x*y", "x*z", "y*z", "x*x*y", "x*y*y", "x*x*x",
+                 "y*y*y")
 INPUTS = ("cells", "position_weight", "megapixels")
 
 
@@ -123,7 +128,7 @@ class Calibration:
 def fit(cells: Sequence[float], position_weights: Sequence[float],
         megapixels: Sequence[float], per_cell: Sequence[float],
         images: Optional[Sequence[str]] = None, terms: Sequence[str] = DEFAULT_TERMS,
-        measured: str = "") -> Calibration:
+        measured: str = "", size_from: Optional[Calibration] = None) -> Calibration:
     """Least squares of log(per_cell) on the terms, over measured points.
 
     Parameters
@@ -136,6 +141,10 @@ def fit(cells: Sequence[float], position_weights: Sequence[float],
         differ far more than sizes do, and not every image is measured at every
         size), and the constant term becomes the log of the mean of exp(offset):
         the calibration then predicts the mean count over the images.
+    size_from : Calibration, optional
+        Take the terms in z (the size) and the size range from this calibration
+        instead of fitting them: for a model measured at one size only, which
+        then follows another's size dependence.
     """
     inputs = [np.asarray(values, np.float64) for values in (cells, position_weights,
                                                             megapixels)]
@@ -151,7 +160,14 @@ def fit(cells: Sequence[float], position_weights: Sequence[float],
     if (ratio <= 0).any() or any((values <= 0).any() for values in inputs):
         raise ValueError("cells, position weights, sizes and ratios must be positive")
     x, y, z = (np.log(values) for values in inputs)
-    varying = [term for term in terms if term != "1"]
+    fixed = {}
+    if size_from is not None:
+        fixed = {term: c for term, c in zip(size_from.terms, size_from.coefficients)
+                 if "z" in term}
+        terms = [term for term in terms if "z" not in term] + list(fixed)
+    target = np.log(ratio) - sum((np.broadcast_to(TERMS[term](x, y, z), x.shape) * c
+                                  for term, c in fixed.items()), np.zeros_like(x))
+    varying = [term for term in terms if term != "1" and term not in fixed]
     columns = [np.broadcast_to(TERMS[term](x, y, z), x.shape) for term in varying]
     names = sorted(set(images)) if images is not None else []
     if names:
@@ -159,10 +175,12 @@ def fit(cells: Sequence[float], position_weights: Sequence[float],
                     for name in names]
     else:
         columns.append(np.ones_like(x))
-    solution, *_ = np.linalg.lstsq(np.stack(columns, 1), np.log(ratio), rcond=None)
+    solution, *_ = np.linalg.lstsq(np.stack(columns, 1), target, rcond=None)
     slopes, offsets = solution[:len(varying)], solution[len(varying):]
     constant = float(np.log(np.mean(np.exp(offsets))))
-    coefficients = {"1": constant, **dict(zip(varying, map(float, slopes)))}
+    coefficients = {"1": constant, **dict(zip(varying, map(float, slopes))), **fixed}
     ranges = tuple((float(values.min()), float(values.max())) for values in inputs)
+    if size_from is not None:
+        ranges = ranges[:2] + (size_from.ranges[2],)
     return Calibration(tuple(terms), tuple(coefficients[term] for term in terms), ranges,
                        measured)

@@ -287,3 +287,18 @@ def test_a_warning_is_not_raised_for_calibrated_models(image):
         warnings.simplefilter("error")
         superpixels(image, 40, weights=FLOW_WEIGHTS, num_steps=2)
         superpixels(image, 40, features="pixel", num_steps=2)
+
+
+def test_a_fit_at_one_size_can_take_the_size_terms_of_another():
+    rng = np.random.default_rng(4)
+    cells, weights = rng.uniform(50, 2000, 30), rng.uniform(0.5, 4, 30)
+    sized = Calibration(("1", "x", "z", "x*z"), (0.5, -0.1, 0.05, 0.01),
+                        ((50, 2000), (0.5, 4), (0.1, 24)))
+    measured = 0.8 - 0.12 * np.log(cells) + 0.05 * np.log(0.15) + 0.01 * np.log(cells) * \
+        np.log(0.15)
+    calibration = fit(cells, weights, np.full(30, 0.15), np.exp(measured),
+                      terms=("1", "x", "z", "x*z"), size_from=sized)
+    coefficients = dict(zip(calibration.terms, calibration.coefficients))
+    assert coefficients["z"] == 0.05 and coefficients["x*z"] == 0.01
+    np.testing.assert_allclose([coefficients["1"], coefficients["x"]], [0.8, -0.12], atol=1e-9)
+    assert calibration.ranges[2] == (0.1, 24)

@@ -154,14 +154,16 @@ def worst(table: Sequence[dict]) -> float:
     return max(abs(entry["ratio"] - 1) for entry in table)
 
 
-def fit_rows(rows: Sequence[dict], measured: str = "") -> Calibration:
+def fit_rows(rows: Sequence[dict], measured: str = "",
+             size_from: Optional[Calibration] = None) -> Calibration:
     """A calibration fitted to the rows: each image's superpixels per cell against
     the cells, the position weight and the size, with an offset per image
-    (:func:`ssn.calibration.fit`)."""
+    (:func:`ssn.calibration.fit`); with ``size_from``, its size terms."""
     return fit([row["cells"] for row in rows], [row["position_weight"] for row in rows],
                [row["height"] * row["width"] / 1e6 for row in rows],
                [row["actual"] / row["cells"] for row in rows],
-               images=[row["image"] for row in rows], measured=measured)
+               images=[row["image"] for row in rows], measured=measured,
+               size_from=size_from)
 
 
 def fit_quality(calibration: Calibration, rows: Sequence[dict]) -> float:

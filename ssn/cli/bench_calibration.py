@@ -30,6 +30,7 @@ from ssn.model_metadata import (
     ModelMetadataError,
     find_settings,
     metadata_path,
+    read_metadata,
     write_metadata,
 )
 
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/bench_calibration.py --weights run/ssn_iter_1000.caffemodel "
                "--images 10 --megapixels 0 0.5 2 --write-metadata\n"
                "  python tools/bench_calibration.py --from-rows out/cal_rows.csv "
-               "--summary docs/calibration.csv\n")
+               "--summary docs/calibration.csv\n"
+               "  python tools/bench_calibration.py --weights ssn/models/ssn_synthflow.caffemodel "
+               "--megapixels 0 --size-from ssn/models/ssn_bsds.json --write-metadata\n")
     parser.add_argument("--weights", type=Path,
                         help="the model (default: the bundled one); its metadata file is "
                              "the one --write-metadata updates")
@@ -85,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "other settings")
     parser.add_argument("--measured", default="",
                         help="what the fit was measured on, recorded with it")
+    parser.add_argument("--size-from", type=Path, metavar="JSON",
+                        help="fit only the terms without the image size and take those with "
+                             "it from this metadata file's calibration (for a model measured "
+                             "at one size) (default: fit all)")
     return parser
 
 
@@ -119,6 +126,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         metadata_file = target_metadata(args) if args.write_metadata is not None else None
         existing = find_settings(metadata_file) if metadata_file else None
+        size_from = read_metadata(args.size_from).calibration if args.size_from else None
+        if args.size_from and size_from is None:
+            raise ValueError(f"--size-from {args.size_from} has no calibration")
         rows = collect_rows(args)
     except (ValueError, OSError) as error:
         log.error("%s", error)
@@ -132,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(markdown(table))
     print(f"largest deviation of a mean: {worst(table):.1%}")
     if args.fit or metadata_file:
-        calibration = fit_rows(rows, args.measured)
+        calibration = fit_rows(rows, args.measured, size_from)
         print(f"fitted calibration: {calibration.to_dict()}")
         if metadata_file:
             settings = dataclasses.replace(existing or DEFAULTS, calibration=calibration)
