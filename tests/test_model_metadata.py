@@ -302,3 +302,15 @@ def test_a_fit_at_one_size_can_take_the_size_terms_of_another():
     assert coefficients["z"] == 0.05 and coefficients["x*z"] == 0.01
     np.testing.assert_allclose([coefficients["1"], coefficients["x"]], [0.8, -0.12], atol=1e-9)
     assert calibration.ranges[2] == (0.1, 24)
+
+
+@pytest.mark.parametrize("name", ["ssn_bsds", "ssn_synthflow", "pixel"])
+def test_the_shipped_calibrations_grow_with_the_grid(name):
+    # grid_request's bisection needs the expected count to grow with the requested grid.
+    calibration = read_metadata(BUNDLED_METADATA.with_name(f"{name}.json")).calibration
+    for weight in (0.3, 0.5, 1, 2, 4, 6):
+        for height, width in ((321, 481), (240, 320), (4000, 6000)):
+            counts = [expected_count(g, height, width, calibration, weight)
+                      for g in range(1, 3000, 7)]
+            assert all(np.diff(counts) >= 0), (weight, height, width)
+            assert 0.9 < counts[-1] / math.prod(grid_shape(2996, height, width)) < 2.5
