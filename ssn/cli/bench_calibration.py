@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--features", choices=["deep", "pixel"],
                         help="deep or pixel (SSN_pix) (default: deep if weights exist)")
     parser.add_argument("--images", type=options.positive_int, default=20,
-                        help="the first N BSDS500 val images (default: 20)")
+                        help="N BSDS500 val images, from --first-image (default: 20)")
+    parser.add_argument("--first-image", type=int, default=0, metavar="K",
+                        help="start at the K-th val image (0: the first), e.g. to check a "
+                             "calibration on images it was not fitted to (default: 0)")
     parser.add_argument("--big-images", type=options.positive_int, default=2,
                         help="images at sizes of --big-from megapixels and more (default: 2)")
     parser.add_argument("--big-from", type=float, default=10.0,
@@ -110,7 +113,10 @@ def collect_rows(args: argparse.Namespace) -> list[dict]:
     if args.from_rows:
         return read_rows(args.from_rows)
     rows = []
-    for row in measure(val_images(args.images, args.data_root), args.megapixels,
+    if args.first_image < 0:
+        raise ValueError(f"--first-image must be >= 0, got {args.first_image}")
+    images = val_images(args.first_image + args.images, args.data_root)[args.first_image:]
+    for row in measure(images, args.megapixels,
                        args.n_segments, args.position_weights, args.features, args.weights,
                        args.big_images, args.big_from, args.data_root):
         log.info("%s %dx%d pw %g: %d requested, %d cells, %d superpixels (%.1f s)",
