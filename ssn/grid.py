@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,42 +51,25 @@ def init_cells(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
 GRID_MODES = ("calibrated", "original")
 
 
-def calibration_of(calibration: Union[str, "Calibration"]) -> "Calibration":
-    """A :class:`ssn.calibration.Calibration`; "deep" or "pixel" name the shipped
-    BSDS500 model's and pixel mode's (from their metadata files)."""
-    from ssn.calibration import Calibration
-    from ssn.model_metadata import bundled_calibration, model_settings
-    if isinstance(calibration, Calibration):
-        return calibration
-    if calibration == "deep":
-        return bundled_calibration()
-    if calibration == "pixel":
-        return model_settings(None).calibration
-    raise TypeError(f"calibration must be a Calibration, 'deep' or 'pixel', got "
-                    f"{calibration!r}")
-
-
-def expected_count(grid_count: int, height: int, width: int,
-                   calibration: Union[str, "Calibration"], position_weight: float = 1.0
-                   ) -> float:
+def expected_count(grid_count: int, height: int, width: int, calibration: "Calibration",
+                   position_weight: float = 1.0) -> float:
     """The expected number of superpixels after connectivity when the grid is made for
     ``grid_count``: its cells times the calibration's superpixels per cell at those
     cells, position weight and image size."""
     grid_h, grid_w = grid_shape(grid_count, height, width)
     cells = grid_h * grid_w
-    return cells * calibration_of(calibration).per_cell(cells, position_weight,
-                                                        height * width / 1e6)
+    return cells * calibration.per_cell(cells, position_weight, height * width / 1e6)
 
 
-def grid_request(n_segments: int, height: int, width: int,
-                 calibration: Union[str, "Calibration"], grid: str = "calibrated",
-                 position_weight: float = 1.0) -> int:
+def grid_request(n_segments: int, height: int, width: int, calibration: "Calibration",
+                 grid: str = "calibrated", position_weight: float = 1.0) -> int:
     """The count the initial grid is made for, so that about ``n_segments`` come out.
 
     "original" is the original release's rule: the grid for ``n_segments`` itself
     (about 1.5-2 times as many superpixels after connectivity at position weight
     1). "calibrated" picks the grid whose expected final count
-    (:func:`expected_count` with ``calibration``, a model's, at ``position_weight``)
+    (:func:`expected_count` with ``calibration``, a model's
+    (:func:`ssn.model_metadata.model_settings`), at ``position_weight``)
     is nearest to ``n_segments`` (at most twice it); its superpixels are exactly those
     of "original" asked for that count.
     """
@@ -94,8 +77,6 @@ def grid_request(n_segments: int, height: int, width: int,
         raise ValueError(f"grid must be one of {GRID_MODES}, got {grid!r}")
     if grid == "original" or n_segments <= 1:
         return n_segments
-    calibration = calibration_of(calibration)
-
     def expected(count: int) -> float:
         return expected_count(count, height, width, calibration, position_weight)
 

@@ -198,6 +198,13 @@ def bundled_calibration() -> Calibration:
     return settings.calibration
 
 
+def shipped_calibration(features: str) -> Calibration:
+    """The calibration of the shipped model ("deep") or of pixel mode ("pixel")."""
+    if features not in ("deep", "pixel"):
+        raise ValueError(f"features must be 'deep' or 'pixel', got {features!r}")
+    return bundled_calibration() if features == "deep" else model_settings(None).calibration
+
+
 def model_settings(weights: Optional[Union[str, Path]]) -> ModelSettings:
     """The settings that :func:`ssn.inference.superpixels` runs ``weights`` with, always
     with a calibration; None: pixel mode.

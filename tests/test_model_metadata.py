@@ -23,6 +23,7 @@ from ssn.model_metadata import (
     metadata_path,
     model_settings,
     read_metadata,
+    shipped_calibration,
     train_net_settings,
     write_metadata,
 )
@@ -261,7 +262,7 @@ def test_a_calibration_below_one_per_cell_asks_for_more_cells_than_requested():
 
 @pytest.mark.parametrize("features", ["deep", "pixel"])
 def test_grid_requests_follow_the_position_weight(features):
-    calibration = "deep" if features == "deep" else model_settings(None).calibration
+    calibration = shipped_calibration(features)
     for weight in (0.5, 1, 2, 4):
         for height, width in ((321, 481), (4000, 6000), (240, 320)):
             for n in (200, 400, 1000):
