@@ -384,7 +384,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
         superpixels and weights, the superpixel centres in feature space, the
         labels before connectivity). Its superpixels are grid cells, not the
         returned labels: :mod:`ssn.association` says how the two relate. It
-        costs 72 bytes a pixel more.
+        costs about 110 bytes a pixel more (the net's association blob and the
+        two arrays returned), 2.6 GB at 24 MP.
 
     Returns
     -------
