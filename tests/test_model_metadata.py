@@ -315,3 +315,27 @@ def test_the_shipped_calibrations_grow_with_the_grid(name):
                       for g in range(1, 3000, 7)]
             assert all(np.diff(counts) >= 0), (weight, height, width)
             assert 0.9 < counts[-1] / math.prod(grid_shape(2996, height, width)) < 2.5
+
+
+def test_bench_calibration_measures_prints_and_writes_a_calibration(tmp_path, sample_root,
+                                                                     capsys):
+    from ssn.benchmarks.calibration import fit_rows, read_rows
+    from ssn.cli.bench_calibration import main as bench_main
+    weights = copy_of_the_model(tmp_path, metadata=None)
+    rows = tmp_path / "rows.csv"
+    with pytest.warns(UncalibratedModelWarning):
+        assert bench_main(["--weights", str(weights), "--images", "2", "--megapixels", "0",
+                           "0.01", "--n-segments", "20", "40", "--position-weights", "1", "2",
+                           "--rows", str(rows),
+                           "--summary", str(tmp_path / "summary.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "| MP | images | requested | pw 1 | pw 2 |" in printed
+    measured = read_rows([rows])
+    assert len(measured) == 2 * 2 * 2 * 2
+    assert all(row["actual"] >= 1 and row["cells"] <= row["grid_count"] for row in measured)
+    # --from-rows with --write-metadata: the file the weights will be read with.
+    assert bench_main(["--weights", str(weights), "--from-rows", str(rows),
+                       "--write-metadata"]) == 0
+    written = read_metadata(metadata_path(weights))
+    assert written.calibration == fit_rows(measured)
+    assert written.position_weight == DEFAULTS.position_weight

@@ -151,7 +151,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         calibration = fit_rows(rows, args.measured, size_from)
         print(f"fitted calibration: {calibration.to_dict()}")
         if metadata_file:
-            settings = dataclasses.replace(existing or DEFAULTS, calibration=calibration)
+            settings = dataclasses.replace(existing or dataclasses.replace(
+                DEFAULTS, description="the default settings; calibrated by "
+                "ssn-bench-calibration"), calibration=calibration)
             try:
                 write_metadata(metadata_file, settings)
             except (ModelMetadataError, OSError) as error:
