@@ -11,9 +11,11 @@ setup(
     version="0.1.0",
     description="Superpixel Sampling Networks as Caffe layers, with tools",
     packages=find_packages(include=["ssn", "ssn.*"]),
-    # The shipped model and its card; the native sources, which the build tool
-    # compiles from the checkout, travel with the package for reference.
-    package_data={"ssn": ["models/*.caffemodel", "models/*.md", "native/*.cpp"]},
+    # The shipped models, their settings (metadata files) and card; the native
+    # sources, which the build tool compiles from the checkout, travel with the
+    # package for reference.
+    package_data={"ssn": ["models/*.caffemodel", "models/*.json", "models/*.md",
+                          "native/*.cpp"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.26",
@@ -43,6 +45,7 @@ setup(
             "ssn-bench-train = ssn.cli.bench_train:main",
             "ssn-bench-peers = ssn.cli.bench_peers:main",
             "ssn-bench-sizes = ssn.cli.bench_sizes:main",
+            "ssn-bench-calibration = ssn.cli.bench_calibration:main",
             "ssn-data = ssn.cli.data:main",
             "ssn-synthflow = ssn.cli.synthflow:main",
             "ssn-target-regions = ssn.cli.target_regions:main",

@@ -67,11 +67,12 @@ from ssn.images import IMAGE_SUFFIXES, overlay, read_image, read_mask
 from ssn.inference import (
     check_weights,
     count_argument,
-    position_weight_argument,
+    model_defaults,
     resolve_features,
     size_factors,
     superpixels,
 )
+from ssn.model_metadata import model_settings
 
 log = logging.getLogger("ssn.batch")
 
@@ -287,13 +288,15 @@ def weights_sha256(path: str) -> str:
     return _weights_sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
-def make_settings(n_segments: int, num_steps: int, features: Optional[str],
+def make_settings(n_segments: int, num_steps: Optional[int], features: Optional[str],
                   weights: Optional[Path], connectivity: bool, min_size_factor: float,
                   max_size_factor: float, grid: str = "calibrated", fused: bool = True,
-                  position_weight: float = 1.0, mask_dir: Optional[Path] = None
+                  position_weight: Optional[float] = None, mask_dir: Optional[Path] = None
                   ) -> tuple[dict, Optional[str]]:
     """(settings, weights path): everything that decides the labels, as recorded per image.
 
+    ``num_steps`` and ``position_weight`` None are the model's (its metadata,
+    :mod:`ssn.model_metadata`); the values recorded are those it runs with.
     ``position_weight`` is recorded only when it is not 1, and ``mask_dir`` (as an
     absolute path) only when given, so records written before they existed still
     match the defaults.
@@ -311,12 +314,13 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
         ``mask_dir`` that is not a folder.
     """
     n_segments = count_argument("n_segments", n_segments)
-    num_steps = count_argument("num_steps", num_steps)
     if connectivity:
         min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
     mode, weights_path = resolve_features(features, weights)
     if weights_path is not None:
         check_weights(weights_path)
+    num_steps, position_weight = model_defaults(model_settings(weights_path), num_steps,
+                                                position_weight)
     settings = dict(n_segments=n_segments, grid=grid, fused=fused, num_steps=num_steps,
                     features=mode,
                     weights_sha256=weights_sha256(weights_path) if weights_path else None,
@@ -324,7 +328,7 @@ def make_settings(n_segments: int, num_steps: int, features: Optional[str],
                     min_size_factor=min_size_factor if connectivity else None,
                     max_size_factor=max_size_factor if connectivity else None,
                     version=__version__)
-    if position_weight_argument(position_weight) != 1.0:
+    if position_weight != 1.0:
         settings["position_weight"] = float(position_weight)
     if mask_dir is not None:
         if not Path(mask_dir).is_dir():

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ssn.calibration import Calibration
 
 
 def grid_shape(n_spixels: int, height: int, width: int) -> tuple[int, int]:
@@ -45,57 +49,54 @@ def init_cells(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
 
 
 GRID_MODES = ("calibrated", "original")
-# Superpixels after connectivity per grid cell, against the pixels per cell, measured
-# on the 100 BSDS500 val images (481x321) with the shipped model, 10 steps and the
-# default connectivity factors (2026-11-29; docs/EXPERIMENTS.md). SSN splits cells
-# that straddle boundaries, so it ends with 1.45-2.1 superpixels per cell.
-OVERSEGMENTATION = {
-    "deep": ((79.4, 1.456), (114.4, 1.459), (162.5, 1.467), (229.8, 1.500), (402.1, 1.591),
-             (825.7, 1.744), (1608.3, 1.866), (3860.0, 2.144)),
-    "pixel": ((79.4, 1.613), (114.4, 1.573), (162.5, 1.534), (229.8, 1.529), (402.1, 1.544),
-              (825.7, 1.597), (1608.3, 1.620), (3860.0, 1.825)),
-}
 
 
-def expected_count(grid_count: int, height: int, width: int, features: str) -> float:
+def expected_count(grid_count: int, height: int, width: int, calibration: "Calibration",
+                   position_weight: float = 1.0) -> float:
     """The expected number of superpixels after connectivity when the grid is made for
-    ``grid_count``: cells times the measured superpixels per cell at that cell size
-    (interpolated in log size, constant beyond the measured range)."""
+    ``grid_count``: its cells times the calibration's superpixels per cell at those
+    cells, position weight and image size."""
     grid_h, grid_w = grid_shape(grid_count, height, width)
     cells = grid_h * grid_w
-    return cells * superpixels_per_cell(height * width / cells, features)
+    return cells * calibration.per_cell(cells, position_weight, height * width / 1e6)
 
 
-def superpixels_per_cell(cell_pixels: float, features: str) -> float:
-    """The measured superpixels per grid cell (:data:`OVERSEGMENTATION`) at cells of
-    ``cell_pixels`` pixels, interpolated in log size, constant beyond the measures."""
-    areas, ratios = zip(*OVERSEGMENTATION[features])
-    return float(np.interp(math.log(cell_pixels), np.log(areas), ratios))
-
-
-def grid_request(n_segments: int, height: int, width: int, features: str,
-                 grid: str = "calibrated") -> int:
+def grid_request(n_segments: int, height: int, width: int, calibration: "Calibration",
+                 grid: str = "calibrated", position_weight: float = 1.0) -> int:
     """The count the initial grid is made for, so that about ``n_segments`` come out.
 
     "original" is the original release's rule: the grid for ``n_segments`` itself
-    (about 1.5-1.8 times as many superpixels after connectivity). "calibrated"
-    picks the grid whose expected final count (:func:`expected_count`) is nearest
-    to ``n_segments``; its superpixels are exactly those of "original" asked for
-    that smaller count.
+    (about 1.5-2 times as many superpixels after connectivity at position weight
+    1). "calibrated" picks the grid whose expected final count
+    (:func:`expected_count` with ``calibration``, a model's
+    (:func:`ssn.model_metadata.model_settings`), at ``position_weight``)
+    is nearest to ``n_segments`` (at most twice it); its superpixels are exactly those
+    of "original" asked for that count.
     """
     if grid not in GRID_MODES:
         raise ValueError(f"grid must be one of {GRID_MODES}, got {grid!r}")
     if grid == "original" or n_segments <= 1:
         return n_segments
-    low, high = 1, n_segments  # expected_count grows with the request
+    def expected(count: int) -> float:
+        return expected_count(count, height, width, calibration, position_weight)
+
+    # The expected count grows with the request; compact superpixels (a large position
+    # weight) can end below one per cell, so the grid may be up to twice the request.
+    low, high = 1, 2 * n_segments
     while low < high:
         middle = (low + high + 1) // 2
-        if expected_count(middle, height, width, features) <= n_segments:
+        if expected(middle) <= n_segments:
             low = middle
         else:
             high = middle - 1
-    above = min(low + 1, n_segments)
-    if abs(expected_count(above, height, width, features) - n_segments) < abs(
-            expected_count(low, height, width, features) - n_segments):
-        return above
-    return low
+    best = low + 1 if abs(expected(low + 1) - n_segments) < abs(expected(low) - n_segments) \
+        else low
+    if best > n_segments and not fits(best, height, width):
+        return n_segments  # the image is too small for more cells than requested
+    return best
+
+
+def fits(grid_count: int, height: int, width: int) -> bool:
+    """Whether the grid for ``grid_count`` has at most one cell per pixel each way."""
+    grid_h, grid_w = grid_shape(grid_count, height, width)
+    return grid_h <= height and grid_w <= width

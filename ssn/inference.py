@@ -29,6 +29,8 @@ import caffe
 import numpy as np
 
 from ssn import device, tiling
+from ssn.association import Association
+from ssn.association import from_blobs as association_from_blobs
 from ssn.channels import (
     ChannelScale,
     channel_planes,
@@ -55,11 +57,14 @@ from ssn.masks import (
     mask_argument,
     masked_grid_request,
 )
+from ssn.model_metadata import ModelSettings, find_settings, metadata_path, model_settings
 from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
 from ssn.nets.generators import (
+    ASSOCIATION,
     CENTRES,
+    COLOR_SCALE,
     DEEP_FEATURE_DIM,
     FEATURES,
     INIT_IGNORE_INDEX,
@@ -68,6 +73,7 @@ from ssn.nets.generators import (
     MASKED_STEP,
     PIXEL_MASK,
     SSNConfig,
+    centres_blob,
     deploy_net,
     feature_net,
     features_slic_net,
@@ -121,18 +127,23 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
                    fused: bool = True, position_weight: float = 1.0,
-                   device: int = -1) -> CheckedNet:
+                   association: bool = False, color_scale: float = COLOR_SCALE,
+                   feature_dim: Optional[int] = None, device: int = -1) -> CheckedNet:
     """The deploy net for one image geometry and grid request, built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
     weights file rewritten in place is read again; ``device``
     (:func:`ssn.device.current_device`) too, so that each device has its nets.
+    ``association``: the net also keeps the last step's soft association
+    (:attr:`SSNConfig.association`). ``color_scale`` and a deep model's
+    ``feature_dim`` come from its metadata (:mod:`ssn.model_metadata`).
     """
-    feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
+    if feature_dim is None or features != "deep":
+        feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
     config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
                        feature_dim=feature_dim,
                        pos_scale=position_weight * position_scale(n_spixels, height, width),
-                       fused=fused)
+                       color_scale=color_scale, fused=fused, association=association)
     log.debug("building a %s%s net for %dx%d, %d superpixels", features,
               "" if fused else " decomposed", height, width, n_spixels)
     return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True,
@@ -142,12 +153,12 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
 # One only: at 24 MP it holds about 2.2 GB.
 @lru_cache(maxsize=1)
 def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
-              fused: bool = True, device: int = -1) -> CheckedNet:
+              fused: bool = True, association: bool = False, device: int = -1) -> CheckedNet:
     """SLIC on given features of ``feature_dim`` channels (any >= 1), on ``device``."""
     grid_h, grid_w = grid_shape(n_spixels, height, width)
     log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
     return CheckedNet(features_slic_net(height, width, grid_h, grid_w, feature_dim, num_steps,
-                                        fused), caffe.TEST)
+                                        fused, association), caffe.TEST)
 
 
 # One only: a mask's bounding box changes from image to image.
@@ -305,16 +316,28 @@ def size_factors(min_size_factor, max_size_factor) -> tuple[float, float]:
 
 
 def check_weights(weights: Union[str, Path]) -> None:
-    """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would.
+    """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would, with
+    the feature channels of its metadata (if any).
 
     Raises
     ------
     NetCheckError
         A ValueError naming the file and the layer: the file is damaged, not a
         model, or of another architecture.
+    ModelMetadataError
+        A ValueError naming its metadata file, which is there but cannot be used.
     """
-    CheckedNet(feature_net(64, 64, DEEP_FEATURE_DIM), caffe.TEST, weights=str(weights),
+    metadata = find_settings(metadata_path(weights))
+    feature_dim = metadata.feature_dim if metadata is not None else DEEP_FEATURE_DIM
+    CheckedNet(feature_net(64, 64, feature_dim), caffe.TEST, weights=str(weights),
                fold_batch_norm=True, fold_relu=True)
+
+
+def model_defaults(settings: ModelSettings, num_steps, position_weight) -> tuple[int, float]:
+    """(num_steps, position_weight): each as given (checked), or the model's if None."""
+    return (count_argument("num_steps", settings.num_steps if num_steps is None else num_steps),
+            position_weight_argument(settings.position_weight if position_weight is None
+                                     else position_weight))
 
 
 def resolve_alias(name: str, value, alias: str, alias_value, default):
@@ -326,16 +349,18 @@ def resolve_alias(name: str, value, alias: str, alias_value, default):
     return default if value is None else value
 
 
-def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: int = 10,
+def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
+                num_steps: Optional[int] = None,
                 weights: Optional[Union[str, Path]] = None, *,
                 enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: Optional[int] = None, channel_axis: Optional[int] = -1,
                 grid: str = "calibrated", n_spixels: Optional[int] = None,
                 connectivity: Optional[bool] = None, fused: bool = True,
-                position_weight: float = 1.0, mask: Optional[np.ndarray] = None,
+                position_weight: Optional[float] = None, mask: Optional[np.ndarray] = None,
                 convert2lab: Optional[bool] = None, channel_scale: ChannelScale = None,
-                gpu: Optional[int] = None) -> np.ndarray:
+                gpu: Optional[int] = None, return_association: bool = False
+                ) -> Union[np.ndarray, tuple[np.ndarray, Association]]:
     """Segment an image into SSN superpixels.
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
@@ -351,10 +376,14 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     n_segments : int, default 100
         Requested number of superpixels (the initial grid has K_h x K_w <=
         n_segments cells). Alias: ``n_spixels``.
-    num_steps : int, default 10
-        Differentiable SLIC iterations (>= 1).
+    num_steps : int, optional
+        Differentiable SLIC iterations (>= 1); default: the model's (its metadata,
+        :mod:`ssn.model_metadata`), 10 for the bundled model, pixel mode and
+        weights without metadata.
     weights : str or Path, optional
-        A trained SSN .caffemodel; default: the bundled BSDS500 model.
+        A trained SSN .caffemodel; default: the bundled BSDS500 model. Its
+        settings come from the metadata file beside it (``x.caffemodel`` ->
+        ``x.json``); an argument given here overrides them.
     enforce_connectivity : bool, default True
         Merge fragments below ``min_size_factor * H*W/n_segments`` pixels into a
         neighbour and split segments above ``max_size_factor * H*W/n_segments``.
@@ -373,19 +402,23 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     channel_axis : int or None, default -1
         The image's colour axis; None for a 2-D grayscale image.
     grid : {'calibrated', 'original'}
-        'calibrated' makes the initial grid for the count that, by measurements on
-        BSDS500 val, ends with about ``n_segments`` superpixels after connectivity
-        (within 15% there); 'original' keeps the original release's grid for
-        ``n_segments`` itself, which ends with about 1.5-1.8 times as many.
+        'calibrated' makes the initial grid for the count that, by the model's
+        calibration (measured on BSDS500 val over position weights 0.5-4 and
+        sizes 0.1-24 MP, docs/CALIBRATION.md), ends with about ``n_segments``
+        superpixels after connectivity on average (within 10% there; single
+        images vary more); 'original' keeps the original release's grid for
+        ``n_segments`` itself, which ends with about 1.4-2 times as many at
+        position weight 1.
         Either way the superpixels are the same algorithm's: calibrated for n is
         original for :func:`ssn.grid.grid_request` (n).
     fused : bool, default True
         Run the SLIC iterations as one forward-only SlicIterations layer; False
         runs the decomposed Passoc/Softmax/SpixelFeature2 layers, which give the
         same labels up to float ties, several times slower.
-    position_weight : float, default 1.0
+    position_weight : float, optional
         Multiplies the scale of the pixel positions in the features (the
-        original's test-time scale at 1): larger values give more compact,
+        original's test-time scale at 1); default: the model's (1 for the bundled
+        model, 2 for ``ssn_synthflow``, 1 without metadata). Larger values give more compact,
         more regular superpixels, smaller ones follow colour and learned edges
         more closely; the role of SLIC's ``compactness``. A deep model sees the
         positions through its CNN too, so values far from 1 leave the
@@ -415,10 +448,21 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         None runs where Caffe runs now (the CPU unless
         :func:`ssn.device.use_device` chose a GPU). Nets are kept per device.
 
+    return_association : bool, default False
+        Also return the soft association of the last SLIC step
+        (:class:`ssn.association.Association`: each pixel's 9 candidate
+        superpixels and weights, the superpixel centres in feature space, the
+        labels before connectivity). Its superpixels are grid cells, not the
+        returned labels: :mod:`ssn.association` says how the two relate. It
+        costs about 110 bytes a pixel more (the net's association blob and the
+        two arrays returned), 2.6 GB at 24 MP.
+
     Returns
     -------
-    ndarray, H x W, int32
+    labels : ndarray, H x W, int32
         Consecutive labels from ``start_label``; ``start_label - 1`` outside a mask.
+    association : Association
+        Only with ``return_association``.
 
     Raises
     ------
@@ -430,6 +474,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         or a GPU this Caffe or machine lacks; the message names the argument.
     FileNotFoundError
         ``weights`` does not exist.
+    ModelMetadataError
+        A ValueError: the weights' metadata file is there but unreadable or wrong.
     NetTooLargeError
         A ValueError and a MemoryError: the image needs a blob over Caffe's
         INT_MAX count, or more memory than is available.
@@ -450,19 +496,30 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     >>> labels = superpixels(data.astronaut(), n_segments=200)   # doctest: +SKIP
     >>> labels.shape, labels.min()                               # doctest: +SKIP
     ((512, 512), 0)
+    >>> from ssn.association import pool
+    >>> labels, soft = superpixels(data.astronaut(), 200,
+    ...                            return_association=True)     # doctest: +SKIP
+    >>> pool(data.astronaut(), soft).shape                       # doctest: +SKIP
+    (196, 3)
     """
     n_segments = count_argument(
         "n_segments", resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100))
-    num_steps = count_argument("num_steps", num_steps)
+    if num_steps is not None:
+        num_steps = count_argument("num_steps", num_steps)
     enforce = bool(resolve_alias("enforce_connectivity", enforce_connectivity, "connectivity",
                                  connectivity, True))
     start_label = start_label_argument(start_label, mask is not None)
-    position_weight = position_weight_argument(position_weight)
+    if not isinstance(return_association, (bool, np.bool_)):
+        raise TypeError(f"return_association must be True or False, got {return_association!r}")
+    if position_weight is not None:
+        position_weight = position_weight_argument(position_weight)
     if enforce:
         min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
     gpu = gpu_argument(gpu)
     image = channels_last(image, channel_axis)
     mode, weights_path = resolve_features(features, weights)
+    model = model_settings(weights_path)
+    num_steps, position_weight = model_defaults(model, num_steps, position_weight)
     lab = uses_lab(image, convert2lab)
     if mode == "deep":
         check_deep_input(image, lab, channel_scale)
@@ -470,14 +527,19 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
     if mask is not None and mask.all():
         mask = None  # the whole image: no mask
     if mask is not None or not lab or channel_scale is not None:
+        if return_association:
+            raise ValueError("return_association is available for RGB or grayscale images "
+                             "in Lab without a mask or channel_scale")
         request = SlicRequest(mode, weights_path, n_segments, num_steps, grid, position_weight,
-                              (min_size_factor, max_size_factor) if enforce else None, fused)
+                              (min_size_factor, max_size_factor) if enforce else None, fused,
+                              model)
         with on_device(gpu):
             return start_label + superpixels_of_values(image, request, mask, lab,
                                                        channel_scale)
     rgb = as_rgb(image, keep_uint8=True)
     height, width = rgb.shape[:2]
-    grid_count = grid_request(n_segments, height, width, mode, grid)
+    grid_count = grid_request(n_segments, height, width, model.calibration, grid,
+                              position_weight)
     grid_h, grid_w = check_geometry(height, width, grid_count)
     in_tiles = tiled(height, width, mode)
     _check_fork()
@@ -486,20 +548,22 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         _prepare_for_fork()
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
-                net = _slic_net(height, width, grid_count, num_steps, DEEP_FEATURE_DIM,
-                                bool(fused), device_id)
+                net = _slic_net(height, width, grid_count, num_steps, model.feature_dim,
+                                bool(fused), bool(return_association), device_id)
             else:
                 net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
                                      file_identity(weights_path), bool(fused), position_weight,
-                                     device_id)
+                                     bool(return_association), model.color_scale,
+                                     model.feature_dim, device_id)
             cells = cell_input(height, width, grid_h, grid_w)
             lab = rgb_to_lab(rgb).transpose(2, 0, 1)
             del rgb
             if in_tiles:
                 pixel_feats = pixel_feature_array(
-                    lab, position_weight * position_scale(grid_count, height, width))
+                    lab, position_weight * position_scale(grid_count, height, width),
+                    model.color_scale)
                 del lab
-                tiled_features(pixel_feats, weights_path, DEEP_FEATURE_DIM,
+                tiled_features(pixel_feats, weights_path, model.feature_dim,
                                out=net.net.blobs[FEATURES].data[0],
                                weights_identity=file_identity(weights_path))
                 del pixel_feats
@@ -515,6 +579,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
                              "this image: the model diverged or its weights are damaged, so "
                              "its superpixels would be meaningless")
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
+        soft = (association_of(net, grid_h, grid_w, num_steps, bool(fused))
+                if return_association else None)
     del cells
     if enforce:
         min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
@@ -524,7 +590,16 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, num_steps: 
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
     labels = labels.astype(np.int32, copy=False)
     labels += start_label
-    return labels
+    return (labels, soft) if return_association else labels
+
+
+def association_of(net: CheckedNet, grid_h: int, grid_w: int, num_steps: int,
+                   fused: bool) -> Association:
+    """The soft association of a deploy or SLIC net just run (built with ``association``)."""
+    blobs = net.net.blobs
+    return association_from_blobs(blobs[ASSOCIATION].data[0],
+                                  blobs[centres_blob(num_steps, fused)].data[0],
+                                  blobs["new_spix_indices"].data[0, 0], grid_h, grid_w)
 
 
 def channels_last(image, channel_axis: Optional[int]) -> np.ndarray:
@@ -561,7 +636,8 @@ def start_label_argument(start_label, masked: bool) -> int:
 class SlicRequest:
     """What :func:`superpixels` was asked for, checked: the feature mode and weights, the
     counts, the grid rule, the position weight, the connectivity factors (min, max)
-    or None for no connectivity, and the fused SLIC layer's switch."""
+    or None for no connectivity, the fused SLIC layer's switch, and the model's
+    settings (its calibration)."""
 
     mode: str
     weights: Optional[str]
@@ -571,6 +647,7 @@ class SlicRequest:
     position_weight: float
     size_factors: Optional[tuple[float, float]]
     fused: bool
+    model: ModelSettings
 
 
 def superpixels_of_values(image: np.ndarray, request: SlicRequest,
@@ -598,12 +675,14 @@ def superpixels_of_values(image: np.ndarray, request: SlicRequest,
     height, width = image.shape[:2]
     if mask is None:
         box = Box(0, 0, height, width)
-        grid_count = grid_request(request.n_segments, height, width, request.mode,
-                                  request.grid)
+        grid_count = grid_request(request.n_segments, height, width,
+                                  request.model.calibration, request.grid,
+                                  request.position_weight)
     else:
         box = bounding_box(mask)
         grid_count = masked_grid_request(request.n_segments, mask[box.slices],
-                                         request.mode, request.grid)
+                                         request.model.calibration, request.grid,
+                                         request.position_weight)
     grid_h, grid_w = check_geometry(box.height, box.width, grid_count)
     pos_scale = request.position_weight * position_scale(grid_count, box.height, box.width)
     box_mask = None if mask is None else mask[box.slices]
@@ -681,7 +760,7 @@ def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid_count: int,
     """Raw superpixel ids (h x w int32) of SLIC on ``feats`` (D x h x w) from ``cells``."""
     channels, height, width = feats.shape
     net = _slic_net(height, width, grid_count, request.num_steps, channels,
-                    bool(request.fused), current_device())
+                    bool(request.fused), device=current_device())
     net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells,
                 **{FEATURES: feats[None]})
     return net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from scipy import ndimage
 
 from ssn.connectivity import enforce_connectivity
-from ssn.grid import GRID_MODES, grid_shape, superpixels_per_cell
+from ssn.grid import GRID_MODES, grid_shape
+
+if TYPE_CHECKING:
+    from ssn.calibration import Calibration
 
 # The value of the extra feature channel inside the mask (0 outside). A centre that
 # no pixel of the mask pulls is all zeros (SpixelFeature2) or 255 (SpixelFeature's
@@ -93,25 +96,27 @@ def bounding_box(mask: np.ndarray) -> Box:
 FULL_CELL_SHARE = 0.2
 
 
-def masked_grid_request(n_segments: int, mask: np.ndarray, features: str,
-                        grid: str = "calibrated") -> int:
+def masked_grid_request(n_segments: int, mask: np.ndarray, calibration: "Calibration",
+                        grid: str = "calibrated", position_weight: float = 1.0) -> int:
     """The count the grid over the mask's box is made for, so that about ``n_segments``
     superpixels come out inside the mask.
 
     The cells a mask covers count by their share inside, a share of at least
     :data:`FULL_CELL_SHARE` as a whole cell (:func:`covered_cells`). "original"
     picks the grid of about ``n_segments`` covered cells; "calibrated" the grid
-    whose covered cells times the measured superpixels per cell
-    (:func:`ssn.grid.superpixels_per_cell`, as for a whole image) come nearest
-    to ``n_segments``.
+    whose covered cells times the model's superpixels per cell
+    (:meth:`ssn.calibration.Calibration.per_cell` for the box's grid, as for a
+    whole image) come nearest to ``n_segments``.
 
     Parameters
     ----------
     n_segments : int
     mask : ndarray, h x w bool
         The mask within its bounding box (some pixel true).
-    features : {'deep', 'pixel'}
+    calibration : ssn.calibration.Calibration
+        The model's count calibration.
     grid : {'calibrated', 'original'}
+    position_weight : float
 
     Raises
     ------
@@ -134,9 +139,13 @@ def masked_grid_request(n_segments: int, mask: np.ndarray, features: str,
         cells = covered_cells(sums, grid_h, grid_w)
         if grid == "original":
             return cells
-        return cells * superpixels_per_cell(height * width / (grid_h * grid_w), features)
+        return cells * calibration.per_cell(grid_h * grid_w, position_weight,
+                                            height * width / 1e6)
 
-    low, high = 1, max(1, math.ceil(n_segments * height * width / sums[-1, -1]))
+    # A model that ends with fewer superpixels than cells (a large position weight)
+    # needs a grid for up to twice the count, as in grid_request.
+    reach = 1 if grid == "original" else 2
+    low, high = 1, max(1, math.ceil(reach * n_segments * height * width / sums[-1, -1]))
     while low < high:  # the expected count grows with the request
         middle = (low + high + 1) // 2
         if expected(middle) <= n_segments:

@@ -262,9 +262,10 @@ def test_the_runtime_grid_is_the_reference_grid_where_that_has_one():
 @pytest.mark.parametrize("features", ["deep", "pixel"])
 def test_the_calibrated_grid_is_the_original_grid_for_a_smaller_count(features):
     from ssn.grid import grid_request
+    from ssn.model_metadata import shipped_calibration
     image = data.astronaut()[100:250, 150:350]
     calibrated = superpixels(image, 60, 3, features=features)
-    smaller = grid_request(60, *image.shape[:2], features)
+    smaller = grid_request(60, *image.shape[:2], shipped_calibration(features))
     assert 25 <= smaller < 60
     np.testing.assert_array_equal(
         calibrated, superpixels(image, smaller, 3, features=features, grid="original"))
@@ -274,15 +275,17 @@ def test_the_calibrated_grid_is_the_original_grid_for_a_smaller_count(features):
 
 def test_grid_requests_aim_at_the_requested_count():
     from ssn.grid import expected_count, grid_request
-    for features in ("deep", "pixel"):
+    from ssn.model_metadata import shipped_calibration
+    for name in ("deep", "pixel"):
+        calibration = shipped_calibration(name)
         for n in (10, 50, 100, 200, 400, 600, 1000, 1400, 5000):
             for height, width in ((321, 481), (481, 321), (1080, 1920), (200, 200)):
-                request = grid_request(n, height, width, features)
+                request = grid_request(n, height, width, calibration)
                 assert 1 <= request <= n
                 # Within the grid's granularity (a square image steps through k x k cells).
-                assert abs(expected_count(request, height, width, features) - n) <= 0.2 * n + 2
-        assert grid_request(100, 321, 481, features, "original") == 100
-        assert grid_request(1, 321, 481, features) == 1
+                assert abs(expected_count(request, height, width, calibration) - n) <= 0.2 * n + 2
+        assert grid_request(100, 321, 481, calibration, "original") == 100
+        assert grid_request(1, 321, 481, calibration) == 1
 
 
 def test_a_larger_position_weight_gives_more_compact_superpixels():

@@ -9,7 +9,7 @@ import pytest
 TOOL_MODULES = [f"ssn.cli.{name}" for name in (
     "infer", "train", "eval", "eval_snapshots", "export_model", "export_hdf5",
     "make_prototxt", "demo", "bench_layers", "bench_infer", "bench_train", "bench_peers",
-    "bench_sizes", "data", "eval_task", "synthflow", "eval_continuous",
+    "bench_sizes", "bench_calibration", "data", "eval_task", "synthflow", "eval_continuous",
 )] + ["ssn_build.cli"]
 
 

@@ -237,6 +237,11 @@ def test_short_training_lowers_the_loss_and_resumes(tmp_path, sample_root):
     losses = [float(row["loss"]) for row in rows]
     assert len(losses) == 8 and losses[-1] < losses[0]
     assert (tmp_path / "snap" / "ssn_iter_4.solverstate").exists()
+    # Each snapshot carries the settings it was trained at, not yet calibrated.
+    from ssn.model_metadata import read_metadata
+    settings = read_metadata(tmp_path / "snap" / "ssn_iter_4.json")
+    assert (settings.feature_dim, settings.position_weight) == (8, 1.0)
+    assert settings.calibration is None
     resumed = train(solver_path, resume=tmp_path / "snap" / "ssn_iter_4.solverstate",
                     max_iter=6)
     assert resumed["iteration"] == 6

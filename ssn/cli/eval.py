@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SSN features, one run of each (default: deep if a model "
                         "exists, else pixel)")
     parser.add_argument("--weights", type=Path, help="SSN .caffemodel (default: the bundled)")
-    options.add_steps(parser)
+    options.add_steps(parser, None)
     options.add_grid(parser)
     options.add_position_weight(parser)
     options.add_gpu(parser)

@@ -3,6 +3,12 @@ uses (the feature CNN), checked to be complete (used by tools/export_model.py).
 
 The default output is the bundled model that tools/infer.py, tools/demo.py and
 ssn.inference.superpixels use when no --weights are given.
+
+The snapshot's metadata file (<snapshot>.json: the position weight and colour
+scale it was trained at, and a calibration if one was measured) is copied to
+<out>.json. Without one, the model runs with the defaults and the BSDS500
+model's count calibration (with a warning) until ssn-bench-calibration
+--write-metadata measures its own.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from ssn.model_metadata import ModelMetadataError, find_settings, metadata_path
 from ssn.nets.checks import NetCheckError
 from ssn.nets.weights import export_deploy_weights
 
@@ -35,11 +42,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
+        carried = find_settings(metadata_path(args.snapshot))
         path = export_deploy_weights(args.snapshot, args.out)
-    except (NetCheckError, OSError) as error:
+    except (NetCheckError, ModelMetadataError, OSError) as error:
         log.error("%s", error)
         return 2
     log.info("wrote %s (%.0f kB) from %s", path, path.stat().st_size / 1e3, args.snapshot)
+    if carried is not None:
+        log.info("wrote its settings to %s%s", metadata_path(path),
+                 "" if carried.calibration else " (not calibrated: measure with "
+                 "ssn-bench-calibration --weights " + str(path) + " --write-metadata)")
+    elif metadata_path(path).exists():
+        log.warning("%s has no metadata file, and %s (an older model's) is kept: its "
+                    "settings now apply to the new weights; delete or rewrite it if they "
+                    "do not", args.snapshot, metadata_path(path))
+    else:
+        log.warning("%s has no metadata file: the model runs with the defaults and the "
+                    "BSDS500 model's count calibration", args.snapshot)
     return 0
 
 

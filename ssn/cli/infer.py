@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image files, directories, glob patterns or .txt list files")
     options.add_out(parser)
     options.add_count(parser, 100)
-    options.add_steps(parser)
+    options.add_steps(parser, None)
     options.add_grid(parser)
     options.add_position_weight(parser)
     parser.add_argument("--weights", type=Path,

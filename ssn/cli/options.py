@@ -34,10 +34,14 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
                         help="BSDS500 folder (default: $SSN_DATA_ROOT, else ./data/BSDS500)")
 
 
-def add_steps(parser: argparse.ArgumentParser, default: int = 10) -> None:
-    """``--num-steps N``: differentiable SLIC iterations."""
+MODEL_DEFAULT = "the model's, from its metadata file; 1{} without one"
+
+
+def add_steps(parser: argparse.ArgumentParser, default: Optional[int] = 10) -> None:
+    """``--num-steps N``: differentiable SLIC iterations; None: the model's setting."""
+    shown = default if default is not None else MODEL_DEFAULT.format("0")
     parser.add_argument("--num-steps", type=positive_int, default=default, metavar="N",
-                        help=f"SLIC iterations (default: {default})")
+                        help=f"SLIC iterations (default: {shown})")
 
 
 def add_out(parser: argparse.ArgumentParser, default: Optional[Path] = None,
@@ -78,11 +82,13 @@ def position_weight(text: str) -> float:
 
 
 def add_position_weight(parser: argparse.ArgumentParser) -> None:
-    """``--position-weight W``: SSN's compactness, a factor on the position features' scale."""
-    parser.add_argument("--position-weight", type=position_weight, default=1.0, metavar="W",
+    """``--position-weight W``: SSN's compactness, a factor on the position features' scale
+    (default: the model's setting)."""
+    parser.add_argument("--position-weight", type=position_weight, default=None, metavar="W",
                         help="SSN's compactness: multiplies the scale of the pixel positions "
                              "(larger: more compact, regular superpixels; smaller: closer to "
-                             "colour and learned edges) (default: 1)")
+                             "colour and learned edges) (default: "
+                             f"{MODEL_DEFAULT.format('')})")
 
 
 def add_compactness(parser: argparse.ArgumentParser) -> None:

@@ -182,13 +182,14 @@ def checked_labels(labels, shape: tuple[int, int]) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def ssn_run(count: int, features: Optional[str], num_steps: int,
+def ssn_run(count: int, features: Optional[str], num_steps: Optional[int],
             weights: Optional[Path], grid: str = "calibrated",
-            position_weight: float = 1.0, label: Optional[str] = None) -> Run:
+            position_weight: Optional[float] = None, label: Optional[str] = None) -> Run:
     """SSN computed here, named SSN-<label, default: the features> (then -original with
-    that grid, -pw<W> with a position weight other than 1)."""
+    that grid, -pw<W> with a position weight given and other than 1). ``num_steps`` and
+    ``position_weight`` None are the model's (:mod:`ssn.model_metadata`)."""
     name = f"SSN-{label or features or 'auto'}" + ("" if grid == "calibrated" else f"-{grid}")
-    if position_weight != 1.0:
+    if position_weight is not None and position_weight != 1.0:
         name += f"-pw{position_weight:g}"
     return (name, count, lambda stem, rgb: superpixels(
         rgb, count, num_steps, weights, features=features, grid=grid,

@@ -111,6 +111,11 @@ class SSNConfig:
         weights (by name and shape) and outputs up to float rounding, without
         the 197-channel concatenation and the cropped copies (see
         :func:`cnn_features`). False: the original's layout.
+    association : bool
+        Deploy and SLIC nets also keep the last step's soft association
+        (:data:`ASSOCIATION`, N x 9 x H x W) and the superpixel features it was
+        computed from (:func:`centres_blob`, N x C x 1 x K): the fused layer
+        gets its two optional tops; the decomposed layers have these blobs anyway.
     """
 
     height: int = 201
@@ -133,6 +138,7 @@ class SSNConfig:
     fused: bool = True
     fused_decoder: bool = True
     fused_cnn: bool = True
+    association: bool = False
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -291,23 +297,45 @@ def slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
 
 
 def fused_slic_iterations(net: caffe.NetSpec, features, spixel_init, feat_spixel_init,
-                          grid_h: int, grid_w: int, num_steps: int):
+                          grid_h: int, grid_w: int, num_steps: int, association: bool = False):
     """Inference-only SLIC in one ``SlicIterations`` layer (named ``slic_iterations``).
 
     The same ``init_spixel_feat`` as :func:`slic_iterations`, then all
     ``num_steps`` steps and the hard assignment in one layer, which has no
     backward (its ``propagate_down`` is false). Returns its top
     ``new_spix_indices``: the labels of :func:`slic_iterations` followed by
-    :func:`hard_assignment`, up to float rounding.
+    :func:`hard_assignment`, up to float rounding. With ``association`` the
+    layer also writes :data:`FUSED_CENTRES` (S^(T-1), N x C x 1 x K) and
+    :data:`ASSOCIATION` (Q_T, N x 9 x H x W), the decomposed net's
+    ``spixel_feat<T-1>`` and ``final_pixel_assoc``.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     init = initial_spixel_features(net, features, feat_spixel_init, grid_h * grid_w)
-    net.new_spix_indices = L.SlicIterations(
+    tops = L.SlicIterations(
         features, init, spixel_init, name="slic_iterations",
         spixel_feature2_param=_slic_grid(grid_h, grid_w),
-        slic_iterations_param=dict(num_steps=num_steps), propagate_down=[False] * 3)
+        slic_iterations_param=dict(num_steps=num_steps), propagate_down=[False] * 3,
+        ntop=3 if association else 1)
+    if association:
+        net.new_spix_indices, net[FUSED_CENTRES], net[ASSOCIATION] = tops
+    else:
+        net.new_spix_indices = tops
     return net.new_spix_indices
+
+
+# The last SLIC step's soft association, N x 9 x H x W (both kinds of net).
+ASSOCIATION = "final_pixel_assoc"
+# The superpixel features Q_T was computed from, S^(T-1), in a fused net.
+FUSED_CENTRES = "final_spixel_feat"
+
+
+def centres_blob(num_steps: int, fused: bool) -> str:
+    """The blob of S^(T-1), the superpixel features (N x C x 1 x K) that the last
+    association :data:`ASSOCIATION` was computed from, in a deploy or SLIC net."""
+    if fused:
+        return FUSED_CENTRES
+    return f"spixel_feat{num_steps - 1}" if num_steps > 1 else "init_spixel_feat"
 
 
 def hard_assignment(net: caffe.NetSpec, assoc, spixel_init, grid_h: int, grid_w: int):
@@ -619,7 +647,7 @@ def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     _, feats = _features(net, config, net.img)
     if config.fused:
         fused_slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
-                              config.num_steps)
+                              config.num_steps, config.association)
     else:
         assoc = slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h,
                                 grid_w, config.num_steps)
@@ -655,11 +683,12 @@ def slic_net(config: SSNConfig) -> caffe_pb2.NetParameter:
     Fused or decomposed SLIC as in :func:`deploy_net`.
     """
     return features_slic_net(config.height, config.width, *config.grid, config.feature_dim,
-                             config.num_steps, config.fused)
+                             config.num_steps, config.fused, config.association)
 
 
 def features_slic_net(height: int, width: int, grid_h: int, grid_w: int, feature_dim: int,
-                      num_steps: int, fused: bool = True) -> caffe_pb2.NetParameter:
+                      num_steps: int, fused: bool = True,
+                      association: bool = False) -> caffe_pb2.NetParameter:
     """:func:`slic_net` for features of any number of channels (>= 1): Input
     ``trans_features`` (1 x feature_dim x H x W), ``spixel_init``, ``feat_spixel_init``
     (1 x 1 x H x W) -> ``new_spix_indices`` on a ``grid_h`` x ``grid_w`` grid.
@@ -673,11 +702,13 @@ def features_slic_net(height: int, width: int, grid_h: int, grid_w: int, feature
     net[FEATURES] = L.Input(shape=dict(dim=[1, feature_dim, height, width]))
     net.spixel_init = L.Input(shape=dict(dim=[1, 1, height, width]))
     net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, height, width]))
-    iterations = fused_slic_iterations if fused else slic_iterations
-    out = iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init, grid_h,
-                     grid_w, num_steps)
-    if not fused:
-        hard_assignment(net, out, net.spixel_init, grid_h, grid_w)
+    if fused:
+        fused_slic_iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init,
+                              grid_h, grid_w, num_steps, association)
+    else:
+        assoc = slic_iterations(net, net[FEATURES], net.spixel_init, net.feat_spixel_init,
+                                grid_h, grid_w, num_steps)
+        hard_assignment(net, assoc, net.spixel_init, grid_h, grid_w)
     return net.to_proto()
 
 

@@ -12,6 +12,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from ssn.atomic import atomic_path
+from ssn.model_metadata import find_settings, metadata_path, write_metadata
 from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import DATA_LAYER_MODULE, DEEP_FEATURE_DIM, SSNConfig, deploy_net
 
@@ -86,10 +87,18 @@ def write_initial_weights(net_param: caffe_pb2.NetParameter, shapes: dict[str, t
 
 def export_deploy_weights(snapshot: os.PathLike, path: os.PathLike) -> Path:
     """Save the layers of ``snapshot`` that the deploy net uses (the feature CNN) as a
-    .caffemodel, checked to hold all of them; return its path."""
+    .caffemodel, checked to hold all of them; return its path.
+
+    The snapshot's metadata file (:mod:`ssn.model_metadata`), if it has one, is
+    read first (a bad one fails before anything is written) and copied beside
+    the model, after it.
+    """
+    settings = find_settings(metadata_path(snapshot))
     config = SSNConfig(height=9, width=9, n_spixels=4, num_steps=1,
-                       feature_dim=DEEP_FEATURE_DIM)
+                       feature_dim=settings.feature_dim if settings else DEEP_FEATURE_DIM)
     net = CheckedNet(deploy_net(config), caffe.TEST, weights=snapshot)
     with atomic_path(path) as tmp:
         net.net.save(str(tmp))
+    if settings is not None:
+        write_metadata(metadata_path(path), settings)
     return Path(path)

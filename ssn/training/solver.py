@@ -13,6 +13,10 @@
   (test nets: ``test_iter`` batches per test run so far).
 * Each iteration's losses go to a CSV log; a resumed run drops the log rows
   after its snapshot, which it computes again.
+* Each ``.caffemodel`` has a metadata file beside it (``<prefix>_iter_<N>.json``,
+  :mod:`ssn.model_metadata`) with the position weight and colour scale it was
+  trained at, so that ``superpixels(weights=...)`` runs it as trained; its
+  count calibration is left to ``ssn-bench-calibration``.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from tqdm import tqdm
 
 from ssn.atomic import ensure_writable_folder, write_atomic
 from ssn.device import use_device
+from ssn.model_metadata import ModelSettings, metadata_path, train_net_settings, write_metadata
 from ssn.nets.checked import (
     blob_proto_shape,
     check_blob_proto,
@@ -222,10 +227,14 @@ class Snapshots:
     ``.solverstate``, rewritten to name its model relative to itself, is
     written atomically. An older ``.solverstate`` of the same iteration is
     removed first, so a ``.solverstate`` never pairs with another run's model.
+    With ``settings``, each ``.caffemodel`` gets its metadata file
+    (:mod:`ssn.model_metadata`) beside it, written before the model is renamed
+    into place.
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, settings: Optional[ModelSettings] = None) -> None:
         self.prefix = prefix
+        self.settings = settings
         self.folder = Path(prefix).parent
         remove_stale_staging(self.folder)
         self.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.",
@@ -272,6 +281,8 @@ class Snapshots:
             state_proto = caffe_pb2.SolverState.FromString(staged_state.read_bytes())
             state_proto.learned_net = model.name  # relative to the .solverstate's folder
             state.unlink(missing_ok=True)
+            if self.settings is not None:
+                write_metadata(metadata_path(model), self.settings)
             os.replace(staged_model, model)
             write_atomic(state, state_proto.SerializeToString())
             staged_state.unlink()
@@ -480,7 +491,7 @@ def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,
     net_param = train_net_param(param)
     if resume is not None:
         read_solverstate(resume)  # a bad file fails before the solver is built
-    snapshots = Snapshots(param.snapshot_prefix)
+    snapshots = Snapshots(param.snapshot_prefix, train_net_settings(net_param))
     try:
         solver = make_solver(param, snapshots.staging_prefix)
         start(solver, param, net_param, snapshots, weights, resume)
