@@ -596,3 +596,28 @@ def test_infer_with_a_mask_folder(tmp_path, val_images):
     assert infer_main(args[:-1] + [str(tmp_path / "nowhere"), "--overwrite"]) == 2
     assert (out / "config.json").read_text() == config
     assert (out / f"{images[0].stem}.npy").stat().st_mtime_ns == before
+
+
+def test_the_association_is_refused_with_a_mask_or_channel_scale(astronaut):
+    mask = np.zeros(astronaut.shape[:2], bool)
+    mask[10:60, 20:90] = True
+    with pytest.raises(ValueError, match="return_association"):
+        superpixels(astronaut, 20, 2, features="pixel", mask=mask, return_association=True)
+    with pytest.raises(ValueError, match="return_association"):
+        superpixels(astronaut, 20, 2, features="pixel", channel_scale=0.3,
+                    return_association=True)
+
+
+def test_a_mask_runs_at_the_models_position_weight():
+    """The flow model's metadata says position weight 2: a masked call without one
+    gives the labels of an explicit 2, not of 1."""
+    flow = bundled_weights().with_name("ssn_synthflow.caffemodel")
+    rng = np.random.default_rng(3)
+    image = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[4:44, 6:60] = True
+    default = superpixels(image, 30, 2, str(flow), mask=mask)
+    np.testing.assert_array_equal(default, superpixels(image, 30, 2, str(flow), mask=mask,
+                                                       position_weight=2.0))
+    assert not np.array_equal(default, superpixels(image, 30, 2, str(flow), mask=mask,
+                                                   position_weight=1.0))
