@@ -10,7 +10,8 @@ measurements (``ssn-bench-calibration``) as a smooth function::
     log(ratio) = sum_i c_i t_i(x, y, z),
     x = log(cells), y = log(position_weight), z = log(megapixels),
 
-with terms t_i from :data:`TERMS` (products of x, y, z up to degree three), each
+with terms t_i from :data:`TERMS` (products of x, y, z up to degree three;
+:data:`DEFAULT_TERMS` are those fitted by default), each
 input clamped to the range it was measured over (so the ratio is constant
 beyond it). :func:`ssn.grid.grid_request` inverts it: it picks the grid whose
 expected count is nearest the request.
@@ -39,9 +40,12 @@ TERMS = {
     "y*y*y": lambda x, y, z: y * y * y,
     "x*x*y": lambda x, y, z: x * x * y,
     "x*y*y": lambda x, y, z: x * y * y,
+    "x*y*z": lambda x, y, z: x * y * z,
+    "y*y*z": lambda x, y, z: y * y * z,
+    "x*x*z": lambda x, y, z: x * x * z,
 }
-DEFAULT_TERMS = ("1", "x", "y", "z", "x*x", "y*y", "x*y", "x*z", "y*z", "x*x*y", "x*y*y", "x*x*x",
-                 "y*y*y")
+DEFAULT_TERMS = ("1", "x", "y", "z", "x*x", "y*y", "z*z", "x*y", "x*z", "y*z", "x*x*y", "x*y*y",
+                 "x*x*x", "y*y*y", "x*y*z", "y*y*z")
 INPUTS = ("cells", "position_weight", "megapixels")
 
 
