@@ -436,7 +436,7 @@ def reference_run(tmp_path_factory):
 def test_final_snapshot_is_written(reference_run):
     folder, _, stderr = reference_run
     assert snapshot_names(folder / "snap") == [
-        f"ssn_iter_{i}.{kind}" for i in (3, 6, 8) for kind in ("caffemodel", "solverstate")]
+        f"ssn_iter_{i}.{kind}" for i in (3, 6, 8) for kind in ("caffemodel", "json", "solverstate")]
     assert f"final snapshot: {folder / 'snap' / 'ssn_iter_8.caffemodel'}" in stderr
     assert not list((folder / "snap").glob(".ssn-snapshot-*"))  # the staging folder is gone
 
@@ -648,7 +648,7 @@ def test_an_error_mid_training_writes_the_last_completed_iteration(tmp_path):
         result.stderr
     assert "last completed iteration snapshot: " in result.stderr
     assert snapshot_names(tmp_path / "snap") == [
-        f"ssn_iter_{i}.{kind}" for i in (3, 4) for kind in ("caffemodel", "solverstate")]
+        f"ssn_iter_{i}.{kind}" for i in (3, 4) for kind in ("caffemodel", "json", "solverstate")]
     assert list(losses(tmp_path / "snap" / "ssn_loss.csv")) == [1, 2, 3, 4]
 
 
@@ -688,7 +688,7 @@ def test_too_few_readable_images_stop_with_a_snapshot(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "ssn.cli.train: only 1 of the 4 images of split 'train' are readable, fewer than the "
         "batch size 2; unreadable: 9000, 9010, 9020")
-    assert snapshot_names(tmp_path / "snap") == ["ssn_iter_0.caffemodel",
+    assert snapshot_names(tmp_path / "snap") == ["ssn_iter_0.caffemodel", "ssn_iter_0.json",
                                                   "ssn_iter_0.solverstate"]
 
 
