@@ -339,3 +339,19 @@ def test_bench_calibration_measures_prints_and_writes_a_calibration(tmp_path, sa
     written = read_metadata(metadata_path(weights))
     assert written.calibration == fit_rows(measured)
     assert written.position_weight == DEFAULTS.position_weight
+
+
+def test_the_paired_table_divides_by_the_same_images_at_their_own_size():
+    from ssn.benchmarks.calibration import NATIVE, paired, summary, worst
+
+    def row(image, megapixels, actual):
+        return dict(image=image, megapixels=megapixels, position_weight=1.0, requested=100,
+                    height=10, width=10, actual=actual, cells=50)
+    rows = [row("a", NATIVE, 80), row("b", NATIVE, 120), row("c", NATIVE, 300),
+            row("a", 2.0, 88), row("b", 2.0, 132)]
+    [entry] = paired(rows)
+    assert (entry["megapixels"], entry["images"]) == (2.0, 2)
+    assert entry["ratio"] == pytest.approx(220 / 200)  # the size adds 10%; "c" is not there
+    table = summary(rows)
+    assert [round(e["ratio"], 3) for e in table] == [round(500 / 300, 3), 1.1]
+    assert worst(table) == pytest.approx(500 / 300 - 1)

@@ -149,6 +149,38 @@ def markdown(table: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired(rows: Sequence[dict]) -> list[dict]:
+    """Per resized (size, requested, position weight): the mean actual/requested over
+    its images divided by the same images' mean at BSDS500's own size (same weight
+    and count): the size's own effect, without the chosen images' (a size measured
+    on 2 images mostly shows whether those 2 split more or less than the average)."""
+    native = {(row["image"], row["position_weight"], row["requested"]): row["actual"]
+              for row in rows if row["megapixels"] == NATIVE}
+    groups = defaultdict(list)
+    for row in rows:
+        key = (row["image"], row["position_weight"], row["requested"])
+        if row["megapixels"] != NATIVE and key in native:
+            groups[(row["megapixels"], row["requested"], row["position_weight"])].append(
+                (row["actual"], native[key]))
+    return [dict(megapixels=megapixels, requested=requested, position_weight=weight,
+                 images=len(pairs), ratio=sum(a for a, _ in pairs) / sum(b for _, b in pairs))
+            for (megapixels, requested, weight), pairs in sorted(groups.items())]
+
+
+def paired_markdown(table: Sequence[dict]) -> str:
+    """:func:`paired` as a table like :func:`markdown`'s."""
+    weights = sorted({entry["position_weight"] for entry in table})
+    cells = {(e["megapixels"], e["requested"], e["position_weight"]): e for e in table}
+    lines = ["| MP | images | requested | " + " | ".join(f"pw {w:g}" for w in weights) + " |",
+             "|---|---|---|" + "---|" * len(weights)]
+    for megapixels, requested in sorted({key[:2] for key in cells}):
+        entries = [cells.get((megapixels, requested, w)) for w in weights]
+        images = max(e["images"] for e in entries if e)
+        lines.append(f"| {size_label(megapixels)} | {images} | {requested} | " + " | ".join(
+            f"{e['ratio']:.2f}" if e else "-" for e in entries) + " |")
+    return "\n".join(lines)
+
+
 def worst(table: Sequence[dict]) -> float:
     """The largest |mean actual/requested - 1| in the table."""
     return max(abs(entry["ratio"] - 1) for entry in table)

@@ -17,6 +17,8 @@ from ssn.benchmarks.calibration import (
     fit_rows,
     markdown,
     measure,
+    paired,
+    paired_markdown,
     read_rows,
     summary,
     val_images,
@@ -147,6 +149,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("Mean actual / requested superpixels (range over the images), calibrated grid:")
     print(markdown(table))
     print(f"largest deviation of a mean: {worst(table):.1%}")
+    same_images = paired(rows)
+    if same_images:
+        print("\nEach resized size against the same images at 481x321 (same weight and count):")
+        print(paired_markdown(same_images))
     if args.fit or metadata_file:
         calibration = fit_rows(rows, args.measured, size_from)
         print(f"fitted calibration: {calibration.to_dict()}")
