@@ -1,4 +1,4 @@
-"""Connectivity enforcement for superpixel label maps (spec section 11).
+"""Connectivity enforcement for superpixel label maps (docs/LAYERS.md#connectivity-enforcement).
 
 SSN's raw labels (the ArgMax of the last association) can give one superpixel several
 disconnected pieces. The original release always relabels them with ``enforce_connectivity``;
@@ -157,7 +157,7 @@ def enforce_connectivity(labels: np.ndarray, min_size: int, max_size: int) -> np
 
 def enforce_connectivity_reference(labels: np.ndarray, min_size: int,
                                    max_size: int) -> np.ndarray:
-    """Slow pure-Python transcription of the spec's loop; the test oracle.
+    """Slow pure-Python transcription of the original's loop; the test oracle.
 
     Same parameters, result and errors as :func:`enforce_connectivity`. Use it only on small
     maps (it runs at roughly a microsecond per pixel-neighbour in CPython).

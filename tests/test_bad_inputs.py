@@ -250,7 +250,7 @@ SIZE_CASES = {
         r"raised NetTooLargeError: Input layer 'trans_features': top 'trans_features' would "
         r"be 1 x 20 x 9000 x 12000 = 2,160,000,000 values, over Caffe's limit of "
         r"2,147,483,647 per blob \(INT_MAX\); use a smaller input"),
-    # Such photos run, in tiles (issue 11, section 1); the nets are checked before the work.
+    # Such photos run, in tiles; the nets are checked before the work.
     "superpixels of a 1200x1600 photo with too little memory, deep": (
         '''
         import ssn.nets.checks as checks

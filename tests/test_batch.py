@@ -1,4 +1,4 @@
-"""Batch inference (ssn-infer) trusts nothing it did not verify: issue #11, section 3.
+"""Batch inference (ssn-infer) trusts nothing it did not verify.
 
 Every test runs the command in this process with --workers 1 unless it says
 otherwise, on the tiny committed sample or synthetic images.
@@ -525,7 +525,7 @@ def test_a_position_weight_is_recorded_and_used(tmp_path, images):
 
 
 # --------------------------------------------------------------------------------------------
-# One bad input never stops a run (issue #27, item 8): it is reported with its reason, in the
+# One bad input never stops a run: it is reported with its reason, in the
 # summary too, and the rest is done
 
 
@@ -606,7 +606,7 @@ def test_a_name_too_long_for_the_file_system_is_reported_and_the_rest_done(tmp_p
 
 
 # --------------------------------------------------------------------------------------------
-# Our outputs are known by their records, not by their names (issue #27, item 6)
+# Our outputs are known by their records, not by their names
 
 
 def test_inputs_named_like_outputs_are_processed(tmp_path):
@@ -656,7 +656,7 @@ def test_files_of_a_run_killed_before_its_record_are_not_inputs(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Issue #27, item 9: content hashes, big-endian images, a killed run's temporary files,
+# Content hashes, big-endian images, a killed run's temporary files,
 # absurd position weights
 
 

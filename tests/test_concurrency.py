@@ -1,4 +1,4 @@
-"""superpixels() under threads and forks (issue #27): threads of one process get what
+"""superpixels() under threads and forks: threads of one process get what
 serial calls give, and a child forked after the parent used the nets works instead
 of hanging in libgomp.
 

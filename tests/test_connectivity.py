@@ -1,4 +1,5 @@
-"""Tests of connectivity enforcement (spec section 11): the spec's vectors, the compiled core
+"""Tests of connectivity enforcement (docs/LAYERS.md#connectivity-enforcement): hand-worked
+vectors, the compiled core
 against the pure-Python transcription, properties of the output, and input errors."""
 
 import numpy as np
@@ -44,7 +45,7 @@ def n_components(labels):
 
 
 # --------------------------------------------------------------------------------------------
-# Spec vectors and the reference oracle
+# Hand-worked vectors and the reference oracle
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=["compiled", "reference"])

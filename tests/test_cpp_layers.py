@@ -1,5 +1,5 @@
 """Runs the C++ tests, one pytest case each: the SSN layers (Caffe's GradientChecker,
-spec vectors, CPU/GPU agreement) and ShiftedConv (caffe_layers/util)."""
+hand-worked vectors, CPU/GPU agreement) and ShiftedConv (caffe_layers/util)."""
 import os
 import subprocess
 import sys

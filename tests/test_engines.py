@@ -1,4 +1,4 @@
-"""ssn-infer on worker processes and on a Dask cluster (issue #15): the same files and the
+"""ssn-infer on worker processes and on a Dask cluster: the same files and the
 same summary as one process, a killed worker's images redone, a rerun doing only what is
 missing.
 

@@ -1,4 +1,4 @@
-"""ssn-eval trusts nothing it finds (issue #27, item 7).
+"""ssn-eval trusts nothing it finds.
 
 - Label folders from ssn-infer are read through their records: a folder whose
   records are stale (made with other settings than its config.json) or mixed

@@ -1,4 +1,4 @@
-"""ssn-infer stopped by signals, and given options that can never work (issue #27).
+"""ssn-infer stopped by signals, and given options that can never work.
 
 - SIGTERM, SIGINT or SIGKILL to ``ssn-infer --workers 2`` leaves no process behind
   (workers, multiprocessing's resource tracker); SIGTERM and SIGINT exit 143 and 130

@@ -1,4 +1,4 @@
-"""Tests of the float64 NumPy reference (ssn.reference) against the spec, by hand and by
+"""Tests of the float64 NumPy reference (ssn.reference) against docs/LAYERS.md, by hand and by
 central differences. No Caffe needed."""
 import itertools
 
@@ -74,7 +74,7 @@ def random_cells(n=N, height=H, width=W):
 
 
 def spec15():
-    """Section 15's setup: F (1 x 2 x 4 x 6), Q (1 x 9 x 4 x 6), init (1 x 1 x 4 x 6)."""
+    """The hand-worked example: F (1 x 2 x 4 x 6), Q (1 x 9 x 4 x 6), init (1 x 1 x 4 x 6)."""
     y, x = np.mgrid[0:4, 0:6]
     f = np.stack([6 * y + x, 2 * ((6 * y + x) % 5)]).astype(np.float64)[None]
     q = np.broadcast_to(((np.arange(9) + 1) / 45.0)[:, None, None], (9, 4, 6))[None].copy()
@@ -98,7 +98,7 @@ def argmax_largest(x, axis=1):
 
 
 def original_flat_neighbour(i0, c, grid_h, grid_w):
-    """The original's flat-index algorithm of section 1: (index, valid)."""
+    """The original's flat-index neighbour algorithm: (index, valid)."""
     k = grid_h * grid_w
     dr, dc = c // 3 - 1, c % 3 - 1
     valid = True

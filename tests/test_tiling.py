@@ -1,5 +1,5 @@
 """Deep features of large images, computed in tiles: equal to the whole net's, and any
-photo size runs (issue 11, section 1)."""
+photo size runs."""
 from __future__ import annotations
 
 import caffe

@@ -175,7 +175,7 @@ def test_demo_writes_labels_and_overlays(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# ssn-train: a fresh run's loss log, --max-iter (issue #27, item 9)
+# ssn-train: a fresh run's loss log, --max-iter
 
 
 def tiny_solver(folder: Path, max_iter: int) -> Path:

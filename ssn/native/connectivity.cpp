@@ -1,4 +1,4 @@
-// Connectivity enforcement for superpixel label maps (spec section 11).
+// Connectivity enforcement for superpixel label maps (docs/LAYERS.md#connectivity-enforcement).
 //
 // A port of the loop in the original SSN release (adapted there from an old
 // scikit-image _slic.pyx), restricted to 2-D: scan pixels in raster order; an

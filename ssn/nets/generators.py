@@ -1,4 +1,4 @@
-"""NetSpec generators for the SSN networks (spec sections 5 and 6).
+"""NetSpec generators for the SSN networks (docs/LAYERS.md#networks-training-and-post-processing).
 
 Layer and parameter names follow the original release (``Convolution1..7``,
 ``BatchNorm1..6``, ``init_spixel_feat``, ``Passoc1..T``, ``spixel_feat1..T-1``,
@@ -29,7 +29,7 @@ from caffe.proto import caffe_pb2
 
 from ssn.grid import grid_shape
 
-# Test-time input scaling (spec section 8): one superpixel spans 1/p_scale units.
+# Test-time input scaling (docs/LAYERS.md#input-scaling): one superpixel spans 1/p_scale units.
 TEST_POSITION_SCALE = 0.4
 TRAIN_POSITION_SCALE = 0.25
 COLOR_SCALE = 0.26
@@ -64,7 +64,7 @@ class SSNConfig:
     height, width : int
         Image (or training patch) size.
     n_spixels : int
-        Requested superpixels; the grid is K_h x K_w <= n_spixels (spec section 7).
+        Requested superpixels; the grid is K_h x K_w <= n_spixels (docs/LAYERS.md#initial-cell-map).
     num_steps : int
         Differentiable SLIC iterations (>= 1).
     feature_dim : int
@@ -218,7 +218,7 @@ def _upsampled(net: caffe.NetSpec, index: int, coarse, zoom: int, reference, fus
 
 
 def cnn_features(net: caffe.NetSpec, features, out_dim: int, fused: bool = True):
-    """The feature CNN of spec section 5.2: ``trans_features`` = [features, learned].
+    """The feature CNN (docs/LAYERS.md#the-feature-cnn): ``trans_features`` = [features, learned].
 
     ``out_dim`` learned channels (the original: 15) follow the input channels.
     ``Convolution7`` (3x3, ``out_dim`` outputs) sees the channel concatenation of
@@ -369,7 +369,9 @@ def compactness_loss(net: caffe.NetSpec, pixel_feats, assoc, spixel_init, hard_l
 def reconstruct_through_assoc(net: caffe.NetSpec, values, assoc, spixel_init, grid_h: int,
                               grid_w: int, channels: int, spixel_name: str = "spixel_label",
                               fused: bool = True):
-    """Per-pixel values rebuilt from superpixel means, R* = Q (Q^T R) (spec 5.4).
+    """Per-pixel values rebuilt from superpixel means, R* = Q (Q^T R).
+
+    The label loss's reconstruction (docs/LAYERS.md#the-label-losss-decoder).
 
     SpixelFeature2 averages ``values`` (N x C x H x W) over each superpixel
     (top ``spixel_name``, N x C x 1 x K) and :func:`mix_superpixel_values` hands

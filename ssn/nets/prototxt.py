@@ -112,7 +112,7 @@ RECIPES = {
 
 
 def solver(options: PrototxtOptions, net_path: str) -> caffe_pb2.SolverParameter:
-    """Adam at a fixed learning rate (spec section 10), snapshots for CPU training."""
+    """Adam at a fixed or stepped rate, snapshots for CPU training (docs/LAYERS.md#solver)."""
     param = caffe_pb2.SolverParameter()
     param.net = net_path
     param.type = "Adam"

@@ -1,4 +1,7 @@
-"""Weights of the fixed helper convolutions, and the initial .caffemodel (spec section 6)."""
+"""Weights of the fixed helper convolutions, and the initial .caffemodel.
+
+See docs/LAYERS.md#initial-weights.
+"""
 from __future__ import annotations
 
 import os

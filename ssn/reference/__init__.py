@@ -1,7 +1,7 @@
-"""Float64 NumPy reference of the SSN layers, written from the spec.
+"""Float64 NumPy reference of the SSN layers, written from docs/LAYERS.md.
 
 One module per layer, each with ``forward`` and (where the layer has one) ``backward``,
-loop-based and mirroring the spec's indexing. It is the oracle the Caffe CPU and CUDA layers
+loop-based and mirroring that page's indexing. It is the oracle the Caffe CPU and CUDA layers
 are tested against. :mod:`ssn.reference.grid` holds the superpixel-grid conventions.
 """
 from ssn.reference import (

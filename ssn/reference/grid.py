@@ -1,4 +1,4 @@
-"""The superpixel grid, its 3x3 neighbourhood and the initial map (spec sections 1 and 7).
+"""The superpixel grid, its 3x3 neighbourhood and the initial map (docs/LAYERS.md#notation).
 
 The grid has ``grid_h`` rows and ``grid_w`` columns, numbered row-major: cell j = r*grid_w + c.
 Association channel c in 0..8 stands for the offset (dr, dc) = (c // 3 - 1, c % 3 - 1).
@@ -56,7 +56,7 @@ def neighbour_index_clamped(cell: int, c: int, grid_h: int, grid_w: int) -> int:
     """Neighbour ``c`` of ``cell`` with the original's per-axis fallback for invalid channels.
 
     An out-of-range row step keeps row r0 and an out-of-range column step keeps column c0
-    (spec section 1, ``nb_fallback``). Equal to :func:`neighbour_index` for valid channels.
+    (docs/LAYERS.md#notation, ``nb_clamped``). Equal to :func:`neighbour_index` for valid channels.
 
     Parameters
     ----------
@@ -80,7 +80,7 @@ def neighbour_index_clamped(cell: int, c: int, grid_h: int, grid_w: int) -> int:
 
 
 def grid_shape(n_spixels: int, height: int, width: int) -> tuple[int, int]:
-    """Grid size (K_h, K_w) for a requested superpixel count (spec section 7).
+    """Grid size (K_h, K_w) for a requested superpixel count (docs/LAYERS.md#initial-cell-map).
 
     K_w = floor(sqrt(n * W / H)) and K_h = floor(sqrt(n * H / W)), computed exactly in
     integers (floor(sqrt(x)) = isqrt(floor(x)) for x >= 0).
@@ -110,7 +110,7 @@ def grid_shape(n_spixels: int, height: int, width: int) -> tuple[int, int]:
 
 
 def init_cells(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
-    """Initial superpixel map by the floor rule of spec section 7.
+    """Initial superpixel map by the floor rule (docs/LAYERS.md#initial-cell-map).
 
     init(y, x) = floor(y*grid_h/height)*grid_w + floor(x*grid_w/width).
 

@@ -1,4 +1,4 @@
-"""Interp: align-corners bilinear resize, DeepLab's layer (spec section 3.7).
+"""Interp: align-corners bilinear resize, DeepLab's layer (docs/LAYERS.md#interp).
 
 The input window is X[..., -pad_beg : -pad_beg + H_eff, -pad_beg : -pad_beg + W_eff] with
 H_eff = H_in + pad_beg + pad_end (pads are <= 0 and crop). Ratios and source coordinates are
@@ -28,7 +28,7 @@ def output_shape(
     pad_beg: int = 0,
     pad_end: int = 0,
 ) -> tuple[int, int]:
-    """Output size by the first matching rule of spec section 3.7.
+    """Output size by the first matching rule of docs/LAYERS.md#interp.
 
     A parameter is "given" when it is not None; height and width count as given only together.
     The rules: shrink without zoom, (H_eff - 1) // shrink + 1; zoom without shrink,

@@ -1,4 +1,6 @@
-"""LossWithoutSoftmax: negative log-likelihood of given probabilities (spec section 3.8).
+"""LossWithoutSoftmax: negative log-likelihood of given probabilities.
+
+See docs/LAYERS.md#losswithoutsoftmax.
 
 Over the non-ignored positions V::
 

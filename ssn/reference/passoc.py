@@ -1,6 +1,8 @@
-"""Passoc: scaled squared distances from each pixel to its 9 candidate superpixels (spec 3.3).
+"""Passoc: scaled squared distances from each pixel to its 9 candidate superpixels.
 
-For pixel p with initial cell init(p) and channel c, j = nb(p, c) (spec section 1)::
+See docs/LAYERS.md#passoc.
+
+For pixel p with initial cell init(p) and channel c, j = nb(p, c) (docs/LAYERS.md#notation)::
 
     D[n, c, p] = scale * sum_k (F[n, k, p] - S[n, k, 0, j])^2    if channel c is valid for p
                = scale * invalid_distance                       otherwise

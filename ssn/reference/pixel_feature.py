@@ -1,4 +1,4 @@
-"""PixelFeature: pixel positions and scaled colours (spec section 3.1).
+"""PixelFeature: pixel positions and scaled colours (docs/LAYERS.md#pixelfeature).
 
 Supported modes: POSITION, POSITION_AND_RGB, RGB_AND_POSITION and RGB. Positions are the
 integer row y and column x times ``pos_scale`` plus the offsets; colours are ``color_scale``

@@ -1,8 +1,8 @@
-"""RelToAbsIndex: association channel to absolute superpixel id (spec section 3.5).
+"""RelToAbsIndex: association channel to absolute superpixel id (docs/LAYERS.md#reltoabsindex).
 
 top[n, 0, p] = nb_fallback(init(p), int(R[n, 0, p])): the true neighbour id for a valid
-channel, the per-axis clamped id (spec section 1) for an invalid one. Piecewise constant, so
-there is no backward.
+channel, the per-axis clamped id (nb_clamped, docs/LAYERS.md#notation) for an invalid
+one. Piecewise constant, so there is no backward.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Smear: gather superpixel values back to pixels (spec section 3.6).
+"""Smear: gather superpixel values back to pixels (docs/LAYERS.md#smear).
 
 V_flat[n, c, t] = V[n, c, t // w0, t % w0]::
 

@@ -1,4 +1,4 @@
-"""SpixelFeature: per-superpixel means under a hard index map (spec section 3.2).
+"""SpixelFeature: per-superpixel means under a hard index map (docs/LAYERS.md#spixelfeature).
 
 For image n, P_j is the set of pixels p whose id int(idx[p]) is j and not the ignore value,
 n_j = |P_j|. Output channel k reads one source: a feature channel F[c], the row y or the
@@ -43,7 +43,7 @@ def channel_sources(
     rgbxy_xy_scale: float = 1.0,
     rgbxy_rgb_scale: float = 1.0,
 ) -> list[tuple[Union[int, str], float]]:
-    """Source and scale of every output channel, in output order (spec section 3.2).
+    """Source and scale of every output channel, in output order (docs/LAYERS.md#spixelfeature).
 
     Parameters
     ----------

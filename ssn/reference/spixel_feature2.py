@@ -1,6 +1,8 @@
-"""SpixelFeature2: soft superpixel centroids from 9-neighbour associations (spec section 3.4).
+"""SpixelFeature2: soft superpixel centroids from 9-neighbour associations.
 
-Over valid (p, c) with j = nb(p, c) (spec section 1)::
+See docs/LAYERS.md#spixelfeature2.
+
+Over valid (p, c) with j = nb(p, c) (docs/LAYERS.md#notation)::
 
     W[n, j]    = sum Q[n, c, p]
     U[n, k, j] = sum Q[n, c, p] * F[n, k, p]

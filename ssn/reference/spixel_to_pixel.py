@@ -1,6 +1,6 @@
 """SpixelToPixel: each pixel's association-weighted mix of its 9 candidate superpixels.
 
-Over the valid channels i of pixel p, with j = nb(p, i) (spec section 1)::
+Over the valid channels i of pixel p, with j = nb(p, i) (docs/LAYERS.md#notation)::
 
     top[n, k, p] = sum_i Q[n, i, p] * S[n, k, 0, j]
 

@@ -58,7 +58,7 @@ def random_scale(rng: np.random.Generator) -> float:
 
 def augment(sample: BSDSImage, rng: np.random.Generator, patch: tuple[int, int]
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Random scale, annotator, flip and crop (spec 9.2 steps 1-5).
+    """Random scale, annotator, flip and crop (docs/LAYERS.md#training-samples).
 
     Returns
     -------
