@@ -22,7 +22,7 @@ FORBIDDEN = {
     "an outside specification file": re.compile(r"\bSSN\.md\b|shared/spec", re.I),
     "a shared folder's document": re.compile(r"\.\./shared/(?!data/)"),
     "an issue number": re.compile(r"\b(issues?|PR|pull request)\s+#?\d+", re.I),
-    "a bare #number": re.compile(r"(?:^|(?<=[\s(\[,]))#\d{1,4}\b(?!\w|\.\d)"),
+    "a bare #number": re.compile(r"(?:^|(?<=[\s(\[,]))#\d{1,4}\b(?![\w-]|\.\d)"),
     "a working branch or folder": re.compile(r"\b(s\d{2}-[a-z]+|wt-[a-z]+)\b"),
     "a branch name": re.compile(r"\bbranch(es)? `"),
 }
@@ -102,6 +102,7 @@ def test_each_kind_of_outside_reference_is_caught(line):
     "colour = '#1f77b4'",
     "#include <vector>",
     "the SSD branch's layers",
+    "[below](#2026-11-29-the-runs)",
 ])
 def test_ordinary_text_passes(line):
     assert not outside_references("x.py", line)

@@ -51,7 +51,7 @@ TARGETS = ("labels", "continuous")
 # How a continuous target is scored in training (see continuous_loss).
 CONTINUOUS_LOSSES = ("soft", "expected")
 # Weight of the continuous reconstruction loss, a sum of squares over pixels like
-# the compactness term's (see docs/TASKS.md for how it was chosen).
+# the compactness term's (docs/EXPERIMENTS.md, the synthetic-flow example, says how).
 CONTINUOUS_WEIGHT = 1e-4
 
 
