@@ -66,8 +66,8 @@ def grid_request(n_segments: int, height: int, width: int, calibration: "Calibra
     """The count the initial grid is made for, so that about ``n_segments`` come out.
 
     "original" is the original release's rule: the grid for ``n_segments`` itself
-    (about 1.5-2 times as many superpixels after connectivity at position weight
-    1). "calibrated" picks the grid whose expected final count
+    (about 1.4-1.8 times as many superpixels after connectivity at position weight
+    1, on BSDS500 val). "calibrated" picks the grid whose expected final count
     (:func:`expected_count` with ``calibration``, a model's
     (:func:`ssn.model_metadata.model_settings`), at ``position_weight``)
     is nearest to ``n_segments`` (at most twice it); its superpixels are exactly those

@@ -408,7 +408,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
         superpixels after connectivity on average (within 10% there at nearly
         every setting, 12% at worst; single images vary by +-40%); 'original'
         keeps the original release's grid for ``n_segments`` itself, which ends
-        with about 1.4-2 times as many at position weight 1.
+        with about 1.4-1.8 times as many at position weight 1.
         Either way the superpixels are the same algorithm's: calibrated for n is
         original for :func:`ssn.grid.grid_request` (n).
     fused : bool, default True

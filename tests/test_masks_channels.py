@@ -192,7 +192,8 @@ def bsds_masks(shape):
 def test_masked_counts_are_as_near_the_request_as_the_whole_image_s(bsds_root, features,
                                                                      images):
     """On BSDS500 val images the count over a mask is off the request about as much as
-    the whole image's count is (the calibrated grid: within 15% on average)."""
+    the whole image's count is. On these few images the masked counts' mean may be 15% off
+    (the calibration holds the mean over many images within 10%, 12% at worst)."""
     from ssn.bsds import load_bsds, read_split
     errors = {"whole": [], "masked": []}
     for image_id in read_split("val", bsds_root)[:images]:

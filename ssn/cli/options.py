@@ -18,7 +18,7 @@ def add_grid(parser: argparse.ArgumentParser) -> None:
     """``--grid calibrated|original``: how the initial grid follows the requested count."""
     parser.add_argument("--grid", choices=["calibrated", "original"], default="calibrated",
                         help="calibrated: about --n-segments superpixels come out; original: "
-                             "the original release's grid for --n-segments, about 1.5-1.8x "
+                             "the original release's grid for --n-segments, about 1.4-1.8x "
                              "as many after connectivity (default: calibrated)")
 
 
