@@ -115,3 +115,10 @@ def test_curve_end_to_end_with_a_cached_peer(tmp_path, sample_root, repo_root):
     [row] = tc.read_curve(curve)
     assert (row["peer_asa"], row["peer_boundary_recall"]) == (0.5, 0.25)
     assert snapshots_main(arguments + ["--initial", str(tmp_path / "missing")]) == 2
+    # The run's starting weights alone, before its first snapshot: iteration 0.
+    (tmp_path / "empty").mkdir()
+    initial = tmp_path / "snap" / "ssn_iter_7.caffemodel"
+    assert snapshots_main([str(tmp_path / "empty")] + arguments[1:]
+                          + ["--initial", str(initial)]) == 0
+    assert [row["iteration"] for row in tc.read_curve(curve)] == [0, 7]
+    assert snapshots_main([str(tmp_path / "empty")] + arguments[1:]) == 2

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/eval_snapshots.py models/bsds_cpu/ssn_iter_2000.caffemodel "
                "--n-segments 100 400 --limit 50 --out out/snap2000\n")
     parser.add_argument("snapshots", type=Path, nargs="+",
-                        help="snapshot .caffemodel files or directories holding them")
+                        help="snapshot .caffemodel files or directories holding them (with "
+                             "--initial, a directory may be empty)")
     options.add_out(parser)
     options.add_count(parser, [200], many=True)
     parser.add_argument("--limit", type=int, default=20,
@@ -92,7 +93,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         use_device(args.gpu)
         snapshots = find_snapshots(args.snapshots, args.every)
-        if not snapshots:
+        if not snapshots and args.initial is None:
             raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
         if args.initial is not None and not args.initial.is_file():
             raise FileNotFoundError(f"--initial: no such file: {args.initial}")
