@@ -12,8 +12,14 @@ import ssn.evaluation.snapshots as snapshots_module
 from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.device import use_device
+from ssn.evaluation.baselines import BaselineMissing, baseline
 from ssn.evaluation.runs import bsds_samples, write_csv
-from ssn.evaluation.snapshots import evaluate_snapshots, find_snapshots, plot_progress
+from ssn.evaluation.snapshots import (
+    evaluate_snapshots,
+    find_snapshots,
+    plot_progress,
+    snapshot_iteration,
+)
 
 log = logging.getLogger("ssn.cli.eval_snapshots")
 
@@ -26,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/eval_snapshots.py models/bsds_cpu/ssn_iter_2000.caffemodel "
                "--n-segments 100 400 --limit 50 --out out/snap2000\n")
     parser.add_argument("snapshots", type=Path, nargs="+",
-                        help="snapshot .caffemodel files or directories holding them")
+                        help="snapshot .caffemodel files or directories holding them (with "
+                             "--initial, a directory may be empty)")
     options.add_out(parser)
     options.add_count(parser, [200], many=True)
     parser.add_argument("--limit", type=int, default=20,
@@ -38,7 +45,46 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_data_root(parser)
     options.add_steps(parser)
     options.add_gpu(parser)
+    curve = parser.add_argument_group(
+        "a training curve against fast-slic at matched actual counts (needs .[bench])")
+    curve.add_argument("--curve", type=Path, metavar="CSV",
+                       help="add the snapshots to this curve (CSV, and a PNG beside it) "
+                            "instead of writing snapshots.csv; the peer's scores are kept "
+                            "in --out/peer.json")
+    curve.add_argument("--matched-counts", type=options.positive_int, nargs="+",
+                       default=[200, 400, 1000], metavar="N",
+                       help="actual counts of the curve (default: 200 400 1000)")
+    curve.add_argument("--initial", type=Path, metavar="WEIGHTS",
+                       help="the weights the run started from, scored as iteration 0")
+    curve.add_argument("--batch-size", type=options.positive_int, default=6,
+                       help="patches per training iteration (default: 6)")
+    curve.add_argument("--patches-before", type=int, default=0, metavar="N",
+                       help="patches the initial weights had seen (default: 0)")
     return parser
+
+
+def add_to_curve(args: argparse.Namespace, snapshots: list[Path], samples) -> None:
+    """Score ``snapshots`` (and --initial as iteration 0) against fast-slic's best
+    compactness at the matched counts and merge them into the --curve file."""
+    from ssn.evaluation import training_curve
+
+    peer = training_curve.peer_scores(samples, args.matched_counts, args.out / "peer.json")
+    scored = [(0, args.initial)] if args.initial else []
+    scored += [(snapshot_iteration(path), path) for path in snapshots]
+    rows = training_curve.read_curve(args.curve)
+    for iteration, weights in scored:
+        ssn = training_curve.snapshot_scores(weights, samples, args.matched_counts,
+                                             args.num_steps)
+        new = training_curve.curve_rows(
+            iteration, args.patches_before + args.batch_size * iteration, ssn, peer)
+        rows = training_curve.merge_curve(rows, new)
+        training_curve.write_curve(args.curve, rows)
+        for row in new:
+            log.info("iter %-7d at %-5d ASA %.4f (fast-slic %.4f, lead %+.4f)  "
+                     "BR %.4f (fast-slic %.4f, lead %+.4f)", iteration, row["actual"],
+                     row["ssn_asa"], row["peer_asa"], row["asa_lead"],
+                     row["ssn_boundary_recall"], row["peer_boundary_recall"],
+                     row["recall_lead"])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -47,12 +93,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         use_device(args.gpu)
         snapshots = find_snapshots(args.snapshots, args.every)
-        if not snapshots:
+        if not snapshots and args.initial is None:
             raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
+        if args.initial is not None and not args.initial.is_file():
+            raise FileNotFoundError(f"--initial: no such file: {args.initial}")
+        if args.curve is not None:
+            baseline("fast-slic")
         samples = bsds_samples(args.split, data_root(args.data_root), args.limit)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, BaselineMissing) as error:
         log.error("%s", error)
         return 2
+    if args.curve is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        add_to_curve(args, snapshots, samples)
+        log.info("wrote %s", args.curve)
+        return 0
     summary = evaluate_snapshots(snapshots, samples, args.n_segments, args.num_steps)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "snapshots.csv", summary)
