@@ -11,6 +11,7 @@ from typing import Optional
 import ssn.evaluation.snapshots as snapshots_module
 from ssn.bsds import data_root
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.runs import bsds_samples, write_csv
 from ssn.evaluation.snapshots import evaluate_snapshots, find_snapshots, plot_progress
@@ -19,22 +20,22 @@ log = logging.getLogger("ssn.cli.eval_snapshots")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-eval-snapshots",
         description=snapshots_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/eval_snapshots.py models/bsds_cpu --out out/snapshots\n"
-               "  python tools/eval_snapshots.py models/bsds_cpu/ssn_iter_2000.caffemodel "
+               "  ssn-eval-snapshots models/bsds_cpu --out out/snapshots\n"
+               "  ssn-eval-snapshots models/bsds_cpu/ssn_iter_2000.caffemodel "
                "--n-segments 100 400 --limit 50 --out out/snap2000\n")
     parser.add_argument("snapshots", type=Path, nargs="+",
                         help="snapshot .caffemodel files or directories holding them")
     options.add_out(parser)
     options.add_count(parser, [200], many=True)
-    parser.add_argument("--limit", type=int, default=20,
-                        help="evaluate the first N images of the split (default: 20)")
+    options.add_limit(parser, 20)
     parser.add_argument("--every", type=int, default=1,
                         help="only snapshots whose iteration is a multiple of this "
                         "(the last one always)")
-    parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
+    options.add_split(parser)
     options.add_data_root(parser)
     options.add_steps(parser)
     options.add_gpu(parser)
@@ -42,17 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        use_device(args.gpu)
-        snapshots = find_snapshots(args.snapshots, args.every)
-        if not snapshots:
-            raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
-        samples = bsds_samples(args.split, data_root(args.data_root), args.limit)
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score each snapshot on the split and plot the progress."""
+    use_device(args.gpu)
+    snapshots = find_snapshots(args.snapshots, args.every)
+    if not snapshots:
+        raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
+    samples = bsds_samples(args.split, data_root(args.data_root), args.limit)
     summary = evaluate_snapshots(snapshots, samples, args.n_segments, args.num_steps)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "snapshots.csv", summary)
