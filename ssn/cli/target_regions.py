@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ssn-target-regions",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n"
+        epilog="examples:\n"
                "  ssn-target-regions --dataset out/synthflow/train --threshold 0.5 "
                "--out out/synthflow/train_regions\n"
                "  ssn-train --dataset out/synthflow/train_regions/pairs.txt --target labels "
