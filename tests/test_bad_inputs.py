@@ -8,14 +8,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -23,86 +24,38 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from skimage import io as skio
 
+from tests import crash_cases as cases
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "bsds_sample"
+CASES_SCRIPT = Path(cases.__file__)
 
 # ---------------------------------------------------------------------------------------
 # Helpers
 
 
-PRELUDE = '''
-import numpy as np
-import caffe
-from caffe import layers as L
-caffe.set_mode_cpu()
-from ssn.nets.checked import CheckedNet
-
-
-def report(action):
-    try:
-        action()
-    except Exception as error:
-        print(f"raised {type(error).__name__}: {error}")
-    else:
-        print("ok")
-
-
-def dummy_passoc(feat=(1, 3, 5, 7), spix=(1, 3, 1, 6), cells=(1, 1, 5, 7), filler=None,
-                 grid=(2, 3)):
-    n = caffe.NetSpec()
-    n.feat = L.DummyData(shape=dict(dim=list(feat)))
-    n.spix = L.DummyData(shape=dict(dim=list(spix)))
-    n.cells = L.DummyData(shape=dict(dim=list(cells)),
-                          data_filler=filler or dict(type="constant", value=0))
-    n.dist = L.Passoc(n.feat, n.spix, n.cells, spixel_feature2_param=dict(
-        num_spixels_h=grid[0], num_spixels_w=grid[1]))
-    return n.to_proto()
-
-
-def input_passoc(cells_top=None):
-    n = caffe.NetSpec()
-    n.feat = L.Input(shape=dict(dim=[1, 3, 5, 7]))
-    n.spix = L.Input(shape=dict(dim=[1, 3, 1, 6]))
-    n.cells = L.Input(shape=dict(dim=[1, 1, 5, 7]))
-    n.dist = L.Passoc(n.feat, n.spix, n.cells, spixel_feature2_param=dict(
-        num_spixels_h=2, num_spixels_w=3))
-    return n.to_proto()
-
-
-def zeros(*shape):
-    return np.zeros(shape, np.float32)
-'''
-
-
-def outcome(code: str, cwd: Path = REPO, timeout: float = 300) -> str:
-    """The last line a snippet prints, run after PRELUDE in a fresh interpreter that
-    must not die."""
-    result = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-                            capture_output=True, text=True, cwd=cwd, timeout=timeout)
+def outcome(case: Callable, *args, timeout: float = 300) -> str:
+    """The line ``case(*args)`` (a function of crash_cases.py) returns, run in a fresh
+    interpreter that must not die."""
+    result = subprocess.run([sys.executable, str(CASES_SCRIPT), case.__name__, *map(str, args)],
+                            capture_output=True, text=True, cwd=REPO, timeout=timeout,
+                            env=environment())
     assert result.returncode == 0, (
         f"the interpreter died (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return result.stdout.strip().splitlines()[-1]
 
 
+def environment(extra_path: Path | None = None) -> dict[str, str]:
+    """This environment, with this checkout (and ``extra_path``) first on the module path."""
+    paths = [str(path) for path in (extra_path, REPO) if path is not None]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+
+
 def conv_model(path: Path, channels: int = 2) -> caffe_pb2.NetParameter:
     """Save the weights of a one-convolution net; return them parsed."""
-    outcome(f'''
-        n = caffe.NetSpec()
-        n.data = L.Input(shape=dict(dim=[1, {channels}, 5, 5]))
-        n.conv = L.Convolution(n.data, num_output=3, kernel_size=3,
-                               weight_filler=dict(type="gaussian", std=0.1))
-        CheckedNet(n.to_proto()).net.save({str(path)!r})
-        print("saved")
-    ''')
+    assert outcome(cases.save_conv_model, path, channels) == "ok"
     return caffe_pb2.NetParameter.FromString(path.read_bytes())
-
-
-CONV_NET = '''
-n = caffe.NetSpec()
-n.data = L.Input(shape=dict(dim=[1, 2, 5, 5]))
-n.conv = L.Convolution(n.data, num_output=3, kernel_size=3)
-n.out = L.ReLU(n.conv)
-'''
 
 
 # ---------------------------------------------------------------------------------------
@@ -111,78 +64,51 @@ n.out = L.ReLU(n.conv)
 
 SHAPE_CASES = {
     "dummy channel mismatch": (
-        "report(lambda: CheckedNet(dummy_passoc(spix=(1, 4, 1, 6))))",
+        cases.dummy_channel_mismatch,
         r"raised NetCheckError: Passoc layer 'dist': superpixel features \(bottom 1\) must be "
         r"1 x 3 x 1 x 6 for a 2x3 grid and 3-channel pixel features, got 1 x 4 x 1 x 6"),
     "dummy size mismatch": (
-        "report(lambda: CheckedNet(dummy_passoc(cells=(1, 1, 6, 7))))",
+        cases.dummy_size_mismatch,
         r"raised NetCheckError: Passoc layer 'dist': the cell map \(bottom 2\) must be "
         r"1 x 1 x 5 x 7, got 1 x 1 x 6 x 7"),
     "dummy K mismatch": (
-        "report(lambda: CheckedNet(dummy_passoc(spix=(1, 3, 1, 5))))",
+        cases.dummy_k_mismatch,
         r"raised NetCheckError: Passoc layer 'dist': superpixel features \(bottom 1\) must be "
         r"1 x 3 x 1 x 6 for a 2x3 grid .* got 1 x 3 x 1 x 5"),
     "dummy id out of range": (
-        "report(lambda: CheckedNet(dummy_passoc(filler=dict(type='constant', value=6)))"
-        ".forward())",
+        cases.dummy_id_out_of_range,
         r"raised NetCheckError: Passoc layer 'dist': initial cells in 'cells' \(made by a "
         r"DummyData layer\): 35 value\(s\) outside \[0, 6\), e.g. 6 at index \(0, 0, 0, 0\)"),
     "dummy fractional id": (
-        "report(lambda: CheckedNet(dummy_passoc(filler=dict(type='constant', value=2.5)))"
-        ".forward())",
+        cases.dummy_fractional_id,
         r"raised NetCheckError: Passoc layer 'dist': initial cells in 'cells' \(made by a "
         r"DummyData layer\): 35 value\(s\) are not whole numbers \(ids must be\), e.g. 2.5 "
         r"at index \(0, 0, 0, 0\)"),
     "dummy random ids": (
-        "report(lambda: CheckedNet(dummy_passoc(filler=dict(type='uniform', min=0, max=5)))"
-        ".forward())",
+        cases.dummy_random_ids,
         r"raised NetCheckError: Passoc layer 'dist': initial cells in 'cells' \(made by a "
         r"DummyData layer\): 35 value\(s\) are not whole numbers .*"),
     "dummy valid ids run": (
-        "report(lambda: CheckedNet(dummy_passoc(filler=dict(type='constant', value=5)))"
-        ".forward())",
+        cases.dummy_valid_ids_run,
         r"ok"),
     "dummy legacy dims missing": (
-        '''
-        n = caffe.NetSpec()
-        n.cells = L.DummyData(num=1, channels=1, height=5)
-        report(lambda: CheckedNet(n.to_proto()))''',
+        cases.dummy_legacy_dims_missing,
         r"raised NetCheckError: DummyData layer 'cells': width must be given once or once "
         r"per top \(1\), got 0"),
     "dummy without shape": (
-        '''
-        n = caffe.NetSpec()
-        n.cells = L.DummyData()
-        report(lambda: CheckedNet(n.to_proto()))''',
+        cases.dummy_without_shape,
         r"raised NetCheckError: DummyData layer 'cells': dummy_data_param needs a shape for "
         r"its tops"),
     "input negative size": (
-        '''
-        n = caffe.NetSpec()
-        n.data = L.Input(shape=dict(dim=[1, -3, 5, 5]))
-        report(lambda: CheckedNet(n.to_proto()))''',
+        cases.input_negative_size,
         r"raised NetCheckError: Input layer 'data': top 'data' has a negative size: "
         r"1 x -3 x 5 x 5"),
     "input fractional id": (
-        '''
-        cells = zeros(1, 1, 5, 7)
-        cells[0, 0, 2, 3] = 2.5
-        net = CheckedNet(input_passoc())
-        report(lambda: net.forward(feat=zeros(1, 3, 5, 7), spix=zeros(1, 3, 1, 6),
-                                   cells=cells))''',
+        cases.input_fractional_id,
         r"raised NetCheckError: Passoc layer 'dist': initial cells in 'cells': 1 value\(s\) "
         r"are not whole numbers \(ids must be\), e.g. 2.5 at index \(0, 0, 2, 3\)"),
     "ids through a reshape": (
-        '''
-        n = caffe.NetSpec()
-        n.feat = L.Input(shape=dict(dim=[1, 3, 5, 7]))
-        n.spix = L.Input(shape=dict(dim=[1, 3, 1, 6]))
-        n.flat = L.Input(shape=dict(dim=[1, 35]))
-        n.cells = L.Reshape(n.flat, reshape_param=dict(shape=dict(dim=[1, 1, 5, 7])))
-        n.dist = L.Passoc(n.feat, n.spix, n.cells, spixel_feature2_param=dict(
-            num_spixels_h=2, num_spixels_w=3))
-        net = CheckedNet(n.to_proto())
-        report(lambda: net.forward(flat=np.full((1, 35), 7.0)))''',
+        cases.ids_through_a_reshape,
         r"raised NetCheckError: Passoc layer 'dist': initial cells in 'cells' \(made by a "
         r"Reshape layer\): 35 value\(s\) outside \[0, 6\), e.g. 7 .*"),
 }
@@ -191,8 +117,9 @@ SHAPE_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SHAPE_CASES))
 def test_checked_net_catches(case):
-    code, expected = SHAPE_CASES[case]
-    assert re.fullmatch(expected, outcome(code)), outcome(code)
+    function, expected = SHAPE_CASES[case]
+    line = outcome(function)
+    assert re.fullmatch(expected, line), line
 
 
 # ---------------------------------------------------------------------------------------
@@ -201,73 +128,36 @@ def test_checked_net_catches(case):
 
 SIZE_CASES = {
     "input over INT_MAX": (
-        '''
-        n = caffe.NetSpec()
-        n.big = L.Input(shape=dict(dim=[1, 1, 50000, 50000]))
-        report(lambda: CheckedNet(n.to_proto()))''',
+        cases.input_over_int_max,
         r"raised NetTooLargeError: Input layer 'big': top 'big' would be 1 x 1 x 50000 x "
         r"50000 = 2,500,000,000 values, over Caffe's limit of 2,147,483,647 per blob "
         r"\(INT_MAX\); use a smaller input"),
     "im2col buffer over INT_MAX": (
-        '''
-        n = caffe.NetSpec()
-        n.data = L.Input(shape=dict(dim=[1, 200, 1200, 1600]))
-        n.conv = L.Convolution(n.data, num_output=1, kernel_size=3, pad=1)
-        report(lambda: CheckedNet(n.to_proto()))''',
+        cases.im2col_buffer_over_int_max,
         r"raised NetTooLargeError: Convolution layer 'conv': its im2col buffer would be "
         r"1800 x 1200 x 1600 = 3,456,000,000 values, over Caffe's limit .*"),
     "reshape to over INT_MAX": (
-        '''
-        n = caffe.NetSpec()
-        n.data = L.Input(shape=dict(dim=[1, 1, 10, 10]))
-        n.conv = L.Convolution(n.data, num_output=100000, kernel_size=1)
-        net = CheckedNet(n.to_proto())
-        report(lambda: net.forward(data=np.zeros((1, 1, 150, 150))))''',
+        cases.reshape_to_over_int_max,
         r"raised NetTooLargeError: Convolution layer 'conv': top 'conv' would be 1 x 100000 x "
         r"150 x 150 = 2,250,000,000 values, over Caffe's limit .*"),
     "more than the memory": (
-        '''
-        n = caffe.NetSpec()
-        for i in range(200):
-            setattr(n, f"big{i}", L.Input(shape=dict(dim=[1, 2000, 1000, 1000])))
-        def build():
-            try:
-                CheckedNet(n.to_proto())
-            except MemoryError as error:
-                assert isinstance(error, ValueError)
-                raise
-        report(build)''',
+        cases.more_than_the_memory,
         r"raised NetTooLargeError: the net's blobs need 1490.1 GiB \(1490.1 GiB more than "
         r"now\), only \d+\.\d GiB of memory is available; largest: 'big0' 1 x 2000 x 1000 x "
         r"1000, .*"),
     "SLIC net's features over INT_MAX": (
-        # 108 MP of deep features: 20 x 9000 x 12000 values do not fit one blob.
-        '''
-        from ssn.nets.generators import SSNConfig, slic_net
-        config = SSNConfig(height=9000, width=12000, n_spixels=100, num_steps=10,
-                           feature_dim=20)
-        report(lambda: CheckedNet(slic_net(config)))''',
+        cases.slic_net_features_over_int_max,
         r"raised NetTooLargeError: Input layer 'trans_features': top 'trans_features' would "
         r"be 1 x 20 x 9000 x 12000 = 2,160,000,000 values, over Caffe's limit of "
         r"2,147,483,647 per blob \(INT_MAX\); use a smaller input"),
     # Such photos run, in tiles; the nets are checked before the work.
     "superpixels of a 1200x1600 photo with too little memory, deep": (
-        '''
-        import ssn.nets.checks as checks
-        from ssn.inference import superpixels
-        checks.available_memory = lambda: 2**27
-        report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100,
-                                   features="deep"))''',
+        (cases.photo_with_too_little_memory, "deep", 2**27),
         r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: the net's "
         r"blobs need 0\.2 GiB \(0\.2 GiB more than now\), only 0\.1 GiB of memory is "
         r"available; largest: 'trans_features' 1 x 20 x 1200 x 1600, .*"),
     "superpixels of a 1200x1600 photo with too little memory, pixel": (
-        '''
-        import ssn.nets.checks as checks
-        from ssn.inference import superpixels
-        checks.available_memory = lambda: 2**25
-        report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100,
-                                   features="pixel"))''',
+        (cases.photo_with_too_little_memory, "pixel", 2**25),
         r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: the net's "
         r"blobs need 0\.1 GiB \(0\.1 GiB more than now\), only 0\.0 GiB of memory is "
         r"available; largest: 'pixel_features' 1 x 5 x 1200 x 1600, .*"),
@@ -277,8 +167,9 @@ SIZE_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SIZE_CASES))
 def test_blob_size_checks(case):
-    code, expected = SIZE_CASES[case]
-    assert re.fullmatch(expected, outcome(code)), outcome(code)
+    call, expected = SIZE_CASES[case]
+    line = outcome(*call) if isinstance(call, tuple) else outcome(call)
+    assert re.fullmatch(expected, line), line
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,8 +222,8 @@ def test_bad_weights_file(tmp_path, how):
     model = conv_model(tmp_path / "good.caffemodel")
     bad = tmp_path / "bad.caffemodel"
     bad.write_bytes(damage_model(model, how))
-    code = CONV_NET + f"report(lambda: CheckedNet(n.to_proto(), weights={str(bad)!r}))"
-    assert re.fullmatch(WEIGHT_CASES[how], outcome(code)), outcome(code)
+    line = outcome(cases.conv_net_with_weights, bad)
+    assert re.fullmatch(WEIGHT_CASES[how], line), line
 
 
 def test_rewritten_weights_file_is_read_again(tmp_path):
@@ -408,10 +299,9 @@ def training_files(folder: Path, max_iter: int = 8, snapshot: int = 3,
 
 def train_tool(*args, cwd: Path = REPO, env: dict | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess:
-    import os
     return subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env=env or environment())
 
 
 def losses(log: Path) -> dict[int, float]:
@@ -557,7 +447,7 @@ def test_bad_snapshot_is_a_clear_error(tmp_path, reference_run, how):
     result = train_tool("--solver", training_files(tmp_path / "solver"), "--resume", state)
     assert result.returncode == 2, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(r"ssn.cli.train: " + STATE_CASES[how], message), message
+    assert re.fullmatch(r"ssn-train: error: " + STATE_CASES[how], message), message
 
 
 @pytest.mark.slow
@@ -577,7 +467,7 @@ def test_bad_initial_weights_are_a_clear_error(tmp_path, reference_run, how):
         expected = r"\S+ has no weights for layers .*: it is not a model of this network"
     result = train_tool("--solver", training_files(tmp_path), "--weights", weights)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert re.fullmatch(r"ssn.cli.train: " + expected, result.stderr.strip().splitlines()[-1])
+    assert re.fullmatch(r"ssn-train: error: " + expected, result.stderr.strip().splitlines()[-1])
     assert not (tmp_path / "snap" / "ssn_loss.csv").exists()
 
 
@@ -610,39 +500,15 @@ def test_bad_solver_or_snapshot_folder(tmp_path, case):
     result = train_tool(*args)
     assert result.returncode == 2, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(r"ssn.cli.train: " + SOLVER_CASES[case], message), message
-
-
-FAULT_LAYER = '''
-import caffe
-
-
-class FaultLayer(caffe.Layer):
-    """Raises on its {fail}th forward."""
-
-    def setup(self, bottom, top):
-        self.calls = 0
-
-    def reshape(self, bottom, top):
-        top[0].reshape(1)
-
-    def forward(self, bottom, top):
-        self.calls += 1
-        if self.calls == {fail}:
-            raise RuntimeError("a fault on forward {fail}")
-
-    def backward(self, top, propagate_down, bottom):
-        pass
-'''
+    assert re.fullmatch(r"ssn-train: error: " + SOLVER_CASES[case], message), message
 
 
 @pytest.mark.slow
 def test_an_error_mid_training_writes_the_last_completed_iteration(tmp_path):
-    (tmp_path / "fault_layer.py").write_text(FAULT_LAYER.format(fail=5))
     layer = ('layer { name: "fault" type: "Python" bottom: "img" top: "fault" '
-             'python_param { module: "fault_layer" layer: "FaultLayer" } }\n')
+             'python_param { module: "fault_layer" layer: "FaultLayer" param_str: "5" } }\n')
     solver = training_files(tmp_path, max_iter=20, snapshot=3, extra_layer=layer)
-    result = train_tool("--solver", solver, env={"PYTHONPATH": str(tmp_path)})
+    result = train_tool("--solver", solver, env=environment(REPO / "tests"))
     assert result.returncode == 1, result.stderr[-3000:]
     assert "training stopped at iteration 4 by RuntimeError: a fault on forward 5" in \
         result.stderr
@@ -686,7 +552,7 @@ def test_too_few_readable_images_stop_with_a_snapshot(tmp_path):
     result = train_tool("--solver", training_files(tmp_path, data_root=root))
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        "ssn.cli.train: only 1 of the 4 images of split 'train' are readable, fewer than the "
+        "ssn-train: error: only 1 of the 4 images of split 'train' are readable, fewer than the "
         "batch size 2; unreadable: 9000, 9010, 9020")
     assert snapshot_names(tmp_path / "snap") == ["ssn_iter_0.caffemodel", "ssn_iter_0.json",
                                                   "ssn_iter_0.solverstate"]
@@ -704,21 +570,6 @@ def test_no_room_for_a_snapshot_leaves_no_partial_file(tmp_path, monkeypatch):
         solver_module.train(training_files(tmp_path))
     assert snapshot_names(tmp_path / "snap") == []
     assert [p.name for p in (tmp_path / "snap").iterdir()] == ["ssn_loss.csv"]
-
-
-KILL_IN_SNAPSHOT = '''
-import os, signal, sys
-from ssn.training import solver
-real = solver.os.replace
-def replace(source, target):
-    if str(target).endswith("_iter_6.caffemodel"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    real(source, target)
-solver.os.replace = replace
-sys.argv = ["train", "--solver", {solver!r}]
-from ssn.cli.train import main
-main()
-'''
 
 
 def check_snapshots_are_whole(folder: Path) -> list[int]:
@@ -745,8 +596,10 @@ def resume_latest(folder: Path, solver: Path) -> subprocess.CompletedProcess:
 def test_kill_inside_a_snapshot_keeps_the_previous_one(tmp_path, reference_run):
     _, expected, _ = reference_run
     solver = training_files(tmp_path)
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_SNAPSHOT.format(solver=str(solver))],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    killed = subprocess.run([sys.executable, str(CASES_SCRIPT),
+                             cases.kill_inside_the_iteration_6_snapshot.__name__, str(solver)],
+                            capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env=environment())
     assert killed.returncode == -signal.SIGKILL
     assert check_snapshots_are_whole(tmp_path / "snap") == [3]
     assert list((tmp_path / "snap").glob(".ssn-snapshot-*"))  # the dead run's staging folder
@@ -931,8 +784,7 @@ def test_rows_are_on_disk_as_they_are_computed(eval_folders, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
     monkeypatch.setattr(runs, "evaluate", interrupted_on_the_third)
-    with pytest.raises(KeyboardInterrupt):
-        run_eval(eval_folders)
+    assert run_eval(eval_folders) == 130  # Ctrl-C: the rows so far are kept
     rows = read_rows(eval_folders / "out" / "rows.csv")
     assert [(row["method"], row["image"]) for row in rows] == [("L", "a"), ("L", "b")]
     assert float(rows[0]["asa"]) == 1.0

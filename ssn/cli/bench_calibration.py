@@ -27,9 +27,9 @@ from ssn.benchmarks.calibration import (
     write_summary,
 )
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.model_metadata import (
     DEFAULTS,
-    ModelMetadataError,
     find_settings,
     metadata_path,
     read_metadata,
@@ -40,26 +40,26 @@ log = logging.getLogger("ssn.cli.bench_calibration")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-bench-calibration",
         description=calibration_module.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/bench_calibration.py --images 20 --megapixels 0 0.5 "
+               "  ssn-bench-calibration --images 20 --megapixels 0 0.5 "
                "--rows out/cal_rows.csv\n"
-               "  python tools/bench_calibration.py --images 2 --megapixels 24 "
+               "  ssn-bench-calibration --images 2 --megapixels 24 "
                "--n-segments 200 1000\n"
-               "  python tools/bench_calibration.py --features pixel --images 10\n"
-               "  python tools/bench_calibration.py --weights run/ssn_iter_1000.caffemodel "
+               "  ssn-bench-calibration --features pixel --images 10\n"
+               "  ssn-bench-calibration --weights run/ssn_iter_1000.caffemodel "
                "--images 10 --megapixels 0 0.5 2 --write-metadata\n"
-               "  python tools/bench_calibration.py --from-rows out/cal_rows.csv "
+               "  ssn-bench-calibration --from-rows out/cal_rows.csv "
                "--summary docs/calibration.csv\n"
-               "  python tools/bench_calibration.py --weights ssn/models/ssn_synthflow.caffemodel "
+               "  ssn-bench-calibration --weights ssn/models/ssn_synthflow.caffemodel "
                "--megapixels 0 --size-from ssn/models/ssn_bsds.json --write-metadata\n")
     parser.add_argument("--weights", type=Path,
                         help="the model (default: the bundled one); its metadata file is "
                              "the one --write-metadata updates")
-    parser.add_argument("--features", choices=["deep", "pixel"],
-                        help="deep or pixel (SSN_pix) (default: deep if weights exist)")
+    options.add_features(parser)
     parser.add_argument("--images", type=options.positive_int, default=20,
                         help="N BSDS500 val images, from --first-image (default: 20)")
     parser.add_argument("--first-image", type=int, default=0, metavar="K",
@@ -129,18 +129,17 @@ def collect_rows(args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        metadata_file = target_metadata(args) if args.write_metadata is not None else None
-        existing = find_settings(metadata_file) if metadata_file else None
-        size_from = read_metadata(args.size_from).calibration if args.size_from else None
-        if args.size_from and size_from is None:
-            raise ValueError(f"--size-from {args.size_from} has no calibration")
-        rows = collect_rows(args)
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; its exit status."""
+    metadata_file = target_metadata(args) if args.write_metadata is not None else None
+    existing = find_settings(metadata_file) if metadata_file else None
+    size_from = read_metadata(args.size_from).calibration if args.size_from else None
+    if args.size_from and size_from is None:
+        raise ValueError(f"--size-from {args.size_from} has no calibration")
+    rows = collect_rows(args)
     if args.rows:
         write_rows(rows, args.rows)
     table = summary(rows)
@@ -160,11 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             settings = dataclasses.replace(existing or dataclasses.replace(
                 DEFAULTS, description="the default settings; calibrated by "
                 "ssn-bench-calibration"), calibration=calibration)
-            try:
-                write_metadata(metadata_file, settings)
-            except (ModelMetadataError, OSError) as error:
-                log.error("%s", error)
-                return 2
+            write_metadata(metadata_file, settings)
             log.info("wrote the calibration into %s", metadata_file)
     return 0
 

@@ -14,19 +14,21 @@ from ssn.benchmarks.inference import (
 )
 from ssn.bsds import load_bsds, read_split
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
 from ssn.images import as_rgb
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-bench-infer",
         description=inference_module.__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="examples:\n  python tools/bench_infer.py\n"
-               "  python tools/bench_infer.py --n-segments 200 --repeats 3\n"
-               "  python tools/bench_infer.py --no-fused   # the decomposed SLIC layers\n"
-               "  python tools/bench_infer.py --convolutions --n-segments 400")
+        epilog="examples:\n  ssn-bench-infer\n"
+               "  ssn-bench-infer --n-segments 200 --repeats 3\n"
+               "  ssn-bench-infer --no-fused   # the decomposed SLIC layers\n"
+               "  ssn-bench-infer --convolutions --n-segments 400")
     options.add_count(parser, [100, 400, 1000], many=True)
     options.add_steps(parser)
     options.add_gpu(parser)
@@ -46,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; its exit status."""
     use_device(args.gpu)
     image_id = read_split("val")[0]
     rgb = as_rgb(load_bsds(image_id, "val").rgb)

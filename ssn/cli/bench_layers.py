@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import ssn.benchmarks.layers as layers_module
@@ -15,19 +14,21 @@ from ssn.benchmarks.layers import (
     run_benchmark,
 )
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-bench-layers",
         description=layers_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="examples:\n  python tools/bench_layers.py\n"
-               "  python tools/bench_layers.py --no-full-image --repeats 50\n"
-               "  python tools/bench_layers.py --no-layers --no-full-image   "
+        epilog="examples:\n  ssn-bench-layers\n"
+               "  ssn-bench-layers --no-full-image --repeats 50\n"
+               "  ssn-bench-layers --no-layers --no-full-image   "
                "# fused vs decomposed only\n"
-               "  python tools/bench_layers.py --height 201 --width 201 --n-segments 100 "
+               "  ssn-bench-layers --height 201 --width 201 --n-segments 100 "
                "--batch 6\n"
-               "  python tools/bench_layers.py --gpu 0")
+               "  ssn-bench-layers --gpu 0")
     parser.add_argument("--batch", type=int, default=1, help="images per batch")
     parser.add_argument("--channels", type=int, default=20, help="feature channels")
     parser.add_argument("--height", type=int, default=321, help="image height")
@@ -44,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; its exit status."""
     sync, device = no_sync, "CPU"
     use_device(args.gpu)
     if args.gpu >= 0:

@@ -20,14 +20,16 @@ from skimage import data
 from ssn.benchmarks.peers import methods, time_rounds
 from ssn.bsds import DataRootError, load_bsds, read_split
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.images import as_rgb, read_image
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-bench-peers",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python tools/bench_peers.py\n"
-               "  python tools/bench_peers.py --n-segments 400 --rounds 9 --image photo.jpg\n")
+        epilog="examples:\n  ssn-bench-peers\n"
+               "  ssn-bench-peers --n-segments 400 --rounds 9 --image photo.jpg\n")
     options.add_count(parser, [100, 400, 1000], many=True)
     options.add_steps(parser)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default: 5)")
@@ -53,7 +55,11 @@ def bench_image(path) -> tuple[object, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; its exit status."""
     rgb, name = bench_image(args.image)
     functions, skipped = methods(args.num_steps, str(args.weights) if args.weights else None)
     results = time_rounds(functions, rgb, args.n_segments, args.rounds)

@@ -7,27 +7,33 @@ import sys
 
 import ssn.benchmarks.sizes as sizes_module
 from ssn.benchmarks.sizes import SIZES, measure, megapixel_size, table_row
+from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-bench-sizes",
         description=sizes_module.__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="examples:\n  python tools/bench_sizes.py\n"
-               "  python tools/bench_sizes.py --megapixels 0.15 2 --modes pixel")
+        epilog="examples:\n  ssn-bench-sizes\n"
+               "  ssn-bench-sizes --megapixels 0.15 2 --modes pixel")
     parser.add_argument("--megapixels", type=float, nargs="+", default=sorted(SIZES),
                         help="image sizes, in megapixels (3:2)")
     parser.add_argument("--modes", nargs="+", choices=("deep", "pixel"),
                         default=["deep", "pixel"], help="feature modes")
-    parser.add_argument("--n-segments", type=int, default=1000,
-                        help="superpixels requested")
+    options.add_count(parser, 1000)
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds one run may take")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; its exit status."""
     print(f"# superpixels(n_segments={args.n_segments}), CPU, one fresh process per run; "
           "peak = the process's VmHWM")
     print("| size | mode | seconds | peak GiB | superpixels |")

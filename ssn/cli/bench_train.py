@@ -8,14 +8,16 @@ import sys
 import numpy as np
 
 import ssn.benchmarks.training as training_module
-from ssn.benchmarks.training import run
+from ssn.benchmarks.training import run as run_benchmark
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.nets.generators import SSNConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-bench-train",
         description=training_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples:\n  ssn-bench-train\n"
                "  ssn-bench-train --no-fused-cnn   # the original CNN layout, to compare\n"
@@ -44,18 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work; its exit status."""
     use_device(args.gpu)
     np.random.seed(0)
     config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
                        batch_size=args.batch, fused_decoder=args.fused_decoder,
                        fused_cnn=args.fused_cnn)
-    try:
-        run(config, args.repeats, args.torch_python)
-    except RuntimeError as error:
-        print(f"ssn-bench-train: {error}", file=sys.stderr)
-        return 1
+    run_benchmark(config, args.repeats, args.torch_python)  # a RuntimeError: exit 1
     return 0
 
 

@@ -7,20 +7,19 @@ Resumable and idempotent: run it again after an interruption.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 from ssn.bsds import DEFAULT_DATA_ROOT
+from ssn.cli.command import command_parser, run_command
 from ssn.download import BSDS500_DIGEST, BSDS500_URL, FetchError, fetch_bsds500
-
-log = logging.getLogger("ssn.cli.data")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ssn-data", description=__doc__,
+    parser = command_parser(
+        "ssn-data",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  ssn-data fetch bsds500                 # into ./data/BSDS500\n"
                "  ssn-data fetch bsds500 --to /data/BSDS500 && "
@@ -39,13 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        fetch_bsds500(args.to, args.url, args.digest, args.sha256)
-    except FetchError as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv, input_errors=(FetchError,))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch the data set; a failed or broken download exits 2."""
+    fetch_bsds500(args.to, args.url, args.digest, args.sha256)
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from skimage import data
 
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
 from ssn.images import as_rgb, overlay, save_npy, save_png, side_by_side
@@ -27,16 +28,16 @@ log = logging.getLogger("ssn.cli.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-demo",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python tools/demo.py\n"
-               "  python tools/demo.py --n-segments 400 --num-steps 5 --out /tmp/demo\n")
+        epilog="examples:\n  ssn-demo\n"
+               "  ssn-demo --n-segments 400 --num-steps 5 --out /tmp/demo\n")
     options.add_out(parser, Path("out/demo"))
     options.add_count(parser, 200)
     options.add_steps(parser)
     options.add_grid(parser)
-    parser.add_argument("--features", choices=["deep", "pixel"],
-                        help="deep (needs a model) or pixel (default: deep if a model exists)")
+    options.add_features(parser)
     options.add_gpu(parser)
     parser.add_argument("--images", nargs="+", choices=sorted(SAMPLES), default=sorted(SAMPLES),
                         help="sample images to process (default: all)")
@@ -44,13 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        use_device(args.gpu)
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment the sample images and write their overlays."""
+    use_device(args.gpu)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.images:
         image = SAMPLES[name]()

@@ -12,6 +12,7 @@ import ssn.evaluation.runs as runs_module
 from ssn.atomic import ensure_writable_folder
 from ssn.bsds import data_root
 from ssn.cli import options
+from ssn.cli.command import UsageError, command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import LABELLERS
 from ssn.evaluation.matched import MATCHED_COUNTS
@@ -31,23 +32,24 @@ log = logging.getLogger("ssn.cli.eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-eval",
         description=runs_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/eval.py --n-segments 100 200 400 --out out/eval\n"
-               "  python tools/eval.py --n-segments 200 --methods ssn --features deep pixel "
+               "  ssn-eval --n-segments 100 200 400 --out out/eval\n"
+               "  ssn-eval --n-segments 200 --methods ssn --features deep pixel "
                "--out out/deep_pix\n"
-               "  python tools/infer.py data/BSDS500/images/val --out out/ssn100\n"
-               "  python tools/eval.py --labels SSN=out/ssn100 --n-segments 100 --methods slic "
+               "  ssn-infer data/BSDS500/images/val --out out/ssn100\n"
+               "  ssn-eval --labels SSN=out/ssn100 --n-segments 100 --methods slic "
                "--out out/eval100\n")
     options.add_out(parser)
-    parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
+    options.add_split(parser)
     options.add_data_root(parser)
     parser.add_argument("--images", type=Path,
                         help="evaluate these images instead of a BSDS500 split (with --gt)")
     parser.add_argument("--gt", type=Path, help="ground truths for --images: <stem>.mat "
                         "(BSDS), .npy (H x W or A x H x W) or .png label maps")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    options.add_limit(parser, what="images")
     parser.add_argument("--labels", "--method", dest="labels", action="append",
                         metavar="NAME=DIR",
                         help="label maps computed earlier, DIR/<image id>.npy (repeatable)")
@@ -63,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=list(MATCHED_COUNTS), metavar="N",
                         help="actual counts at which methods are compared, interpolated in "
                              f"log count (default: {' '.join(map(str, MATCHED_COUNTS))})")
-    parser.add_argument("--features", choices=["deep", "pixel"], nargs="+",
-                        help="SSN features, one run of each (default: deep if a model "
-                        "exists, else pixel)")
+    options.add_features(parser, nargs="+", help="SSN features, one run of each "
+                         "(default: deep if a model exists, else pixel)")
     parser.add_argument("--weights", type=Path, help="SSN .caffemodel (default: the bundled)")
     options.add_steps(parser, None)
     options.add_grid(parser)
@@ -103,24 +104,18 @@ def runs_from_args(args: argparse.Namespace) -> list:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        use_device(args.gpu)
-        runs = runs_from_args(args)
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the runs on the samples; 1 when nothing could be scored."""
+    use_device(args.gpu)
+    runs = runs_from_args(args)
     if (args.images is None) != (args.gt is None):
-        log.error("--images and --gt go together")
-        return 2
-    try:
-        ensure_writable_folder(args.out, "output folder (--out)")
-        samples = (folder_samples(args.images, args.gt, args.limit) if args.images
-                   else bsds_samples(args.split, data_root(args.data_root), args.limit))
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
+        raise UsageError("--images and --gt go together")
+    ensure_writable_folder(args.out, "output folder (--out)")
+    samples = (folder_samples(args.images, args.gt, args.limit) if args.images
+               else bsds_samples(args.split, data_root(args.data_root), args.limit))
     rows, skipped = score_into(args.out, runs, samples)
     if not rows:
         return 1

@@ -13,6 +13,7 @@ import numpy as np
 import ssn.evaluation.continuous as continuous
 from ssn.atomic import atomic_path, ensure_writable_folder
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import LABELLERS
 from ssn.evaluation.runs import (
@@ -28,8 +29,9 @@ MATCHED = (100, 200, 300, 400, 600)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ssn-eval-continuous", description=continuous.__doc__,
+    parser = command_parser(
+        "ssn-eval-continuous",
+        description=continuous.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  ssn-eval-continuous --dataset out/synthflow/val --n-segments 100 200 400 "
@@ -42,17 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", type=Path, required=True,
                         help="folder (images/, targets/) or list file of continuous pairs")
     options.add_out(parser)
-    parser.add_argument("--limit", type=options.positive_int,
-                        help="evaluate only the first N pairs")
+    options.add_limit(parser, what="pairs")
     options.add_count(parser, [100, 200, 400], many=True, help="requested counts")
     parser.add_argument("--methods", nargs="+", choices=["ssn", *LABELLERS],
                         default=["ssn", "slic"], help="methods to run (default: ssn slic)")
     options.add_compactness(parser)
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CAFFEMODEL",
                         help="an SSN model to run as SSN-NAME (deep features), repeatable")
-    parser.add_argument("--features", choices=["deep", "pixel"], nargs="*", default=None,
-                        help="SSN runs with the bundled model (deep) and/or SSN_pix (pixel) "
-                             "(default: deep unless --model is given)")
+    options.add_features(parser, nargs="*", help="SSN runs with the bundled model (deep) "
+                         "and/or SSN_pix (pixel) (default: deep unless --model is given)")
     parser.add_argument("--matched-counts", type=int, nargs="+", default=list(MATCHED),
                         metavar="N", help="actual counts at which methods are compared "
                         "(default: %(default)s)")
@@ -141,16 +141,15 @@ def write_pictures(args: argparse.Namespace, samples: list) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        use_device(args.gpu)
-        runs = runs_for(args, args.n_segments)
-        ensure_writable_folder(args.out, "output folder (--out)")
-        samples = continuous.pair_samples(args.dataset, args.limit)
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the runs on the pairs; 1 when nothing could be scored."""
+    use_device(args.gpu)
+    runs = runs_for(args, args.n_segments)
+    ensure_writable_folder(args.out, "output folder (--out)")
+    samples = continuous.pair_samples(args.dataset, args.limit)
     rows, skipped = score_into(args.out, runs, samples, load=continuous.load_pair,
                                score=continuous.score)
     if not rows:

@@ -11,6 +11,7 @@ from typing import Optional
 import ssn.evaluation.snapshots as snapshots_module
 from ssn.bsds import data_root
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import BaselineMissing, baseline
 from ssn.evaluation.runs import bsds_samples, write_csv
@@ -25,23 +26,23 @@ log = logging.getLogger("ssn.cli.eval_snapshots")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-eval-snapshots",
         description=snapshots_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/eval_snapshots.py models/bsds_cpu --out out/snapshots\n"
-               "  python tools/eval_snapshots.py models/bsds_cpu/ssn_iter_2000.caffemodel "
+               "  ssn-eval-snapshots models/bsds_cpu --out out/snapshots\n"
+               "  ssn-eval-snapshots models/bsds_cpu/ssn_iter_2000.caffemodel "
                "--n-segments 100 400 --limit 50 --out out/snap2000\n")
     parser.add_argument("snapshots", type=Path, nargs="+",
                         help="snapshot .caffemodel files or directories holding them (with "
                              "--initial, a directory may be empty)")
     options.add_out(parser)
     options.add_count(parser, [200], many=True)
-    parser.add_argument("--limit", type=int, default=20,
-                        help="evaluate the first N images of the split (default: 20)")
+    options.add_limit(parser, 20)
     parser.add_argument("--every", type=int, default=1,
                         help="only snapshots whose iteration is a multiple of this "
                         "(the last one always)")
-    parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
+    options.add_split(parser)
     options.add_data_root(parser)
     options.add_steps(parser)
     options.add_gpu(parser)
@@ -88,21 +89,20 @@ def add_to_curve(args: argparse.Namespace, snapshots: list[Path], samples) -> No
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        use_device(args.gpu)
-        snapshots = find_snapshots(args.snapshots, args.every)
-        if not snapshots and args.initial is None:
-            raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
-        if args.initial is not None and not args.initial.is_file():
-            raise FileNotFoundError(f"--initial: no such file: {args.initial}")
-        if args.curve is not None:
-            baseline("fast-slic")
-        samples = bsds_samples(args.split, data_root(args.data_root), args.limit)
-    except (ValueError, OSError, BaselineMissing) as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv, input_errors=(BaselineMissing,))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score each snapshot on the split and plot the progress, or add them to --curve."""
+    use_device(args.gpu)
+    snapshots = find_snapshots(args.snapshots, args.every)
+    if not snapshots and args.initial is None:
+        raise ValueError(f"no *_iter_*.caffemodel in {args.snapshots}")
+    if args.initial is not None and not args.initial.is_file():
+        raise FileNotFoundError(f"--initial: no such file: {args.initial}")
+    if args.curve is not None:
+        baseline("fast-slic")
+    samples = bsds_samples(args.split, data_root(args.data_root), args.limit)
     if args.curve is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         add_to_curve(args, snapshots, samples)

@@ -18,6 +18,7 @@ import ssn.evaluation.task as task_module
 from ssn.atomic import write_atomic
 from ssn.bsds import read_split
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.runs import write_csv
 from ssn.evaluation.task import TaskPredictor, evaluate, standard_error
@@ -27,13 +28,14 @@ log = logging.getLogger("ssn.cli.eval_task")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-eval-task",
         description=task_module.__doc__ + "\n" + __doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/eval_task.py models/downstream/ssn_task_iter_200.caffemodel "
+               "  ssn-eval-task models/downstream/ssn_task_iter_200.caffemodel "
                "--out out/task\n"
-               "  python tools/eval_task.py models/pixel/ssn_task_iter_200.caffemodel "
+               "  ssn-eval-task models/pixel/ssn_task_iter_200.caffemodel "
                "--no-spixel-pooling --limit 20 --out out/task_pixel\n")
     parser.add_argument("weights", type=Path, help="a snapshot of the downstream TRAIN net")
     options.add_out(parser)
@@ -54,30 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_count(parser, None, help="superpixels per image instead (default: cells of "
                                          "the training cells' size)")
     options.add_steps(parser, defaults.deploy_num_steps)
-    parser.add_argument("--limit", type=int, help="the first N images of the split "
-                                                  "(default: all)")
-    parser.add_argument("--split", default="val", help="BSDS500 split (default: val)")
+    options.add_limit(parser)
+    options.add_split(parser)
     options.add_data_root(parser)
     options.add_gpu(parser)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the task model on the split and write its scores."""
     settings = DownstreamOptions(spixel_pooling=args.spixel_pooling, patch=args.patch,
                                  num_classes=args.num_classes, n_spixels=args.train_n_segments,
                                  deploy_num_steps=args.num_steps)
-    try:
-        use_device(args.gpu)
-        if not args.weights.is_file():
-            raise FileNotFoundError(f"weights not found: {args.weights}")
-        ids = read_split(args.split, args.data_root)[:args.limit]
-        result = evaluate(TaskPredictor(settings, args.weights, args.n_segments), ids,
-                          args.split, args.data_root)
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
+    use_device(args.gpu)
+    if not args.weights.is_file():
+        raise FileNotFoundError(f"weights not found: {args.weights}")
+    ids = read_split(args.split, args.data_root)[:args.limit]
+    result = evaluate(TaskPredictor(settings, args.weights, args.n_segments), ids,
+                      args.split, args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "images.csv", result["images"])
     summary = {key: result[key] for key in ("accuracy", "own_lightness")}

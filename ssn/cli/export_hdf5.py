@@ -12,6 +12,7 @@ import ssn.training.hdf5_export as hdf5_export_module
 from ssn.atomic import write_atomic
 from ssn.bsds import data_root, read_split
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.grid import grid_shape
 from ssn.training.hdf5_export import export_split
 from ssn.training.samples import BSDSSampler
@@ -20,11 +21,12 @@ log = logging.getLogger("ssn.cli.export_hdf5")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-export-hdf5",
         description=hdf5_export_module.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python tools/export_hdf5.py --out data/hdf5\n"
-               "  python tools/export_hdf5.py --no-augment --train-samples 200 "
+        epilog="examples:\n  ssn-export-hdf5 --out data/hdf5\n"
+               "  ssn-export-hdf5 --no-augment --train-samples 200 "
                "--val-samples 100 --out /tmp/bsds_h5\n")
     options.add_out(parser)
     options.add_data_root(parser)
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-file", type=int, default=24,
                         help="samples per .h5 file (default: 24)")
     parser.add_argument("--seed", type=int, default=2356, help="random seed (default: 2356)")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=options.positive_int, default=1,
                         help="worker processes (default: 1); the files do not depend on it")
     parser.add_argument("--compress", action=argparse.BooleanOptionalAction, default=True,
                         help="gzip the datasets (default); --no-compress: about 10x larger "
@@ -68,10 +70,11 @@ def write_train_net(args: argparse.Namespace, train_list: Path, val_list: Path) 
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.jobs < 1:
-        raise SystemExit("ssn-export-hdf5: --jobs must be at least 1")
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the HDF5 samples of both splits (and the net reading them)."""
     grid = grid_shape(args.n_segments, args.patch, args.patch)
     lists = []
     for split, count in (("train", args.train_samples), ("val", args.val_samples)):

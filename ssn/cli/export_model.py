@@ -18,18 +18,19 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ssn.model_metadata import ModelMetadataError, find_settings, metadata_path
-from ssn.nets.checks import NetCheckError
+from ssn.cli.command import command_parser, run_command
+from ssn.model_metadata import find_settings, metadata_path
 from ssn.nets.weights import export_deploy_weights
 
 log = logging.getLogger("ssn.cli.export_model")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-export-model",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/export_model.py models/bsds_cpu/ssn_iter_4000.caffemodel "
+               "  ssn-export-model models/bsds_cpu/ssn_iter_4000.caffemodel "
                "--out models/ssn_mine.caffemodel\n")
     parser.add_argument("snapshot", type=Path, help="a training snapshot (.caffemodel)")
     parser.add_argument("--out", type=Path, required=True,
@@ -39,14 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        carried = find_settings(metadata_path(args.snapshot))
-        path = export_deploy_weights(args.snapshot, args.out)
-    except (NetCheckError, ModelMetadataError, OSError) as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the deploy weights and their settings file."""
+    carried = find_settings(metadata_path(args.snapshot))
+    path = export_deploy_weights(args.snapshot, args.out)
     log.info("wrote %s (%.0f kB) from %s", path, path.stat().st_size / 1e3, args.snapshot)
     if carried is not None:
         log.info("wrote its settings to %s%s", metadata_path(path),

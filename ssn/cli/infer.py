@@ -28,23 +28,25 @@ from pathlib import Path
 from typing import Optional
 
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-infer",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/infer.py data/BSDS500/images/val --out out/val_100\n"
-               "  python tools/infer.py 'photos/*.jpg' --n-segments 400 --features pixel "
+               "  ssn-infer data/BSDS500/images/val --out out/val_100\n"
+               "  ssn-infer 'photos/*.jpg' --n-segments 400 --features pixel "
                "--out out/p400\n"
-               "  python tools/infer.py list.txt --weights model.caffemodel --gpu 0 "
+               "  ssn-infer list.txt --weights model.caffemodel --gpu 0 "
                "--out out/x\n"
-               "  python tools/infer.py photos/ --mask-dir masks/ --features pixel "
+               "  ssn-infer photos/ --mask-dir masks/ --features pixel "
                "--out out/masked\n"
-               "  python tools/infer.py frames/ --workers 8 --out out/frames   "
+               "  ssn-infer frames/ --workers 8 --out out/frames   "
                "# 8 processes\n"
-               "  python tools/infer.py frames/ --dask --workers 4 --out out/frames\n"
-               "  python tools/infer.py /shared/frames --scheduler tcp://head:8786 "
+               "  ssn-infer frames/ --dask --workers 4 --out out/frames\n"
+               "  ssn-infer /shared/frames --scheduler tcp://head:8786 "
                "--out /shared/out\n")
     parser.add_argument("inputs", nargs="+",
                         help="image files, directories, glob patterns or .txt list files")
@@ -55,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_position_weight(parser)
     parser.add_argument("--weights", type=Path,
                         help="trained .caffemodel (default: the bundled model, if any)")
-    parser.add_argument("--features", choices=["deep", "pixel"],
-                        help="deep: learned features (needs weights); pixel: SSN_pix, "
-                             "position and Lab only (default: deep if weights exist)")
+    options.add_features(parser)
     options.add_gpu(parser)
     parser.add_argument("--mask-dir", type=Path, metavar="DIR",
                         help="superpixels only inside each image's mask, DIR/<name>.png (or "
@@ -89,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    return run_command(infer, build_parser(), argv)
+
+
+def infer(args: argparse.Namespace) -> int:
+    """The run; its own exit status (see the description)."""
     # Imported here: worker processes re-import this module when they start, and must set
     # their thread count before anything imports Caffe.
     from ssn.batch import run
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's own chatter
     return run(args)
 

@@ -23,6 +23,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from ssn.atomic import write_atomic
+from ssn.cli.command import command_parser, run_command
 from ssn.nets.downstream import DOWNSTREAM_DIR, DownstreamOptions
 from ssn.nets.prototxt import (
     PROTOTXT_DIR,
@@ -52,18 +53,19 @@ DOWNSTREAM_ONLY = {f.name for f in dataclasses.fields(DownstreamOptions)} - {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-make-prototxt",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python tools/make_prototxt.py\n"
-               "  python tools/make_prototxt.py --check\n"
-               "  python tools/make_prototxt.py --init-weights models/ssn_init.caffemodel\n"
-               "  python tools/make_prototxt.py --recipe bsds_cpu   # prototxt/bsds_cpu/\n"
-               "  python tools/make_prototxt.py --out /tmp/nets --n-segments 200 "
+        epilog="examples:\n  ssn-make-prototxt\n"
+               "  ssn-make-prototxt --check\n"
+               "  ssn-make-prototxt --init-weights models/ssn_init.caffemodel\n"
+               "  ssn-make-prototxt --recipe bsds_cpu   # prototxt/bsds_cpu/\n"
+               "  ssn-make-prototxt --out /tmp/nets --n-segments 200 "
                "--num-steps 10\n"
-               "  python tools/make_prototxt.py --out /tmp/nets --no-fused   "
+               "  ssn-make-prototxt --out /tmp/nets --no-fused   "
                "# decomposed deploy net\n"
-               "  python tools/make_prototxt.py --net downstream   # prototxt/downstream/\n"
-               "  python tools/make_prototxt.py --net downstream --no-spixel-pooling "
+               "  ssn-make-prototxt --net downstream   # prototxt/downstream/\n"
+               "  ssn-make-prototxt --net downstream --no-spixel-pooling "
                "--label-weight 0 \\\n      --compactness-weight 0 --out /tmp/pixel_head\n")
     parser.add_argument("--net", choices=sorted(NETS), default="ssn",
                         help="the SSN net, or the downstream example with SSN inside "
@@ -122,13 +124,12 @@ def options_from_args(args: argparse.Namespace) -> tuple[PrototxtOptions, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        options, out_dir = options_from_args(args)
-    except ValueError as error:
-        parser.error(str(error))
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write (or with --check compare) the net files; 1 when --check finds stale ones."""
+    options, out_dir = options_from_args(args)  # a ValueError: exit 2
     files = generate(options, out_dir)
     if args.check:
         stale = stale_files(files, out_dir)

@@ -28,6 +28,32 @@ def add_gpu(parser: argparse.ArgumentParser) -> None:
                         help="GPU id, -1 for the CPU (default: -1)")
 
 
+FEATURES = ("deep", "pixel")
+BSDS_SPLITS = ("train", "val", "test")
+
+
+def add_features(parser: argparse.ArgumentParser, nargs: Optional[str] = None,
+                 help: str = "deep: learned features (needs weights); pixel: SSN_pix, "
+                             "position and Lab only (default: deep if weights exist)") -> None:
+    """``--features deep|pixel`` (several with ``nargs``): which pixel features SSN uses."""
+    parser.add_argument("--features", choices=FEATURES, nargs=nargs, help=help)
+
+
+def add_limit(parser: argparse.ArgumentParser, default: Optional[int] = None,
+              what: str = "images of the split") -> None:
+    """``--limit N``: only the first N items."""
+    shown = "all" if default is None else default
+    parser.add_argument("--limit", type=positive_int, default=default, metavar="N",
+                        help=f"only the first N {what} (default: {shown})")
+
+
+def add_split(parser: argparse.ArgumentParser, default: str = "val",
+              choices: Sequence[str] = BSDS_SPLITS, help: str = "BSDS500 split") -> None:
+    """``--split NAME``: a BSDS500 split."""
+    parser.add_argument("--split", choices=choices, default=default,
+                        help=f"{help} (default: {default})")
+
+
 def add_data_root(parser: argparse.ArgumentParser) -> None:
     """``--data-root DIR``: the BSDS500 folder."""
     parser.add_argument("--data-root", type=Path, metavar="DIR",

@@ -16,28 +16,28 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ssn.bsds import DataRootError, read_split
+from ssn.bsds import read_split
 from ssn.cli import options
+from ssn.cli.command import command_parser, run_command
 from ssn.synthflow import DEFAULT_SEED, MotionRange, write_split
 
 log = logging.getLogger("ssn.cli.synthflow")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ssn-synthflow", description=__doc__,
+    parser = command_parser(
+        "ssn-synthflow",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  ssn-synthflow --split train --out out/synthflow/train\n"
                "  ssn-synthflow --split val --out out/synthflow/val --limit 50\n"
                "  ssn-synthflow --split train --out /tmp/fast --max-translation 16 "
                "--seed 7\n")
-    parser.add_argument("--split", choices=["train", "val"], default="train",
-                        help="BSDS500 split to read (default: train)")
+    options.add_split(parser, "train", ("train", "val"), help="BSDS500 split to read")
     options.add_out(parser, help="data set folder to write")
     options.add_data_root(parser)
-    parser.add_argument("--limit", type=options.positive_int,
-                        help="only the first N images of the split (default: all)")
+    options.add_limit(parser)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"motion seed (default: {DEFAULT_SEED})")
     defaults = MotionRange()
@@ -51,17 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        ranges = MotionRange(args.max_translation, args.max_rotation, args.max_scale)
-        ids = None
-        if args.limit:
-            ids = read_split(args.split, args.data_root)[:args.limit]
-        written = write_split(args.split, args.out, args.data_root, args.seed, ranges, ids)
-    except (DataRootError, ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the split's synthetic flow pairs."""
+    ranges = MotionRange(args.max_translation, args.max_rotation, args.max_scale)
+    ids = None
+    if args.limit:
+        ids = read_split(args.split, args.data_root)[:args.limit]
+    written = write_split(args.split, args.out, args.data_root, args.seed, ranges, ids)
     log.info("wrote %d pairs to %s", len(written), Path(args.out))
     return 0
 

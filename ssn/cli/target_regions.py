@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from ssn.atomic import atomic_path
 from ssn.cli import options
-from ssn.training.pairs import DatasetError, load_pair, open_pairs
+from ssn.cli.command import UsageError, command_parser, run_command
+from ssn.training.pairs import load_pair, open_pairs
 from ssn.training.regions import target_regions
 
 log = logging.getLogger("ssn.cli.target_regions")
@@ -34,10 +35,11 @@ MAX_LABEL = np.iinfo(np.uint16).max
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ssn-target-regions", description=__doc__,
+    parser = command_parser(
+        "ssn-target-regions",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n"
+        epilog="examples:\n"
                "  ssn-target-regions --dataset out/synthflow/train --threshold 0.5 "
                "--out out/synthflow/train_regions\n"
                "  ssn-train --dataset out/synthflow/train_regions/pairs.txt --target labels "
@@ -71,17 +73,15 @@ def write_regions(pair, threshold: float, out: Path) -> tuple[Path, float, int]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write each pair's regions and their list; 1 when some pairs failed."""
     if not args.threshold > 0:
-        log.error("--threshold must be > 0, got %s", args.threshold)
-        return 2
-    try:
-        pairs = open_pairs(args.dataset, "continuous")
-        (args.out / "regions").mkdir(parents=True, exist_ok=True)
-    except (DatasetError, OSError) as error:
-        log.error("%s", error)
-        return 2
+        raise UsageError(f"--threshold must be > 0, got {args.threshold}")
+    pairs = open_pairs(args.dataset, "continuous")
+    (args.out / "regions").mkdir(parents=True, exist_ok=True)
     lines, covered, counts, failed = [], [], [], []
     for pair in tqdm(pairs, unit="pair", file=sys.stderr, disable=not sys.stderr.isatty()):
         try:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from ssn.cli import options
+from ssn.cli.command import UsageError, command_parser, run_command
 from ssn.nets.generators import CONTINUOUS_LOSSES
 from ssn.nets.prototxt import PROTOTXT_DIR, SOLVER
 from ssn.training.pairs import TARGET_KINDS
@@ -34,13 +35,14 @@ log = logging.getLogger("ssn.cli.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
+        "ssn-train",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python tools/train.py                      # prototxt/ssn_solver.prototxt, CPU\n"
-               "  python tools/train.py --max-iter 2000 --snapshot-prefix models/run1/ssn\n"
-               "  python tools/train.py --resume models/run1/ssn_iter_1000.solverstate\n"
-               "  python tools/train.py --weights models/ssn_init.caffemodel --gpu 0\n"
+               "  ssn-train                      # prototxt/ssn_solver.prototxt, CPU\n"
+               "  ssn-train --max-iter 2000 --snapshot-prefix models/run1/ssn\n"
+               "  ssn-train --resume models/run1/ssn_iter_1000.solverstate\n"
+               "  ssn-train --weights models/ssn_init.caffemodel --gpu 0\n"
                "  ssn-train --dataset my_data --target labels --out runs/mine\n"
                "  ssn-train --dataset out/synthflow/train --target continuous --out runs/flow \\\n"
                "      --weights ssn/models/ssn_bsds.caffemodel --max-iter 2000\n"
@@ -130,26 +132,21 @@ def dataset_solver(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        if args.max_iter is not None and args.max_iter < 1:  # before --dataset writes a run
-            raise ValueError(f"--max-iter must be >= 1, got {args.max_iter}")
-        if args.dataset is not None:
-            args.solver = dataset_solver(args)
-        elif args.out is not None or args.val_dataset is not None:
-            raise ValueError("--out and --val-dataset go with --dataset")
-        result = train(args.solver or PROTOTXT_DIR / SOLVER, args.gpu, args.weights,
-                       args.resume, args.max_iter, args.snapshot_prefix, args.log_csv)
-    except FloatingPointError as error:  # diverged: the earlier snapshots are kept
-        log.error("%s", error)
-        return 1
-    except (ValueError, OSError) as error:
-        log.error("%s", error)
-        return 2
-    except Exception:  # noqa: BLE001 - the snapshot is written; say why training stopped
-        log.exception("training failed")
-        return 1
+    return run_command(run, build_parser(), argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; 0 also when interrupted (after its snapshot)."""
+    if args.max_iter is not None and args.max_iter < 1:  # before --dataset writes a run
+        raise ValueError(f"--max-iter must be >= 1, got {args.max_iter}")
+    if args.dataset is not None:
+        args.solver = dataset_solver(args)
+    elif args.out is not None or args.val_dataset is not None:
+        raise UsageError("--out and --val-dataset go with --dataset")
+    # A bad solver, snapshot or data exits 2; any other error, a divergence
+    # (FloatingPointError) included, exits 1 after its snapshot.
+    result = train(args.solver or PROTOTXT_DIR / SOLVER, args.gpu, args.weights,
+                   args.resume, args.max_iter, args.snapshot_prefix, args.log_csv)
     log.info("stopped at iteration %d, losses %s; log %s", result["iteration"],
              {k: round(v, 4) for k, v in result["losses"].items()}, result["log"])
     return 0
