@@ -121,7 +121,8 @@ def run_command(body: Callable[[argparse.Namespace], Optional[int]],
         report(log, error, args, expected=True)
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - the one place a command's failure is told
-        report(log, error, args, expected=isinstance(error, (RuntimeError, ArithmeticError)))
+        report(log, error, args,
+               expected=isinstance(error, (RuntimeError, ArithmeticError, OSError)))
         return EXIT_FAILURE
     return EXIT_OK if status is None else int(status)
 
