@@ -253,9 +253,9 @@ SIZE_CASES = {
     # Such photos run, in tiles (issue 11, section 1); the nets are checked before the work.
     "superpixels of a 1200x1600 photo with too little memory, deep": (
         '''
-        import ssn.nets.checks as checks
+        import ssn.nets.memory_budget as memory_budget
         from ssn.inference import superpixels
-        checks.available_memory = lambda: 2**27
+        memory_budget.available_memory = lambda: 2**27
         report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100,
                                    features="deep"))''',
         r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: the net's "
@@ -263,9 +263,9 @@ SIZE_CASES = {
         r"available; largest: 'trans_features' 1 x 20 x 1200 x 1600, .*"),
     "superpixels of a 1200x1600 photo with too little memory, pixel": (
         '''
-        import ssn.nets.checks as checks
+        import ssn.nets.memory_budget as memory_budget
         from ssn.inference import superpixels
-        checks.available_memory = lambda: 2**25
+        memory_budget.available_memory = lambda: 2**25
         report(lambda: superpixels(np.full((1200, 1600, 3), 100, np.uint8), n_spixels=100,
                                    features="pixel"))''',
         r"raised NetTooLargeError: a 1200x1600 image is too large for the SSN net: the net's "
