@@ -23,7 +23,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from ssn.atomic import write_atomic
-from ssn.nets.downstream import DOWNSTREAM_DIR, DownstreamOptions
+from ssn.examples.downstream.net import DOWNSTREAM_DIR, DownstreamOptions
 from ssn.nets.prototxt import (
     PROTOTXT_DIR,
     RECIPES,
