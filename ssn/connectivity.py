@@ -67,7 +67,7 @@ def connectivity_sizes(height: int, width: int, n_spixels: int, min_factor: floa
     return max(min_size, 1), max(max_size, 1)
 
 
-def _as_int32_labels(labels: Any) -> np.ndarray:
+def as_int32_labels(labels: Any) -> np.ndarray:
     """``labels`` as a C-contiguous int32 H x W array with the same equalities between pixels."""
     arr = np.asarray(labels)
     if arr.ndim != 2:
@@ -102,7 +102,8 @@ def _native_enforce() -> Any:
     return func
 
 
-def _check_sizes(min_size: int, max_size: int) -> tuple[int, int]:
+def check_piece_sizes(min_size: int, max_size: int) -> tuple[int, int]:
+    """``(min_size, max_size)`` as ints; ValueError unless 1 <= min_size <= max_size."""
     for name, value in (("min_size", min_size), ("max_size", max_size)):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"{name} must be an int, got {value!r}")
@@ -118,7 +119,8 @@ def enforce_connectivity(labels: np.ndarray, min_size: int, max_size: int) -> np
     """Relabel a label map into 4-connected superpixels of bounded size (compiled).
 
     See the module docstring for the exact algorithm; the result equals
-    :func:`enforce_connectivity_reference` pixel for pixel.
+    :func:`ssn.reference.connectivity.enforce_connectivity` (the slow
+    transcription that tests compare it with) pixel for pixel.
 
     Parameters
     ----------
@@ -142,8 +144,8 @@ def enforce_connectivity(labels: np.ndarray, min_size: int, max_size: int) -> np
     ValueError
         If ``labels`` is not 2-D or not integer-valued, or the sizes are invalid.
     """
-    lab = _as_int32_labels(labels)
-    min_size, max_size = _check_sizes(min_size, max_size)
+    lab = as_int32_labels(labels)
+    min_size, max_size = check_piece_sizes(min_size, max_size)
     height, width = lab.shape
     out = np.empty((height, width), dtype=np.int32)
     if lab.size == 0:
@@ -153,50 +155,3 @@ def enforce_connectivity(labels: np.ndarray, min_size: int, max_size: int) -> np
     _native_enforce()(lab.ctypes.data, out.ctypes.data, height, width,
                       min(min_size, cap), min(max_size, cap))
     return out
-
-
-def enforce_connectivity_reference(labels: np.ndarray, min_size: int,
-                                   max_size: int) -> np.ndarray:
-    """Slow pure-Python transcription of the original's loop; the test oracle.
-
-    Same parameters, result and errors as :func:`enforce_connectivity`. Use it only on small
-    maps (it runs at roughly a microsecond per pixel-neighbour in CPython).
-    """
-    lab = _as_int32_labels(labels)
-    min_size, max_size = _check_sizes(min_size, max_size)
-    height, width = lab.shape
-    src = lab.tolist()
-    out = [[-1] * width for _ in range(height)]
-    next_label = 0
-    for y0 in range(height):
-        for x0 in range(width):
-            if out[y0][x0] >= 0:
-                continue
-            label = src[y0][x0]
-            adjacent = 0
-            out[y0][x0] = next_label
-            queue = [(y0, x0)]
-            size = 1
-            head = 0
-            while head < size and size < max_size:
-                y, x = queue[head]
-                for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):   # +x, -x, +y, -y
-                    yy, xx = y + dy, x + dx
-                    if not (0 <= yy < height and 0 <= xx < width):
-                        continue
-                    if src[yy][xx] == label and out[yy][xx] == -1:
-                        out[yy][xx] = next_label
-                        queue.append((yy, xx))
-                        size += 1
-                        if size >= max_size:
-                            break
-                    elif out[yy][xx] >= 0 and out[yy][xx] != next_label:
-                        adjacent = out[yy][xx]
-                head += 1
-            if size < min_size:
-                for y, x in queue:
-                    out[y][x] = adjacent
-            else:
-                next_label += 1
-    return np.array(out, dtype=np.int32).reshape(height, width)
-

@@ -194,10 +194,10 @@ def slic_net_features_over_int_max():
 
 def photo_with_too_little_memory(features: str, memory: str):
     """superpixels() of a 1200x1600 photo when only ``memory`` bytes are available."""
-    import ssn.nets.checks as checks
+    import ssn.nets.memory_budget as memory_budget
     from ssn.inference import superpixels
     caffe_cpu()
-    checks.available_memory = lambda: int(memory)
+    memory_budget.available_memory = lambda: int(memory)
     image = np.full((1200, 1600, 3), 100, np.uint8)
     return report(lambda: superpixels(image, n_spixels=100, features=features))
 
@@ -233,14 +233,14 @@ def kill_inside_the_iteration_6_snapshot(solver: str):
     """ssn-train on ``solver``, killed (SIGKILL) while renaming the iteration-6 model into
     place."""
     from ssn.cli.train import main
-    from ssn.training import solver as solver_module
-    real = solver_module.os.replace
+    from ssn.training import snapshots
+    real = snapshots.os.replace
 
     def replace(source, target):
         if str(target).endswith("_iter_6.caffemodel"):
             os.kill(os.getpid(), signal.SIGKILL)
         real(source, target)
-    solver_module.os.replace = replace
+    snapshots.os.replace = replace
     return f"exit {main(['--solver', solver])}"
 
 

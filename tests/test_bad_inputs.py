@@ -559,12 +559,13 @@ def test_too_few_readable_images_stop_with_a_snapshot(tmp_path):
 
 
 def test_no_room_for_a_snapshot_leaves_no_partial_file(tmp_path, monkeypatch):
+    from ssn.training import snapshots
     from ssn.training import solver as solver_module
     real = shutil.disk_usage
 
     def full(path):
         return real(path)._replace(free=1000)
-    monkeypatch.setattr(solver_module.shutil, "disk_usage", full)
+    monkeypatch.setattr(snapshots.shutil, "disk_usage", full)
     with pytest.raises(OSError, match=r"no room for the snapshot of iteration 3 in \S+: it "
                                       r"needs about \d+\.\d MiB, 0.0 MiB are free"):
         solver_module.train(training_files(tmp_path))

@@ -267,7 +267,8 @@ def test_the_wheel_carries_the_package_its_model_and_no_build_tool(tmp_path, rep
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("ssn/models/ssn_bsds.caffemodel", "ssn/models/MODEL_CARD.md",
                    "ssn/cli/infer.py", "ssn/nets/generators.py", "ssn/training/solver.py",
-                   "ssn/evaluation/metrics.py", "ssn/benchmarks/layers.py", "ssn/native.py"):
+                   "ssn/evaluation/metrics.py", "ssn/benchmarks/layers.py",
+                   "ssn/native/__init__.py", "ssn/native/connectivity.cpp"):
         assert needed in names, needed
     assert not any(name.startswith("ssn_build/") for name in names)
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))

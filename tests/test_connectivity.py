@@ -7,11 +7,8 @@ import pytest
 from scipy import ndimage
 
 from ssn import native
-from ssn.connectivity import (
-    connectivity_sizes,
-    enforce_connectivity,
-    enforce_connectivity_reference,
-)
+from ssn.connectivity import connectivity_sizes, enforce_connectivity
+from ssn.reference.connectivity import enforce_connectivity as enforce_connectivity_reference
 
 IMPLEMENTATIONS = [enforce_connectivity, enforce_connectivity_reference]
 

@@ -12,21 +12,21 @@ from google.protobuf import text_format
 from ssn.cli.eval_task import main as eval_task_main
 from ssn.cli.make_prototxt import build_parser, options_from_args
 from ssn.color import rgb_to_lab
-from ssn.evaluation.task import accuracy, image_config, moving_mean, plot_comparison
-from ssn.grid import init_cells
-from ssn.nets.checked import CheckedNet
-from ssn.nets.downstream import (
+from ssn.examples.downstream.evaluation import accuracy, image_config, moving_mean, plot_comparison
+from ssn.examples.downstream.labels import lightness_class, segment_lightness_labels
+from ssn.examples.downstream.net import (
     DOWNSTREAM_DIR,
     DownstreamConfig,
     DownstreamOptions,
     deploy_net,
     train_net,
 )
+from ssn.grid import init_cells
+from ssn.nets.checked import CheckedNet
 from ssn.nets.prototxt import PrototxtOptions, generate, solver, stale_files
 from ssn.nets.prototxt import data_shapes as prototxt_data_shapes
 from ssn.nets.weights import inputs_for_data_layers, write_initial_weights
 from ssn.training.solver import train
-from ssn.training.task_labels import lightness_class, segment_lightness_labels
 
 FILLER_SEED = 1705
 # Task loss only: the CNN can learn only through the superpixel pooling.
@@ -90,7 +90,7 @@ def label_layer_net(param_str):
     net = caffe.NetSpec()
     net.img = L.Input(shape=dict(dim=[2, 3, 5, 6]))
     net.label = L.Input(shape=dict(dim=[2, 1, 5, 6]))
-    net.task_label = L.Python(net.img, net.label, module="ssn.training.task_labels",
+    net.task_label = L.Python(net.img, net.label, module="ssn.examples.downstream.labels",
                               layer="SegmentLightnessLayer", param_str=param_str,
                               propagate_down=[False, False])
     return CheckedNet(net.to_proto(), caffe.TEST)

@@ -3,9 +3,9 @@ that start from the shipped model."""
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from ssn.examples.gpu_runs import HDF5_DIR, VARIANTS, write_variant
 from ssn.inference import BUNDLED_WEIGHTS
 from ssn.nets.checked import read_caffemodel
-from ssn.training.gpu_runs import HDF5_DIR, VARIANTS, write_variant
 
 
 def blobs_by_layer(path) -> dict[str, list]:

@@ -1,4 +1,4 @@
-"""The synthetic optical flow data set (ssn.synthflow, ssn-synthflow)."""
+"""The synthetic optical flow data set (ssn.examples.synthflow, ssn-synthflow)."""
 import json
 
 import numpy as np
@@ -6,8 +6,7 @@ import pytest
 from skimage import io as skio
 
 from ssn.cli.synthflow import main
-from ssn.flow import read_flo
-from ssn.synthflow import (
+from ssn.examples.synthflow import (
     AffineMotion,
     MotionRange,
     affine_flow,
@@ -16,6 +15,7 @@ from ssn.synthflow import (
     segment_motions,
     synthetic_flow,
 )
+from ssn.flow import read_flo
 
 
 def quadrants(height=20, width=30):

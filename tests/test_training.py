@@ -1,5 +1,6 @@
 """The SSN network generators, prototxt files, data pipeline and training."""
 import csv
+import dataclasses
 
 import caffe
 import numpy as np
@@ -13,6 +14,7 @@ from ssn.color import rgb_to_lab
 from ssn.nets.checked import CheckedNet
 from ssn.nets.generators import SSNConfig, deploy_net, train_net
 from ssn.nets.prototxt import (
+    DEPLOY,
     PROTOTXT_DIR,
     RECIPES,
     PrototxtOptions,
@@ -44,6 +46,17 @@ def test_committed_recipe_files_match_the_generator(recipe):
     options, out_dir = options_from_args(build_parser().parse_args(["--recipe", recipe]))
     assert out_dir == PROTOTXT_DIR / recipe
     assert stale_files(generate(options, out_dir), out_dir) == []
+
+
+def test_a_recipe_folder_does_not_repeat_the_default_deploy_net(tmp_path):
+    options = RECIPES["bsds_cpu"]
+    assert DEPLOY not in generate(options, PROTOTXT_DIR / "bsds_cpu")
+    assert not (PROTOTXT_DIR / "bsds_cpu" / DEPLOY).exists()
+    # A recipe with another deploy net, or a folder outside prototxt/, gets its own.
+    other = dataclasses.replace(options, deploy_width=400)
+    assert DEPLOY in generate(other, PROTOTXT_DIR / "bsds_cpu")
+    elsewhere = generate(options, tmp_path)
+    assert elsewhere[DEPLOY] == (PROTOTXT_DIR / DEPLOY).read_text()
 
 
 def test_flags_override_a_recipe():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the SSN variants that `python -m ssn.training.gpu_runs --out .gpu-run` prepared,
+# Train the SSN variants that `python -m ssn.examples.gpu_runs --out .gpu-run` prepared,
 # side by side on one GPU of a bare CUDA machine, for a fixed wall-clock time, with
 # the GPU-check pack's caffe tool (see tools/gpu_check.sh for the pack).
 #

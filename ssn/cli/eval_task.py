@@ -1,5 +1,5 @@
 """The ``ssn-eval-task`` command: its flags; the work and its description are in
-:mod:`ssn.evaluation.task`.
+:mod:`ssn.examples.downstream.evaluation`.
 
 Writes ``images.csv`` (per image: accuracy, own_lightness) and ``summary.json``
 (the means, their standard errors and the settings) to --out.
@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import ssn.evaluation.task as task_module
+import ssn.examples.downstream.evaluation as task_module
 from ssn.atomic import write_atomic
 from ssn.bsds import read_split
 from ssn.cli import options
 from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.runs import write_csv
-from ssn.evaluation.task import TaskPredictor, evaluate, standard_error
-from ssn.nets.downstream import DownstreamOptions
+from ssn.examples.downstream.evaluation import TaskPredictor, evaluate, standard_error
+from ssn.examples.downstream.net import DownstreamOptions
 
 log = logging.getLogger("ssn.cli.eval_task")
 

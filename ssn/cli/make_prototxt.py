@@ -24,7 +24,7 @@ from google.protobuf import text_format
 
 from ssn.atomic import write_atomic
 from ssn.cli.command import command_parser, run_command
-from ssn.nets.downstream import DOWNSTREAM_DIR, DownstreamOptions
+from ssn.examples.downstream.net import DOWNSTREAM_DIR, DownstreamOptions
 from ssn.nets.prototxt import (
     PROTOTXT_DIR,
     RECIPES,

@@ -2,7 +2,7 @@
 
 Each segment of an image's coarsest human segmentation moves by its own random
 affine motion (rotation and scale about its centroid, then a translation), so
-the flow has real motion boundaries inside a real image (see ssn.synthflow).
+the flow has real motion boundaries inside a real image (see ssn.examples.synthflow).
 Writes images/<id>.jpg, targets/<id>.flo, segments/<id>.png and config.json
 under --out: a data set for `ssn-train --dataset OUT --target continuous` and
 `ssn-eval-continuous --dataset OUT`. Deterministic for a --seed; a rerun
@@ -19,7 +19,7 @@ from typing import Optional
 from ssn.bsds import read_split
 from ssn.cli import options
 from ssn.cli.command import command_parser, run_command
-from ssn.synthflow import DEFAULT_SEED, MotionRange, write_split
+from ssn.examples.synthflow import DEFAULT_SEED, MotionRange, write_split
 
 log = logging.getLogger("ssn.cli.synthflow")
 

@@ -18,18 +18,13 @@ import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from ssn.nets.checks import (
-    NetCheckError,
-    blob_values,
-    check_blob_sizes,
-    check_grid_fits,
-    check_index_inputs,
-    check_index_values,
-    infer_shapes,
-    runtime_index_checks,
-    warn_positive_scale,
-)
+from ssn.nets.errors import NetCheckError
 from ssn.nets.folding import fold_into_convolutions, without_batch_norm, without_relu
+from ssn.nets.index_checks import check_index_inputs, check_index_values, runtime_index_checks
+from ssn.nets.layer_params import blob_values
+from ssn.nets.memory_budget import check_blob_sizes
+from ssn.nets.net_rules import check_grid_fits, warn_positive_scale
+from ssn.nets.shape_inference import infer_shapes
 
 NetSource = Union[str, Path, caffe_pb2.NetParameter]
 
@@ -162,10 +157,10 @@ class CheckedNet:
     """A ``caffe.Net`` checked in Python first, so that Caffe's fatal CHECKs cannot fire.
 
     Any net is checked before Caffe builds it: every layer's type, the SSN and
-    stock layers' parameters and shapes (:func:`ssn.nets.checks.infer_shapes`),
+    stock layers' parameters and shapes (:func:`ssn.nets.shape_inference.infer_shapes`),
     the data layers' sources, and the grid the SSN layers read each cell map
     with. A Passoc with a positive scale_value gives a
-    :class:`ssn.nets.checks.PositiveScaleWarning`.
+    :class:`ssn.nets.net_rules.PositiveScaleWarning`.
 
     Parameters
     ----------

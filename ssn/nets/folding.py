@@ -23,7 +23,7 @@ import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
 
-from ssn.nets.checks import CONVOLUTIONS, blob_values
+from ssn.nets.layer_params import CONVOLUTIONS, blob_values
 
 
 @dataclass(frozen=True)

@@ -159,18 +159,37 @@ def solver_paths(out_dir: Path, snapshot_prefix: str) -> tuple[str, str]:
 
 def generate(options: PrototxtOptions, out_dir: Path = PROTOTXT_DIR,
              data: Optional[dict] = None) -> dict[str, str]:
-    """File name -> text of the three prototxt files, as written to ``out_dir``;
-    ``data`` are extra parameters of the Python data layer."""
+    """File name -> text of the prototxt files, as written to ``out_dir``: the train/val
+    net, the deploy net (left out of a recipe folder that would repeat the default one,
+    :func:`shares_the_default_deploy_net`) and the solver; ``data`` are extra
+    parameters of the Python data layer."""
     def text(message) -> str:
         return HEADER + text_format.MessageToString(message)
 
     net_path, prefix = solver_paths(out_dir, options.snapshot_prefix)
-
-    return {
+    files = {
         TRAIN_VAL: text(options.train_net_param(data)),
         DEPLOY: text(options.deploy_net_param()),
         SOLVER: text(solver(dataclasses.replace(options, snapshot_prefix=prefix), net_path)),
     }
+    if shares_the_default_deploy_net(out_dir, files[DEPLOY]):
+        del files[DEPLOY]
+    return files
+
+
+def shares_the_default_deploy_net(out_dir: Path, deploy_text: str) -> bool:
+    """Whether ``out_dir`` is a recipe folder inside the checkout's ``prototxt/`` whose
+    deploy net is the default one, ``prototxt/ssn_deploy.prototxt``.
+
+    A recipe that changes training only (batch, learning rate, snapshots) has that
+    same deploy net; its folder does not repeat the file. A folder outside
+    ``prototxt/`` (``--out``) gets all three files, to stand on its own.
+    """
+    out_dir, committed = Path(out_dir).resolve(), PROTOTXT_DIR.resolve()
+    if committed not in out_dir.parents:
+        return False
+    default = HEADER + text_format.MessageToString(PrototxtOptions().deploy_net_param())
+    return deploy_text == default
 
 
 def data_shapes(options: PrototxtOptions) -> dict[str, tuple]:

@@ -2,10 +2,13 @@
 
 One module per layer, each with ``forward`` and (where the layer has one) ``backward``,
 loop-based and mirroring that page's indexing. It is the oracle the Caffe CPU and CUDA layers
-are tested against. :mod:`ssn.reference.grid` holds the superpixel-grid conventions.
+are tested against. :mod:`ssn.reference.grid` holds the superpixel-grid conventions, and
+:mod:`ssn.reference.connectivity` the pure-Python connectivity pass that the compiled one
+(:mod:`ssn.connectivity`) is tested against.
 """
 from ssn.reference import (
     concat_convolution,
+    connectivity,
     grid,
     interp,
     loss_without_softmax,
@@ -21,6 +24,7 @@ from ssn.reference import (
 
 __all__ = [
     "concat_convolution",
+    "connectivity",
     "grid",
     "interp",
     "loss_without_softmax",

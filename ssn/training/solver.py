@@ -1,68 +1,71 @@
 """Train an SSN from a solver prototxt with pycaffe, never losing finished work.
 
-* Snapshots every ``snapshot`` iterations, at the end (``snapshot_after_train``),
-  on Ctrl-C or SIGTERM, and when any exception stops training (of the last
-  completed iteration; not after a non-finite loss, whose weights are lost).
-* A snapshot is written by Caffe into a private folder beside its final name and
-  then renamed into place, so a kill or a full disk never leaves a truncated
-  ``.solverstate``. Its ``learned_net`` names the ``.caffemodel`` relative to
-  the ``.solverstate``, so a moved run folder resumes.
-* ``resume`` checks the ``.solverstate`` and its ``.caffemodel`` in Python
-  first (Caffe aborts on a truncated, empty, foreign or missing file) and
-  continues the data sequence: batch ``iteration * iter_size`` is the next one
-  (test nets: ``test_iter`` batches per test run so far).
-* Each iteration's losses go to a CSV log; a resumed run drops the log rows
-  after its snapshot, which it computes again.
-* Each ``.caffemodel`` has a metadata file beside it (``<prefix>_iter_<N>.json``,
-  :mod:`ssn.model_metadata`) with the position weight and colour scale it was
-  trained at, so that ``superpixels(weights=...)`` runs it as trained; its
-  count calibration is left to ``ssn-bench-calibration``.
+This module is the training loop (:func:`train`); its parts live beside it:
+
+* :mod:`ssn.training.snapshots`: snapshots every ``snapshot`` iterations, at the
+  end (``snapshot_after_train``), on a stop and when any exception stops
+  training (of the last completed iteration; not after a non-finite loss, whose
+  weights are lost), each written whole with its metadata file
+  (``<prefix>_iter_<N>.json``, :mod:`ssn.model_metadata`: the position weight
+  and colour scale it was trained at; its count calibration is left to
+  ``ssn-bench-calibration``). ``resume`` checks the ``.solverstate`` and its
+  ``.caffemodel`` there first.
+* :mod:`ssn.training.signals`: Ctrl-C and SIGTERM end a run with a snapshot.
+* :mod:`ssn.training.loss_log`: each iteration's losses go to a CSV log; a
+  resumed run drops the log rows after its snapshot, which it computes again.
+
+A resumed run continues the data sequence: batch ``iteration * iter_size`` is
+the next one (test nets: ``test_iter`` batches per test run so far). The names
+that moved to those modules can still be imported from here.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import errno
 import io
 import logging
 import math
-import os
-import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from tqdm import tqdm
 
-from ssn.atomic import ensure_writable_folder, write_atomic
+from ssn.atomic import ensure_writable_folder
 from ssn.device import use_device
-from ssn.model_metadata import ModelSettings, metadata_path, train_net_settings, write_metadata
-from ssn.nets.checked import (
-    blob_proto_shape,
-    check_blob_proto,
-    check_weights_fit,
-    parse_binary_proto,
-)
-from ssn.nets.checks import NetCheckError, infer_shapes, layers_for_phase
+from ssn.model_metadata import train_net_settings
+from ssn.nets.checked import check_weights_fit
+from ssn.nets.errors import NetCheckError
+from ssn.nets.shape_inference import infer_shapes
 from ssn.nets.weights import initialize_helper_weights
 from ssn.training.data_layer import BSDSDataLayer
+from ssn.training.loss_log import set_aside_log, trim_log
+from ssn.training.signals import (  # noqa: F401 - re-exported: they were defined here
+    STOP_SIGNALS,
+    catch_stop_signals,
+    interrupt_on_signal,
+    stop_signals_deferred,
+)
+from ssn.training.snapshots import (  # noqa: F401 - re-exported: they were defined here
+    STAGING_PREFIX,
+    TWO_HISTORIES,
+    SnapshotError,
+    Snapshots,
+    learnable_shapes,
+    process_exists,
+    read_solverstate,
+    remove_stale_staging,
+    reserve,
+    restore,
+    snapshot_model,
+    solver_type,
+)
 
 log = logging.getLogger("ssn.training.solver")
-
-STAGING_PREFIX = ".ssn-snapshot-"  # + "<pid>.<random>": Caffe writes snapshots in there
-# Solvers that keep two history blobs per parameter (Caffe's AdamPreSolve, AdaDeltaPreSolve).
-TWO_HISTORIES = ("Adam", "AdaDelta")
-
-
-class SnapshotError(ValueError):
-    """A snapshot that cannot be resumed from, with the reason."""
 
 
 def resolve(path: str, *bases: Path) -> str:
@@ -159,248 +162,6 @@ def loss_outputs(net) -> dict[str, float]:
             for name, weight in net.blob_loss_weights.items() if weight != 0}
 
 
-def interrupt_on_signal(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def catch_stop_signals() -> None:
-    """Ctrl-C (SIGINT) and SIGTERM both end training with a snapshot.
-
-    SIGINT is set explicitly: a process started in the background by a
-    non-interactive shell inherits it ignored.
-    """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, interrupt_on_signal)
-
-
-@contextlib.contextmanager
-def stop_signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done, then interrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = {signum: signal.signal(signum, lambda number, frame: received.append(number))
-                for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if received:
-        raise KeyboardInterrupt(f"signal {received[0]}")
-
-
-def solver_type(param: caffe_pb2.SolverParameter) -> str:
-    if param.HasField("solver_type") and not param.HasField("type"):
-        legacy = caffe_pb2.SolverParameter.SolverType.Name(param.solver_type)
-        return {"NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMSPROP": "RMSProp",
-                "ADADELTA": "AdaDelta", "ADAM": "Adam"}.get(legacy, "SGD")
-    return param.type
-
-
-def learnable_shapes(net, net_param: caffe_pb2.NetParameter) -> list[tuple[int, ...]]:
-    """Shapes of the solver's learnable parameters, in Caffe's order (a parameter shared
-    by name counts once, where it first appears)."""
-    specs = {layer.name: layer.param for layer in layers_for_phase(net_param, caffe.TRAIN)}
-    seen, shapes = set(), []
-    for layer_name, blobs in net.params.items():
-        for index, blob in enumerate(blobs):
-            layer_specs = specs.get(layer_name, [])
-            name = layer_specs[index].name if index < len(layer_specs) else ""
-            if name and name in seen:
-                continue
-            seen.add(name)
-            shapes.append(tuple(blob.data.shape))
-    return shapes
-
-
-class Snapshots:
-    """Writes a solver's snapshots under ``<prefix>_iter_<N>`` without ever leaving a
-    partial file there.
-
-    Caffe writes the pair into a private folder beside the final names (same
-    file system); the ``.caffemodel`` is renamed into place, then the
-    ``.solverstate``, rewritten to name its model relative to itself, is
-    written atomically. An older ``.solverstate`` of the same iteration is
-    removed first, so a ``.solverstate`` never pairs with another run's model.
-    With ``settings``, each ``.caffemodel`` gets its metadata file
-    (:mod:`ssn.model_metadata`) beside it, written before the model is renamed
-    into place.
-    """
-
-    def __init__(self, prefix: str, settings: Optional[ModelSettings] = None) -> None:
-        self.prefix = prefix
-        self.settings = settings
-        self.folder = Path(prefix).parent
-        remove_stale_staging(self.folder)
-        self.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.",
-                                             dir=self.folder))
-        self.staging_prefix = str(self.staging / "snapshot")
-        self.last: Optional[int] = None  # iteration of the last snapshot written or resumed
-
-    def paths(self, iteration: int) -> tuple[Path, Path]:
-        stem = f"{self.prefix}_iter_{iteration}"
-        return Path(stem + ".caffemodel"), Path(stem + ".solverstate")
-
-    def write(self, solver, histories: int) -> tuple[Path, Path]:
-        """Snapshot the solver's current iteration; return the model and state paths.
-
-        Raises
-        ------
-        OSError
-            ENOSPC if the folder has not room for the pair (checked first: Caffe
-            aborts when a write fails).
-        """
-        iteration = solver.iter
-        model, state = self.paths(iteration)
-        weights = sum(blob.data.nbytes for blobs in solver.net.params.values() for blob in blobs)
-        needed = int(weights * (1 + histories) * 1.1) + 2**20
-        free = shutil.disk_usage(self.folder).free
-        if free < needed:
-            raise OSError(errno.ENOSPC, f"no room for the snapshot of iteration {iteration} in "
-                                        f"{self.folder}: it needs about {needed / 2**20:.1f} "
-                                        f"MiB, {free / 2**20:.1f} MiB are free")
-        staged = Path(f"{self.staging_prefix}_iter_{iteration}")
-        staged_model = staged.with_name(staged.name + ".caffemodel")
-        staged_state = staged.with_name(staged.name + ".solverstate")
-        model_bytes = int(weights * 1.1) + 2**20
-        try:
-            reserve(staged_model, model_bytes)
-            reserve(staged_state, needed - model_bytes)
-        except OSError as error:
-            staged_model.unlink(missing_ok=True)
-            staged_state.unlink(missing_ok=True)
-            raise OSError(error.errno, f"cannot write the snapshot of iteration {iteration} in "
-                                       f"{self.folder}: {error.strerror or error}") from error
-        with stop_signals_deferred():
-            solver.snapshot()
-            state_proto = caffe_pb2.SolverState.FromString(staged_state.read_bytes())
-            state_proto.learned_net = model.name  # relative to the .solverstate's folder
-            state.unlink(missing_ok=True)
-            if self.settings is not None:
-                write_metadata(metadata_path(model), self.settings)
-            os.replace(staged_model, model)
-            write_atomic(state, state_proto.SerializeToString())
-            staged_state.unlink()
-        self.last = iteration
-        return model, state
-
-    def close(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
-def reserve(path: Path, size: int) -> None:
-    """Create ``path`` holding ``size`` bytes, for Caffe to overwrite.
-
-    Caffe aborts the process when a snapshot write fails (a CHECK in io.cpp).
-    Files made here first give it their inodes and blocks, so that out of
-    inodes, a quota or a full disk raise ``OSError`` here instead.
-    """
-    with open(path, "wb") as stream:
-        try:
-            os.posix_fallocate(stream.fileno(), 0, size)
-        except OSError as error:
-            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            chunk = bytes(2**20)  # a file system without fallocate: write the bytes
-            for start in range(0, size, len(chunk)):
-                stream.write(chunk[:min(len(chunk), size - start)])
-
-
-def remove_stale_staging(folder: Path) -> None:
-    """Remove the staging folders of training processes that no longer run."""
-    for staging in folder.glob(STAGING_PREFIX + "*"):
-        pid = staging.name[len(STAGING_PREFIX):].split(".")[0]
-        if pid.isdigit() and not process_exists(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def read_solverstate(path: Path) -> caffe_pb2.SolverState:
-    """Parse and check a ``.solverstate`` (Caffe aborts on a bad one).
-
-    Raises
-    ------
-    FileNotFoundError
-        If it is missing.
-    SnapshotError
-        If it is empty, truncated, not a solver state, or HDF5.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"solver state not found: {path}")
-    if path.suffix == ".h5":
-        raise SnapshotError(f"{path}: HDF5 solver states are not supported; resume from a "
-                            ".solverstate (snapshot_format: BINARYPROTO)")
-    state = parse_binary_proto(path, caffe_pb2.SolverState(), "a solver state (.solverstate)",
-                               SnapshotError)
-    if not state.HasField("iter") or not state.learned_net:
-        raise SnapshotError(f"{path} names no iteration or no model: not a solver state "
-                            "(.solverstate) of a training run")
-    for index, blob in enumerate(state.history):
-        try:
-            check_blob_proto(blob, f"{path}: history blob {index}")
-        except NetCheckError as error:
-            raise SnapshotError(str(error)) from error
-    return state
-
-
-def snapshot_model(state: caffe_pb2.SolverState, path: Path) -> Path:
-    """The ``.caffemodel`` a solver state names: relative to the state's folder, as
-    Caffe wrote it (absolute or relative to the working folder), or, for a moved run
-    folder, the file of that name beside the state."""
-    named = Path(state.learned_net)
-    candidates = [path.parent / named] if not named.is_absolute() else []
-    candidates += [named, path.parent / named.name]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    raise SnapshotError(f"{path} names its model {state.learned_net}, which is not there "
-                        f"(looked for {', '.join(dict.fromkeys(map(str, candidates)))}); keep "
-                        "the .caffemodel beside its .solverstate")
-
-
-def restore(solver, param: caffe_pb2.SolverParameter, net_param: caffe_pb2.NetParameter,
-            path: Path) -> None:
-    """``solver.restore(path)`` after checking everything Caffe would abort on."""
-    path = Path(path)
-    state = read_solverstate(path)
-    model = snapshot_model(state, path)
-    try:
-        check_weights_fit(solver.net, model)
-    except NetCheckError as error:
-        raise SnapshotError(f"{path}: its model does not fit this net: {error}") from error
-    shapes = learnable_shapes(solver.net, net_param)
-    histories = 2 if solver_type(param) in TWO_HISTORIES else 1
-    if len(state.history) != histories * len(shapes):
-        raise SnapshotError(f"{path} holds {len(state.history)} history blobs; the "
-                            f"{solver_type(param)} solver of this net keeps "
-                            f"{histories * len(shapes)}: it is from another net or solver")
-    for index, blob in enumerate(state.history):
-        expected = shapes[index % len(shapes)]
-        if blob_proto_shape(blob) != expected:
-            raise SnapshotError(f"{path}: history blob {index} is {blob_proto_shape(blob)}, "
-                                f"this net's parameter is {expected}: it is from another net")
-    state.learned_net = str(model)
-    with tempfile.TemporaryDirectory() as folder:
-        resolved = Path(folder) / "resume.solverstate"
-        resolved.write_bytes(state.SerializeToString())
-        solver.restore(str(resolved))
-
-
 def tests_before(param: caffe_pb2.SolverParameter, iteration: int) -> int:
     """How many times Caffe's Step has run the test nets before ``iteration``."""
     interval = param.test_interval
@@ -420,47 +181,6 @@ def seek_data(solver, param: caffe_pb2.SolverParameter) -> None:
         for layer in net.layers:
             if isinstance(layer, BSDSDataLayer):
                 layer.seek(batch)
-
-
-def trim_log(path: Path, iteration: int) -> None:
-    """Drop a loss log's rows after ``iteration`` (and a torn last line)."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    if not lines:
-        return
-    width = len(next(csv.reader([lines[0]])))
-    kept = [lines[0]]
-    for line in lines[1:]:
-        row = next(csv.reader([line]), [])
-        if (line.endswith("\n") and len(row) == width and row[0].isdigit()
-                and int(row[0]) <= iteration):
-            kept.append(line)
-    if len(kept) != len(lines):
-        log.info("%s: dropped %d row(s) after iteration %d", path, len(lines) - len(kept),
-                 iteration)
-        write_atomic(path, "".join(kept))
-
-
-def set_aside_log(path: Path) -> Optional[Path]:
-    """Move an earlier run's loss log out of a fresh run's way, to
-    ``<stem>.<its last write, YYYYmmdd-HHMMSS>.csv`` (numbered if that is taken), and
-    return where; None if there is none. A fresh run's log holds its own rows only;
-    the old rows are kept (refusing would stop a rerun into the same prefix, and
-    appending mixed two runs' iterations in one log)."""
-    path = Path(path)
-    try:
-        written = path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(written))
-    aside, number = path.with_name(f"{path.stem}.{stamp}{path.suffix}"), 1
-    while aside.exists():
-        number += 1
-        aside = path.with_name(f"{path.stem}.{stamp}-{number}{path.suffix}")
-    os.rename(path, aside)
-    log.info("a fresh run: the earlier loss log %s is now %s", path, aside)
-    return aside
 
 
 def train(solver_path: Path, gpu: int = -1, weights: Optional[Path] = None,

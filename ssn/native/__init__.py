@@ -1,9 +1,10 @@
 """Load ``libssn_native.so``, the small C++ helpers used from Python.
 
-The sources are ``ssn/native/*.cpp``: plain ``extern "C"`` functions on raw
-arrays. The build tool (``python -m ssn_build``) compiles them into the
-environment's ``lib`` directory, beside ``libcaffe.so``; this module only loads
-the result with :mod:`ctypes`.
+The sources are the ``*.cpp`` files beside this module, in the package's
+folder ``ssn/native/``: plain ``extern "C"`` functions on raw arrays. The build
+tool (``python -m ssn_build``) compiles them into the environment's ``lib``
+directory, beside ``libcaffe.so``; this module only loads the result with
+:mod:`ctypes`.
 """
 from __future__ import annotations
 
