@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -99,7 +100,7 @@ class BatchResult:
         return self.error is None and self.stopped is None and self.failed == 0
 
 
-def run_batch(inputs: Sequence[Union[str, Path]], out: Union[str, Path], *,
+def run_batch(inputs: Union[str, Path, Sequence[Union[str, Path]]], out: Union[str, Path], *,
               n_segments: int = 100, num_steps: Optional[int] = None,
               grid: str = "calibrated", position_weight: Optional[float] = None,
               weights: Optional[Union[str, Path]] = None, features: Optional[str] = None,
@@ -114,7 +115,7 @@ def run_batch(inputs: Sequence[Union[str, Path]], out: Union[str, Path], *,
 
     Parameters
     ----------
-    inputs : sequence of str or Path
+    inputs : str, Path, or a sequence of them
         Image files, folders (their images), glob patterns, .txt lists (one path a line).
     out : str or Path
         The output folder; with other settings' results in it, the run is refused
@@ -148,8 +149,11 @@ def run_batch(inputs: Sequence[Union[str, Path]], out: Union[str, Path], *,
         bad size factors, missing or unfitting weights, a device this Caffe lacks,
         a ``mask_dir`` that is not a folder.
     """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
     out = Path(out).absolute()
-    options = dict(inputs=list(inputs), out=out, n_segments=n_segments, num_steps=num_steps,
+    options = dict(inputs=[os.fspath(item) for item in inputs], out=out,
+                   n_segments=n_segments, num_steps=num_steps,
                    grid=grid, position_weight=position_weight, weights=weights,
                    features=features, gpu=gpu, mask_dir=mask_dir, connectivity=connectivity,
                    min_size_factor=min_size_factor, max_size_factor=max_size_factor,
