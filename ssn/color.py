@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ssn.engines import available_cores
 from ssn.native import load_native
+from ssn.threads import available_cores
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,10 +17,13 @@ import pytest
 from skimage import data
 from skimage import io as skio
 
-from ssn import batch
 from ssn.atomic import sha256_of
 from ssn.cli.infer import main as infer_main
 from ssn.images import read_image
+from ssn.infer import outputs, task
+from ssn.infer.inputs import assign_names, is_output
+from ssn.infer.job import Item
+from ssn.infer.records import verify
 from ssn.inference import superpixels
 
 SETTINGS = ["--n-segments", "30", "--num-steps", "3", "--features", "pixel", "--workers", "1"]
@@ -167,16 +170,16 @@ def test_verify_checks_the_labels_even_when_the_record_matches(tmp_path, images)
     """A record forged (or written by a bug) for a bad .npy: the load check catches it."""
     out = tmp_path / "out"
     assert infer(images[:1], out) == 0
-    item = batch.Item(str(images[0]), images[0].stem)
+    item = Item(str(images[0]), images[0].stem)
     settings = json.loads((out / "config.json").read_text())["settings"]
-    assert batch.verify(item, out, settings)[0] is not None
+    assert verify(item, out, settings)[0] is not None
     npy = out / f"{item.name}.npy"
     np.save(npy, np.load(npy)[:, :-1])
     record_file = out / f"{item.name}.ssn.json"
     record = json.loads(record_file.read_text())
     record["files"]["npy"].update(size=npy.stat().st_size, sha256=sha256_of(npy))
     record_file.write_text(json.dumps(record))
-    assert batch.verify(item, out, settings) == (None, f"{item.name}.npy: shape "
+    assert verify(item, out, settings) == (None, f"{item.name}.npy: shape "
                                                  f"{np.load(npy).shape}, not the image's "
                                                  f"{(record['height'], record['width'])}")
 
@@ -223,8 +226,8 @@ def test_inputs_with_one_stem_all_get_outputs(tmp_path):
                                       expected_labels(tmp_path / source))
     assert {row["image"] for row in summary(out).values()} == {
         str(tmp_path / source) for source in names}
-    assert batch.assign_names([Path("/x/a/img.jpg"), Path("/x/b/img.jpg")]) == [
-        batch.Item("/x/a/img.jpg", "a/img"), batch.Item("/x/b/img.jpg", "b/img")]
+    assert assign_names([Path("/x/a/img.jpg"), Path("/x/b/img.jpg")]) == [
+        Item("/x/a/img.jpg", "a/img"), Item("/x/b/img.jpg", "b/img")]
 
 
 def test_inputs_and_out_may_be_one_folder(tmp_path, images):
@@ -280,7 +283,7 @@ def test_two_runs_into_one_out_both_finish_correctly(tmp_path, val_images, repo_
         assert run.returncode == 0, errors
     settings = json.loads((out / "config.json").read_text())["settings"]
     for image in images:
-        assert batch.verify(batch.Item(str(image), image.stem), out, settings)[0] is not None
+        assert verify(Item(str(image), image.stem), out, settings)[0] is not None
     rows = summary(out)
     assert sorted(rows) == sorted(image.stem for image in images)
     assert all(row["status"] == "ok" for row in rows.values())
@@ -368,16 +371,16 @@ def test_a_full_disk_while_writing_the_summary(tmp_path, images, monkeypatch, ca
     out = tmp_path / "out"
     assert infer(images[:1], out) == 0
     old = (out / "summary.csv").read_bytes()
-    real_writer = batch.csv.DictWriter
+    real_writer = outputs.csv.DictWriter
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(batch.csv, "DictWriter", full)
+    monkeypatch.setattr(outputs.csv, "DictWriter", full)
     assert infer(images, out) == 2
     assert "no space left on the device" in caplog.text
     assert (out / "summary.csv").read_bytes() == old and not hidden_files(out)
-    monkeypatch.setattr(batch.csv, "DictWriter", real_writer)
+    monkeypatch.setattr(outputs.csv, "DictWriter", real_writer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,14 +422,14 @@ def test_corrupt_images_say_cannot_read_image(tmp_path, images):
 
 def test_a_failing_image_does_not_stop_the_others(tmp_path, images, monkeypatch):
     """Any exception from one image (here a MemoryError) is that image's failure."""
-    real = batch.superpixels
+    real = task.superpixels
 
     def flaky(rgb, *args, **kwargs):
         if rgb.shape[0] == 72:  # 9011.jpg
             raise MemoryError("out of memory")
         return real(rgb, *args, **kwargs)
 
-    monkeypatch.setattr(batch, "superpixels", flaky)
+    monkeypatch.setattr(task, "superpixels", flaky)
     out = tmp_path / "out"
     assert infer(images, out) == 1
     rows = summary(out)
@@ -649,8 +652,8 @@ def test_files_of_a_run_killed_before_its_record_are_not_inputs(tmp_path):
     pending = dict(record, status="incomplete",
                    files={key: dict(name=spec["name"]) for key, spec in record["files"].items()})
     (folder / "x.ssn.json").write_text(json.dumps(pending))
-    assert batch.is_output(folder / "x_overlay.png", folder)
-    assert not batch.is_output(folder / "x.png", folder)
+    assert is_output(folder / "x_overlay.png", folder)
+    assert not is_output(folder / "x.png", folder)
     assert infer([folder], folder) == 0
     assert {path.name for path in folder.glob("*.ssn.json")} == {"x.ssn.json"}
 

@@ -197,15 +197,18 @@ def test_a_killed_worker_does_not_lose_images(tmp_path, bigger_pictures, cluster
 @pytest.mark.slow
 def test_a_worker_process_that_cannot_run_stops_the_run(tmp_path, pictures):
     """The worker processes check the device themselves; their RunError ends the run."""
-    from ssn import batch, engines
     from ssn.device import caffe_has_gpu
+    from ssn.infer.engines import run_processes
+    from ssn.infer.inputs import assign_names
+    from ssn.infer.job import Job, RunError
+    from ssn.infer.task import TASKS, make_settings
     if caffe_has_gpu():
         pytest.skip("needs a CPU-only Caffe")
-    settings, _ = batch.make_settings(30, 3, "pixel", None, True, 0.06, 3.0)
-    job = batch.Job(str(tmp_path), settings, None, gpu=0, threads=1)
-    items = batch.assign_names(sorted(pictures.glob("*.jpg")))
-    with pytest.raises(batch.RunError, match="built CPU-only"):
-        list(engines.run_processes(batch.TASKS, job, items, 2))
+    settings, _ = make_settings(30, 3, "pixel", None, True, 0.06, 3.0)
+    job = Job(str(tmp_path), settings, None, gpu=0, threads=1)
+    items = assign_names(sorted(pictures.glob("*.jpg")))
+    with pytest.raises(RunError, match="built CPU-only"):
+        list(run_processes(TASKS, job, items, 2))
     assert not list(tmp_path.iterdir())
 
 
@@ -224,7 +227,7 @@ def test_a_dask_worker_without_the_device_stops_the_run(tmp_path, pictures, monk
 
 @pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_clear_error(tmp_path, pictures, caplog, monkeypatch):
-    from ssn import engines
+    from ssn.infer import engines
     monkeypatch.setattr(engines, "DASK_CONNECT_TIMEOUT_S", 2)
     assert run_infer([pictures, "--out", tmp_path / "out", *settings("pixel"),
                       "--scheduler", "tcp://127.0.0.1:9"]) == 2

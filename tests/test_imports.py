@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ssn"
@@ -54,3 +56,33 @@ def test_the_package_import_graph_has_no_cycle():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+
+
+def test_the_graph_covers_the_batch_inference_package():
+    """The batch-inference modules are in the graph, and the old homes only re-export."""
+    graph = import_graph()
+    infer = {name for name in graph if name.startswith("ssn.infer.")}
+    assert {"ssn.infer.job", "ssn.infer.records", "ssn.infer.inputs", "ssn.infer.outputs",
+            "ssn.infer.engines", "ssn.infer.task", "ssn.infer.run"} <= infer
+    assert "ssn.infer.run" in graph["ssn.batch"] and "ssn.infer.engines" in graph["ssn.engines"]
+    assert not any(module.startswith(("ssn.batch", "ssn.engines")) or module == "ssn.cli.infer"
+                   for name in infer for module in graph[name])
+    assert graph["ssn.color"] & {"ssn.threads"} and "ssn.engines" not in graph["ssn.color"]
+
+
+# Modules that a worker process imports before it sets its thread count: none may load Caffe.
+CAFFE_FREE = ["ssn.threads", "ssn.infer", "ssn.infer.job", "ssn.infer.records",
+              "ssn.infer.inputs", "ssn.infer.outputs", "ssn.infer.engines", "ssn.engines",
+              "ssn.cli.infer"]
+
+
+def test_the_batch_modules_other_than_the_task_import_without_caffe():
+    code = ("import sys\n"
+            f"for name in {CAFFE_FREE!r}:\n"
+            "    __import__(name)\n"
+            "print(sorted(m for m in sys.modules if m == 'caffe' or m.startswith('caffe.')))\n"
+            "import ssn.infer.task\n"
+            "print('caffe' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=PACKAGE.parent, check=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "True"]  # the task module does load it

@@ -156,7 +156,7 @@ def test_a_rewritten_metadata_file_is_read_again(tmp_path, image):
 
 
 def test_ssn_infer_records_the_settings_of_the_model(tmp_path):
-    from ssn.batch import make_settings
+    from ssn.infer.task import make_settings
     settings, _ = make_settings(100, None, None, FLOW_WEIGHTS, True, 0.06, 3.0)
     assert settings["position_weight"] == 2.0 and settings["num_steps"] == 10
     settings, _ = make_settings(100, 4, None, FLOW_WEIGHTS, True, 0.06, 3.0,

@@ -30,6 +30,8 @@ from typing import Optional
 from ssn.cli import options
 from ssn.cli.command import command_parser, run_command
 
+log = logging.getLogger("ssn.infer")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(
@@ -88,17 +90,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The exit status of each way a run can end (docstring above).
+EXIT_OK, EXIT_FAILED_IMAGES, EXIT_RUN_ERROR = 0, 1, 2
+EXIT_STOPPED = {"interrupted": 130, "terminated": 143}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    return run_command(infer, build_parser(), argv)
+    return run_command(run, build_parser(), argv)
 
 
-def infer(args: argparse.Namespace) -> int:
-    """The run; its own exit status (see the description)."""
+def run(args: argparse.Namespace) -> int:
+    """ssn-infer with its parsed arguments: 0 every image done; 1 some images failed
+    (reported, recorded, the rest done); 2 nothing or not everything could run (a bad
+    option or --out, a full disk, a device this Caffe lacks), with one message saying
+    why; 130 or 143 stopped by Ctrl-C or SIGTERM (finished images kept)."""
     # Imported here: worker processes re-import this module when they start, and must set
     # their thread count before anything imports Caffe.
-    from ssn.batch import run
+    from ssn.infer.run import run_batch
     logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's own chatter
-    return run(args)
+    try:
+        result = run_batch(
+            args.inputs, args.out, n_segments=args.n_segments, num_steps=args.num_steps,
+            grid=args.grid, position_weight=args.position_weight, weights=args.weights,
+            features=args.features, gpu=args.gpu, mask_dir=getattr(args, "mask_dir", None),
+            connectivity=args.connectivity, min_size_factor=args.min_size_factor,
+            max_size_factor=args.max_size_factor, overwrite=args.overwrite,
+            fused=args.fused, workers=args.workers, threads=args.threads, dask=args.dask,
+            scheduler=args.scheduler)
+    except (ValueError, TypeError, OSError) as error:
+        log.error("%s; nothing was done", error)
+        return EXIT_RUN_ERROR
+    if result.error is not None:
+        return EXIT_RUN_ERROR
+    if result.stopped is not None:
+        return EXIT_STOPPED[result.stopped]
+    return EXIT_FAILED_IMAGES if result.failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def folder_records(folder: Path) -> tuple[dict[str, dict], Optional[dict]]:
         settings), naming the images and what differs: such a folder's figures would
         not be of one method at one count.
     """
-    from ssn.batch import read_record, record_path, settings_difference
+    from ssn.infer.job import settings_difference
+    from ssn.infer.records import read_record, record_path
     records = {}
     for path in sorted(folder.rglob("*.ssn.json")):
         record = read_record(path)
