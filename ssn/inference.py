@@ -17,6 +17,7 @@ loops on one thread: libgomp's thread pool does not survive a fork).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import os
@@ -349,9 +350,28 @@ def resolve_alias(name: str, value, alias: str, alias_value, default):
     return default if value is None else value
 
 
-def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
+def positional_limit(count: int):
+    """Decorate a function so that more than ``count`` positional arguments raise a
+    TypeError that names the keywords to use (Python's own message does not)."""
+    def decorate(func):
+        @functools.wraps(func)
+        def checked(*args, **kwargs):
+            if len(args) > count:
+                raise TypeError(
+                    f"{func.__name__}() takes the image and n_segments by position and "
+                    f"everything else by keyword; got {len(args)} positional arguments. "
+                    f"Write {func.__name__}(image, n_segments, num_steps=..., weights=...): "
+                    "a third positional argument would be compactness in scikit-image's "
+                    "slic but iterations here")
+            return func(*args, **kwargs)
+        return checked
+    return decorate
+
+
+@positional_limit(2)
+def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
                 num_steps: Optional[int] = None,
-                weights: Optional[Union[str, Path]] = None, *,
+                weights: Optional[Union[str, Path]] = None,
                 enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: Optional[int] = None, channel_axis: Optional[int] = -1,
@@ -365,7 +385,9 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
     the same; the SSN names ``n_spixels`` and ``connectivity`` are accepted as
-    aliases.
+    aliases. Only ``image`` and ``n_segments`` may be given by position: the
+    rest are keyword-only, so that ``superpixels(img, 200, 10)`` (compactness 10
+    in scikit-image) raises a TypeError instead of running 10 steps.
 
     Parameters
     ----------
@@ -518,7 +540,7 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
     gpu = gpu_argument(gpu)
     image = channels_last(image, channel_axis)
     mode, weights_path = resolve_features(features, weights)
-    model = model_settings(weights_path)
+    model = model_settings(weights_path, stacklevel=4)  # the caller of superpixels()
     num_steps, position_weight = model_defaults(model, num_steps, position_weight)
     lab = uses_lab(image, convert2lab)
     if mode == "deep":

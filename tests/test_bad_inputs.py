@@ -340,7 +340,8 @@ def test_rewritten_weights_file_is_read_again(tmp_path):
     image = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     weights = tmp_path / "model.caffemodel"
     shutil.copy(BUNDLED_WEIGHTS, weights)
-    first = superpixels(image, 12, 3, weights, features="deep", enforce_connectivity=False)
+    first = superpixels(image, 12, num_steps=3, weights=weights, features="deep",
+                        enforce_connectivity=False)
     model = caffe_pb2.NetParameter.FromString(weights.read_bytes())
     for layer in model.layer:
         if layer.name == "Convolution7":
@@ -349,8 +350,10 @@ def test_rewritten_weights_file_is_read_again(tmp_path):
     changed = model.SerializeToString()
     weights.write_bytes(changed)  # rewritten in place: same path, same size
     (tmp_path / "copy.caffemodel").write_bytes(changed)
-    again = superpixels(image, 12, 3, weights, features="deep", enforce_connectivity=False)
-    fresh = superpixels(image, 12, 3, tmp_path / "copy.caffemodel", features="deep",
+    again = superpixels(image, 12, num_steps=3, weights=weights, features="deep",
+                        enforce_connectivity=False)
+    fresh = superpixels(image, 12, num_steps=3, weights=tmp_path / "copy.caffemodel",
+                        features="deep",
                         enforce_connectivity=False)
     np.testing.assert_array_equal(again, fresh)
     assert not np.array_equal(again, first)

@@ -171,11 +171,20 @@ def test_sklearn_names_and_ssn_aliases_agree():
         superpixels(image, n_segments=16, n_spixels=16, features="pixel")
 
 
+def test_only_the_image_and_count_go_by_position():
+    # scikit-image's slic(img, 200, 10) means compactness 10: here it must not mean 10 steps.
+    with pytest.raises(TypeError, match=r"num_steps=\.\.\..*compactness"):
+        superpixels(small_image(), 16, 10)
+    with pytest.raises(TypeError, match="by keyword"):
+        superpixels(small_image(), 16, 2, None, features="pixel")
+
+
 @pytest.mark.parametrize("count", [16, 16.0, np.int64(16), np.float32(16)])
 def test_whole_numbers_of_any_type_are_counts(count):
     labels = superpixels(small_image(), n_segments=count, num_steps=np.int32(2),
                          features="pixel")
-    np.testing.assert_array_equal(labels, superpixels(small_image(), 16, 2, features="pixel"))
+    np.testing.assert_array_equal(labels, superpixels(small_image(), 16, num_steps=2,
+                                                      features="pixel"))
 
 
 @pytest.mark.parametrize("name, value, error, message", [
@@ -198,18 +207,18 @@ def test_counts_that_are_not_whole_numbers_name_the_argument(name, value, error,
 
 def test_start_label_and_channel_axis():
     image = small_image()
-    labels = superpixels(image, 16, 2, features="pixel")
-    one = superpixels(image, 16, 2, features="pixel", start_label=1)
+    labels = superpixels(image, 16, num_steps=2, features="pixel")
+    one = superpixels(image, 16, num_steps=2, features="pixel", start_label=1)
     np.testing.assert_array_equal(one, labels + 1)
-    first_axis = superpixels(np.moveaxis(image, -1, 0), 16, 2, features="pixel",
+    first_axis = superpixels(np.moveaxis(image, -1, 0), 16, num_steps=2, features="pixel",
                              channel_axis=0)
     np.testing.assert_array_equal(first_axis, labels)
-    gray = superpixels(image[:, :, 0], 16, 2, features="pixel", channel_axis=None)
+    gray = superpixels(image[:, :, 0], 16, num_steps=2, features="pixel", channel_axis=None)
     assert gray.shape == (64, 64)
     with pytest.raises(ValueError, match="start_label must be 0 or 1"):
-        superpixels(image, 16, 2, features="pixel", start_label=2)
+        superpixels(image, 16, num_steps=2, features="pixel", start_label=2)
     with pytest.raises(ValueError, match="channel_axis=None needs a 2-D"):
-        superpixels(image, 16, 2, features="pixel", channel_axis=None)
+        superpixels(image, 16, num_steps=2, features="pixel", channel_axis=None)
 
 
 @pytest.mark.parametrize("shape", [(20, 300), (300, 20), (31, 31)])
@@ -264,13 +273,13 @@ def test_the_calibrated_grid_is_the_original_grid_for_a_smaller_count(features):
     from ssn.grid import grid_request
     from ssn.model_metadata import shipped_calibration
     image = data.astronaut()[100:250, 150:350]
-    calibrated = superpixels(image, 60, 3, features=features)
+    calibrated = superpixels(image, 60, num_steps=3, features=features)
     smaller = grid_request(60, *image.shape[:2], shipped_calibration(features))
     assert 25 <= smaller < 60
     np.testing.assert_array_equal(
-        calibrated, superpixels(image, smaller, 3, features=features, grid="original"))
+        calibrated, superpixels(image, smaller, num_steps=3, features=features, grid="original"))
     with pytest.raises(ValueError, match="grid must be one of"):
-        superpixels(image, 60, 3, features=features, grid="square")
+        superpixels(image, 60, num_steps=3, features=features, grid="square")
 
 
 def test_grid_requests_aim_at_the_requested_count():
@@ -290,7 +299,7 @@ def test_grid_requests_aim_at_the_requested_count():
 
 def test_a_larger_position_weight_gives_more_compact_superpixels():
     image = data.astronaut()[::3, ::3]
-    measured = {features: [compactness(superpixels(image, 60, 5, features=features,
+    measured = {features: [compactness(superpixels(image, 60, num_steps=5, features=features,
                                                    position_weight=weight))
                            for weight in (0.5, 1, 3)]
                 for features in ("pixel", "deep")}
@@ -298,8 +307,8 @@ def test_a_larger_position_weight_gives_more_compact_superpixels():
     assert low < default < high
     low, default, high = measured["deep"]  # the CNN sees the positions too
     assert high > max(low, default)
-    np.testing.assert_array_equal(superpixels(image, 60, 5, features="pixel"),
-                                  superpixels(image, 60, 5, features="pixel",
+    np.testing.assert_array_equal(superpixels(image, 60, num_steps=5, features="pixel"),
+                                  superpixels(image, 60, num_steps=5, features="pixel",
                                               position_weight=1))
 
 
@@ -317,7 +326,7 @@ def test_evaluation_runs_name_and_use_the_position_weight():
     name, count, labeller = ssn_run(20, "pixel", 3, None, position_weight=2)
     assert (name, count) == ("SSN-pixel-pw2", 20)
     np.testing.assert_array_equal(labeller("x", image), superpixels(
-        image, 20, 3, features="pixel", position_weight=2))
+        image, 20, num_steps=3, features="pixel", position_weight=2))
     assert ssn_run(20, "pixel", 3, None)[0] == "SSN-pixel"
 
 

@@ -139,7 +139,7 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     image = data.astronaut()[::8, ::8]
     features = []
     for weights in (exported, snapshot):
-        superpixels(image, 30, 2, weights, features="deep")
+        superpixels(image, 30, num_steps=2, weights=weights, features="deep")
         net = deploy_net_for(64, 64, 30, 2, "deep", str(weights)).net
         features.append(net.blobs["trans_features"].data.copy())
     np.testing.assert_allclose(features[0], features[1], rtol=1e-5, atol=1e-5)
