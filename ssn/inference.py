@@ -47,7 +47,7 @@ from ssn.color import rgb_to_lab, rgb_to_lab_planes
 from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.device import current_device, gpu_argument, on_device
-from ssn.grid import grid_request, grid_shape, init_cells
+from ssn.grid import Grid, decide_grid
 from ssn.images import as_rgb
 from ssn.masks import (
     INSIDE_VALUE,
@@ -98,18 +98,16 @@ def bundled_weights() -> Optional[Path]:
 
 
 def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
-    """The grid for ``n_spixels`` on an image, or a ValueError saying why there is none."""
+    """(K_h, K_w) of the grid made for ``n_spixels`` on an image, or a ValueError saying
+    why there is none (:meth:`ssn.grid.Grid.for_request`)."""
     if n_spixels < 1:
         raise ValueError(f"n_spixels must be >= 1, got {n_spixels}")
-    try:
-        grid_h, grid_w = grid_shape(n_spixels, height, width)
-    except ValueError as error:
-        raise ValueError(f"n_spixels={n_spixels} gives no grid for a {height}x{width} image: "
-                         f"{error}") from error
-    if grid_h > height or grid_w > width or grid_h < 1 or grid_w < 1:
-        raise ValueError(f"a {height}x{width} image is too small for n_spixels={n_spixels} "
-                         f"(a {grid_h}x{grid_w} grid)")
-    return grid_h, grid_w
+    return Grid.for_request(n_spixels, height, width).shape
+
+
+def as_grid(grid: Union[Grid, int], height: int, width: int) -> Grid:
+    """``grid``, or the grid made for a count (the callers that still pass one)."""
+    return grid if isinstance(grid, Grid) else Grid.for_request(grid, height, width)
 
 
 def file_identity(path: Optional[str]) -> Optional[tuple]:
@@ -125,12 +123,14 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 # Keyed on the weights file's identity, not its name: a file rewritten in place
 # is read again.
 @memory_bounded_cache(NET_CACHE_BYTES)
-def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
+def deploy_net_for(height: int, width: int, grid: Union[Grid, int], num_steps: int,
+                   features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
                    fused: bool = True, position_weight: float = 1.0,
                    association: bool = False, color_scale: float = COLOR_SCALE,
                    feature_dim: Optional[int] = None, device: int = -1) -> CheckedNet:
-    """The deploy net for one image geometry and grid request, built once and cached.
+    """The deploy net for one image geometry and grid (:class:`ssn.grid.Grid`, or the
+    count one is made for), built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
     weights file rewritten in place is read again; ``device``
@@ -141,41 +141,41 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
     """
     if feature_dim is None or features != "deep":
         feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
-    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
-                       feature_dim=feature_dim,
-                       pos_scale=position_weight * position_scale(n_spixels, height, width),
+    grid = as_grid(grid, height, width)
+    config = SSNConfig(height=height, width=width, grid_request=grid.request,
+                       num_steps=num_steps, feature_dim=feature_dim,
+                       pos_scale=position_weight * position_scale(grid, height, width),
                        color_scale=color_scale, fused=fused, association=association)
-    log.debug("building a %s%s net for %dx%d, %d superpixels", features,
-              "" if fused else " decomposed", height, width, n_spixels)
-    return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True,
-                      fold_relu=True)
+    log.debug("building a %s%s net for %dx%d, a %dx%d grid", features,
+              "" if fused else " decomposed", height, width, grid.rows, grid.cols)
+    return CheckedNet(deploy_net(config, grid), caffe.TEST, weights=weights,
+                      fold_batch_norm=True, fold_relu=True)
 
 
 # One only: at 24 MP it holds about 2.2 GB.
 @lru_cache(maxsize=1)
-def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
+def _slic_net(height: int, width: int, grid: Grid, num_steps: int, feature_dim: int,
               fused: bool = True, association: bool = False, device: int = -1) -> CheckedNet:
     """SLIC on given features of ``feature_dim`` channels (any >= 1), on ``device``."""
-    grid_h, grid_w = grid_shape(n_spixels, height, width)
-    log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
-    return CheckedNet(features_slic_net(height, width, grid_h, grid_w, feature_dim, num_steps,
-                                        fused, association), caffe.TEST)
+    log.debug("building a SLIC net for %dx%d, a %dx%d grid", height, width, *grid)
+    return CheckedNet(features_slic_net(height, width, grid.rows, grid.cols, feature_dim,
+                                        num_steps, fused, association), caffe.TEST)
 
 
 # One only: a mask's bounding box changes from image to image.
 @lru_cache(maxsize=1)
-def _masked_slic_net(height: int, width: int, grid_h: int, grid_w: int, feature_dim: int,
+def _masked_slic_net(height: int, width: int, grid: Grid, feature_dim: int,
                      device: int = -1) -> CheckedNet:
-    log.debug("building a masked SLIC net for %dx%d, a %dx%d grid", height, width, grid_h,
-              grid_w)
-    return CheckedNet(masked_slic_net(height, width, grid_h, grid_w, feature_dim), caffe.TEST)
+    log.debug("building a masked SLIC net for %dx%d, a %dx%d grid", height, width, *grid)
+    return CheckedNet(masked_slic_net(height, width, grid.rows, grid.cols, feature_dim),
+                      caffe.TEST)
 
 
 # Two only: at 24 MP each holds 96 MB.
 @lru_cache(maxsize=2)
-def cell_input(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
+def cell_input(height: int, width: int, grid: Grid) -> np.ndarray:
     """The nets' initial-cell input (1 x 1 x H x W float32, read-only), kept per geometry."""
-    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+    cells = grid.cell_ids(height, width)[None, None].astype(np.float32)
     cells.flags.writeable = False
     return cells
 
@@ -560,9 +560,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
                                                        channel_scale)
     rgb = as_rgb(image, keep_uint8=True)
     height, width = rgb.shape[:2]
-    grid_count = grid_request(n_segments, height, width, model.calibration, grid,
-                              position_weight)
-    grid_h, grid_w = check_geometry(height, width, grid_count)
+    cell_grid = decide_grid(n_segments, height, width, model.calibration, grid,
+                            position_weight)
     in_tiles = tiled(height, width, mode)
     _check_fork()
     # the cached nets are one set of blobs each: one thread at a time
@@ -570,19 +569,19 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
         _prepare_for_fork()
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
-                net = _slic_net(height, width, grid_count, num_steps, model.feature_dim,
+                net = _slic_net(height, width, cell_grid, num_steps, model.feature_dim,
                                 bool(fused), bool(return_association), device_id)
             else:
-                net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
+                net = deploy_net_for(height, width, cell_grid, num_steps, mode, weights_path,
                                      file_identity(weights_path), bool(fused), position_weight,
                                      bool(return_association), model.color_scale,
                                      model.feature_dim, device_id)
-            cells = cell_input(height, width, grid_h, grid_w)
+            cells = cell_input(height, width, cell_grid)
             lab = rgb_to_lab(rgb).transpose(2, 0, 1)
             del rgb
             if in_tiles:
                 pixel_feats = pixel_feature_array(
-                    lab, position_weight * position_scale(grid_count, height, width),
+                    lab, position_weight * position_scale(cell_grid, height, width),
                     model.color_scale)
                 del lab
                 tiled_features(pixel_feats, weights_path, model.feature_dim,
@@ -601,11 +600,11 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
                              "this image: the model diverged or its weights are damaged, so "
                              "its superpixels would be meaningless")
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
-        soft = (association_of(net, grid_h, grid_w, num_steps, bool(fused))
+        soft = (association_of(net, *cell_grid, num_steps, bool(fused))
                 if return_association else None)
     del cells
     if enforce:
-        min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
+        min_size, max_size = connectivity_sizes(height, width, cell_grid.request, min_size_factor,
                                                 max_size_factor)
         labels = connect_segments(labels, min_size, max_size)
     else:
@@ -697,33 +696,32 @@ def superpixels_of_values(image: np.ndarray, request: SlicRequest,
     height, width = image.shape[:2]
     if mask is None:
         box = Box(0, 0, height, width)
-        grid_count = grid_request(request.n_segments, height, width,
-                                  request.model.calibration, request.grid,
-                                  request.position_weight)
+        grid = decide_grid(request.n_segments, height, width, request.model.calibration,
+                           request.grid, request.position_weight)
     else:
         box = bounding_box(mask)
-        grid_count = masked_grid_request(request.n_segments, mask[box.slices],
-                                         request.model.calibration, request.grid,
-                                         request.position_weight)
-    grid_h, grid_w = check_geometry(box.height, box.width, grid_count)
-    pos_scale = request.position_weight * position_scale(grid_count, box.height, box.width)
+        grid = Grid.for_request(
+            masked_grid_request(request.n_segments, mask[box.slices],
+                                request.model.calibration, request.grid,
+                                request.position_weight),
+            box.height, box.width, request.n_segments, request.grid)
+    pos_scale = request.position_weight * position_scale(grid, box.height, box.width)
     box_mask = None if mask is None else mask[box.slices]
     _check_fork()
     with net_lock():  # the cached nets are one set of blobs each: one thread at a time
         _prepare_for_fork()
         try:
             feats = box_features(image, box, box_mask, lab, channel_scale, request, pos_scale)
-            cells = cell_input(box.height, box.width, grid_h, grid_w)
+            cells = cell_input(box.height, box.width, grid)
             if box_mask is None:
-                raw = _slic_labels(feats, cells, grid_count, request)
+                raw = _slic_labels(feats, cells, grid, request)
             else:
-                raw = _masked_slic_labels(feats, cells, box_mask, (grid_h, grid_w),
-                                          request.num_steps)
+                raw = _masked_slic_labels(feats, cells, box_mask, grid, request.num_steps)
         except NetTooLargeError as error:
             raise NetTooLargeError(f"a {box.height}x{box.width} image is too large for the "
                                    f"SSN net: {error}") from error
     labels = np.full((height, width), -1, np.int32)
-    labels[box.slices] = _connected(raw, box_mask, box, grid_count, request.size_factors)
+    labels[box.slices] = _connected(raw, box_mask, box, grid, request.size_factors)
     return labels
 
 
@@ -777,11 +775,11 @@ def deep_box_features(image: np.ndarray, box: Box, weights: str,
                                       box.left - left:box.right - left])
 
 
-def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid_count: int,
+def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid: Grid,
                  request: SlicRequest) -> np.ndarray:
     """Raw superpixel ids (h x w int32) of SLIC on ``feats`` (D x h x w) from ``cells``."""
     channels, height, width = feats.shape
-    net = _slic_net(height, width, grid_count, request.num_steps, channels,
+    net = _slic_net(height, width, grid, request.num_steps, channels,
                     bool(request.fused), device=current_device())
     net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells,
                 **{FEATURES: feats[None]})
@@ -789,12 +787,12 @@ def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid_count: int,
 
 
 def _masked_slic_labels(feats: np.ndarray, cells: np.ndarray, mask: np.ndarray,
-                        grid: tuple[int, int], num_steps: int) -> np.ndarray:
+                        grid: Grid, num_steps: int) -> np.ndarray:
     """Raw superpixel ids (h x w int32) of SLIC that only the pixels of ``mask`` steer
     (:func:`ssn.nets.generators.masked_slic_net`): the initial centres, then each step's
     centres copied back as the next step's start, then the assignment."""
     channels, height, width = feats.shape
-    net = _masked_slic_net(height, width, *grid, channels, current_device())
+    net = _masked_slic_net(height, width, grid, channels, current_device())
     net.set_inputs({FEATURES: feats[None], "spixel_init": cells,
                     "feat_spixel_init": np.where(mask, cells, np.float32(INIT_IGNORE_INDEX)),
                     PIXEL_MASK: mask[None, None]})
@@ -811,7 +809,7 @@ def _masked_slic_labels(feats: np.ndarray, cells: np.ndarray, mask: np.ndarray,
     return caffe_net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
 
 
-def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid_count: int,
+def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid: Grid,
                factors: Optional[tuple[float, float]]) -> np.ndarray:
     """Labels consecutive from 0 (h x w int32; -1 outside the mask) from raw ids, made
     connected when ``factors`` (min, max size factors) are given."""
@@ -819,7 +817,7 @@ def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid_count
         if mask is None:
             return np.unique(raw, return_inverse=True)[1].reshape(raw.shape).astype(np.int32)
         return consecutive_inside(raw, mask)
-    min_size, max_size = connectivity_sizes(box.height, box.width, grid_count, *factors)
+    min_size, max_size = connectivity_sizes(box.height, box.width, grid.request, *factors)
     if mask is None:
         return connect_segments(raw, min_size, max_size).astype(np.int32, copy=False)
     return connect_inside(raw, mask, min_size, max_size)

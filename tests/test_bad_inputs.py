@@ -393,7 +393,7 @@ def training_files(folder: Path, max_iter: int = 8, snapshot: int = 3,
     """A tiny solver and train net on the sample's train split (4 images, batch 2)."""
     from ssn.nets.generators import SSNConfig, train_net
     from ssn.nets.prototxt import PrototxtOptions, solver
-    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = SSNConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                        batch_size=2, num_label_channels=8,
                        data=dict(phase="train", workers=1, prefetch=2,
                                  data_root=str(data_root)))

@@ -12,7 +12,7 @@ from ssn import device, masks, tiling
 from ssn.channels import CHANNEL_SPAN, channel_scales, position_and_values
 from ssn.color import rgb_to_lab_planes
 from ssn.connectivity import enforce_connectivity
-from ssn.grid import grid_request, init_cells
+from ssn.grid import Grid, grid_request, init_cells
 from ssn.inference import (
     DEEP_FEATURE_DIM,
     SlicRequest,
@@ -146,7 +146,8 @@ def test_masked_slic_layers_match_a_numpy_reference(shape, grid, steps):
     feats = np.concatenate([feats, np.where(mask, masks.INSIDE_VALUE, 0)[None]]).astype(
         np.float32)
     cells = init_cells(*shape, *grid).astype(np.float32)
-    labels = _masked_slic_labels(feats, cells[None, None], mask, grid, steps)
+    cell_grid = Grid(*grid, request=grid[0] * grid[1], n_segments=grid[0] * grid[1])
+    labels = _masked_slic_labels(feats, cells[None, None], mask, cell_grid, steps)
     expected = masked_slic_reference(feats, cells, mask, *grid, steps)
     np.testing.assert_array_equal(labels[mask], expected[mask])
 

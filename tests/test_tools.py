@@ -183,7 +183,7 @@ def tiny_solver(folder: Path, max_iter: int) -> Path:
 
     from ssn.nets.generators import SSNConfig, train_net
     from ssn.nets.prototxt import PrototxtOptions, solver
-    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = SSNConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                        batch_size=2, num_label_channels=8,
                        data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     (folder / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))

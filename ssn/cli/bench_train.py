@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_device(args.gpu)
     np.random.seed(0)
-    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
+    config = SSNConfig(height=args.patch, width=args.patch, grid_request=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
                        batch_size=args.batch, fused_decoder=args.fused_decoder,
                        fused_cnn=args.fused_cnn)
