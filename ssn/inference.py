@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import numbers
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
@@ -58,7 +56,7 @@ from ssn.masks import (
     mask_argument,
     masked_grid_request,
 )
-from ssn.model_metadata import ModelSettings, find_settings, metadata_path, model_settings
+from ssn.model_metadata import find_settings, metadata_path
 from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
@@ -81,20 +79,26 @@ from ssn.nets.generators import (
     masked_slic_net,
     position_scale,
 )
+from ssn.settings import (  # noqa: F401 - re-exported: their home was this module
+    BUNDLED_WEIGHTS,
+    FEATURE_MODES,
+    POSITION_WEIGHT_RANGE,
+    InferenceSettings,
+    bundled_weights,
+    count_argument,
+    model_defaults,
+    position_weight_argument,
+    require_number,
+    resolve_features,
+    size_factors,
+)
 from ssn.tiling import TILE_PIXELS, pixel_feature_array, tiled_features
 
 log = logging.getLogger("ssn.inference")
 
-BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "models" / "ssn_bsds.caffemodel"
-FEATURE_MODES = ("deep", "pixel")
 # Blobs the cached deploy nets may hold together: five deep nets for 481x321
 # images (about 740 MB each), or hundreds of pixel-feature ones (13 MB).
 NET_CACHE_BYTES = 4 << 30
-
-
-def bundled_weights() -> Optional[Path]:
-    """The project's trained BSDS500 model, if one is shipped."""
-    return BUNDLED_WEIGHTS if BUNDLED_WEIGHTS.is_file() else None
 
 
 def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
@@ -228,94 +232,6 @@ def tiled(height: int, width: int, features: str) -> bool:
     return features == "deep" and height * width > TILE_PIXELS
 
 
-def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]]
-                     ) -> tuple[str, Optional[str]]:
-    """(mode, weights path): 'deep' needs weights (given or bundled); None picks for you."""
-    if features is not None and features not in FEATURE_MODES:
-        raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
-    if weights is None and features != "pixel":
-        weights = bundled_weights()
-        if weights is None and features == "deep":
-            raise ValueError("features='deep' needs weights: no trained model is bundled yet; "
-                             "pass weights=<.caffemodel> or use features='pixel'")
-    if features is None:
-        features = "deep" if weights is not None else "pixel"
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights file not found: {weights}")
-    return features, (str(weights) if features == "deep" and weights is not None else None)
-
-
-def require_number(name: str, value, what: str = "a number") -> None:
-    """Raise TypeError unless ``value`` is a real number (not a bool, string or array)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
-
-
-def count_argument(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int if it is a whole number >= ``minimum`` (20, np.int64(20), 20.0).
-
-    Raises
-    ------
-    TypeError
-        If it is not a number (a string, None, an array).
-    ValueError
-        If it is fractional, not finite, or below ``minimum``.
-    """
-    require_number(name, value, "a whole number")
-    if not np.isfinite(value) or float(value) != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
-    return int(value)
-
-
-# Position weights that make sense: far outside, the positions' squared distances leave
-# float32 (1e20 gave NaN associations, silently) or the colours no longer count at all.
-POSITION_WEIGHT_RANGE = (1e-4, 1e4)
-
-
-def position_weight_argument(value, name: str = "position_weight") -> float:
-    """``value`` as a float if it is a finite number in :data:`POSITION_WEIGHT_RANGE`.
-
-    Raises
-    ------
-    TypeError
-        If it is not a number.
-    ValueError
-        If it is not finite or outside the range (the message gives the range).
-    """
-    low, high = POSITION_WEIGHT_RANGE
-    require_number(name, value)
-    if not np.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}] (1 is the "
-                         f"trained scale), got {value!r}")
-    return float(value)
-
-
-def size_factors(min_size_factor, max_size_factor) -> tuple[float, float]:
-    """The connectivity thresholds as floats, if they are finite with
-    0 <= ``min_size_factor`` <= ``max_size_factor``.
-
-    Raises
-    ------
-    TypeError
-        If one is not a number.
-    ValueError
-        If one is not finite, or they are out of order.
-    """
-    factors = []
-    for name, value in (("min_size_factor", min_size_factor),
-                        ("max_size_factor", max_size_factor)):
-        require_number(name, value)
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        factors.append(float(value))
-    if not 0 <= factors[0] <= factors[1]:
-        raise ValueError(f"need 0 <= min_size_factor <= max_size_factor, got "
-                         f"{factors[0]} and {factors[1]}")
-    return factors[0], factors[1]
-
-
 def check_weights(weights: Union[str, Path]) -> None:
     """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would, with
     the feature channels of its metadata (if any).
@@ -332,13 +248,6 @@ def check_weights(weights: Union[str, Path]) -> None:
     feature_dim = metadata.feature_dim if metadata is not None else DEEP_FEATURE_DIM
     CheckedNet(feature_net(64, 64, feature_dim), caffe.TEST, weights=str(weights),
                fold_batch_norm=True, fold_relu=True)
-
-
-def model_defaults(settings: ModelSettings, num_steps, position_weight) -> tuple[int, float]:
-    """(num_steps, position_weight): each as given (checked), or the model's if None."""
-    return (count_argument("num_steps", settings.num_steps if num_steps is None else num_steps),
-            position_weight_argument(settings.position_weight if position_weight is None
-                                     else position_weight))
 
 
 def resolve_alias(name: str, value, alias: str, alias_value, default):
@@ -524,26 +433,20 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
     >>> pool(data.astronaut(), soft).shape                       # doctest: +SKIP
     (196, 3)
     """
-    n_segments = count_argument(
-        "n_segments", resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100))
-    if num_steps is not None:
-        num_steps = count_argument("num_steps", num_steps)
     enforce = bool(resolve_alias("enforce_connectivity", enforce_connectivity, "connectivity",
                                  connectivity, True))
     start_label = start_label_argument(start_label, mask is not None)
     if not isinstance(return_association, (bool, np.bool_)):
         raise TypeError(f"return_association must be True or False, got {return_association!r}")
-    if position_weight is not None:
-        position_weight = position_weight_argument(position_weight)
-    if enforce:
-        min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
-    gpu = gpu_argument(gpu)
+    settings = InferenceSettings.build(
+        resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100),
+        num_steps=num_steps, weights=weights, features=features, grid=grid,
+        enforce_connectivity=enforce, min_size_factor=min_size_factor,
+        max_size_factor=max_size_factor, fused=fused, position_weight=position_weight,
+        device=gpu_argument(gpu), stacklevel=4)  # the warning names superpixels()' caller
     image = channels_last(image, channel_axis)
-    mode, weights_path = resolve_features(features, weights)
-    model = model_settings(weights_path, stacklevel=4)  # the caller of superpixels()
-    num_steps, position_weight = model_defaults(model, num_steps, position_weight)
     lab = uses_lab(image, convert2lab)
-    if mode == "deep":
+    if settings.features == "deep":
         check_deep_input(image, lab, channel_scale)
     mask = mask_argument(mask, image.shape[:2])
     if mask is not None and mask.all():
@@ -552,39 +455,47 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
         if return_association:
             raise ValueError("return_association is available for RGB or grayscale images "
                              "in Lab without a mask or channel_scale")
-        request = SlicRequest(mode, weights_path, n_segments, num_steps, grid, position_weight,
-                              (min_size_factor, max_size_factor) if enforce else None, fused,
-                              model)
-        with on_device(gpu):
-            return start_label + superpixels_of_values(image, request, mask, lab,
+        with on_device(settings.device):
+            return start_label + superpixels_of_values(image, settings, mask, lab,
                                                        channel_scale)
+    labels, soft = lab_superpixels(image, settings, bool(return_association))
+    labels += start_label
+    return (labels, soft) if return_association else labels
+
+
+def lab_superpixels(image: np.ndarray, settings: InferenceSettings, association: bool
+                    ) -> tuple[np.ndarray, Optional[Association]]:
+    """:func:`superpixels`' labels from 0 (H x W int32) of an RGB or grayscale image
+    (H x W x C or H x W, channels last) through Lab, and the soft association if asked."""
     rgb = as_rgb(image, keep_uint8=True)
     height, width = rgb.shape[:2]
-    cell_grid = decide_grid(n_segments, height, width, model.calibration, grid,
-                            position_weight)
-    in_tiles = tiled(height, width, mode)
+    model, num_steps, fused = settings.model, settings.num_steps, settings.fused
+    cell_grid = decide_grid(settings.n_segments, height, width, model.calibration,
+                            settings.grid, settings.position_weight)
+    in_tiles = tiled(height, width, settings.features)
+    weights_path = settings.weights
     _check_fork()
     # the cached nets are one set of blobs each: one thread at a time
-    with net_lock(), on_device(gpu) as device_id:
+    with net_lock(), on_device(settings.device) as device_id:
         _prepare_for_fork()
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
-                net = _slic_net(height, width, cell_grid, num_steps, model.feature_dim,
-                                bool(fused), bool(return_association), device_id)
+                net = _slic_net(height, width, cell_grid, num_steps, settings.feature_dim,
+                                fused, association, device_id)
             else:
-                net = deploy_net_for(height, width, cell_grid, num_steps, mode, weights_path,
-                                     file_identity(weights_path), bool(fused), position_weight,
-                                     bool(return_association), model.color_scale,
-                                     model.feature_dim, device_id)
+                net = deploy_net_for(height, width, cell_grid, num_steps, settings.features,
+                                     weights_path, file_identity(weights_path), fused,
+                                     settings.position_weight, association,
+                                     settings.color_scale, settings.feature_dim, device_id)
             cells = cell_input(height, width, cell_grid)
             lab = rgb_to_lab(rgb).transpose(2, 0, 1)
             del rgb
             if in_tiles:
                 pixel_feats = pixel_feature_array(
-                    lab, position_weight * position_scale(cell_grid, height, width),
-                    model.color_scale)
+                    lab, settings.position_weight * position_scale(cell_grid, height, width),
+                    settings.color_scale)
                 del lab
-                tiled_features(pixel_feats, weights_path, model.feature_dim,
+                tiled_features(pixel_feats, weights_path, settings.feature_dim,
                                out=net.net.blobs[FEATURES].data[0],
                                weights_identity=file_identity(weights_path))
                 del pixel_feats
@@ -595,23 +506,20 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
         except NetTooLargeError as error:
             raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                    f"{error}") from error
-        if mode == "deep" and not np.isfinite(net.net.blobs[FEATURES].data).all():
+        if settings.features == "deep" and not np.isfinite(net.net.blobs[FEATURES].data).all():
             raise ValueError(f"the weights {weights_path} give NaN or infinite features for "
                              "this image: the model diverged or its weights are damaged, so "
                              "its superpixels would be meaningless")
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
-        soft = (association_of(net, *cell_grid, num_steps, bool(fused))
-                if return_association else None)
+        soft = association_of(net, *cell_grid, num_steps, fused) if association else None
     del cells
-    if enforce:
-        min_size, max_size = connectivity_sizes(height, width, cell_grid.request, min_size_factor,
-                                                max_size_factor)
+    if settings.size_factors is not None:
+        min_size, max_size = connectivity_sizes(height, width, cell_grid.request,
+                                                *settings.size_factors)
         labels = connect_segments(labels, min_size, max_size)
     else:
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
-    labels = labels.astype(np.int32, copy=False)
-    labels += start_label
-    return (labels, soft) if return_association else labels
+    return labels.astype(np.int32, copy=False), soft
 
 
 def association_of(net: CheckedNet, grid_h: int, grid_w: int, num_steps: int,
@@ -653,25 +561,7 @@ def start_label_argument(start_label, masked: bool) -> int:
 # colour scale. The nets take the features as an input (no PixelFeature layer).
 
 
-@dataclass(frozen=True)
-class SlicRequest:
-    """What :func:`superpixels` was asked for, checked: the feature mode and weights, the
-    counts, the grid rule, the position weight, the connectivity factors (min, max)
-    or None for no connectivity, the fused SLIC layer's switch, and the model's
-    settings (its calibration)."""
-
-    mode: str
-    weights: Optional[str]
-    n_segments: int
-    num_steps: int
-    grid: str
-    position_weight: float
-    size_factors: Optional[tuple[float, float]]
-    fused: bool
-    model: ModelSettings
-
-
-def superpixels_of_values(image: np.ndarray, request: SlicRequest,
+def superpixels_of_values(image: np.ndarray, request: InferenceSettings,
                           mask: Optional[np.ndarray], lab: bool,
                           channel_scale: ChannelScale) -> np.ndarray:
     """:func:`superpixels`' labels from 0, -1 outside the mask, for an image inside a mask
@@ -681,7 +571,7 @@ def superpixels_of_values(image: np.ndarray, request: SlicRequest,
     ----------
     image : ndarray, H x W or H x W x C
         Channels last, as :func:`superpixels` was given it.
-    request : SlicRequest
+    request : InferenceSettings
     mask : ndarray, H x W bool, or None
         With at least one pixel inside (None: all).
     lab : bool
@@ -726,14 +616,14 @@ def superpixels_of_values(image: np.ndarray, request: SlicRequest,
 
 
 def box_features(image: np.ndarray, box: Box, box_mask: Optional[np.ndarray], lab: bool,
-                 channel_scale: ChannelScale, request: SlicRequest,
+                 channel_scale: ChannelScale, request: InferenceSettings,
                  pos_scale: float) -> np.ndarray:
     """The pixel features SLIC sees in the box, D x h x w float32: positions (from the
     image's corner) and scaled Lab or channels, the CNN's learned ones in deep mode,
     and with a mask one more channel, :data:`ssn.masks.INSIDE_VALUE` inside and 0
     outside."""
     origin = (box.top, box.left)
-    if request.mode == "deep":
+    if request.features == "deep":
         feats = deep_box_features(image, box, request.weights, pos_scale)
     elif lab:
         planes = rgb_to_lab_planes(as_rgb(image[box.slices], keep_uint8=True))
@@ -776,7 +666,7 @@ def deep_box_features(image: np.ndarray, box: Box, weights: str,
 
 
 def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid: Grid,
-                 request: SlicRequest) -> np.ndarray:
+                 request: InferenceSettings) -> np.ndarray:
     """Raw superpixel ids (h x w int32) of SLIC on ``feats`` (D x h x w) from ``cells``."""
     channels, height, width = feats.shape
     net = _slic_net(height, width, grid, request.num_steps, channels,

@@ -1,4 +1,6 @@
 """The grid decided once per image (ssn.grid.Grid) and the config's honest name for it."""
+import dataclasses
+import json
 import warnings
 
 import pytest
@@ -6,6 +8,7 @@ import pytest
 from ssn.grid import Grid, decide_grid, grid_request, grid_shape
 from ssn.model_metadata import shipped_calibration
 from ssn.nets.generators import SSNConfig, deploy_net, position_scale
+from ssn.settings import BUNDLED_WEIGHTS, InferenceSettings
 
 
 def test_a_grid_is_the_shape_of_its_request():
@@ -43,3 +46,17 @@ def test_a_net_refuses_a_grid_made_for_another_request():
     deploy_net(config, Grid.for_request(16, 40, 40))
     with pytest.raises(ValueError, match="made for 25"):
         deploy_net(config, Grid.for_request(25, 40, 40))
+
+
+def test_settings_are_built_once_and_round_trip():
+    settings = InferenceSettings.build(200, features="deep", enforce_connectivity=False)
+    assert settings.weights == str(BUNDLED_WEIGHTS.resolve())
+    assert settings.num_steps == settings.model.num_steps and settings.size_factors is None
+    assert InferenceSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    pixel = InferenceSettings.build(50, num_steps=3, features="pixel", position_weight=2)
+    assert (pixel.weights, pixel.feature_dim, pixel.position_weight) == (None, 5, 2.0)
+    assert pixel.size_factors == (0.06, 3.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pixel.num_steps = 4
+    with pytest.raises(ValueError, match="grid must be one of"):
+        InferenceSettings.build(50, features="pixel", grid="square")

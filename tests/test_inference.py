@@ -7,7 +7,7 @@ from scipy import ndimage
 from skimage import data
 from skimage import io as skio
 
-from ssn import inference
+from ssn import inference, settings
 from ssn.cli.infer import main as infer_main
 from ssn.evaluation.metrics import compactness
 from ssn.inference import superpixels
@@ -64,7 +64,7 @@ def test_bad_inputs_say_why(image, kwargs, message):
 
 
 def test_deep_features_need_weights(monkeypatch, tmp_path):
-    monkeypatch.setattr(inference, "BUNDLED_WEIGHTS", tmp_path / "no-such-model")
+    monkeypatch.setattr(settings, "BUNDLED_WEIGHTS", tmp_path / "no-such-model")
     with pytest.raises(ValueError, match="needs weights"):
         superpixels(np.zeros((40, 50, 3), np.uint8), features="deep")
 

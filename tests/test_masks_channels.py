@@ -15,7 +15,6 @@ from ssn.connectivity import enforce_connectivity
 from ssn.grid import Grid, grid_request, init_cells
 from ssn.inference import (
     DEEP_FEATURE_DIM,
-    SlicRequest,
     _masked_slic_labels,
     bundled_weights,
     deep_box_features,
@@ -23,10 +22,11 @@ from ssn.inference import (
     superpixels_of_values,
 )
 from ssn.masks import Box, connect_inside, covered_cells, masked_grid_request
-from ssn.model_metadata import model_settings, shipped_calibration
+from ssn.model_metadata import shipped_calibration
 from ssn.reference import passoc as reference_passoc
 from ssn.reference import slic_iterations as reference_slic
 from ssn.reference import spixel_feature2 as reference_feature2
+from ssn.settings import InferenceSettings
 
 MODES = ["pixel", "deep"]
 
@@ -97,9 +97,8 @@ def test_the_mask_path_with_nothing_left_out_gives_the_labels_of_no_mask(astrona
     """The masked SLIC layers (a step at a time, outside pixels weighted 0, the extra
     channel) and connectivity inside the mask, run on an all-true mask (superpixels()
     itself takes that for no mask), compute what the fused whole-image path does."""
-    weights = str(bundled_weights()) if features == "deep" else None
-    request = SlicRequest(features, weights, 60, 5, "calibrated", 1.0,
-                          (0.06, 3.0) if connected else None, True, model_settings(weights))
+    request = InferenceSettings.build(60, num_steps=5, features=features,
+                                      enforce_connectivity=connected)
     everywhere = np.ones(astronaut.shape[:2], bool)
     np.testing.assert_array_equal(
         superpixels_of_values(astronaut, request, everywhere, True, None),
