@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
@@ -39,7 +40,7 @@ from ssn.channels import (
     position_and_values,
     uses_lab,
 )
-from ssn.color import rgb_to_lab, rgb_to_lab_planes
+from ssn.color import rgb_to_lab_planes
 
 # Aliased: superpixels() takes scikit-image's keyword enforce_connectivity.
 from ssn.connectivity import connectivity_sizes
@@ -70,6 +71,7 @@ from ssn.nets.generators import (
     MASKED_ASSIGN,
     MASKED_PREPARE_END,
     MASKED_STEP,
+    PIXEL_FEATURES,
     PIXEL_MASK,
     SSNConfig,
     centres_blob,
@@ -92,7 +94,7 @@ from ssn.settings import (  # noqa: F401 - re-exported: their home was this modu
     resolve_features,
     size_factors,
 )
-from ssn.tiling import TILE_PIXELS, pixel_feature_array, tiled_features
+from ssn.tiling import TILE_PIXELS, tiled_features
 
 log = logging.getLogger("ssn.inference")
 
@@ -132,7 +134,8 @@ def deploy_net_for(height: int, width: int, grid: Union[Grid, int], num_steps: i
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
                    fused: bool = True, position_weight: float = 1.0,
                    association: bool = False, color_scale: float = COLOR_SCALE,
-                   feature_dim: Optional[int] = None, device: int = -1) -> CheckedNet:
+                   feature_dim: Optional[int] = None, device: int = -1,
+                   pixel_input: bool = False) -> CheckedNet:
     """The deploy net for one image geometry and grid (:class:`ssn.grid.Grid`, or the
     count one is made for), built once and cached.
 
@@ -142,6 +145,11 @@ def deploy_net_for(height: int, width: int, grid: Union[Grid, int], num_steps: i
     ``association``: the net also keeps the last step's soft association
     (:attr:`SSNConfig.association`). ``color_scale`` and a deep model's
     ``feature_dim`` come from its metadata (:mod:`ssn.model_metadata`).
+    ``pixel_input``: the net takes pixel features made outside it (Input
+    ``pixel_features``, :func:`ssn.nets.generators.deploy_net`), as
+    :func:`superpixels` gives them; ``position_weight`` and ``color_scale`` then
+    do not change it. False: it takes the Lab image (``img``) and has the
+    PixelFeature layer, as the exported deploy prototxt.
     """
     if feature_dim is None or features != "deep":
         feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
@@ -152,7 +160,7 @@ def deploy_net_for(height: int, width: int, grid: Union[Grid, int], num_steps: i
                        color_scale=color_scale, fused=fused, association=association)
     log.debug("building a %s%s net for %dx%d, a %dx%d grid", features,
               "" if fused else " decomposed", height, width, grid.rows, grid.cols)
-    return CheckedNet(deploy_net(config, grid), caffe.TEST, weights=weights,
+    return CheckedNet(deploy_net(config, grid, pixel_input), caffe.TEST, weights=weights,
                       fold_batch_norm=True, fold_relu=True)
 
 
@@ -288,7 +296,8 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
                 connectivity: Optional[bool] = None, fused: bool = True,
                 position_weight: Optional[float] = None, mask: Optional[np.ndarray] = None,
                 convert2lab: Optional[bool] = None, channel_scale: ChannelScale = None,
-                gpu: Optional[int] = None, return_association: bool = False
+                gpu: Optional[int] = None, return_association: bool = False,
+                timings: Optional[dict] = None
                 ) -> Union[np.ndarray, tuple[np.ndarray, Association]]:
     """Segment an image into SSN superpixels.
 
@@ -387,6 +396,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
         returned labels: :mod:`ssn.association` says how the two relate. It
         costs about 110 bytes a pixel more (the net's association blob and the
         two arrays returned), 2.6 GB at 24 MP.
+    timings : dict, optional
+        Each stage's seconds (:data:`STAGES`) are added to it, for an RGB or
+        grayscale image through Lab without a mask (left as is otherwise):
+        ``ssn-bench-infer`` reports them.
 
     Returns
     -------
@@ -458,22 +471,52 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
         with on_device(settings.device):
             return start_label + superpixels_of_values(image, settings, mask, lab,
                                                        channel_scale)
-    labels, soft = lab_superpixels(image, settings, bool(return_association))
+    labels, soft = lab_superpixels(image, settings, bool(return_association), timings)
     labels += start_label
     return (labels, soft) if return_association else labels
 
 
-def lab_superpixels(image: np.ndarray, settings: InferenceSettings, association: bool
+class StageClock:
+    """Adds the seconds of each stage to a dict (``timings``), if one is given."""
+
+    def __init__(self, timings: Optional[dict]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the last lap to ``stage``."""
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+# The stages that superpixels(timings=) reports, in order (features: the tiled CNN of a
+# large image; forward: the net, with the CNN of a smaller one).
+STAGES = ("grid", "net", "lab", "pixel_features", "features", "forward", "connectivity")
+
+
+def lab_superpixels(image: np.ndarray, settings: InferenceSettings, association: bool,
+                    timings: Optional[dict] = None
                     ) -> tuple[np.ndarray, Optional[Association]]:
     """:func:`superpixels`' labels from 0 (H x W int32) of an RGB or grayscale image
-    (H x W x C or H x W, channels last) through Lab, and the soft association if asked."""
+    (H x W x C or H x W, channels last) through Lab, and the soft association if asked.
+
+    One path at every size: Lab planes (3 x H x W) -> pixel features (5 x H x W,
+    :func:`ssn.channels.position_and_values`, written into the net's input blob)
+    -> the net; an image over :data:`ssn.tiling.TILE_PIXELS` pixels has its deep
+    features computed in tiles and SLIC run by a net without the CNN.
+    ``timings``: each stage's seconds (:data:`STAGES`) are added to it.
+    """
+    clock = StageClock(timings)
     rgb = as_rgb(image, keep_uint8=True)
     height, width = rgb.shape[:2]
-    model, num_steps, fused = settings.model, settings.num_steps, settings.fused
-    cell_grid = decide_grid(settings.n_segments, height, width, model.calibration,
+    num_steps, fused, weights_path = settings.num_steps, settings.fused, settings.weights
+    cell_grid = decide_grid(settings.n_segments, height, width, settings.model.calibration,
                             settings.grid, settings.position_weight)
+    pos_scale = settings.position_weight * position_scale(cell_grid, height, width)
     in_tiles = tiled(height, width, settings.features)
-    weights_path = settings.weights
+    clock.lap("grid")
     _check_fork()
     # the cached nets are one set of blobs each: one thread at a time
     with net_lock(), on_device(settings.device) as device_id:
@@ -485,24 +528,27 @@ def lab_superpixels(image: np.ndarray, settings: InferenceSettings, association:
             else:
                 net = deploy_net_for(height, width, cell_grid, num_steps, settings.features,
                                      weights_path, file_identity(weights_path), fused,
-                                     settings.position_weight, association,
-                                     settings.color_scale, settings.feature_dim, device_id)
+                                     association=association,
+                                     feature_dim=settings.feature_dim, device=device_id,
+                                     pixel_input=True)
             cells = cell_input(height, width, cell_grid)
-            lab = rgb_to_lab(rgb).transpose(2, 0, 1)
+            clock.lap("net")
+            lab = rgb_to_lab_planes(rgb)
             del rgb
+            clock.lap("lab")
+            blob = None if in_tiles else net.net.blobs[PIXEL_FEATURES].data[0]
+            pixel_feats = position_and_values(lab, pos_scale,
+                                              np.full(3, settings.color_scale, np.float32),
+                                              out=blob)
+            del lab
+            clock.lap("pixel_features")
             if in_tiles:
-                pixel_feats = pixel_feature_array(
-                    lab, settings.position_weight * position_scale(cell_grid, height, width),
-                    settings.color_scale)
-                del lab
                 tiled_features(pixel_feats, weights_path, settings.feature_dim,
                                out=net.net.blobs[FEATURES].data[0],
                                weights_identity=file_identity(weights_path))
-                del pixel_feats
-                net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
-            else:
-                net.forward(outputs=[], img=lab[None], spixel_init=cells,
-                            feat_spixel_init=cells)
+                clock.lap("features")
+            del pixel_feats
+            net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
         except NetTooLargeError as error:
             raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                    f"{error}") from error
@@ -513,12 +559,14 @@ def lab_superpixels(image: np.ndarray, settings: InferenceSettings, association:
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
         soft = association_of(net, *cell_grid, num_steps, fused) if association else None
     del cells
+    clock.lap("forward")
     if settings.size_factors is not None:
         min_size, max_size = connectivity_sizes(height, width, cell_grid.request,
                                                 *settings.size_factors)
         labels = connect_segments(labels, min_size, max_size)
     else:
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+    clock.lap("connectivity")
     return labels.astype(np.int32, copy=False), soft
 
 

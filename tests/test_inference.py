@@ -346,3 +346,40 @@ def test_weights_that_give_non_finite_features_are_an_error(tmp_path):
     image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="give NaN or infinite features"):
         superpixels(image, n_segments=20, weights=huge)
+
+
+@pytest.mark.parametrize("features", ["deep", "pixel"])
+def test_pixel_features_made_outside_the_net_give_the_layers_labels(features):
+    """superpixels() makes the pixel features in NumPy at every size; the PixelFeature
+    layer of the exported deploy net gives the same labels, bit for bit."""
+    from ssn.color import rgb_to_lab_planes
+    from ssn.grid import decide_grid
+    from ssn.nets.generators import position_scale
+    from ssn.settings import InferenceSettings
+
+    image = data.astronaut()[100:228, 150:310]
+    ours = superpixels(image, 40, num_steps=3, features=features, position_weight=1.5,
+                       enforce_connectivity=False)
+    settings = InferenceSettings.build(40, num_steps=3, features=features,
+                                       position_weight=1.5)
+    grid = decide_grid(40, 128, 160, settings.model.calibration, position_weight=1.5)
+    net = inference.deploy_net_for.__wrapped__(
+        128, 160, grid, 3, features, settings.weights, position_weight=1.5,
+        color_scale=settings.color_scale, feature_dim=settings.feature_dim)
+    cells = inference.cell_input(128, 160, grid)
+    net.forward(outputs=[], img=rgb_to_lab_planes(image)[None], spixel_init=cells,
+                feat_spixel_init=cells)
+    layer = net.net.blobs["new_spix_indices"].data[0, 0]
+    np.testing.assert_array_equal(np.unique(layer, return_inverse=True)[1].reshape(128, 160),
+                                  ours)
+    assert net.net.blobs["pixel_features"].data[0, 0, 1, 0] == np.float32(
+        1.5 * position_scale(grid, 128, 160))
+
+
+def test_timings_come_from_the_call_itself():
+    timings = {}
+    superpixels(small_image(), 16, num_steps=2, features="pixel", timings=timings)
+    assert set(timings) == set(inference.STAGES) - {"features"}
+    assert all(seconds >= 0 for seconds in timings.values())
+    superpixels(small_image(), 16, num_steps=2, features="pixel", timings=timings)
+    assert timings["forward"] > 0

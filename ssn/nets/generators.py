@@ -669,7 +669,8 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
     return with_val_data(net.to_proto(), config, hdf5_sources)
 
 
-def deploy_net(config: SSNConfig, grid: Optional[Grid] = None) -> caffe_pb2.NetParameter:
+def deploy_net(config: SSNConfig, grid: Optional[Grid] = None,
+               pixel_input: bool = False) -> caffe_pb2.NetParameter:
     """The deploy net: Input blobs ``img`` (Lab), ``spixel_init``, ``feat_spixel_init``
     (1 x 1 x H x W initial cells) -> ``new_spix_indices`` (hard labels).
 
@@ -677,13 +678,24 @@ def deploy_net(config: SSNConfig, grid: Optional[Grid] = None) -> caffe_pb2.NetP
     ``SlicIterations`` layer; otherwise the decomposed layers of the train net,
     with the original release's names and the blob ``final_pixel_assoc``. ``grid``:
     the caller's grid of ``config.grid_request`` (default: :attr:`SSNConfig.grid`).
+    ``pixel_input``: the net takes the pixel features (Input ``pixel_features``, 1 x 5
+    x H x W, as :func:`ssn.tiling.pixel_feature_array` makes them) instead of ``img``,
+    and has no PixelFeature layer (``config.pos_scale`` and ``color_scale`` unused).
     """
     grid_h, grid_w = config.for_grid(grid)
     net = caffe.NetSpec()
-    net.img = L.Input(shape=dict(dim=[1, 3, config.height, config.width]))
+    if pixel_input:
+        net[PIXEL_FEATURES] = L.Input(shape=dict(dim=[1, 5, config.height, config.width]))
+    else:
+        net.img = L.Input(shape=dict(dim=[1, 3, config.height, config.width]))
     net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
     net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
-    _, feats = _features(net, config, net.img)
+    if pixel_input:
+        feats = net[PIXEL_FEATURES]
+        if config.uses_cnn:
+            feats = cnn_features(net, feats, config.feature_dim - 5, config.fused_cnn)
+    else:
+        _, feats = _features(net, config, net.img)
     if config.fused:
         fused_slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
                               config.num_steps, config.association)
