@@ -1,8 +1,12 @@
 """Superpixels of images with SSN, the way scikit-image's ``slic`` is called.
 
-The data path: image -> RGB -> Lab -> pixel features -> (CNN features) -> SLIC
-iterations -> labels -> connectivity -> consecutive labels. Nets are built once
-per geometry and reused.
+The data path, one for every image size: the arguments and the model's metadata
+-> :class:`ssn.settings.InferenceSettings` (once per call) -> image -> RGB -> Lab
+planes (3 x H x W) -> the grid (:func:`ssn.grid.decide_grid`, once) -> pixel
+features (5 x H x W, :func:`ssn.channels.position_and_values`, written into the
+net's input blob) -> (CNN features) -> SLIC iterations -> labels ->
+connectivity -> consecutive labels. Nets are built once per geometry and reused;
+``superpixels(timings=)`` reports each stage's seconds (:data:`STAGES`).
 
 Deep features of images over :data:`ssn.tiling.TILE_PIXELS` pixels are computed
 by the CNN alone on overlapping tiles (:func:`ssn.tiling.tiled_features`, equal

@@ -14,6 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ssn.device import gpu_argument
 from ssn.grid import GRID_MODES
 from ssn.model_metadata import ModelSettings, model_settings, settings_from_dict
 
@@ -168,9 +169,10 @@ class InferenceSettings:
               grid: str = "calibrated", enforce_connectivity: bool = True,
               min_size_factor=0.06, max_size_factor=3.0, fused: bool = True,
               position_weight=None, device: Optional[int] = None,
-              stacklevel: int = 3) -> "InferenceSettings":
+              gpu: Optional[int] = None, stacklevel: int = 3) -> "InferenceSettings":
         """The settings of these arguments (as :func:`ssn.inference.superpixels` takes
-        them) and the model's metadata; ``stacklevel``: the uncalibrated-model
+        them) and the model's metadata; ``device`` a checked GPU id, or ``gpu`` one
+        to check (superpixels()' name); ``stacklevel``: the uncalibrated-model
         warning's (:func:`ssn.model_metadata.model_settings`).
 
         Raises
@@ -178,6 +180,10 @@ class InferenceSettings:
         TypeError, ValueError, FileNotFoundError
             As :func:`ssn.inference.superpixels` does, naming the argument.
         """
+        if gpu is not None:  # superpixels()' name for it
+            if device is not None:
+                raise TypeError("give device or gpu, not both")
+            device = gpu_argument(gpu)
         n_segments = count_argument("n_segments", n_segments)
         if grid not in GRID_MODES:
             raise ValueError(f"grid must be one of {GRID_MODES}, got {grid!r}")
@@ -195,6 +201,16 @@ class InferenceSettings:
     @property
     def connectivity(self) -> bool:
         return self.size_factors is not None
+
+    def arguments(self) -> dict:
+        """The keyword arguments of :func:`ssn.inference.superpixels` (and of
+        :meth:`build`) that give these settings again."""
+        factors = self.size_factors or (0.06, 3.0)
+        return dict(n_segments=self.n_segments, num_steps=self.num_steps,
+                    weights=self.weights, features=self.features, grid=self.grid,
+                    enforce_connectivity=self.connectivity, min_size_factor=factors[0],
+                    max_size_factor=factors[1], fused=self.fused,
+                    position_weight=self.position_weight, gpu=self.device)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values (the model's metadata under "model")."""

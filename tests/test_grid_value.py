@@ -53,6 +53,7 @@ def test_settings_are_built_once_and_round_trip():
     assert settings.weights == str(BUNDLED_WEIGHTS.resolve())
     assert settings.num_steps == settings.model.num_steps and settings.size_factors is None
     assert InferenceSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert InferenceSettings.build(**settings.arguments()) == settings
     pixel = InferenceSettings.build(50, num_steps=3, features="pixel", position_weight=2)
     assert (pixel.weights, pixel.feature_dim, pixel.position_weight) == (None, 5, 2.0)
     assert pixel.size_factors == (0.06, 3.0)
