@@ -31,7 +31,7 @@ from ssn.training.task_labels import lightness_class, segment_lightness_labels
 FILLER_SEED = 1705
 # Task loss only: the CNN can learn only through the superpixel pooling.
 # The tiny nets' CNNs start from scratch: BatchNorm by the batch's statistics.
-TASK_ONLY = dict(height=24, width=26, n_spixels=9, num_steps=2, feature_dim=8, batch_size=1,
+TASK_ONLY = dict(height=24, width=26, grid_request=9, num_steps=2, feature_dim=8, batch_size=1,
                  num_label_channels=4, compactness_weight=0, label_weight=0,
                  frozen_batch_norm=False)
 

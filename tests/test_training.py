@@ -31,7 +31,7 @@ def in_the_checkout(monkeypatch, repo_root):
     monkeypatch.chdir(repo_root)
 
 
-TINY = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_size=1,
+TINY = dict(height=17, width=19, grid_request=9, num_steps=3, feature_dim=8, batch_size=1,
             num_label_channels=4)
 
 
