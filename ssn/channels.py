@@ -159,17 +159,23 @@ def lab_scales(channel_scale: ChannelScale) -> np.ndarray:
 
 
 def position_and_values(planes: np.ndarray, pos_scale: float, scales: np.ndarray,
-                        origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+                        origin: tuple[int, int] = (0, 0),
+                        out: Optional[np.ndarray] = None) -> np.ndarray:
     """Pixel features ``[ps*y, ps*x, s_1*c_1, ..., s_C*c_C]``, (2 + C) x H x W float32.
 
-    The PixelFeature layer's float32 products (:func:`ssn.tiling.pixel_feature_array`
-    gives the same bits for Lab at the colour scale); ``origin`` is the image row
-    and column of ``planes``' first pixel, so that a piece of an image gets the
-    positions it has in the whole.
+    The one pixel-feature path of :func:`ssn.inference.superpixels`, at every image
+    size: the PixelFeature layer's float32 products, bit for bit. ``planes``: C x H
+    x W (Lab or any channels); ``origin`` is the image row and column of
+    ``planes``' first pixel, so that a piece of an image gets the positions it has
+    in the whole; ``out`` (for example a net's input blob) is written if given.
     """
     channels, height, width = planes.shape
     top, left = origin
-    out = np.empty((2 + channels, height, width), np.float32)
+    if out is None:
+        out = np.empty((2 + channels, height, width), np.float32)
+    elif out.shape != (2 + channels, height, width) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {(2 + channels, height, width)}, "
+                         f"got {out.dtype} {out.shape}")
     scale = np.float32(pos_scale)
     out[0] = (scale * np.arange(top, top + height, dtype=np.float32))[:, None]
     out[1] = (scale * np.arange(left, left + width, dtype=np.float32))[None, :]

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
 
@@ -100,3 +101,73 @@ def fits(grid_count: int, height: int, width: int) -> bool:
     """Whether the grid for ``grid_count`` has at most one cell per pixel each way."""
     grid_h, grid_w = grid_shape(grid_count, height, width)
     return grid_h <= height and grid_w <= width
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The initial grid of one image, decided once (:func:`decide_grid`) and handed to
+    everything that needs it: the net builder, the initial-cell input, the position
+    scale and the connectivity sizes.
+
+    Attributes
+    ----------
+    rows, cols : int
+        Cells along y (K_h) and along x (K_w): :func:`grid_shape` of ``request``.
+    request : int
+        The count the grid was made for (:func:`grid_request`); the connectivity
+        sizes count superpixels of this many.
+    n_segments : int
+        The count the caller asked for.
+    rule : str
+        How ``request`` was decided from ``n_segments``: "calibrated" or
+        "original" (:data:`GRID_MODES`), or "given" (the request as is).
+
+    Unpacks as ``rows, cols`` (``grid_h, grid_w = grid``).
+    """
+
+    rows: int
+    cols: int
+    request: int
+    n_segments: int
+    rule: str = "given"
+
+    @classmethod
+    def for_request(cls, request: int, height: int, width: int,
+                    n_segments: Optional[int] = None, rule: str = "given") -> "Grid":
+        """The grid :func:`grid_shape` gives for ``request`` on a ``height`` x ``width``
+        image (a ValueError if it has more cells than pixels either way)."""
+        rows, cols = grid_shape(request, height, width)
+        if rows > height or cols > width:
+            raise ValueError(f"a {height}x{width} image is too small for n_spixels={request} "
+                             f"(a {rows}x{cols} grid)")
+        return cls(rows, cols, request, request if n_segments is None else n_segments, rule)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+        return self.rows, self.cols
+
+    @property
+    def cells(self) -> int:
+        return self.rows * self.cols
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.shape)
+
+    def cell_ids(self, height: int, width: int) -> np.ndarray:
+        """Each pixel's initial cell (:func:`init_cells`), H x W int64."""
+        return init_cells(height, width, self.rows, self.cols)
+
+    def to_dict(self) -> dict:
+        return dict(rows=self.rows, cols=self.cols, request=self.request,
+                    n_segments=self.n_segments, rule=self.rule)
+
+
+def decide_grid(n_segments: int, height: int, width: int, calibration: "Calibration",
+                rule: str = "calibrated", position_weight: float = 1.0) -> Grid:
+    """The grid of a ``height`` x ``width`` image asked for ``n_segments`` superpixels
+    (:func:`grid_request` by ``rule``), or a ValueError saying why there is none."""
+    if n_segments < 1:
+        raise ValueError(f"n_segments must be >= 1, got {n_segments}")
+    request = grid_request(n_segments, height, width, calibration, rule, position_weight)
+    return Grid.for_request(request, height, width, n_segments, rule)

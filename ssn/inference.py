@@ -1,8 +1,12 @@
 """Superpixels of images with SSN, the way scikit-image's ``slic`` is called.
 
-The data path: image -> RGB -> Lab -> pixel features -> (CNN features) -> SLIC
-iterations -> labels -> connectivity -> consecutive labels. Nets are built once
-per geometry and reused.
+The data path, one for every image size: the arguments and the model's metadata
+-> :class:`ssn.settings.InferenceSettings` (once per call) -> image -> RGB -> Lab
+planes (3 x H x W) -> the grid (:func:`ssn.grid.decide_grid`, once) -> pixel
+features (5 x H x W, :func:`ssn.channels.position_and_values`, written into the
+net's input blob) -> (CNN features) -> SLIC iterations -> labels ->
+connectivity -> consecutive labels. Nets are built once per geometry and reused;
+``superpixels(timings=)`` reports each stage's seconds (:data:`STAGES`).
 
 Deep features of images over :data:`ssn.tiling.TILE_PIXELS` pixels are computed
 by the CNN alone on overlapping tiles (:func:`ssn.tiling.tiled_features`, equal
@@ -17,10 +21,10 @@ loops on one thread: libgomp's thread pool does not survive a fork).
 """
 from __future__ import annotations
 
+import functools
 import logging
-import numbers
 import os
-from dataclasses import dataclass
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
@@ -40,13 +44,13 @@ from ssn.channels import (
     position_and_values,
     uses_lab,
 )
-from ssn.color import rgb_to_lab, rgb_to_lab_planes
+from ssn.color import rgb_to_lab_planes
 
 # Aliased: superpixels() takes scikit-image's keyword enforce_connectivity.
 from ssn.connectivity import connectivity_sizes
 from ssn.connectivity import enforce_connectivity as connect_segments
 from ssn.device import current_device, gpu_argument, on_device
-from ssn.grid import grid_request, grid_shape, init_cells
+from ssn.grid import Grid, decide_grid
 from ssn.images import as_rgb
 from ssn.masks import (
     INSIDE_VALUE,
@@ -57,7 +61,7 @@ from ssn.masks import (
     mask_argument,
     masked_grid_request,
 )
-from ssn.model_metadata import ModelSettings, find_settings, metadata_path, model_settings
+from ssn.model_metadata import find_settings, metadata_path
 from ssn.nets.cache import memory_bounded_cache, net_lock, renew_lock
 from ssn.nets.checked import CheckedNet
 from ssn.nets.checks import NetTooLargeError
@@ -71,6 +75,7 @@ from ssn.nets.generators import (
     MASKED_ASSIGN,
     MASKED_PREPARE_END,
     MASKED_STEP,
+    PIXEL_FEATURES,
     PIXEL_MASK,
     SSNConfig,
     centres_blob,
@@ -80,35 +85,39 @@ from ssn.nets.generators import (
     masked_slic_net,
     position_scale,
 )
-from ssn.tiling import TILE_PIXELS, pixel_feature_array, tiled_features
+from ssn.settings import (  # noqa: F401 - re-exported: their home was this module
+    BUNDLED_WEIGHTS,
+    FEATURE_MODES,
+    POSITION_WEIGHT_RANGE,
+    InferenceSettings,
+    bundled_weights,
+    count_argument,
+    model_defaults,
+    position_weight_argument,
+    require_number,
+    resolve_features,
+    size_factors,
+)
+from ssn.tiling import TILE_PIXELS, tiled_features
 
 log = logging.getLogger("ssn.inference")
 
-BUNDLED_WEIGHTS = Path(__file__).resolve().parent / "models" / "ssn_bsds.caffemodel"
-FEATURE_MODES = ("deep", "pixel")
 # Blobs the cached deploy nets may hold together: five deep nets for 481x321
 # images (about 740 MB each), or hundreds of pixel-feature ones (13 MB).
 NET_CACHE_BYTES = 4 << 30
 
 
-def bundled_weights() -> Optional[Path]:
-    """The project's trained BSDS500 model, if one is shipped."""
-    return BUNDLED_WEIGHTS if BUNDLED_WEIGHTS.is_file() else None
-
-
 def check_geometry(height: int, width: int, n_spixels: int) -> tuple[int, int]:
-    """The grid for ``n_spixels`` on an image, or a ValueError saying why there is none."""
+    """(K_h, K_w) of the grid made for ``n_spixels`` on an image, or a ValueError saying
+    why there is none (:meth:`ssn.grid.Grid.for_request`)."""
     if n_spixels < 1:
         raise ValueError(f"n_spixels must be >= 1, got {n_spixels}")
-    try:
-        grid_h, grid_w = grid_shape(n_spixels, height, width)
-    except ValueError as error:
-        raise ValueError(f"n_spixels={n_spixels} gives no grid for a {height}x{width} image: "
-                         f"{error}") from error
-    if grid_h > height or grid_w > width or grid_h < 1 or grid_w < 1:
-        raise ValueError(f"a {height}x{width} image is too small for n_spixels={n_spixels} "
-                         f"(a {grid_h}x{grid_w} grid)")
-    return grid_h, grid_w
+    return Grid.for_request(n_spixels, height, width).shape
+
+
+def as_grid(grid: Union[Grid, int], height: int, width: int) -> Grid:
+    """``grid``, or the grid made for a count (the callers that still pass one)."""
+    return grid if isinstance(grid, Grid) else Grid.for_request(grid, height, width)
 
 
 def file_identity(path: Optional[str]) -> Optional[tuple]:
@@ -124,12 +133,15 @@ def file_identity(path: Optional[str]) -> Optional[tuple]:
 # Keyed on the weights file's identity, not its name: a file rewritten in place
 # is read again.
 @memory_bounded_cache(NET_CACHE_BYTES)
-def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, features: str,
+def deploy_net_for(height: int, width: int, grid: Union[Grid, int], num_steps: int,
+                   features: str,
                    weights: Optional[str], weights_identity: Optional[tuple] = None,
                    fused: bool = True, position_weight: float = 1.0,
                    association: bool = False, color_scale: float = COLOR_SCALE,
-                   feature_dim: Optional[int] = None, device: int = -1) -> CheckedNet:
-    """The deploy net for one image geometry and grid request, built once and cached.
+                   feature_dim: Optional[int] = None, device: int = -1,
+                   pixel_input: bool = False) -> CheckedNet:
+    """The deploy net for one image geometry and grid (:class:`ssn.grid.Grid`, or the
+    count one is made for), built once and cached.
 
     ``weights_identity`` (:func:`file_identity`) only keys the cache, so that a
     weights file rewritten in place is read again; ``device``
@@ -137,44 +149,49 @@ def deploy_net_for(height: int, width: int, n_spixels: int, num_steps: int, feat
     ``association``: the net also keeps the last step's soft association
     (:attr:`SSNConfig.association`). ``color_scale`` and a deep model's
     ``feature_dim`` come from its metadata (:mod:`ssn.model_metadata`).
+    ``pixel_input``: the net takes pixel features made outside it (Input
+    ``pixel_features``, :func:`ssn.nets.generators.deploy_net`), as
+    :func:`superpixels` gives them; ``position_weight`` and ``color_scale`` then
+    do not change it. False: it takes the Lab image (``img``) and has the
+    PixelFeature layer, as the exported deploy prototxt.
     """
     if feature_dim is None or features != "deep":
         feature_dim = DEEP_FEATURE_DIM if features == "deep" else 5
-    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
-                       feature_dim=feature_dim,
-                       pos_scale=position_weight * position_scale(n_spixels, height, width),
+    grid = as_grid(grid, height, width)
+    config = SSNConfig(height=height, width=width, grid_request=grid.request,
+                       num_steps=num_steps, feature_dim=feature_dim,
+                       pos_scale=position_weight * position_scale(grid, height, width),
                        color_scale=color_scale, fused=fused, association=association)
-    log.debug("building a %s%s net for %dx%d, %d superpixels", features,
-              "" if fused else " decomposed", height, width, n_spixels)
-    return CheckedNet(deploy_net(config), caffe.TEST, weights=weights, fold_batch_norm=True,
-                      fold_relu=True)
+    log.debug("building a %s%s net for %dx%d, a %dx%d grid", features,
+              "" if fused else " decomposed", height, width, grid.rows, grid.cols)
+    return CheckedNet(deploy_net(config, grid, pixel_input), caffe.TEST, weights=weights,
+                      fold_batch_norm=True, fold_relu=True)
 
 
 # One only: at 24 MP it holds about 2.2 GB.
 @lru_cache(maxsize=1)
-def _slic_net(height: int, width: int, n_spixels: int, num_steps: int, feature_dim: int,
+def _slic_net(height: int, width: int, grid: Grid, num_steps: int, feature_dim: int,
               fused: bool = True, association: bool = False, device: int = -1) -> CheckedNet:
     """SLIC on given features of ``feature_dim`` channels (any >= 1), on ``device``."""
-    grid_h, grid_w = grid_shape(n_spixels, height, width)
-    log.debug("building a SLIC net for %dx%d, %d superpixels", height, width, n_spixels)
-    return CheckedNet(features_slic_net(height, width, grid_h, grid_w, feature_dim, num_steps,
-                                        fused, association), caffe.TEST)
+    log.debug("building a SLIC net for %dx%d, a %dx%d grid", height, width, *grid)
+    return CheckedNet(features_slic_net(height, width, grid.rows, grid.cols, feature_dim,
+                                        num_steps, fused, association), caffe.TEST)
 
 
 # One only: a mask's bounding box changes from image to image.
 @lru_cache(maxsize=1)
-def _masked_slic_net(height: int, width: int, grid_h: int, grid_w: int, feature_dim: int,
+def _masked_slic_net(height: int, width: int, grid: Grid, feature_dim: int,
                      device: int = -1) -> CheckedNet:
-    log.debug("building a masked SLIC net for %dx%d, a %dx%d grid", height, width, grid_h,
-              grid_w)
-    return CheckedNet(masked_slic_net(height, width, grid_h, grid_w, feature_dim), caffe.TEST)
+    log.debug("building a masked SLIC net for %dx%d, a %dx%d grid", height, width, *grid)
+    return CheckedNet(masked_slic_net(height, width, grid.rows, grid.cols, feature_dim),
+                      caffe.TEST)
 
 
 # Two only: at 24 MP each holds 96 MB.
 @lru_cache(maxsize=2)
-def cell_input(height: int, width: int, grid_h: int, grid_w: int) -> np.ndarray:
+def cell_input(height: int, width: int, grid: Grid) -> np.ndarray:
     """The nets' initial-cell input (1 x 1 x H x W float32, read-only), kept per geometry."""
-    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
+    cells = grid.cell_ids(height, width)[None, None].astype(np.float32)
     cells.flags.writeable = False
     return cells
 
@@ -227,94 +244,6 @@ def tiled(height: int, width: int, features: str) -> bool:
     return features == "deep" and height * width > TILE_PIXELS
 
 
-def resolve_features(features: Optional[str], weights: Optional[Union[str, Path]]
-                     ) -> tuple[str, Optional[str]]:
-    """(mode, weights path): 'deep' needs weights (given or bundled); None picks for you."""
-    if features is not None and features not in FEATURE_MODES:
-        raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
-    if weights is None and features != "pixel":
-        weights = bundled_weights()
-        if weights is None and features == "deep":
-            raise ValueError("features='deep' needs weights: no trained model is bundled yet; "
-                             "pass weights=<.caffemodel> or use features='pixel'")
-    if features is None:
-        features = "deep" if weights is not None else "pixel"
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights file not found: {weights}")
-    return features, (str(weights) if features == "deep" and weights is not None else None)
-
-
-def require_number(name: str, value, what: str = "a number") -> None:
-    """Raise TypeError unless ``value`` is a real number (not a bool, string or array)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
-
-
-def count_argument(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int if it is a whole number >= ``minimum`` (20, np.int64(20), 20.0).
-
-    Raises
-    ------
-    TypeError
-        If it is not a number (a string, None, an array).
-    ValueError
-        If it is fractional, not finite, or below ``minimum``.
-    """
-    require_number(name, value, "a whole number")
-    if not np.isfinite(value) or float(value) != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
-    return int(value)
-
-
-# Position weights that make sense: far outside, the positions' squared distances leave
-# float32 (1e20 gave NaN associations, silently) or the colours no longer count at all.
-POSITION_WEIGHT_RANGE = (1e-4, 1e4)
-
-
-def position_weight_argument(value, name: str = "position_weight") -> float:
-    """``value`` as a float if it is a finite number in :data:`POSITION_WEIGHT_RANGE`.
-
-    Raises
-    ------
-    TypeError
-        If it is not a number.
-    ValueError
-        If it is not finite or outside the range (the message gives the range).
-    """
-    low, high = POSITION_WEIGHT_RANGE
-    require_number(name, value)
-    if not np.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}] (1 is the "
-                         f"trained scale), got {value!r}")
-    return float(value)
-
-
-def size_factors(min_size_factor, max_size_factor) -> tuple[float, float]:
-    """The connectivity thresholds as floats, if they are finite with
-    0 <= ``min_size_factor`` <= ``max_size_factor``.
-
-    Raises
-    ------
-    TypeError
-        If one is not a number.
-    ValueError
-        If one is not finite, or they are out of order.
-    """
-    factors = []
-    for name, value in (("min_size_factor", min_size_factor),
-                        ("max_size_factor", max_size_factor)):
-        require_number(name, value)
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        factors.append(float(value))
-    if not 0 <= factors[0] <= factors[1]:
-        raise ValueError(f"need 0 <= min_size_factor <= max_size_factor, got "
-                         f"{factors[0]} and {factors[1]}")
-    return factors[0], factors[1]
-
-
 def check_weights(weights: Union[str, Path]) -> None:
     """Load ``weights`` once into a small feature CNN, as :func:`superpixels` would, with
     the feature channels of its metadata (if any).
@@ -333,13 +262,6 @@ def check_weights(weights: Union[str, Path]) -> None:
                fold_batch_norm=True, fold_relu=True)
 
 
-def model_defaults(settings: ModelSettings, num_steps, position_weight) -> tuple[int, float]:
-    """(num_steps, position_weight): each as given (checked), or the model's if None."""
-    return (count_argument("num_steps", settings.num_steps if num_steps is None else num_steps),
-            position_weight_argument(settings.position_weight if position_weight is None
-                                     else position_weight))
-
-
 def resolve_alias(name: str, value, alias: str, alias_value, default):
     """The value given under ``name`` or its alias (not both); ``default`` if neither."""
     if value is not None and alias_value is not None:
@@ -349,9 +271,28 @@ def resolve_alias(name: str, value, alias: str, alias_value, default):
     return default if value is None else value
 
 
-def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
+def positional_limit(count: int):
+    """Decorate a function so that more than ``count`` positional arguments raise a
+    TypeError that names the keywords to use (Python's own message does not)."""
+    def decorate(func):
+        @functools.wraps(func)
+        def checked(*args, **kwargs):
+            if len(args) > count:
+                raise TypeError(
+                    f"{func.__name__}() takes the image and n_segments by position and "
+                    f"everything else by keyword; got {len(args)} positional arguments. "
+                    f"Write {func.__name__}(image, n_segments, num_steps=..., weights=...): "
+                    "a third positional argument would be compactness in scikit-image's "
+                    "slic but iterations here")
+            return func(*args, **kwargs)
+        return checked
+    return decorate
+
+
+@positional_limit(2)
+def superpixels(image: np.ndarray, n_segments: Optional[int] = None, *,
                 num_steps: Optional[int] = None,
-                weights: Optional[Union[str, Path]] = None, *,
+                weights: Optional[Union[str, Path]] = None,
                 enforce_connectivity: Optional[bool] = None, features: Optional[str] = None,
                 min_size_factor: float = 0.06, max_size_factor: float = 3.0,
                 start_label: Optional[int] = None, channel_axis: Optional[int] = -1,
@@ -359,13 +300,16 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
                 connectivity: Optional[bool] = None, fused: bool = True,
                 position_weight: Optional[float] = None, mask: Optional[np.ndarray] = None,
                 convert2lab: Optional[bool] = None, channel_scale: ChannelScale = None,
-                gpu: Optional[int] = None, return_association: bool = False
+                gpu: Optional[int] = None, return_association: bool = False,
+                timings: Optional[dict] = None
                 ) -> Union[np.ndarray, tuple[np.ndarray, Association]]:
     """Segment an image into SSN superpixels.
 
     Keyword names follow :func:`skimage.segmentation.slic` where the concept is
     the same; the SSN names ``n_spixels`` and ``connectivity`` are accepted as
-    aliases.
+    aliases. Only ``image`` and ``n_segments`` may be given by position: the
+    rest are keyword-only, so that ``superpixels(img, 200, 10)`` (compactness 10
+    in scikit-image) raises a TypeError instead of running 10 steps.
 
     Parameters
     ----------
@@ -456,6 +400,10 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
         returned labels: :mod:`ssn.association` says how the two relate. It
         costs about 110 bytes a pixel more (the net's association blob and the
         two arrays returned), 2.6 GB at 24 MP.
+    timings : dict, optional
+        Each stage's seconds (:data:`STAGES`) are added to it, for an RGB or
+        grayscale image through Lab without a mask (left as is otherwise):
+        ``ssn-bench-infer`` reports them.
 
     Returns
     -------
@@ -502,26 +450,20 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
     >>> pool(data.astronaut(), soft).shape                       # doctest: +SKIP
     (196, 3)
     """
-    n_segments = count_argument(
-        "n_segments", resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100))
-    if num_steps is not None:
-        num_steps = count_argument("num_steps", num_steps)
     enforce = bool(resolve_alias("enforce_connectivity", enforce_connectivity, "connectivity",
                                  connectivity, True))
     start_label = start_label_argument(start_label, mask is not None)
     if not isinstance(return_association, (bool, np.bool_)):
         raise TypeError(f"return_association must be True or False, got {return_association!r}")
-    if position_weight is not None:
-        position_weight = position_weight_argument(position_weight)
-    if enforce:
-        min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
-    gpu = gpu_argument(gpu)
+    settings = InferenceSettings.build(
+        resolve_alias("n_segments", n_segments, "n_spixels", n_spixels, 100),
+        num_steps=num_steps, weights=weights, features=features, grid=grid,
+        enforce_connectivity=enforce, min_size_factor=min_size_factor,
+        max_size_factor=max_size_factor, fused=fused, position_weight=position_weight,
+        device=gpu_argument(gpu), stacklevel=4)  # the warning names superpixels()' caller
     image = channels_last(image, channel_axis)
-    mode, weights_path = resolve_features(features, weights)
-    model = model_settings(weights_path)
-    num_steps, position_weight = model_defaults(model, num_steps, position_weight)
     lab = uses_lab(image, convert2lab)
-    if mode == "deep":
+    if settings.features == "deep":
         check_deep_input(image, lab, channel_scale)
     mask = mask_argument(mask, image.shape[:2])
     if mask is not None and mask.all():
@@ -530,67 +472,106 @@ def superpixels(image: np.ndarray, n_segments: Optional[int] = None,
         if return_association:
             raise ValueError("return_association is available for RGB or grayscale images "
                              "in Lab without a mask or channel_scale")
-        request = SlicRequest(mode, weights_path, n_segments, num_steps, grid, position_weight,
-                              (min_size_factor, max_size_factor) if enforce else None, fused,
-                              model)
-        with on_device(gpu):
-            return start_label + superpixels_of_values(image, request, mask, lab,
+        with on_device(settings.device):
+            return start_label + superpixels_of_values(image, settings, mask, lab,
                                                        channel_scale)
+    labels, soft = lab_superpixels(image, settings, bool(return_association), timings)
+    labels += start_label
+    return (labels, soft) if return_association else labels
+
+
+class StageClock:
+    """Adds the seconds of each stage to a dict (``timings``), if one is given."""
+
+    def __init__(self, timings: Optional[dict]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the last lap to ``stage``."""
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+# The stages that superpixels(timings=) reports, in order (features: the tiled CNN of a
+# large image; forward: the net, with the CNN of a smaller one).
+STAGES = ("grid", "net", "lab", "pixel_features", "features", "forward", "connectivity")
+
+
+def lab_superpixels(image: np.ndarray, settings: InferenceSettings, association: bool,
+                    timings: Optional[dict] = None
+                    ) -> tuple[np.ndarray, Optional[Association]]:
+    """:func:`superpixels`' labels from 0 (H x W int32) of an RGB or grayscale image
+    (H x W x C or H x W, channels last) through Lab, and the soft association if asked.
+
+    One path at every size: Lab planes (3 x H x W) -> pixel features (5 x H x W,
+    :func:`ssn.channels.position_and_values`, written into the net's input blob)
+    -> the net; an image over :data:`ssn.tiling.TILE_PIXELS` pixels has its deep
+    features computed in tiles and SLIC run by a net without the CNN.
+    ``timings``: each stage's seconds (:data:`STAGES`) are added to it.
+    """
+    clock = StageClock(timings)
     rgb = as_rgb(image, keep_uint8=True)
     height, width = rgb.shape[:2]
-    grid_count = grid_request(n_segments, height, width, model.calibration, grid,
-                              position_weight)
-    grid_h, grid_w = check_geometry(height, width, grid_count)
-    in_tiles = tiled(height, width, mode)
+    num_steps, fused, weights_path = settings.num_steps, settings.fused, settings.weights
+    cell_grid = decide_grid(settings.n_segments, height, width, settings.model.calibration,
+                            settings.grid, settings.position_weight)
+    pos_scale = settings.position_weight * position_scale(cell_grid, height, width)
+    in_tiles = tiled(height, width, settings.features)
+    clock.lap("grid")
     _check_fork()
     # the cached nets are one set of blobs each: one thread at a time
-    with net_lock(), on_device(gpu) as device_id:
+    with net_lock(), on_device(settings.device) as device_id:
         _prepare_for_fork()
         try:  # the nets' checks first: a clear error before the work
             if in_tiles:
-                net = _slic_net(height, width, grid_count, num_steps, model.feature_dim,
-                                bool(fused), bool(return_association), device_id)
+                net = _slic_net(height, width, cell_grid, num_steps, settings.feature_dim,
+                                fused, association, device_id)
             else:
-                net = deploy_net_for(height, width, grid_count, num_steps, mode, weights_path,
-                                     file_identity(weights_path), bool(fused), position_weight,
-                                     bool(return_association), model.color_scale,
-                                     model.feature_dim, device_id)
-            cells = cell_input(height, width, grid_h, grid_w)
-            lab = rgb_to_lab(rgb).transpose(2, 0, 1)
+                net = deploy_net_for(height, width, cell_grid, num_steps, settings.features,
+                                     weights_path, file_identity(weights_path), fused,
+                                     association=association,
+                                     feature_dim=settings.feature_dim, device=device_id,
+                                     pixel_input=True)
+            cells = cell_input(height, width, cell_grid)
+            clock.lap("net")
+            lab = rgb_to_lab_planes(rgb)
             del rgb
+            clock.lap("lab")
+            blob = None if in_tiles else net.net.blobs[PIXEL_FEATURES].data[0]
+            pixel_feats = position_and_values(lab, pos_scale,
+                                              np.full(3, settings.color_scale, np.float32),
+                                              out=blob)
+            del lab
+            clock.lap("pixel_features")
             if in_tiles:
-                pixel_feats = pixel_feature_array(
-                    lab, position_weight * position_scale(grid_count, height, width),
-                    model.color_scale)
-                del lab
-                tiled_features(pixel_feats, weights_path, model.feature_dim,
+                tiled_features(pixel_feats, weights_path, settings.feature_dim,
                                out=net.net.blobs[FEATURES].data[0],
                                weights_identity=file_identity(weights_path))
-                del pixel_feats
-                net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
-            else:
-                net.forward(outputs=[], img=lab[None], spixel_init=cells,
-                            feat_spixel_init=cells)
+                clock.lap("features")
+            del pixel_feats
+            net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells)
         except NetTooLargeError as error:
             raise NetTooLargeError(f"a {height}x{width} image is too large for the SSN net: "
                                    f"{error}") from error
-        if mode == "deep" and not np.isfinite(net.net.blobs[FEATURES].data).all():
+        if settings.features == "deep" and not np.isfinite(net.net.blobs[FEATURES].data).all():
             raise ValueError(f"the weights {weights_path} give NaN or infinite features for "
                              "this image: the model diverged or its weights are damaged, so "
                              "its superpixels would be meaningless")
         labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
-        soft = (association_of(net, grid_h, grid_w, num_steps, bool(fused))
-                if return_association else None)
+        soft = association_of(net, *cell_grid, num_steps, fused) if association else None
     del cells
-    if enforce:
-        min_size, max_size = connectivity_sizes(height, width, grid_count, min_size_factor,
-                                                max_size_factor)
+    clock.lap("forward")
+    if settings.size_factors is not None:
+        min_size, max_size = connectivity_sizes(height, width, cell_grid.request,
+                                                *settings.size_factors)
         labels = connect_segments(labels, min_size, max_size)
     else:
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
-    labels = labels.astype(np.int32, copy=False)
-    labels += start_label
-    return (labels, soft) if return_association else labels
+    clock.lap("connectivity")
+    return labels.astype(np.int32, copy=False), soft
 
 
 def association_of(net: CheckedNet, grid_h: int, grid_w: int, num_steps: int,
@@ -632,25 +613,7 @@ def start_label_argument(start_label, masked: bool) -> int:
 # colour scale. The nets take the features as an input (no PixelFeature layer).
 
 
-@dataclass(frozen=True)
-class SlicRequest:
-    """What :func:`superpixels` was asked for, checked: the feature mode and weights, the
-    counts, the grid rule, the position weight, the connectivity factors (min, max)
-    or None for no connectivity, the fused SLIC layer's switch, and the model's
-    settings (its calibration)."""
-
-    mode: str
-    weights: Optional[str]
-    n_segments: int
-    num_steps: int
-    grid: str
-    position_weight: float
-    size_factors: Optional[tuple[float, float]]
-    fused: bool
-    model: ModelSettings
-
-
-def superpixels_of_values(image: np.ndarray, request: SlicRequest,
+def superpixels_of_values(image: np.ndarray, request: InferenceSettings,
                           mask: Optional[np.ndarray], lab: bool,
                           channel_scale: ChannelScale) -> np.ndarray:
     """:func:`superpixels`' labels from 0, -1 outside the mask, for an image inside a mask
@@ -660,7 +623,7 @@ def superpixels_of_values(image: np.ndarray, request: SlicRequest,
     ----------
     image : ndarray, H x W or H x W x C
         Channels last, as :func:`superpixels` was given it.
-    request : SlicRequest
+    request : InferenceSettings
     mask : ndarray, H x W bool, or None
         With at least one pixel inside (None: all).
     lab : bool
@@ -675,45 +638,44 @@ def superpixels_of_values(image: np.ndarray, request: SlicRequest,
     height, width = image.shape[:2]
     if mask is None:
         box = Box(0, 0, height, width)
-        grid_count = grid_request(request.n_segments, height, width,
-                                  request.model.calibration, request.grid,
-                                  request.position_weight)
+        grid = decide_grid(request.n_segments, height, width, request.model.calibration,
+                           request.grid, request.position_weight)
     else:
         box = bounding_box(mask)
-        grid_count = masked_grid_request(request.n_segments, mask[box.slices],
-                                         request.model.calibration, request.grid,
-                                         request.position_weight)
-    grid_h, grid_w = check_geometry(box.height, box.width, grid_count)
-    pos_scale = request.position_weight * position_scale(grid_count, box.height, box.width)
+        grid = Grid.for_request(
+            masked_grid_request(request.n_segments, mask[box.slices],
+                                request.model.calibration, request.grid,
+                                request.position_weight),
+            box.height, box.width, request.n_segments, request.grid)
+    pos_scale = request.position_weight * position_scale(grid, box.height, box.width)
     box_mask = None if mask is None else mask[box.slices]
     _check_fork()
     with net_lock():  # the cached nets are one set of blobs each: one thread at a time
         _prepare_for_fork()
         try:
             feats = box_features(image, box, box_mask, lab, channel_scale, request, pos_scale)
-            cells = cell_input(box.height, box.width, grid_h, grid_w)
+            cells = cell_input(box.height, box.width, grid)
             if box_mask is None:
-                raw = _slic_labels(feats, cells, grid_count, request)
+                raw = _slic_labels(feats, cells, grid, request)
             else:
-                raw = _masked_slic_labels(feats, cells, box_mask, (grid_h, grid_w),
-                                          request.num_steps)
+                raw = _masked_slic_labels(feats, cells, box_mask, grid, request.num_steps)
         except NetTooLargeError as error:
             raise NetTooLargeError(f"a {box.height}x{box.width} image is too large for the "
                                    f"SSN net: {error}") from error
     labels = np.full((height, width), -1, np.int32)
-    labels[box.slices] = _connected(raw, box_mask, box, grid_count, request.size_factors)
+    labels[box.slices] = _connected(raw, box_mask, box, grid, request.size_factors)
     return labels
 
 
 def box_features(image: np.ndarray, box: Box, box_mask: Optional[np.ndarray], lab: bool,
-                 channel_scale: ChannelScale, request: SlicRequest,
+                 channel_scale: ChannelScale, request: InferenceSettings,
                  pos_scale: float) -> np.ndarray:
     """The pixel features SLIC sees in the box, D x h x w float32: positions (from the
     image's corner) and scaled Lab or channels, the CNN's learned ones in deep mode,
     and with a mask one more channel, :data:`ssn.masks.INSIDE_VALUE` inside and 0
     outside."""
     origin = (box.top, box.left)
-    if request.mode == "deep":
+    if request.features == "deep":
         feats = deep_box_features(image, box, request.weights, pos_scale)
     elif lab:
         planes = rgb_to_lab_planes(as_rgb(image[box.slices], keep_uint8=True))
@@ -755,11 +717,11 @@ def deep_box_features(image: np.ndarray, box: Box, weights: str,
                                       box.left - left:box.right - left])
 
 
-def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid_count: int,
-                 request: SlicRequest) -> np.ndarray:
+def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid: Grid,
+                 request: InferenceSettings) -> np.ndarray:
     """Raw superpixel ids (h x w int32) of SLIC on ``feats`` (D x h x w) from ``cells``."""
     channels, height, width = feats.shape
-    net = _slic_net(height, width, grid_count, request.num_steps, channels,
+    net = _slic_net(height, width, grid, request.num_steps, channels,
                     bool(request.fused), device=current_device())
     net.forward(outputs=[], spixel_init=cells, feat_spixel_init=cells,
                 **{FEATURES: feats[None]})
@@ -767,12 +729,12 @@ def _slic_labels(feats: np.ndarray, cells: np.ndarray, grid_count: int,
 
 
 def _masked_slic_labels(feats: np.ndarray, cells: np.ndarray, mask: np.ndarray,
-                        grid: tuple[int, int], num_steps: int) -> np.ndarray:
+                        grid: Grid, num_steps: int) -> np.ndarray:
     """Raw superpixel ids (h x w int32) of SLIC that only the pixels of ``mask`` steer
     (:func:`ssn.nets.generators.masked_slic_net`): the initial centres, then each step's
     centres copied back as the next step's start, then the assignment."""
     channels, height, width = feats.shape
-    net = _masked_slic_net(height, width, *grid, channels, current_device())
+    net = _masked_slic_net(height, width, grid, channels, current_device())
     net.set_inputs({FEATURES: feats[None], "spixel_init": cells,
                     "feat_spixel_init": np.where(mask, cells, np.float32(INIT_IGNORE_INDEX)),
                     PIXEL_MASK: mask[None, None]})
@@ -789,7 +751,7 @@ def _masked_slic_labels(feats: np.ndarray, cells: np.ndarray, mask: np.ndarray,
     return caffe_net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
 
 
-def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid_count: int,
+def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid: Grid,
                factors: Optional[tuple[float, float]]) -> np.ndarray:
     """Labels consecutive from 0 (h x w int32; -1 outside the mask) from raw ids, made
     connected when ``factors`` (min, max size factors) are given."""
@@ -797,7 +759,7 @@ def _connected(raw: np.ndarray, mask: Optional[np.ndarray], box: Box, grid_count
         if mask is None:
             return np.unique(raw, return_inverse=True)[1].reshape(raw.shape).astype(np.int32)
         return consecutive_inside(raw, mask)
-    min_size, max_size = connectivity_sizes(box.height, box.width, grid_count, *factors)
+    min_size, max_size = connectivity_sizes(box.height, box.width, grid.request, *factors)
     if mask is None:
         return connect_segments(raw, min_size, max_size).astype(np.int32, copy=False)
     return connect_inside(raw, mask, min_size, max_size)

@@ -205,9 +205,10 @@ def shipped_calibration(features: str) -> Calibration:
     return bundled_calibration() if features == "deep" else model_settings(None).calibration
 
 
-def model_settings(weights: Optional[Union[str, Path]]) -> ModelSettings:
+def model_settings(weights: Optional[Union[str, Path]], stacklevel: int = 3) -> ModelSettings:
     """The settings that :func:`ssn.inference.superpixels` runs ``weights`` with, always
-    with a calibration; None: pixel mode.
+    with a calibration; None: pixel mode. ``stacklevel``: the warning's, as for
+    :func:`warnings.warn` counted from the caller of this function's caller.
 
     Weights without metadata, or with an uncalibrated one, get the BSDS500 model's
     calibration and an :class:`UncalibratedModelWarning` (once per file).
@@ -228,7 +229,7 @@ def model_settings(weights: Optional[Union[str, Path]]) -> ModelSettings:
                   f"{'the defaults' if settings is None else 'its settings'} and the shipped "
                   "BSDS500 model's count calibration, so the number of superpixels may be "
                   "off; measure one with ssn-bench-calibration --write-metadata",
-                  UncalibratedModelWarning, stacklevel=3)
+                  UncalibratedModelWarning, stacklevel=stacklevel)
     return dataclasses.replace(settings or DEFAULTS, calibration=bundled_calibration())
 
 

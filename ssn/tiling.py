@@ -20,6 +20,7 @@ import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
 
+from ssn.channels import position_and_values
 from ssn.device import current_device
 from ssn.nets.cache import net_lock
 from ssn.nets.checked import CheckedNet
@@ -147,15 +148,10 @@ def spans(size: int, core: int, margin: int) -> Iterator[tuple[int, int, int, in
 
 def pixel_feature_array(lab: np.ndarray, pos_scale: float,
                         color_scale: float = COLOR_SCALE) -> np.ndarray:
-    """[ps*y, ps*x, cs*L, cs*a, cs*b], 5 x H x W float32, as the PixelFeature layer computes
-    them (the same float32 products) from a 3 x H x W Lab image."""
-    _, height, width = lab.shape
-    out = np.empty((5, height, width), np.float32)
-    scale = np.float32(pos_scale)
-    out[0] = (scale * np.arange(height, dtype=np.float32))[:, None]
-    out[1] = (scale * np.arange(width, dtype=np.float32))[None, :]
-    np.multiply(np.asarray(lab, np.float32), np.float32(color_scale), out=out[2:])
-    return out
+    """[ps*y, ps*x, cs*L, cs*a, cs*b], 5 x H x W float32, from a 3 x H x W Lab image:
+    :func:`ssn.channels.position_and_values` at one colour scale."""
+    return position_and_values(np.asarray(lab, np.float32), pos_scale,
+                               np.full(3, color_scale, np.float32))
 
 
 # One only: it holds about 1.5 GB once used.

@@ -231,7 +231,8 @@ def test_rewritten_weights_file_is_read_again(tmp_path):
     image = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     weights = tmp_path / "model.caffemodel"
     shutil.copy(BUNDLED_WEIGHTS, weights)
-    first = superpixels(image, 12, 3, weights, features="deep", enforce_connectivity=False)
+    first = superpixels(image, 12, num_steps=3, weights=weights, features="deep",
+                        enforce_connectivity=False)
     model = caffe_pb2.NetParameter.FromString(weights.read_bytes())
     for layer in model.layer:
         if layer.name == "Convolution7":
@@ -240,8 +241,10 @@ def test_rewritten_weights_file_is_read_again(tmp_path):
     changed = model.SerializeToString()
     weights.write_bytes(changed)  # rewritten in place: same path, same size
     (tmp_path / "copy.caffemodel").write_bytes(changed)
-    again = superpixels(image, 12, 3, weights, features="deep", enforce_connectivity=False)
-    fresh = superpixels(image, 12, 3, tmp_path / "copy.caffemodel", features="deep",
+    again = superpixels(image, 12, num_steps=3, weights=weights, features="deep",
+                        enforce_connectivity=False)
+    fresh = superpixels(image, 12, num_steps=3, weights=tmp_path / "copy.caffemodel",
+                        features="deep",
                         enforce_connectivity=False)
     np.testing.assert_array_equal(again, fresh)
     assert not np.array_equal(again, first)
@@ -281,7 +284,7 @@ def training_files(folder: Path, max_iter: int = 8, snapshot: int = 3,
     """A tiny solver and train net on the sample's train split (4 images, batch 2)."""
     from ssn.nets.generators import SSNConfig, train_net
     from ssn.nets.prototxt import PrototxtOptions, solver
-    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = SSNConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                        batch_size=2, num_label_channels=8,
                        data=dict(phase="train", workers=1, prefetch=2,
                                  data_root=str(data_root)))

@@ -39,7 +39,7 @@ def infer(images, out, *extra):
 
 
 def expected_labels(image, n_segments=30):
-    return superpixels(read_image(image), n_segments, 3, features="pixel")
+    return superpixels(read_image(image), n_segments, num_steps=3, features="pixel")
 
 
 def visible_files(folder: Path) -> set[str]:
@@ -523,7 +523,7 @@ def test_a_position_weight_is_recorded_and_used(tmp_path, images):
     assert record["settings"]["position_weight"] == 2.5
     np.testing.assert_array_equal(
         np.load(out / f"{images[0].stem}.npy"),
-        superpixels(read_image(images[0]), 30, 3, features="pixel", position_weight=2.5))
+        superpixels(read_image(images[0]), 30, num_steps=3, features="pixel", position_weight=2.5))
     assert infer(images[:1], tmp_path / "bad", "--position-weight", "0") == 2
 
 
@@ -727,4 +727,4 @@ def test_an_absurd_position_weight_is_refused_before_any_work(tmp_path, images, 
 @pytest.mark.parametrize("weight", [1e20, 1e-9, float("nan"), float("inf"), 0.0])
 def test_superpixels_refuses_an_absurd_position_weight(weight):
     with pytest.raises(ValueError, match=r"\[0.0001, 10000\]"):
-        superpixels(np.zeros((20, 20, 3)), 4, 2, features="pixel", position_weight=weight)
+        superpixels(np.zeros((20, 20, 3)), 4, num_steps=2, features="pixel", position_weight=weight)

@@ -31,7 +31,7 @@ from ssn.training.solver import train
 FILLER_SEED = 1705
 # Task loss only: the CNN can learn only through the superpixel pooling.
 # The tiny nets' CNNs start from scratch: BatchNorm by the batch's statistics.
-TASK_ONLY = dict(height=24, width=26, n_spixels=9, num_steps=2, feature_dim=8, batch_size=1,
+TASK_ONLY = dict(height=24, width=26, grid_request=9, num_steps=2, feature_dim=8, batch_size=1,
                  num_label_channels=4, compactness_weight=0, label_weight=0,
                  frozen_batch_norm=False)
 
@@ -339,7 +339,7 @@ def test_bad_task_settings_are_refused():
 def write_training_files(tmp_path, max_iter):
     # From scratch, so BatchNorm learns its statistics: frozen ones would be the
     # filler's zeros, which scale every activation by 1 / sqrt(eps).
-    config = DownstreamConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = DownstreamConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                               batch_size=2, num_label_channels=8, frozen_batch_norm=False,
                               data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     (tmp_path / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))
@@ -414,7 +414,7 @@ def test_comparison_plot(tmp_path):
 def test_frozen_batch_norm_needs_weights_to_train_from(tmp_path, sample_root):
     solver_path = write_training_files(tmp_path, max_iter=1)
     net_path = tmp_path / "net.prototxt"
-    config = DownstreamConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = DownstreamConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                               batch_size=2, num_label_channels=8, frozen_batch_norm=True,
                               data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     net_path.write_text(text_format.MessageToString(train_net(config)))

@@ -89,7 +89,7 @@ def test_nothing_folds_without_weights_or_in_training():
 def test_the_shipped_model_folds_with_the_same_features_and_labels():
     """The deploy nets of superpixels() fold all six of the feature CNN's BatchNorms."""
     height, width, n_spixels = 129, 161, 60
-    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=10,
+    config = SSNConfig(height=height, width=width, grid_request=n_spixels, num_steps=10,
                        feature_dim=DEEP_FEATURE_DIM,
                        pos_scale=position_scale(n_spixels, height, width))
     weights = str(inference.BUNDLED_WEIGHTS)

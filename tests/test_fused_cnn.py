@@ -200,7 +200,7 @@ def test_the_shipped_model_gives_the_same_features_in_both_deploy_layouts(lab_im
     _, height, width = lab_image.shape
     features, labels = [], []
     for fused_cnn in (True, False):
-        config = SSNConfig(height=height, width=width, n_spixels=63, num_steps=10,
+        config = SSNConfig(height=height, width=width, grid_request=63, num_steps=10,
                            fused_cnn=fused_cnn)
         cells = init_cells(height, width, *config.grid)[None, None].astype(np.float32)
         net = CheckedNet(deploy_net(config), caffe.TEST, weights=weights,
@@ -244,7 +244,7 @@ def test_the_shipped_model_trains_alike_in_both_layouts(sample_root):
     weights = str(bundled_weights())
     results = {}
     for fused_cnn in (True, False):
-        config = SSNConfig(height=58, width=61, n_spixels=30, batch_size=2,
+        config = SSNConfig(height=58, width=61, grid_request=30, batch_size=2,
                            fused_cnn=fused_cnn)
         batches = [train_batch(config, index) for index in range(3)]
         trainer = train_solver(config, {k: v.shape for k, v in batches[0].items()}, weights)

@@ -7,7 +7,7 @@ from scipy import ndimage
 from skimage import data
 from skimage import io as skio
 
-from ssn import inference
+from ssn import inference, settings
 from ssn.cli.infer import main as infer_main
 from ssn.evaluation.metrics import compactness
 from ssn.inference import superpixels
@@ -64,7 +64,7 @@ def test_bad_inputs_say_why(image, kwargs, message):
 
 
 def test_deep_features_need_weights(monkeypatch, tmp_path):
-    monkeypatch.setattr(inference, "BUNDLED_WEIGHTS", tmp_path / "no-such-model")
+    monkeypatch.setattr(settings, "BUNDLED_WEIGHTS", tmp_path / "no-such-model")
     with pytest.raises(ValueError, match="needs weights"):
         superpixels(np.zeros((40, 50, 3), np.uint8), features="deep")
 
@@ -171,11 +171,20 @@ def test_sklearn_names_and_ssn_aliases_agree():
         superpixels(image, n_segments=16, n_spixels=16, features="pixel")
 
 
+def test_only_the_image_and_count_go_by_position():
+    # scikit-image's slic(img, 200, 10) means compactness 10: here it must not mean 10 steps.
+    with pytest.raises(TypeError, match=r"num_steps=\.\.\..*compactness"):
+        superpixels(small_image(), 16, 10)
+    with pytest.raises(TypeError, match="by keyword"):
+        superpixels(small_image(), 16, 2, None, features="pixel")
+
+
 @pytest.mark.parametrize("count", [16, 16.0, np.int64(16), np.float32(16)])
 def test_whole_numbers_of_any_type_are_counts(count):
     labels = superpixels(small_image(), n_segments=count, num_steps=np.int32(2),
                          features="pixel")
-    np.testing.assert_array_equal(labels, superpixels(small_image(), 16, 2, features="pixel"))
+    np.testing.assert_array_equal(labels, superpixels(small_image(), 16, num_steps=2,
+                                                      features="pixel"))
 
 
 @pytest.mark.parametrize("name, value, error, message", [
@@ -198,18 +207,18 @@ def test_counts_that_are_not_whole_numbers_name_the_argument(name, value, error,
 
 def test_start_label_and_channel_axis():
     image = small_image()
-    labels = superpixels(image, 16, 2, features="pixel")
-    one = superpixels(image, 16, 2, features="pixel", start_label=1)
+    labels = superpixels(image, 16, num_steps=2, features="pixel")
+    one = superpixels(image, 16, num_steps=2, features="pixel", start_label=1)
     np.testing.assert_array_equal(one, labels + 1)
-    first_axis = superpixels(np.moveaxis(image, -1, 0), 16, 2, features="pixel",
+    first_axis = superpixels(np.moveaxis(image, -1, 0), 16, num_steps=2, features="pixel",
                              channel_axis=0)
     np.testing.assert_array_equal(first_axis, labels)
-    gray = superpixels(image[:, :, 0], 16, 2, features="pixel", channel_axis=None)
+    gray = superpixels(image[:, :, 0], 16, num_steps=2, features="pixel", channel_axis=None)
     assert gray.shape == (64, 64)
     with pytest.raises(ValueError, match="start_label must be 0 or 1"):
-        superpixels(image, 16, 2, features="pixel", start_label=2)
+        superpixels(image, 16, num_steps=2, features="pixel", start_label=2)
     with pytest.raises(ValueError, match="channel_axis=None needs a 2-D"):
-        superpixels(image, 16, 2, features="pixel", channel_axis=None)
+        superpixels(image, 16, num_steps=2, features="pixel", channel_axis=None)
 
 
 @pytest.mark.parametrize("shape", [(20, 300), (300, 20), (31, 31)])
@@ -264,13 +273,13 @@ def test_the_calibrated_grid_is_the_original_grid_for_a_smaller_count(features):
     from ssn.grid import grid_request
     from ssn.model_metadata import shipped_calibration
     image = data.astronaut()[100:250, 150:350]
-    calibrated = superpixels(image, 60, 3, features=features)
+    calibrated = superpixels(image, 60, num_steps=3, features=features)
     smaller = grid_request(60, *image.shape[:2], shipped_calibration(features))
     assert 25 <= smaller < 60
     np.testing.assert_array_equal(
-        calibrated, superpixels(image, smaller, 3, features=features, grid="original"))
+        calibrated, superpixels(image, smaller, num_steps=3, features=features, grid="original"))
     with pytest.raises(ValueError, match="grid must be one of"):
-        superpixels(image, 60, 3, features=features, grid="square")
+        superpixels(image, 60, num_steps=3, features=features, grid="square")
 
 
 def test_grid_requests_aim_at_the_requested_count():
@@ -290,7 +299,7 @@ def test_grid_requests_aim_at_the_requested_count():
 
 def test_a_larger_position_weight_gives_more_compact_superpixels():
     image = data.astronaut()[::3, ::3]
-    measured = {features: [compactness(superpixels(image, 60, 5, features=features,
+    measured = {features: [compactness(superpixels(image, 60, num_steps=5, features=features,
                                                    position_weight=weight))
                            for weight in (0.5, 1, 3)]
                 for features in ("pixel", "deep")}
@@ -298,8 +307,8 @@ def test_a_larger_position_weight_gives_more_compact_superpixels():
     assert low < default < high
     low, default, high = measured["deep"]  # the CNN sees the positions too
     assert high > max(low, default)
-    np.testing.assert_array_equal(superpixels(image, 60, 5, features="pixel"),
-                                  superpixels(image, 60, 5, features="pixel",
+    np.testing.assert_array_equal(superpixels(image, 60, num_steps=5, features="pixel"),
+                                  superpixels(image, 60, num_steps=5, features="pixel",
                                               position_weight=1))
 
 
@@ -317,7 +326,7 @@ def test_evaluation_runs_name_and_use_the_position_weight():
     name, count, labeller = ssn_run(20, "pixel", 3, None, position_weight=2)
     assert (name, count) == ("SSN-pixel-pw2", 20)
     np.testing.assert_array_equal(labeller("x", image), superpixels(
-        image, 20, 3, features="pixel", position_weight=2))
+        image, 20, num_steps=3, features="pixel", position_weight=2))
     assert ssn_run(20, "pixel", 3, None)[0] == "SSN-pixel"
 
 
@@ -337,3 +346,40 @@ def test_weights_that_give_non_finite_features_are_an_error(tmp_path):
     image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="give NaN or infinite features"):
         superpixels(image, n_segments=20, weights=huge)
+
+
+@pytest.mark.parametrize("features", ["deep", "pixel"])
+def test_pixel_features_made_outside_the_net_give_the_layers_labels(features):
+    """superpixels() makes the pixel features in NumPy at every size; the PixelFeature
+    layer of the exported deploy net gives the same labels, bit for bit."""
+    from ssn.color import rgb_to_lab_planes
+    from ssn.grid import decide_grid
+    from ssn.nets.generators import position_scale
+    from ssn.settings import InferenceSettings
+
+    image = data.astronaut()[100:228, 150:310]
+    ours = superpixels(image, 40, num_steps=3, features=features, position_weight=1.5,
+                       enforce_connectivity=False)
+    settings = InferenceSettings.build(40, num_steps=3, features=features,
+                                       position_weight=1.5)
+    grid = decide_grid(40, 128, 160, settings.model.calibration, position_weight=1.5)
+    net = inference.deploy_net_for.__wrapped__(
+        128, 160, grid, 3, features, settings.weights, position_weight=1.5,
+        color_scale=settings.color_scale, feature_dim=settings.feature_dim)
+    cells = inference.cell_input(128, 160, grid)
+    net.forward(outputs=[], img=rgb_to_lab_planes(image)[None], spixel_init=cells,
+                feat_spixel_init=cells)
+    layer = net.net.blobs["new_spix_indices"].data[0, 0]
+    np.testing.assert_array_equal(np.unique(layer, return_inverse=True)[1].reshape(128, 160),
+                                  ours)
+    assert net.net.blobs["pixel_features"].data[0, 0, 1, 0] == np.float32(
+        1.5 * position_scale(grid, 128, 160))
+
+
+def test_timings_come_from_the_call_itself():
+    timings = {}
+    superpixels(small_image(), 16, num_steps=2, features="pixel", timings=timings)
+    assert set(timings) == set(inference.STAGES) - {"features"}
+    assert all(seconds >= 0 for seconds in timings.values())
+    superpixels(small_image(), 16, num_steps=2, features="pixel", timings=timings)
+    assert timings["forward"] > 0

@@ -12,10 +12,9 @@ from ssn import device, masks, tiling
 from ssn.channels import CHANNEL_SPAN, channel_scales, position_and_values
 from ssn.color import rgb_to_lab_planes
 from ssn.connectivity import enforce_connectivity
-from ssn.grid import grid_request, init_cells
+from ssn.grid import Grid, grid_request, init_cells
 from ssn.inference import (
     DEEP_FEATURE_DIM,
-    SlicRequest,
     _masked_slic_labels,
     bundled_weights,
     deep_box_features,
@@ -23,10 +22,11 @@ from ssn.inference import (
     superpixels_of_values,
 )
 from ssn.masks import Box, connect_inside, covered_cells, masked_grid_request
-from ssn.model_metadata import model_settings, shipped_calibration
+from ssn.model_metadata import shipped_calibration
 from ssn.reference import passoc as reference_passoc
 from ssn.reference import slic_iterations as reference_slic
 from ssn.reference import spixel_feature2 as reference_feature2
+from ssn.settings import InferenceSettings
 
 MODES = ["pixel", "deep"]
 
@@ -71,21 +71,21 @@ def astronaut():
 @pytest.mark.parametrize("features", MODES)
 def test_superpixels_only_inside_the_mask(astronaut, features):
     mask = disc(astronaut.shape[:2], (90, 80), 60)
-    labels = superpixels(astronaut, 60, 5, features=features, mask=mask)
+    labels = superpixels(astronaut, 60, num_steps=5, features=features, mask=mask)
     assert_masked_labels(labels, mask)
     assert labels.max() > 20
-    zero = superpixels(astronaut, 60, 5, features=features, mask=mask, start_label=0)
+    zero = superpixels(astronaut, 60, num_steps=5, features=features, mask=mask, start_label=0)
     assert_masked_labels(zero, mask, first=0)  # scikit-image's rule: start_label - 1 outside
     np.testing.assert_array_equal(zero, labels - 1)
 
 
 @pytest.mark.parametrize("features", MODES)
 def test_an_all_true_mask_gives_the_labels_of_no_mask(astronaut, features):
-    unmasked = superpixels(astronaut, 60, 5, features=features)
+    unmasked = superpixels(astronaut, 60, num_steps=5, features=features)
     everywhere = np.ones(astronaut.shape[:2], bool)
-    np.testing.assert_array_equal(superpixels(astronaut, 60, 5, features=features,
+    np.testing.assert_array_equal(superpixels(astronaut, 60, num_steps=5, features=features,
                                               mask=everywhere), unmasked + 1)
-    np.testing.assert_array_equal(superpixels(astronaut, 60, 5, features=features,
+    np.testing.assert_array_equal(superpixels(astronaut, 60, num_steps=5, features=features,
                                               mask=everywhere.astype(np.uint8), start_label=0),
                                   unmasked)
 
@@ -97,22 +97,21 @@ def test_the_mask_path_with_nothing_left_out_gives_the_labels_of_no_mask(astrona
     """The masked SLIC layers (a step at a time, outside pixels weighted 0, the extra
     channel) and connectivity inside the mask, run on an all-true mask (superpixels()
     itself takes that for no mask), compute what the fused whole-image path does."""
-    weights = str(bundled_weights()) if features == "deep" else None
-    request = SlicRequest(features, weights, 60, 5, "calibrated", 1.0,
-                          (0.06, 3.0) if connected else None, True, model_settings(weights))
+    request = InferenceSettings.build(60, num_steps=5, features=features,
+                                      enforce_connectivity=connected)
     everywhere = np.ones(astronaut.shape[:2], bool)
     np.testing.assert_array_equal(
         superpixels_of_values(astronaut, request, everywhere, True, None),
-        superpixels(astronaut, 60, 5, features=features, enforce_connectivity=connected))
+        superpixels(astronaut, 60, num_steps=5, features=features, enforce_connectivity=connected))
 
 
 @pytest.mark.parametrize("features", MODES)
 def test_a_mask_missing_one_corner_pixel_changes_little(astronaut, features):
     mask = np.ones(astronaut.shape[:2], bool)
     mask[0, 0] = False
-    masked = superpixels(astronaut, 60, 5, features=features, mask=mask)
+    masked = superpixels(astronaut, 60, num_steps=5, features=features, mask=mask)
     assert_masked_labels(masked, mask)
-    assert partitions_agree(masked, superpixels(astronaut, 60, 5, features=features),
+    assert partitions_agree(masked, superpixels(astronaut, 60, num_steps=5, features=features),
                             mask) > 0.98
 
 
@@ -146,7 +145,8 @@ def test_masked_slic_layers_match_a_numpy_reference(shape, grid, steps):
     feats = np.concatenate([feats, np.where(mask, masks.INSIDE_VALUE, 0)[None]]).astype(
         np.float32)
     cells = init_cells(*shape, *grid).astype(np.float32)
-    labels = _masked_slic_labels(feats, cells[None, None], mask, grid, steps)
+    cell_grid = Grid(*grid, request=grid[0] * grid[1], n_segments=grid[0] * grid[1])
+    labels = _masked_slic_labels(feats, cells[None, None], mask, cell_grid, steps)
     expected = masked_slic_reference(feats, cells, mask, *grid, steps)
     np.testing.assert_array_equal(labels[mask], expected[mask])
 
@@ -162,10 +162,10 @@ def test_pixels_outside_the_mask_change_nothing_inside():
     other = image.copy()
     other[~mask] = rng.integers(0, 256, (int((~mask).sum()), 3), dtype=np.uint8)
     for kwargs in (dict(), dict(convert2lab=False)):
-        labels = superpixels(image, 30, 5, features="pixel", mask=mask, **kwargs)
+        labels = superpixels(image, 30, num_steps=5, features="pixel", mask=mask, **kwargs)
         assert_masked_labels(labels, mask)
         np.testing.assert_array_equal(
-            superpixels(other, 30, 5, features="pixel", mask=mask, **kwargs), labels)
+            superpixels(other, 30, num_steps=5, features="pixel", mask=mask, **kwargs), labels)
 
 
 def test_the_count_is_over_the_masked_area():
@@ -214,28 +214,28 @@ def test_odd_masks(astronaut, features):
     shape = astronaut.shape[:2]
     row = np.zeros(shape, bool)
     row[40, 10:150] = True
-    labels = superpixels(astronaut, 5, 3, features=features, mask=row)
+    labels = superpixels(astronaut, 5, num_steps=3, features=features, mask=row)
     assert_masked_labels(labels, row)
     # 2 in deep mode: below its measured range (48 cells) the model's calibration
     # expects 2 superpixels a cell, which a one-pixel row cannot split into.
     assert 2 <= labels.max() <= 8
     two_blobs = disc(shape, (30, 30), 25) | disc(shape, (130, 140), 30)
-    labels = superpixels(astronaut, 20, 3, features=features, mask=two_blobs)
+    labels = superpixels(astronaut, 20, num_steps=3, features=features, mask=two_blobs)
     assert_masked_labels(labels, two_blobs)
     blob_of = ndimage.label(two_blobs)[0]
     for label in range(1, labels.max() + 1):  # no superpixel spans both blobs
         assert len(np.unique(blob_of[labels == label])) == 1
     frame = np.ones(shape, bool)  # touches every border, with a hole
     frame[30:-30, 30:-30] = False
-    labels = superpixels(astronaut, 30, 3, features=features, mask=frame)
+    labels = superpixels(astronaut, 30, num_steps=3, features=features, mask=frame)
     assert_masked_labels(labels, frame)
     corner = np.zeros(shape, bool)
     corner[:40, -50:] = True
-    labels = superpixels(astronaut, 6, 3, features=features, mask=corner)
+    labels = superpixels(astronaut, 6, num_steps=3, features=features, mask=corner)
     assert_masked_labels(labels, corner)
     one = np.zeros(shape, bool)
     one[100, 7] = True
-    labels = superpixels(astronaut, 1, 2, features=features, mask=one)
+    labels = superpixels(astronaut, 1, num_steps=2, features=features, mask=one)
     assert labels[100, 7] == 1 and labels.sum() == 1
 
 
@@ -248,14 +248,14 @@ def test_odd_masks(astronaut, features):
 ])
 def test_bad_masks_say_why(mask, error, message):
     with pytest.raises(error, match=message):
-        superpixels(data.astronaut()[::8, ::8], 10, 2, features="pixel", mask=mask)
+        superpixels(data.astronaut()[::8, ::8], 10, num_steps=2, features="pixel", mask=mask)
 
 
 def test_a_mask_of_fewer_pixels_than_superpixels_is_refused():
     mask = np.zeros((64, 64), bool)
     mask[5:7, 5:8] = True
     with pytest.raises(ValueError, match="n_segments=50 is more than the mask's 6 pixels"):
-        superpixels(data.astronaut()[::8, ::8], 50, 2, features="pixel", mask=mask)
+        superpixels(data.astronaut()[::8, ::8], 50, num_steps=2, features="pixel", mask=mask)
 
 
 def test_covered_cells_count_each_cell_by_its_share_inside():
@@ -365,16 +365,17 @@ def eight_channels(regions, seed=0):
 def test_regions_that_only_channels_4_to_8_show_are_recovered():
     regions = planted_regions()
     image = eight_channels(regions)
-    labels = superpixels(image, 30, 10, features="pixel")
+    labels = superpixels(image, 30, num_steps=10, features="pixel")
     assert accuracy(labels, regions) > 0.97
     # The regions' channels weighted 0: only noise and positions are left.
-    blind = superpixels(image, 30, 10, features="pixel",
+    blind = superpixels(image, 30, num_steps=10, features="pixel",
                         channel_scale=[4, 4, 4, 0, 0, 0, 0, 0])
     assert accuracy(blind, regions) < accuracy(labels, regions) - 0.04
     # The noise weighted 0: the regions come out cleaner still.
-    clean = superpixels(image, 30, 10, features="pixel", channel_scale=[0, 0, 0, 5, 5, 5, 5, 5])
+    clean = superpixels(image, 30, num_steps=10, features="pixel",
+                        channel_scale=[0, 0, 0, 5, 5, 5, 5, 5])
     assert accuracy(clean, regions) >= accuracy(labels, regions)
-    first_axis = superpixels(np.moveaxis(image, -1, 0), 30, 10, features="pixel",
+    first_axis = superpixels(np.moveaxis(image, -1, 0), 30, num_steps=10, features="pixel",
                              channel_axis=0)
     np.testing.assert_array_equal(first_axis, labels)
 
@@ -384,10 +385,10 @@ def test_one_and_two_channel_images(channels):
     regions = planted_regions()
     rng = np.random.default_rng(channels)
     image = np.stack([regions * 20.0 + rng.normal(0, 1, regions.shape)] * channels, axis=-1)
-    labels = superpixels(image, 30, 10, features="pixel", convert2lab=False)
+    labels = superpixels(image, 30, num_steps=10, features="pixel", convert2lab=False)
     assert accuracy(labels, regions) > 0.97
     if channels == 1:
-        flat = superpixels(image[:, :, 0], 30, 10, features="pixel", channel_axis=None,
+        flat = superpixels(image[:, :, 0], 30, num_steps=10, features="pixel", channel_axis=None,
                            convert2lab=False)
         np.testing.assert_array_equal(flat, labels)
 
@@ -398,8 +399,8 @@ def test_a_fourth_channel_counts_when_lab_is_off():
     ramp = np.linspace(0.3, 0.7, regions.shape[1])[None, :, None]  # colour without edges
     rgb = ramp + rng.normal(0, 0.01, regions.shape + (3,))
     image = np.dstack([rgb, regions * 0.3])  # RGB plus depth
-    as_rgba = superpixels(np.clip(image, 0, 1), 30, 10, features="pixel")  # alpha dropped
-    with_depth = superpixels(image, 30, 10, features="pixel", convert2lab=False)
+    as_rgba = superpixels(np.clip(image, 0, 1), 30, num_steps=10, features="pixel")  # alpha dropped
+    with_depth = superpixels(image, 30, num_steps=10, features="pixel", convert2lab=False)
     assert accuracy(with_depth, regions) > 0.97
     assert accuracy(as_rgba, regions) < accuracy(with_depth, regions) - 0.04
 
@@ -408,10 +409,10 @@ def test_masks_and_channels_together():
     regions = planted_regions()
     image = eight_channels(regions, seed=2)
     mask = disc(regions.shape, (30, 40), 25)
-    labels = superpixels(image, 20, 10, features="pixel", mask=mask)
+    labels = superpixels(image, 20, num_steps=10, features="pixel", mask=mask)
     assert_masked_labels(labels, mask)
     assert accuracy(labels[mask], regions[mask]) > 0.9
-    labels = superpixels(image, 40, 10, features="pixel", mask=mask,
+    labels = superpixels(image, 40, num_steps=10, features="pixel", mask=mask,
                          channel_scale=[0, 0, 0, 5, 5, 5, 5, 5])  # the noise left out
     assert_masked_labels(labels, mask)
     assert accuracy(labels[mask], regions[mask]) > 0.99
@@ -421,11 +422,11 @@ def test_the_lab_path_at_the_trained_scale_gives_the_pixel_layer_s_labels(astron
     """Lab features made in NumPy (any channel_scale takes that path) at the trained
     colour scale are the PixelFeature layer's bits, so the labels are the same."""
     np.testing.assert_array_equal(
-        superpixels(astronaut, 60, 5, features="pixel", channel_scale=0.26),
-        superpixels(astronaut, 60, 5, features="pixel"))
+        superpixels(astronaut, 60, num_steps=5, features="pixel", channel_scale=0.26),
+        superpixels(astronaut, 60, num_steps=5, features="pixel"))
     assert not np.array_equal(
-        superpixels(astronaut, 60, 5, features="pixel", channel_scale=[0.26, 0, 0]),
-        superpixels(astronaut, 60, 5, features="pixel"))
+        superpixels(astronaut, 60, num_steps=5, features="pixel", channel_scale=[0.26, 0, 0]),
+        superpixels(astronaut, 60, num_steps=5, features="pixel"))
     lab = rgb_to_lab_planes(astronaut)
     np.testing.assert_array_equal(position_and_values(lab, 0.37, np.full(3, 0.26)),
                                   tiling.pixel_feature_array(lab, 0.37))
@@ -458,24 +459,24 @@ def test_default_channel_scales_stretch_each_channel_to_lab_s_span():
 def test_bad_channel_arguments_say_why(kwargs, error, message):
     image = eight_channels(planted_regions())
     with pytest.raises(error, match=message):
-        superpixels(image, 10, 2, **kwargs)
+        superpixels(image, 10, num_steps=2, **kwargs)
 
 
 def test_deep_mode_refuses_channel_scales_and_channels_as_given(astronaut):
     with pytest.raises(ValueError, match="channel_scale applies to features='pixel' only"):
-        superpixels(astronaut, 10, 2, features="deep", channel_scale=0.3)
+        superpixels(astronaut, 10, num_steps=2, features="deep", channel_scale=0.3)
     with pytest.raises(ValueError, match="features='deep' needs an RGB"):
-        superpixels(astronaut, 10, 2, features="deep", convert2lab=False)
+        superpixels(astronaut, 10, num_steps=2, features="deep", convert2lab=False)
 
 
 def test_non_finite_channels_are_refused_inside_the_mask_only():
     image = eight_channels(planted_regions())
     image[0, 0, 5] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
-        superpixels(image, 10, 2, features="pixel")
+        superpixels(image, 10, num_steps=2, features="pixel")
     mask = np.ones(image.shape[:2], bool)
     mask[:5, :5] = False
-    labels = superpixels(image, 10, 2, features="pixel", mask=mask)
+    labels = superpixels(image, 10, num_steps=2, features="pixel", mask=mask)
     assert_masked_labels(labels, mask)
 
 
@@ -488,9 +489,9 @@ def test_a_gpu_on_this_cpu_only_build_is_refused_clearly(astronaut):
         pytest.skip("this Caffe was built with CUDA")
     with pytest.raises(ValueError, match="GPU 0 was asked for, but this Caffe was built "
                                          "CPU-only"):
-        superpixels(astronaut, 10, 2, features="pixel", gpu=0)
+        superpixels(astronaut, 10, num_steps=2, features="pixel", gpu=0)
     with pytest.raises(ValueError, match="built CPU-only"):
-        superpixels(astronaut, 10, 2, features="pixel", gpu=0, mask=disc((171, 171),
+        superpixels(astronaut, 10, num_steps=2, features="pixel", gpu=0, mask=disc((171, 171),
                                                                          (80, 80), 40))
     assert device.current_device() == -1
 
@@ -503,7 +504,7 @@ def test_a_gpu_on_this_cpu_only_build_is_refused_clearly(astronaut):
 ])
 def test_bad_gpu_ids_say_why(astronaut, gpu, error, message):
     with pytest.raises(error, match=message):
-        superpixels(astronaut, 10, 2, features="pixel", gpu=gpu)
+        superpixels(astronaut, 10, num_steps=2, features="pixel", gpu=gpu)
 
 
 def test_a_gpu_the_machine_lacks_is_refused_before_caffe_sees_it(monkeypatch):
@@ -535,14 +536,14 @@ def test_on_the_gpu_the_labels_are_the_cpu_s(astronaut, features):
     gpu = usable_gpu()
     mask = disc(astronaut.shape[:2], (90, 80), 60)
     for kwargs in (dict(), dict(mask=mask)):
-        cpu = superpixels(astronaut, 60, 5, features=features, **kwargs)
-        on_gpu = superpixels(astronaut, 60, 5, features=features, gpu=gpu, **kwargs)
+        cpu = superpixels(astronaut, 60, num_steps=5, features=features, **kwargs)
+        on_gpu = superpixels(astronaut, 60, num_steps=5, features=features, gpu=gpu, **kwargs)
         assert device.current_device() == -1  # back where it was
         assert partitions_agree(on_gpu, cpu, np.ones(cpu.shape, bool)) > 0.995
     if features == "pixel":
         channels = eight_channels(planted_regions())
-        assert partitions_agree(superpixels(channels, 20, 5, features="pixel", gpu=gpu),
-                                superpixels(channels, 20, 5, features="pixel"),
+        assert partitions_agree(superpixels(channels, 20, num_steps=5, features="pixel", gpu=gpu),
+                                superpixels(channels, 20, num_steps=5, features="pixel"),
                                 np.ones(channels.shape[:2], bool)) > 0.995
 
 
@@ -569,7 +570,7 @@ def test_infer_with_a_mask_folder(tmp_path, val_images):
     assert_masked_labels(labels, first)
     from ssn.images import read_image
     np.testing.assert_array_equal(
-        labels, superpixels(read_image(images[0]), 30, 3, features="pixel", mask=first))
+        labels, superpixels(read_image(images[0]), 30, num_steps=3, features="pixel", mask=first))
     rows = {row["output"]: row for row in json.loads((out / "summary.json").read_text())}
     assert rows[images[0].stem]["status"] == "ok"
     assert rows[images[0].stem]["actual"] == labels.max()
@@ -603,9 +604,10 @@ def test_the_association_is_refused_with_a_mask_or_channel_scale(astronaut):
     mask = np.zeros(astronaut.shape[:2], bool)
     mask[10:60, 20:90] = True
     with pytest.raises(ValueError, match="return_association"):
-        superpixels(astronaut, 20, 2, features="pixel", mask=mask, return_association=True)
+        superpixels(astronaut, 20, num_steps=2, features="pixel", mask=mask,
+                    return_association=True)
     with pytest.raises(ValueError, match="return_association"):
-        superpixels(astronaut, 20, 2, features="pixel", channel_scale=0.3,
+        superpixels(astronaut, 20, num_steps=2, features="pixel", channel_scale=0.3,
                     return_association=True)
 
 
@@ -617,8 +619,8 @@ def test_a_mask_runs_at_the_models_position_weight():
     image = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
     mask = np.zeros(image.shape[:2], bool)
     mask[4:44, 6:60] = True
-    default = superpixels(image, 30, 2, str(flow), mask=mask)
-    np.testing.assert_array_equal(default, superpixels(image, 30, 2, str(flow), mask=mask,
-                                                       position_weight=2.0))
-    assert not np.array_equal(default, superpixels(image, 30, 2, str(flow), mask=mask,
-                                                   position_weight=1.0))
+    default = superpixels(image, 30, num_steps=2, weights=str(flow), mask=mask)
+    np.testing.assert_array_equal(default, superpixels(image, 30, num_steps=2, weights=str(flow),
+                                                       mask=mask, position_weight=2.0))
+    assert not np.array_equal(default, superpixels(image, 30, num_steps=2, weights=str(flow),
+                                                   mask=mask, position_weight=1.0))

@@ -16,7 +16,7 @@ from ssn.nets.prototxt import PrototxtOptions, solver
 from ssn.nets.weights import initialize_helper_weights, inputs_for_data_layers
 
 # A small CNN net with SSN's 50 label channels.
-GEOMETRY = dict(height=33, width=41, n_spixels=12, num_steps=2, feature_dim=8, batch_size=2,
+GEOMETRY = dict(height=33, width=41, grid_request=12, num_steps=2, feature_dim=8, batch_size=2,
                 num_label_channels=50)
 CHAIN_LAYERS = {"recon_label2", "ReLU8", "Convolution10", "Power1", "Tile2", "recon_label3"}
 

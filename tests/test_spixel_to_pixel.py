@@ -264,7 +264,7 @@ def train_batch(rng, config):
 @pytest.mark.parametrize("target", ["labels", "continuous"])
 def test_train_nets_with_the_layer_and_the_chain_agree(target):
     """The whole train net (pixel features, 2 steps): same losses and gradients."""
-    base = dict(height=19, width=23, n_spixels=12, num_steps=2, feature_dim=5, batch_size=2,
+    base = dict(height=19, width=23, grid_request=12, num_steps=2, feature_dim=5, batch_size=2,
                 num_label_channels=6, target=target, continuous_loss="expected")
     rng = np.random.default_rng(18)
     inputs = None

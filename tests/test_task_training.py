@@ -18,7 +18,7 @@ from ssn.training.pairs import DatasetError
 from ssn.training.task_run import TASK_RECIPE, prepare_run
 from tests.pair_data import flow_folder, label_folder
 
-CONTINUOUS = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_size=2,
+CONTINUOUS = dict(height=17, width=19, grid_request=9, num_steps=3, feature_dim=8, batch_size=2,
                   target="continuous", target_channels=2, target_weight=1e-2)
 
 
@@ -91,7 +91,7 @@ def numpy_superpixel_means(assoc, cells, target, grid_h, grid_w):
 
 def test_the_expected_loss_is_the_association_weighted_error_of_single_means():
     # A finer grid than CONTINUOUS's 3 x 3, whose superpixels all mix most pixels.
-    config = SSNConfig(**dict(CONTINUOUS, n_spixels=30), continuous_loss="expected")
+    config = SSNConfig(**dict(CONTINUOUS, grid_request=30), continuous_loss="expected")
     net = continuous_net(config)
     rng = np.random.default_rng(3)
     ys, xs = np.mgrid[:17, :19]
@@ -130,7 +130,7 @@ def test_a_soft_continuous_net_has_no_spread_term():
 @pytest.mark.parametrize("kind, n_spixels, unweighted", [("soft", 9, ()),
                                                          ("expected", 30, ("loss3",))])
 def test_the_continuous_loss_gradient_matches_finite_differences(kind, n_spixels, unweighted):
-    config = SSNConfig(**dict(CONTINUOUS, n_spixels=n_spixels), continuous_loss=kind)
+    config = SSNConfig(**dict(CONTINUOUS, grid_request=n_spixels), continuous_loss=kind)
     net = continuous_net(config, unweighted)
     rng = np.random.default_rng(2)
     ys, xs = np.mgrid[:17, :19]

@@ -29,7 +29,7 @@ def whole_net_features():
     """(pixel features, trans_features) of the untiled deploy net, on a 301x403 image."""
     lab = rgb_to_lab(inference.as_rgb(resized_astronaut(HEIGHT, WIDTH))).transpose(2, 0, 1)
     scale = position_scale(100, HEIGHT, WIDTH)
-    net = CheckedNet(deploy_net(SSNConfig(height=HEIGHT, width=WIDTH, n_spixels=100,
+    net = CheckedNet(deploy_net(SSNConfig(height=HEIGHT, width=WIDTH, grid_request=100,
                                           num_steps=1, feature_dim=20, pos_scale=scale)),
                      caffe.TEST, weights=str(inference.bundled_weights()))
     cells = np.zeros((1, 1, HEIGHT, WIDTH), np.float32)

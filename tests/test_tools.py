@@ -133,7 +133,7 @@ def test_exported_model_keeps_only_the_deploy_layers_and_segments_alike(tmp_path
     image = data.astronaut()[::8, ::8]
     features = []
     for weights in (exported, snapshot):
-        superpixels(image, 30, 2, weights, features="deep")
+        superpixels(image, 30, num_steps=2, weights=weights, features="deep")
         net = deploy_net_for(64, 64, 30, 2, "deep", str(weights)).net
         features.append(net.blobs["trans_features"].data.copy())
     np.testing.assert_allclose(features[0], features[1], rtol=1e-5, atol=1e-5)
@@ -177,7 +177,7 @@ def tiny_solver(folder: Path, max_iter: int) -> Path:
 
     from ssn.nets.generators import SSNConfig, train_net
     from ssn.nets.prototxt import PrototxtOptions, solver
-    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = SSNConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                        batch_size=2, num_label_channels=8,
                        data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     (folder / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))

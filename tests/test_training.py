@@ -33,7 +33,7 @@ def in_the_checkout(monkeypatch, repo_root):
     monkeypatch.chdir(repo_root)
 
 
-TINY = dict(height=17, width=19, n_spixels=9, num_steps=3, feature_dim=8, batch_size=1,
+TINY = dict(height=17, width=19, grid_request=9, num_steps=3, feature_dim=8, batch_size=1,
             num_label_channels=4)
 
 
@@ -87,7 +87,7 @@ def test_learning_rate_step_schedule():
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "decomposed"])
 @pytest.mark.parametrize("size", [(201, 201), (321, 481)])
 def test_generated_nets_have_the_expected_shapes(size, fused):
-    config = SSNConfig(height=size[0], width=size[1], n_spixels=100, num_steps=2, fused=fused)
+    config = SSNConfig(height=size[0], width=size[1], grid_request=100, num_steps=2, fused=fused)
     grid_h, grid_w = config.grid
     net = CheckedNet(deploy_net(config)).net
     assert net.blobs["trans_features"].data.shape == (1, 20) + size
@@ -224,7 +224,7 @@ def test_training_batches_are_seeded_per_sample(sample_root):
 
 
 def write_tiny_training_files(tmp_path, max_iter, fused_decoder=True):
-    config = SSNConfig(height=41, width=41, n_spixels=16, num_steps=2, feature_dim=8,
+    config = SSNConfig(height=41, width=41, grid_request=16, num_steps=2, feature_dim=8,
                        batch_size=2, num_label_channels=8, fused_decoder=fused_decoder,
                        data=dict(phase="val", repeat=1, workers=1, prefetch=1))
     (tmp_path / "net.prototxt").write_text(text_format.MessageToString(train_net(config)))

@@ -1,12 +1,13 @@
-"""Seconds per image for SSN inference on CPU, split into the feature CNN, the SLIC
-iterations and connectivity, next to scikit-image SLIC on the same image.
+"""Seconds per image of :func:`ssn.inference.superpixels` on CPU, stage by stage as the
+call itself reports them (``timings=``, :data:`ssn.inference.STAGES`), next to
+scikit-image SLIC on the same image.
 
-Deep mode times the deploy net as :func:`ssn.inference.superpixels` builds it,
-with the bundled model (its BatchNorms folded into the convolutions), or with
-random weights and unfolded BatchNorms when no model is bundled; the time does
-not depend on the weights' values. Pixel mode is SSN_pix. With --convolutions,
-also each of the CNN's convolutions' forward with and without Winograd,
-alternately in one process. A benchmark, not a test.
+Deep mode runs the bundled model (its BatchNorms folded into the convolutions);
+pixel mode is SSN_pix. "forward" is the net: the CNN and the SLIC iterations of
+an image below :data:`ssn.tiling.TILE_PIXELS` pixels; a larger one's CNN runs in
+tiles ("features"). With --convolutions, also each of the CNN's convolutions'
+forward with and without Winograd, alternately in one process. A benchmark, not
+a test.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ssn.color import rgb_to_lab
-from ssn.connectivity import connectivity_sizes, enforce_connectivity
-from ssn.grid import init_cells
-from ssn.inference import bundled_weights, check_geometry, deploy_net_for, file_identity
+from ssn.channels import position_and_values
+from ssn.color import rgb_to_lab_planes
+from ssn.grid import decide_grid
+from ssn.inference import STAGES, cell_input, deploy_net_for, file_identity, superpixels
+from ssn.nets.generators import PIXEL_FEATURES, position_scale
+from ssn.settings import InferenceSettings
 
 
 def median_seconds(call, repeats: int) -> float:
@@ -34,36 +37,46 @@ def median_seconds(call, repeats: int) -> float:
     return statistics.median(times)
 
 
-def prepared_net(rgb: np.ndarray, n_spixels: int, num_steps: int, features: str,
+def prepared_net(rgb: np.ndarray, n_segments: int, num_steps: int, features: str,
                  fused: bool = True):
-    """The deploy net for ``rgb`` as superpixels() builds it, its inputs set."""
+    """The deploy net that :func:`ssn.inference.superpixels` runs on ``rgb`` (H x W x 3
+    uint8), from the same settings, grid and pixel features, its inputs set."""
     height, width = rgb.shape[:2]
-    grid_h, grid_w = check_geometry(height, width, n_spixels)
-    weights = bundled_weights() if features == "deep" else None
-    weights = None if weights is None else str(weights)
-    net = deploy_net_for(height, width, n_spixels, num_steps, features, weights,
-                         file_identity(weights), fused=fused)
-    cells = init_cells(height, width, grid_h, grid_w)[None, None].astype(np.float32)
-    lab = rgb_to_lab(rgb).transpose(2, 0, 1)[None]
-    net.set_inputs(dict(img=lab, spixel_init=cells, feat_spixel_init=cells))
+    settings = InferenceSettings.build(n_segments, num_steps=num_steps, features=features,
+                                       fused=fused)
+    grid = decide_grid(n_segments, height, width, settings.model.calibration, settings.grid,
+                       settings.position_weight)
+    net = deploy_net_for(height, width, grid, num_steps, features, settings.weights,
+                         file_identity(settings.weights), fused,
+                         feature_dim=settings.feature_dim, pixel_input=True)
+    pos_scale = settings.position_weight * position_scale(grid, height, width)
+    position_and_values(rgb_to_lab_planes(rgb), pos_scale,
+                        np.full(3, settings.color_scale, np.float32),
+                        out=net.net.blobs[PIXEL_FEATURES].data[0])
+    cells = cell_input(height, width, grid)
+    net.set_inputs(dict(spixel_init=cells, feat_spixel_init=cells))
     return net
 
 
-def time_mode(rgb: np.ndarray, n_spixels: int, num_steps: int, features: str,
+def time_mode(rgb: np.ndarray, n_segments: int, num_steps: int, features: str,
               repeats: int, fused: bool = True) -> dict:
-    height, width = rgb.shape[:2]
-    net = prepared_net(rgb, n_spixels, num_steps, features, fused)
-    names = list(net.net._layer_names)
-    split = names.index("trans_features") if "trans_features" in names else \
-        names.index("pixel_features")
-    cnn = median_seconds(lambda: net.net._forward(0, split), repeats)
-    ssn = median_seconds(lambda: net.net._forward(split + 1, len(names) - 1), repeats)
-    labels = net.net.blobs["new_spix_indices"].data[0, 0].astype(np.int32)
-    sizes = connectivity_sizes(height, width, n_spixels)
-    connect = median_seconds(lambda: enforce_connectivity(labels, *sizes), repeats)
-    prepare = median_seconds(lambda: rgb_to_lab(rgb), repeats)
-    return dict(lab=prepare, cnn=cnn, ssn=ssn, connectivity=connect,
-                total=prepare + cnn + ssn + connect)
+    """The median seconds of each stage of ``repeats`` calls of
+    :func:`ssn.inference.superpixels` (after one that builds the nets), and of the
+    whole call ("total"); a stage the call does not have is 0."""
+    def call(timings=None):
+        return superpixels(rgb, n_segments, num_steps=num_steps, features=features,
+                           fused=fused, timings=timings)
+
+    call()
+    runs = []
+    for _ in range(repeats):
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        call(timings)
+        timings["total"] = time.perf_counter() - start
+        runs.append(timings)
+    return {stage: statistics.median(run.get(stage, 0.0) for run in runs)
+            for stage in (*STAGES, "total")}
 
 
 # The environment variable that switches the convolutions' Winograd forward:

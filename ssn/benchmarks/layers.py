@@ -216,7 +216,7 @@ def full_image_benchmark(height: int, width: int, n_spixels: int, num_steps: int
                          repeats: int, sync: Callable[[], None] = no_sync,
                          device: str = "CPU") -> None:
     """Forward and backward of the whole SSN train net (CNN, SLIC, losses) on one image."""
-    config = SSNConfig(height=height, width=width, n_spixels=n_spixels, num_steps=num_steps,
+    config = SSNConfig(height=height, width=width, grid_request=n_spixels, num_steps=num_steps,
                        batch_size=1)
     channels = dict(img=3, spixel_init=1, feat_spixel_init=1, label=1,
                     problabel=config.num_label_channels)

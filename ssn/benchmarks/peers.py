@@ -27,8 +27,8 @@ def methods(num_steps: int, weights: Optional[str]) -> tuple[dict[str, Callable]
             found[name] = baseline(name)
         except BaselineMissing:
             skipped.append(name)
-    found["ssn pixel"] = lambda rgb, n: superpixels(rgb, n, num_steps, features="pixel")
-    found["ssn deep"] = lambda rgb, n: superpixels(rgb, n, num_steps, weights,
+    found["ssn pixel"] = lambda rgb, n: superpixels(rgb, n, num_steps=num_steps, features="pixel")
+    found["ssn deep"] = lambda rgb, n: superpixels(rgb, n, num_steps=num_steps, weights=weights,
                                                    features="deep")
     return found, skipped
 

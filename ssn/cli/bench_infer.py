@@ -18,6 +18,7 @@ from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
 from ssn.images import as_rgb
+from ssn.inference import STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,16 +62,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"# {rgb.shape[1]}x{rgb.shape[0]} image (BSDS val {image_id}), {args.num_steps} "
           f"steps, {'fused' if args.fused else 'decomposed'} SLIC layers, CPU, median of "
           f"{args.repeats}, seconds")
-    print(f"{'mode':6s} {'n':>5s} {'Lab':>7s} {'CNN':>7s} {'SLIC it.':>8s} {'connect':>8s} "
-          f"{'total':>7s} {'skimage SLIC':>12s} {'ratio':>6s}")
+    columns = list(STAGES)
+    print(f"{'mode':6s} {'n':>5s} " + " ".join(f"{stage[:8]:>8s}" for stage in columns)
+          + f" {'total':>7s} {'skimage SLIC':>12s} {'ratio':>6s}")
     for count in args.n_segments:
         slic = median_seconds(lambda count=count: slic_labels(rgb, count), args.repeats)
         for features in ("deep", "pixel"):
             with winograd_setting(None if args.winograd else "0"):
                 t = time_mode(rgb, count, args.num_steps, features, args.repeats, args.fused)
-            print(f"{features:6s} {count:5d} {t['lab']:7.3f} {t['cnn']:7.3f} {t['ssn']:8.3f} "
-                  f"{t['connectivity']:8.4f} {t['total']:7.3f} {slic:12.3f} "
-                  f"{t['total'] / slic:6.1f}")
+            print(f"{features:6s} {count:5d} " + " ".join(f"{t[stage]:8.4f}" for stage in columns)
+                  + f" {t['total']:7.3f} {slic:12.3f} {t['total'] / slic:6.1f}")
     if args.convolutions:
         print(f"# the CNN's convolutions, forward, without and with Winograd, alternately; "
               f"median of {args.repeats}, ms (GFLOP/s of the direct sum)")

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     """The command's work; its exit status."""
     use_device(args.gpu)
     np.random.seed(0)
-    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
+    config = SSNConfig(height=args.patch, width=args.patch, grid_request=args.n_segments,
                        num_steps=args.num_steps, feature_dim=args.feature_dim,
                        batch_size=args.batch, fused_decoder=args.fused_decoder,
                        fused_cnn=args.fused_cnn)

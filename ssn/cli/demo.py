@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.images:
         image = SAMPLES[name]()
-        labels = superpixels(image, args.n_segments, args.num_steps, features=args.features,
+        labels = superpixels(image, args.n_segments, num_steps=args.num_steps,
+                             features=args.features,
                              grid=args.grid)
         slic = slic_labels(as_rgb(image), args.n_segments)
         ssn_overlay = overlay(image, labels)

@@ -61,7 +61,7 @@ def write_train_net(args: argparse.Namespace, train_list: Path, val_list: Path) 
     from ssn.nets.generators import SSNConfig, train_net
     from ssn.nets.prototxt import HEADER
 
-    config = SSNConfig(height=args.patch, width=args.patch, n_spixels=args.n_segments,
+    config = SSNConfig(height=args.patch, width=args.patch, grid_request=args.n_segments,
                        num_label_channels=args.num_label_channels)
     net = args.out / "ssn_train_val_hdf5.prototxt"
     write_atomic(net, HEADER + text_format.MessageToString(

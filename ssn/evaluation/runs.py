@@ -193,7 +193,7 @@ def ssn_run(count: int, features: Optional[str], num_steps: Optional[int],
     if position_weight is not None and position_weight != 1.0:
         name += f"-pw{position_weight:g}"
     return (name, count, lambda stem, rgb: superpixels(
-        rgb, count, num_steps, weights, features=features, grid=grid,
+        rgb, count, num_steps=num_steps, weights=weights, features=features, grid=grid,
         position_weight=position_weight))
 
 

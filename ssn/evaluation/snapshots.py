@@ -48,7 +48,7 @@ def find_snapshots(paths: list[Path], every: int = 1) -> list[Path]:
 def ssn_runs(name: str, counts: list[int], num_steps: int, features: str,
              weights: Optional[Path]):
     return [(name, count, lambda stem, rgb, count=count: superpixels(
-        rgb, count, num_steps, weights, features=features)) for count in counts]
+        rgb, count, num_steps=num_steps, weights=weights, features=features)) for count in counts]
 
 
 def evaluate_snapshots(snapshots: list[Path], samples, counts: list[int], num_steps: int

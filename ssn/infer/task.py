@@ -165,7 +165,8 @@ def segment(rgb: np.ndarray, job: Job, mask: Optional[np.ndarray] = None) -> np.
     if settings["connectivity"]:
         factors = dict(min_size_factor=settings["min_size_factor"],
                        max_size_factor=settings["max_size_factor"])
-    return superpixels(rgb, settings["n_segments"], settings["num_steps"], job.weights,
+    return superpixels(rgb, settings["n_segments"], num_steps=settings["num_steps"],
+                       weights=job.weights,
                        enforce_connectivity=settings["connectivity"],
                        features=settings["features"], grid=settings["grid"],
                        fused=settings["fused"],

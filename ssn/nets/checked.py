@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -98,6 +99,10 @@ def parse_binary_proto(path: Path, message, what: str, error: type):
 def read_caffemodel(path: Union[str, Path]) -> caffe_pb2.NetParameter:
     """Parse a .caffemodel and check every stored blob, before Caffe reads it.
 
+    Parsed once per version of the file (:func:`_parsed_caffemodel`, keyed on the
+    resolved path, inode, size and modification and change times: a file rewritten
+    in place is read again); the message is shared, so callers must not change it.
+
     Raises
     ------
     FileNotFoundError
@@ -110,7 +115,17 @@ def read_caffemodel(path: Union[str, Path]) -> caffe_pb2.NetParameter:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    model = parse_binary_proto(path, caffe_pb2.NetParameter(),
+    stat = path.stat()
+    return _parsed_caffemodel(str(path), str(path.resolve()), stat.st_ino, stat.st_size,
+                              stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+# A few models at a time (the bundled one is 2 MB parsed): those of one superpixels() call.
+@lru_cache(maxsize=4)
+def _parsed_caffemodel(path: str, *identity) -> caffe_pb2.NetParameter:
+    """:func:`read_caffemodel`'s parse and checks of ``path``; ``identity`` (its resolved
+    path and stat fields) only keys the cache."""
+    model = parse_binary_proto(Path(path), caffe_pb2.NetParameter(),
                                "a Caffe model (.caffemodel)", NetCheckError)
     if not model.layer:
         raise NetCheckError(f"{path} holds no layers: not a Caffe model (.caffemodel)")

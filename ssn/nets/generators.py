@@ -19,15 +19,16 @@ precomputed features).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import caffe
 from caffe import layers as L
 from caffe import params as P
 from caffe.proto import caffe_pb2
 
-from ssn.grid import grid_shape
+from ssn.grid import Grid, grid_shape
 
 # Test-time input scaling (docs/LAYERS.md#input-scaling): one superpixel spans 1/p_scale units.
 TEST_POSITION_SCALE = 0.4
@@ -55,16 +56,34 @@ CONTINUOUS_LOSSES = ("soft", "expected")
 CONTINUOUS_WEIGHT = 1e-4
 
 
+class _GridRequestAlias(type):
+    """Takes ``n_spixels=``, the deprecated name of ``grid_request=``, when a config
+    (or a subclass, or :func:`dataclasses.replace`) is made."""
+
+    def __call__(cls, *args, n_spixels: Optional[int] = None, **kwargs):
+        if n_spixels is not None:
+            if kwargs.get("grid_request", n_spixels) != n_spixels:
+                raise TypeError("give grid_request or its deprecated alias n_spixels, not both")
+            warnings.warn("n_spixels= is deprecated: it is the count the grid is made for, "
+                          "grid_request=", DeprecationWarning, stacklevel=2)
+            kwargs["grid_request"] = n_spixels
+        return super().__call__(*args, **kwargs)
+
+
 @dataclass
-class SSNConfig:
+class SSNConfig(metaclass=_GridRequestAlias):
     """What one SSN network computes.
 
     Attributes
     ----------
     height, width : int
         Image (or training patch) size.
-    n_spixels : int
-        Requested superpixels; the grid is K_h x K_w <= n_spixels (docs/LAYERS.md#initial-cell-map).
+    grid_request : int
+        The count the initial grid is made for: K_h x K_w <= grid_request cells
+        (:func:`ssn.grid.grid_shape`,
+        docs/LAYERS.md#initial-cell-map); not the number of superpixels that come
+        out after connectivity. ``n_spixels``: its deprecated alias, as a keyword
+        and an attribute.
     num_steps : int
         Differentiable SLIC iterations (>= 1).
     feature_dim : int
@@ -120,7 +139,7 @@ class SSNConfig:
 
     height: int = 201
     width: int = 201
-    n_spixels: int = 100
+    grid_request: int = 100
     num_steps: int = 5
     feature_dim: int = 20
     pos_scale: float = TRAIN_POSITION_SCALE
@@ -153,26 +172,46 @@ class SSNConfig:
                              f"got {self.continuous_loss!r}")
         if self.target_channels < 1:
             raise ValueError(f"target_channels must be >= 1, got {self.target_channels}")
-        if min(self.height, self.width) < 1 or self.n_spixels < 1:
-            raise ValueError("height, width and n_spixels must be positive")
-        grid_h, grid_w = self.grid
+        if min(self.height, self.width) < 1 or self.grid_request < 1:
+            raise ValueError("height, width and grid_request must be positive")
+        grid_h, grid_w = grid_shape(self.grid_request, self.height, self.width)
         if grid_h > self.height or grid_w > self.width:
-            raise ValueError(f"{self.n_spixels} superpixels need a {grid_h}x{grid_w} grid, "
+            raise ValueError(f"{self.grid_request} superpixels need a {grid_h}x{grid_w} grid, "
                              f"more cells than the {self.height}x{self.width} image has pixels")
 
     @property
     def grid(self) -> tuple[int, int]:
-        return grid_shape(self.n_spixels, self.height, self.width)
+        """(K_h, K_w) of :attr:`grid_request` on this size."""
+        return grid_shape(self.grid_request, self.height, self.width)
+
+    def for_grid(self, grid: Optional[Grid]) -> Grid:
+        """``grid`` if it is this config's (a ValueError otherwise); None: the grid of
+        :attr:`grid_request` on this size."""
+        if grid is None:
+            return Grid.for_request(self.grid_request, self.height, self.width)
+        if grid.request != self.grid_request:
+            raise ValueError(f"the grid was made for {grid.request} cells, the config for "
+                             f"{self.grid_request}")
+        return grid
 
     @property
     def uses_cnn(self) -> bool:
         return self.feature_dim > 5
 
 
-def position_scale(n_spixels: int, height: int, width: int,
+
+def _deprecated_n_spixels(config: SSNConfig) -> int:
+    """Deprecated alias of :attr:`SSNConfig.grid_request`."""
+    return config.grid_request
+
+
+SSNConfig.n_spixels = property(_deprecated_n_spixels)
+
+def position_scale(grid: Union[Grid, int], height: int, width: int,
                    p_scale: float = TEST_POSITION_SCALE) -> float:
-    """Scale of pixel coordinates at test time: max(K_h / (p H), K_w / (p W))."""
-    grid_h, grid_w = grid_shape(n_spixels, height, width)
+    """Scale of pixel coordinates at test time: max(K_h / (p H), K_w / (p W)), for a
+    :class:`ssn.grid.Grid` or the count a grid is made for."""
+    grid_h, grid_w = grid if isinstance(grid, Grid) else grid_shape(grid, height, width)
     return max(grid_h / (p_scale * height), grid_w / (p_scale * width))
 
 
@@ -633,20 +672,33 @@ def train_net(config: SSNConfig, hdf5_sources: Optional[tuple[str, str]] = None
     return with_val_data(net.to_proto(), config, hdf5_sources)
 
 
-def deploy_net(config: SSNConfig) -> caffe_pb2.NetParameter:
+def deploy_net(config: SSNConfig, grid: Optional[Grid] = None,
+               pixel_input: bool = False) -> caffe_pb2.NetParameter:
     """The deploy net: Input blobs ``img`` (Lab), ``spixel_init``, ``feat_spixel_init``
     (1 x 1 x H x W initial cells) -> ``new_spix_indices`` (hard labels).
 
     With ``config.fused`` (the default) the SLIC iterations are one forward-only
     ``SlicIterations`` layer; otherwise the decomposed layers of the train net,
-    with the original release's names and the blob ``final_pixel_assoc``.
+    with the original release's names and the blob ``final_pixel_assoc``. ``grid``:
+    the caller's grid of ``config.grid_request`` (default: :attr:`SSNConfig.grid`).
+    ``pixel_input``: the net takes the pixel features (Input ``pixel_features``, 1 x 5
+    x H x W, as :func:`ssn.tiling.pixel_feature_array` makes them) instead of ``img``,
+    and has no PixelFeature layer (``config.pos_scale`` and ``color_scale`` unused).
     """
-    grid_h, grid_w = config.grid
+    grid_h, grid_w = config.for_grid(grid)
     net = caffe.NetSpec()
-    net.img = L.Input(shape=dict(dim=[1, 3, config.height, config.width]))
+    if pixel_input:
+        net[PIXEL_FEATURES] = L.Input(shape=dict(dim=[1, 5, config.height, config.width]))
+    else:
+        net.img = L.Input(shape=dict(dim=[1, 3, config.height, config.width]))
     net.spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
     net.feat_spixel_init = L.Input(shape=dict(dim=[1, 1, config.height, config.width]))
-    _, feats = _features(net, config, net.img)
+    if pixel_input:
+        feats = net[PIXEL_FEATURES]
+        if config.uses_cnn:
+            feats = cnn_features(net, feats, config.feature_dim - 5, config.fused_cnn)
+    else:
+        _, feats = _features(net, config, net.img)
     if config.fused:
         fused_slic_iterations(net, feats, net.spixel_init, net.feat_spixel_init, grid_h, grid_w,
                               config.num_steps, config.association)
@@ -678,13 +730,14 @@ def feature_net(height: int, width: int, feature_dim: int,
     return net.to_proto()
 
 
-def slic_net(config: SSNConfig) -> caffe_pb2.NetParameter:
+def slic_net(config: SSNConfig, grid: Optional[Grid] = None) -> caffe_pb2.NetParameter:
     """The deploy net after its features: Input ``trans_features`` (1 x feature_dim x H x
     W), ``spixel_init``, ``feat_spixel_init`` -> ``new_spix_indices``; no CNN, no weights.
 
     Fused or decomposed SLIC as in :func:`deploy_net`.
     """
-    return features_slic_net(config.height, config.width, *config.grid, config.feature_dim,
+    return features_slic_net(config.height, config.width, *config.for_grid(grid),
+                             config.feature_dim,
                              config.num_steps, config.fused, config.association)
 
 

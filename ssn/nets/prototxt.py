@@ -76,7 +76,7 @@ class PrototxtOptions:
 
     def train_config(self, data: Optional[dict] = None) -> SSNConfig:
         """The train net's config; ``data`` are extra data-layer parameters."""
-        return SSNConfig(height=self.patch, width=self.patch, n_spixels=self.n_spixels,
+        return SSNConfig(height=self.patch, width=self.patch, grid_request=self.n_spixels,
                          num_steps=self.num_steps, feature_dim=self.feature_dim,
                          batch_size=self.batch_size,
                          pos_scale=self.position_weight * TRAIN_POSITION_SCALE,
@@ -88,7 +88,7 @@ class PrototxtOptions:
 
     def deploy_config(self) -> SSNConfig:
         height, width, n = self.deploy_height, self.deploy_width, self.deploy_n_spixels
-        return SSNConfig(height=height, width=width, n_spixels=n,
+        return SSNConfig(height=height, width=width, grid_request=n,
                          num_steps=self.deploy_num_steps, feature_dim=self.feature_dim,
                          pos_scale=self.position_weight * position_scale(n, height, width),
                          fused=self.fused)

@@ -97,7 +97,7 @@ def export_deploy_weights(snapshot: os.PathLike, path: os.PathLike) -> Path:
     the model, after it.
     """
     settings = find_settings(metadata_path(snapshot))
-    config = SSNConfig(height=9, width=9, n_spixels=4, num_steps=1,
+    config = SSNConfig(height=9, width=9, grid_request=4, num_steps=1,
                        feature_dim=settings.feature_dim if settings else DEEP_FEATURE_DIM)
     net = CheckedNet(deploy_net(config), caffe.TEST, weights=snapshot)
     with atomic_path(path) as tmp:

@@ -40,7 +40,7 @@ def image_config(options: DownstreamOptions, height: int, width: int,
     if n_spixels is None:
         n_spixels = max(1, round(height * width / training_cell_area(options)))
     base = options.deploy_config()
-    return dataclasses.replace(base, height=height, width=width, n_spixels=n_spixels,
+    return dataclasses.replace(base, height=height, width=width, grid_request=n_spixels,
                                pos_scale=position_scale(n_spixels, height, width))
 
 
