@@ -73,7 +73,9 @@ def test_each_output_records_its_settings(tmp_path, images):
                                       features="pixel",
                                       weights_sha256=None, connectivity=True,
                                       min_size_factor=0.06, max_size_factor=3.0,
-                                      version=record["settings"]["version"])
+                                      version=record["settings"]["version"],
+                                      model_sha256=record["settings"]["model_sha256"])
+    assert len(record["settings"]["model_sha256"]) == 16
     assert set(record["files"]) == {"npy", "labels_png", "overlay_png"}
     np.testing.assert_array_equal(np.load(out / f"{images[0].stem}.npy"),
                                   expected_labels(images[0]))

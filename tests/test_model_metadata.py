@@ -170,6 +170,22 @@ def test_ssn_infer_records_the_settings_of_the_model(tmp_path):
         make_settings(100, None, None, broken, True, 0.06, 3.0)
 
 
+def test_a_changed_calibration_makes_ssn_infer_results_stale(tmp_path):
+    from ssn.infer.task import make_settings
+    weights = copy_of_the_model(tmp_path)
+    before, _ = make_settings(100, None, None, weights, True, 0.06, 3.0)
+    assert make_settings(100, None, None, weights, True, 0.06, 3.0)[0] == before
+    bundled = read_metadata(BUNDLED_METADATA)
+    coefficients = list(bundled.calibration.coefficients)
+    coefficients[0] += 0.01
+    write_metadata(metadata_path(weights), dataclasses.replace(
+        bundled, calibration=dataclasses.replace(bundled.calibration,
+                                                 coefficients=tuple(coefficients))))
+    after, _ = make_settings(100, None, None, weights, True, 0.06, 3.0)
+    assert after["model_sha256"] != before["model_sha256"]
+    assert {key for key in after if after[key] != before[key]} == {"model_sha256"}
+
+
 def test_ssn_infer_and_ssn_eval_leave_steps_and_weight_to_the_model():
     from ssn.cli.eval import build_parser as eval_parser
     from ssn.cli.infer import build_parser as infer_parser

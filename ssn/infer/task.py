@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -44,15 +45,9 @@ from ssn.infer.records import (
     summary_row,
     verify,
 )
-from ssn.inference import (
-    check_weights,
-    count_argument,
-    model_defaults,
-    resolve_features,
-    size_factors,
-    superpixels,
-)
-from ssn.model_metadata import model_settings
+from ssn.inference import check_weights, superpixels
+from ssn.model_metadata import ModelSettings
+from ssn.settings import InferenceSettings
 from ssn.threads import limit_threads
 
 _COMPUTE = threading.Lock()  # Caffe nets are per process, not per thread (Dask workers
@@ -69,8 +64,10 @@ def make_settings(n_segments: int, num_steps: Optional[int], features: Optional[
     ``num_steps`` and ``position_weight`` None are the model's (its metadata,
     :mod:`ssn.model_metadata`); the values recorded are those it runs with.
     ``position_weight`` is recorded only when it is not 1, and ``mask_dir`` (as an
-    absolute path) only when given, so records written before they existed still
-    match the defaults.
+    absolute path) only when given. The values come from one
+    :class:`ssn.settings.InferenceSettings`; the model's metadata, its count
+    calibration included, is recorded as a digest (``model_sha256``), so labels
+    made under another calibration are not taken as done.
 
     Every value is checked here, once, so that a run with an option that can never
     work stops before any work (and before ``--overwrite`` replaces anything): the
@@ -84,28 +81,36 @@ def make_settings(n_segments: int, num_steps: Optional[int], features: Optional[
         (:class:`ssn.nets.checks.NetCheckError`, naming the file and layer), or a
         ``mask_dir`` that is not a folder.
     """
-    n_segments = count_argument("n_segments", n_segments)
-    if connectivity:
-        min_size_factor, max_size_factor = size_factors(min_size_factor, max_size_factor)
-    mode, weights_path = resolve_features(features, weights)
+    checked = InferenceSettings.build(
+        n_segments, num_steps=num_steps, weights=weights, features=features, grid=grid,
+        enforce_connectivity=connectivity, min_size_factor=min_size_factor,
+        max_size_factor=max_size_factor, fused=fused, position_weight=position_weight)
+    weights_path = None if checked.weights is None else Path(checked.weights)
     if weights_path is not None:
         check_weights(weights_path)
-    num_steps, position_weight = model_defaults(model_settings(weights_path), num_steps,
-                                                position_weight)
-    settings = dict(n_segments=n_segments, grid=grid, fused=fused, num_steps=num_steps,
-                    features=mode,
+    min_size_factor, max_size_factor = checked.size_factors or (None, None)
+    settings = dict(n_segments=checked.n_segments, grid=grid, fused=fused,
+                    num_steps=checked.num_steps, features=checked.features,
                     weights_sha256=weights_sha256(weights_path) if weights_path else None,
-                    connectivity=connectivity,
-                    min_size_factor=min_size_factor if connectivity else None,
-                    max_size_factor=max_size_factor if connectivity else None,
-                    version=__version__)
-    if position_weight != 1.0:
-        settings["position_weight"] = float(position_weight)
+                    connectivity=connectivity, min_size_factor=min_size_factor,
+                    max_size_factor=max_size_factor, version=__version__,
+                    model_sha256=model_digest(checked.model))
+    if checked.position_weight != 1.0:
+        settings["position_weight"] = float(checked.position_weight)
     if mask_dir is not None:
         if not Path(mask_dir).is_dir():
             raise ValueError(f"--mask-dir {mask_dir} is not a folder")
         settings["mask_dir"] = str(Path(mask_dir).absolute())
     return settings, weights_path
+
+
+def model_digest(model: ModelSettings) -> str:
+    """A short sha256 of what the model's metadata decides (steps, position weight,
+    colour scale, features, the count calibration): records made under another
+    calibration are stale."""
+    decided = {key: value for key, value in model.to_dict().items() if key != "description"}
+    text = json.dumps(decided, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def check_job_weights(job: Job) -> None:
