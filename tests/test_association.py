@@ -241,6 +241,7 @@ def readme_snippet(name: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_regions_and_graph_snippet_runs():
     namespace = {}
     exec(compile(readme_snippet("regions"), "README.md", "exec"), namespace)  # noqa: S102
@@ -252,6 +253,7 @@ def test_readme_regions_and_graph_snippet_runs():
     assert namespace["cell_colours"].shape == (soft.n_superpixels, 3)
 
 
+@pytest.mark.slow
 def test_association_of_an_image_whose_features_are_computed_in_tiles():
     image = np.ascontiguousarray(np.tile(data.astronaut(), (2, 2, 1))[:700, :650])
     assert tiled(700, 650, "deep")

@@ -334,6 +334,7 @@ def test_final_snapshot_is_written(reference_run):
     assert not list((folder / "snap").glob(".ssn-snapshot-*"))  # the staging folder is gone
 
 
+@pytest.mark.slow
 def test_snapshots_name_their_model_relative_to_themselves(reference_run):
     folder, _, _ = reference_run
     state = caffe_pb2.SolverState.FromString(

@@ -211,6 +211,7 @@ def test_the_tree_key_does_not_depend_on_the_checkout(monkeypatch, tmp_path):
 # The native library
 
 
+@pytest.mark.slow
 @needs_compiler
 def test_build_native_only_when_stale(tmp_path):
     src_dir = tmp_path / "src"

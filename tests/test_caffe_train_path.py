@@ -170,6 +170,7 @@ def test_caffe_trains_an_ssn_net_fed_by_image_data(tmp_path):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+@pytest.mark.slow
 def test_caffe_trains_an_ssn_net_fed_by_an_lmdb_from_convert_imageset(tmp_path):
     pairs = write_segmentation_pairs(tmp_path / "pairs")
     for kind, gray in (("images", []), ("labels", ["--gray"])):

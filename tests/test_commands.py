@@ -61,6 +61,7 @@ def test_a_bad_option_exits_2_with_one_error_line(name, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ssn-data", "ssn-infer", "ssn-train"])
 def test_the_tools_scripts_run_the_same_command(name):
     script = REPO / "tools" / (name.removeprefix("ssn-").replace("-", "_") + ".py")
@@ -144,6 +145,7 @@ def test_a_failure_is_one_line_on_stderr_and_exit_1():
     assert verbose.stderr.startswith("ssn-test: error: the device is gone\n")
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ssn.cli.eval_snapshots", str(tmp_path / "missing"),
@@ -154,6 +156,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path):
     assert line.startswith("ssn-eval-snapshots: error: ") and "missing" in line
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     """ssn-data waiting on a server that never answers, interrupted."""
     with socket.socket() as server:

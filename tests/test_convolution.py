@@ -209,6 +209,7 @@ BACKWARD_GEOMETRIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("geometry", BACKWARD_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
 def test_winograd_backward_and_the_backward_it_replaces_match_numpy(geometry, monkeypatch):
     """Both gradients by Winograd (SSN_CONV_WINOGRAD_BACKWARD=1) and by the path

@@ -352,6 +352,7 @@ def write_training_files(tmp_path, max_iter):
     return tmp_path / "solver.prototxt"
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_task_loss(tmp_path, sample_root):
     result = train(write_training_files(tmp_path, max_iter=12))
     with open(result["log"]) as stream:
@@ -403,6 +404,7 @@ def test_moving_mean_averages_the_window_before_each_value():
         moving_mean([1], 0)
 
 
+@pytest.mark.slow
 def test_comparison_plot(tmp_path):
     curves = {"a": ([1, 2, 3], [3.0, 2.0, 1.0]), "b": ([1, 2, 3], [3.0, 2.5, 2.0])}
     plot_comparison(curves, {"a": [0.5, 0.7], "b": [0.6, 0.8]}, tmp_path / "plot.png")

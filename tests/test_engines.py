@@ -136,6 +136,7 @@ def test_dask_flag_runs_a_local_cluster(tmp_path, pictures, references):
     assert_same_results(out, references["pixel"])
 
 
+@pytest.mark.slow
 def test_a_rerun_on_dask_completes_only_what_is_missing(tmp_path, pictures, references,
                                                         cluster, caplog):
     out = tmp_path / "out"
@@ -212,6 +213,7 @@ def test_a_worker_process_that_cannot_run_stops_the_run(tmp_path, pictures):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_dask_worker_without_the_device_stops_the_run(tmp_path, pictures, monkeypatch,
                                                         caplog):
     """--scheduler leaves the device to the workers; one that lacks it says so (exit 2).

@@ -93,6 +93,7 @@ def test_a_folder_of_mixed_settings_is_refused(tmp_path, dataset, caplog):
     assert any("mixed" in message for message in errors(caplog)), errors(caplog)
 
 
+@pytest.mark.slow
 def test_a_label_file_that_is_not_the_recorded_one_is_not_scored(tmp_path, dataset):
     labels = tmp_path / "labels"
     assert infer(dataset[0], labels, 12) == 0

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "ssn"
 
 
@@ -76,6 +78,7 @@ CAFFE_FREE = ["ssn.threads", "ssn.infer", "ssn.infer.job", "ssn.infer.records",
               "ssn.cli.infer"]
 
 
+@pytest.mark.slow
 def test_the_batch_modules_other_than_the_task_import_without_caffe():
     code = ("import sys\n"
             f"for name in {CAFFE_FREE!r}:\n"

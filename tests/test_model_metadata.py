@@ -288,6 +288,7 @@ def test_grid_requests_follow_the_position_weight(features):
                     <= 0.1 * n, (weight, height, width, n, request, cells)
 
 
+@pytest.mark.slow
 def test_calibrated_counts_on_a_few_bsds_images(bsds_root):
     from ssn.bsds import load_bsds, read_split
     images = [load_bsds(image_id, "val", bsds_root).rgb for image_id in read_split(
@@ -333,6 +334,7 @@ def test_the_shipped_calibrations_grow_with_the_grid(name):
             assert 0.9 < counts[-1] / math.prod(grid_shape(2996, height, width)) < 2.5
 
 
+@pytest.mark.slow
 def test_bench_calibration_measures_prints_and_writes_a_calibration(tmp_path, sample_root,
                                                                      capsys):
     from ssn.benchmarks.calibration import fit_rows, read_rows

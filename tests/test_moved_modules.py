@@ -27,6 +27,7 @@ def test_a_saved_prototxt_finds_the_task_layer_under_its_old_module():
     assert layer is importlib.import_module("ssn.examples.downstream.labels").SegmentLightnessLayer
 
 
+@pytest.mark.slow
 def test_the_old_gpu_runs_command_still_runs():
     result = subprocess.run([sys.executable, "-m", "ssn.training.gpu_runs", "--help"],
                             capture_output=True, text=True, check=False)

@@ -411,6 +411,7 @@ def test_spixel_feature2_spec15():
     np.testing.assert_allclose(s[0, :, 0], expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_spixel_feature2_backward():
     rng = np.random.default_rng(7)
     f = rng.standard_normal((N, C, H, W))

@@ -71,6 +71,7 @@ def test_a_margin_below_the_receptive_radius_is_not_enough(whole_net_features):
     assert np.abs(tiled - whole).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_tiles_must_keep_the_pooling_grid(whole_net_features):
     with pytest.raises(ValueError, match="multiples of the CNN's stride 4"):
         tiling.tiled_features(whole_net_features[0], str(inference.bundled_weights()), 20,

@@ -299,6 +299,7 @@ def test_stop_signal_writes_a_snapshot_and_exits_cleanly(tmp_path, stop, sample_
     assert (tmp_path / "snap" / f"ssn_iter_{last}.solverstate").exists()
 
 
+@pytest.mark.slow
 def test_weights_without_the_helper_layers_still_train(tmp_path, sample_root):
     # The original's decoder chain, whose gather convolution has fixed weights.
     solver_path = write_tiny_training_files(tmp_path, max_iter=4, fused_decoder=False)

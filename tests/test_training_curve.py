@@ -88,6 +88,7 @@ def test_a_rescored_snapshot_replaces_its_rows_and_the_file_round_trips(tmp_path
     assert tc.read_curve(tmp_path / "none.csv") == []
 
 
+@pytest.mark.slow
 def test_curve_end_to_end_with_a_cached_peer(tmp_path, sample_root, repo_root):
     pytest.importorskip("fast_slic")
     from ssn.cli.eval_snapshots import main as snapshots_main
