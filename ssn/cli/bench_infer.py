@@ -14,7 +14,7 @@ from ssn.benchmarks.inference import (
 )
 from ssn.bsds import load_bsds, read_split
 from ssn.cli import options
-from ssn.cli.command import command_parser, run_command
+from ssn.cli.command import DefaultsHelpFormatter, command_parser, run_command
 from ssn.device import use_device
 from ssn.evaluation.baselines import slic_labels
 from ssn.images import as_rgb
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(
         "ssn-bench-infer",
         description=inference_module.__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         epilog="examples:\n  ssn-bench-infer\n"
                "  ssn-bench-infer --n-segments 200 --repeats 3\n"
                "  ssn-bench-infer --no-fused   # the decomposed SLIC layers\n"

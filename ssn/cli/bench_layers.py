@@ -14,14 +14,14 @@ from ssn.benchmarks.layers import (
     run_benchmark,
 )
 from ssn.cli import options
-from ssn.cli.command import command_parser, run_command
+from ssn.cli.command import DefaultsHelpFormatter, command_parser, run_command
 from ssn.device import use_device
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(
         "ssn-bench-layers",
-        description=layers_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=layers_module.__doc__, formatter_class=DefaultsHelpFormatter,
         epilog="examples:\n  ssn-bench-layers\n"
                "  ssn-bench-layers --no-full-image --repeats 50\n"
                "  ssn-bench-layers --no-layers --no-full-image   "

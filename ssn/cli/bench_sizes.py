@@ -8,14 +8,14 @@ import sys
 import ssn.benchmarks.sizes as sizes_module
 from ssn.benchmarks.sizes import SIZES, measure, megapixel_size, table_row
 from ssn.cli import options
-from ssn.cli.command import command_parser, run_command
+from ssn.cli.command import DefaultsHelpFormatter, command_parser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(
         "ssn-bench-sizes",
         description=sizes_module.__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         epilog="examples:\n  ssn-bench-sizes\n"
                "  ssn-bench-sizes --megapixels 0.15 2 --modes pixel")
     parser.add_argument("--megapixels", type=float, nargs="+", default=sorted(SIZES),

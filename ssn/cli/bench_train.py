@@ -10,7 +10,7 @@ import numpy as np
 import ssn.benchmarks.training as training_module
 from ssn.benchmarks.training import run as run_benchmark
 from ssn.cli import options
-from ssn.cli.command import command_parser, run_command
+from ssn.cli.command import DefaultsHelpFormatter, command_parser, run_command
 from ssn.device import use_device
 from ssn.nets.generators import SSNConfig
 
@@ -18,7 +18,7 @@ from ssn.nets.generators import SSNConfig
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(
         "ssn-bench-train",
-        description=training_module.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=training_module.__doc__, formatter_class=DefaultsHelpFormatter,
         epilog="examples:\n  ssn-bench-train\n"
                "  ssn-bench-train --no-fused-cnn   # the original CNN layout, to compare\n"
                "  ssn-bench-train --batch 2 --num-steps 10\n"

@@ -55,6 +55,19 @@ class CommandFormatter(logging.Formatter):
         return text
 
 
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default, unless its text already says it; the
+    description as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("(default" in text or action.default in (None, argparse.SUPPRESS)
+                or isinstance(action, argparse._StoreConstAction)  # flags: True/False
+                or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def command_parser(prog: str, **kwargs) -> argparse.ArgumentParser:
     """An ``ssn-*`` command's parser, named ``prog``, with ``--verbose``; ``kwargs`` go to
     ArgumentParser (the description is shown as written unless another formatter_class
