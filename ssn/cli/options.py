@@ -11,7 +11,7 @@ def add_count(parser: argparse.ArgumentParser, default: Union[int, Sequence[int]
     """``--n-segments N`` (``N [N ...]`` with ``many``); ``--n-spixels`` is an alias."""
     parser.add_argument("--n-segments", "--n-spixels", dest="n_segments", type=positive_int,
                         nargs="+" if many else None, default=default, metavar="N",
-                        help=f"{help} (default: {default})")
+                        help=help if "(default" in help else f"{help} (default: {default})")
 
 
 def add_grid(parser: argparse.ArgumentParser) -> None:
