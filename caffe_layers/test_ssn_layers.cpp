@@ -28,10 +28,10 @@
 #include "caffe/layers/spixel_feature2_layer.hpp"
 #include "caffe/layers/spixel_feature_layer.hpp"
 #include "caffe/layers/spixel_to_pixel_layer.hpp"
-#include "caffe/ssn/ssn_math.cuh"
+#include "caffe/ssn/math.hpp"
+#include "caffe/ssn/vector_exp.hpp"
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
-#include "caffe/util/vector_exp.hpp"
 
 namespace caffe {
 

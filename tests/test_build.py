@@ -336,3 +336,29 @@ def test_an_edited_header_recompiles_every_source_that_includes_it(tmp_path):
     assert (tmp_path / "tools/unrelated.cpp").stat().st_mtime == 1
     assert (tmp_path / "src/caffe/layers/uses_theirs.cpp").stat().st_mtime > 1
     assert touch_includers(tmp_path, []) == []
+
+
+def test_only_layer_headers_go_beside_caffes_layers():
+    """Helper headers go to include/caffe/ssn/ (or caffe/test/ for the tests'
+    fixture), never to include/caffe/layers/, which holds one header per layer."""
+    places = splice.splice_destinations()
+    layer_headers = [place for place in places if place.startswith("include/caffe/layers/")]
+    assert layer_headers and all(place.endswith("_layer.hpp") for place in layer_headers)
+    assert "include/caffe/ssn/math.hpp" in places
+    assert not [place for place in places if place.startswith("include/caffe/util/")]
+
+
+def test_every_ssn_include_names_a_spliced_header():
+    """Each ``#include "caffe/ssn/..."`` or ``"caffe/test/test_ssn_..."`` in our C++ and
+    CUDA sources, and in the patches, names a header the splice installs."""
+    places = set(splice.splice_destinations())
+    sources = [path for path in splice.splice_destinations().values()
+               if path.suffix in (".hpp", ".cpp", ".cu", ".cuh")]
+    sources += patches.read_series(PATCH_DIR)
+    for source in sources:
+        text = source.read_text()
+        if source.suffix == ".patch":  # the lines a patch adds
+            text = "\n".join(line[1:] for line in text.splitlines() if line.startswith("+"))
+        for included in splice.INCLUDE.findall(text):
+            if included.startswith(("caffe/ssn/", "caffe/test/test_ssn")):
+                assert f"include/{included}" in places, f"{source.name}: {included}"

@@ -1,8 +1,10 @@
 // Per-element math of the SSN layers, shared by the CPU loops and the CUDA
 // kernels so that the two paths cannot drift apart. Plain C++ on ints and
-// scalars: no Caffe types, usable on host and device.
-#ifndef CAFFE_SSN_SSN_MATH_CUH_
-#define CAFFE_SSN_SSN_MATH_CUH_
+// scalars: no Caffe types. SSN_HOST_DEVICE marks a function __host__
+// __device__ under nvcc and plain inline under the C++ compiler, so the CPU
+// sources include this header as they are.
+#ifndef CAFFE_SSN_MATH_HPP_
+#define CAFFE_SSN_MATH_HPP_
 
 #ifdef __CUDACC__
 #define SSN_HOST_DEVICE __host__ __device__ __forceinline__
@@ -104,4 +106,4 @@ SSN_HOST_DEVICE int interp_zoomed_size(int size, int zoom) {
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_SSN_SSN_MATH_CUH_
+#endif  // CAFFE_SSN_MATH_HPP_
