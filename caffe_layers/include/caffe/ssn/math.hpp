@@ -48,6 +48,24 @@ SSN_HOST_DEVICE int neighbour_index_clamped(int cell, int c, int grid_h,
   return row * grid_w + col;
 }
 
+// Squared Euclidean distance between one pixel's features and one
+// superpixel's: sum over k < channels of (pixel[k * pixel_stride] -
+// spixel[k * spixel_stride])^2, added up in the order k = 0, 1, ... (the
+// features are channel planes, hence the strides). The CUDA kernels of Passoc
+// and SlicIterations call it per pixel; the CPU loops compute the same sum
+// over runs of pixels at once (cpu_kernels.hpp, slic_iterations_kernels.hpp).
+template <typename Dtype>
+SSN_HOST_DEVICE Dtype squared_feature_distance(const Dtype* pixel, int pixel_stride,
+                                               const Dtype* spixel, int spixel_stride,
+                                               int channels) {
+  Dtype sum = 0;
+  for (int k = 0; k < channels; ++k) {
+    const Dtype difference = pixel[k * pixel_stride] - spixel[k * spixel_stride];
+    sum += difference * difference;
+  }
+  return sum;
+}
+
 // Index maps are float blobs; ids are read with C truncation, and a value is
 // "ignored" when its truncated id equals the (float) ignore value.
 template <typename Dtype>
