@@ -345,6 +345,7 @@ def test_only_layer_headers_go_beside_caffes_layers():
     layer_headers = [place for place in places if place.startswith("include/caffe/layers/")]
     assert layer_headers and all(place.endswith("_layer.hpp") for place in layer_headers)
     assert "include/caffe/ssn/math.hpp" in places
+    assert "include/caffe/test/test_ssn_util.hpp" in places
     assert not [place for place in places if place.startswith("include/caffe/util/")]
 
 
