@@ -338,6 +338,42 @@ def test_an_edited_header_recompiles_every_source_that_includes_it(tmp_path):
     assert touch_includers(tmp_path, []) == []
 
 
+def patch_header_fields(patch: Path) -> dict[str, str]:
+    """The DEP-3 fields of ``patch``'s header (the text before its first ``--- a/``):
+    {field: value}, continuation lines (starting with a space) joined to their field."""
+    header = patch.read_text().split("\n--- a/", 1)[0]
+    fields: dict[str, str] = {}
+    name = None
+    for line in header.splitlines():
+        if line.startswith(" ") and name is not None:
+            fields[name] += "\n" + line.strip()
+        elif ":" in line and not line.startswith(" "):
+            name, value = line.split(":", 1)
+            assert name.replace("-", "").isalpha(), f"{patch.name}: not a field: {line!r}"
+            fields[name] = value.strip()
+        elif line.strip():
+            raise AssertionError(f"{patch.name}: header line outside a field: {line!r}")
+    return fields
+
+
+@pytest.mark.parametrize("patch", patches.read_series(PATCH_DIR), ids=lambda path: path.name)
+def test_each_patch_in_the_series_says_what_and_why(patch):
+    """Debian-style (DEP-3) headers: a Description whose first line is the summary,
+    and a Why, each non-empty."""
+    fields = patch_header_fields(patch)
+    assert fields.get("Description"), f"{patch.name}: no Description field"
+    assert fields.get("Why"), f"{patch.name}: no Why field"
+
+
+def test_a_header_without_why_is_refused(tmp_path):
+    patch = tmp_path / "0001-x.patch"
+    patch.write_text("Description: something.\n more of it.\n\n--- a/x\n+++ b/x\n")
+    assert "Why" not in patch_header_fields(patch)
+    patch.write_text("something, said in prose.\n\n--- a/x\n+++ b/x\n")
+    with pytest.raises(AssertionError, match="outside a field"):
+        patch_header_fields(patch)
+
+
 def test_only_layer_headers_go_beside_caffes_layers():
     """Helper headers go to include/caffe/ssn/ (or caffe/test/ for the tests'
     fixture), never to include/caffe/layers/, which holds one header per layer."""
