@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "caffe/layers/loss_without_softmax_layer.hpp"
-#include "caffe/ssn/normalised_nll.cuh"
+#include "caffe/ssn/normalised_nll.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {

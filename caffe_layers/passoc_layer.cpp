@@ -3,8 +3,8 @@
 #include <vector>
 
 #include "caffe/layers/passoc_layer.hpp"
-#include "caffe/layers/ssn_cpu_kernels.hpp"
-#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/ssn/cpu_kernels.hpp"
+#include "caffe/ssn/layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {

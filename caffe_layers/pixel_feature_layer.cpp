@@ -1,7 +1,7 @@
 #include <vector>
 
 #include "caffe/layers/pixel_feature_layer.hpp"
-#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/ssn/layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {

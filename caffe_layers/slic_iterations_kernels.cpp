@@ -1,7 +1,7 @@
 // Float comparisons may trap by default, which keeps GCC from turning the
 // selects below (maxima, the argmax) into vector code; nothing here reads the
 // FP exception flags. Before every include: GCC inlines no function compiled
-// with other optimisation options (such as ssn_math.cuh's argmax_takes).
+// with other optimisation options (such as math.hpp's argmax_takes).
 #pragma GCC optimize("no-trapping-math")
 // The 32-byte vectors below only pass between always-inlined functions of this
 // file, never across an ABI boundary: GCC's note that the default (SSE2)
@@ -10,11 +10,11 @@
 
 #include <algorithm>
 
-#include "caffe/layers/slic_iterations_kernels.hpp"
-#include "caffe/ssn/ssn_math.cuh"
-#include "caffe/util/vector_clones.hpp"
-#include "caffe/util/vector_exp.hpp"
-#include "caffe/util/vector_memory.hpp"
+#include "caffe/ssn/slic_iterations_kernels.hpp"
+#include "caffe/ssn/math.hpp"
+#include "caffe/ssn/vector_clones.hpp"
+#include "caffe/ssn/vector_exp.hpp"
+#include "caffe/ssn/vector_memory.hpp"
 
 // Why explicit vectors: a block of pixels is short (a cell is about 20 pixels
 // wide), and each pixel needs its 9 distances, the softmax over them and 9 x C

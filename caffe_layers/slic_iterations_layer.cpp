@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
-#include "caffe/layers/slic_iterations_kernels.hpp"
+#include "caffe/ssn/slic_iterations_kernels.hpp"
 #include "caffe/layers/slic_iterations_layer.hpp"
-#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/ssn/layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {

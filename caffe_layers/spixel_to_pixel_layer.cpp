@@ -2,9 +2,9 @@
 #include <vector>
 
 #include "caffe/layers/spixel_to_pixel_layer.hpp"
-#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/ssn/layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
-#include "caffe/util/vector_clones.hpp"
+#include "caffe/ssn/vector_clones.hpp"
 
 namespace caffe {
 namespace ssn {

@@ -1,15 +1,15 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "caffe/layers/ssn_cpu_kernels.hpp"
-#include "caffe/ssn/ssn_math.cuh"
+#include "caffe/ssn/cpu_kernels.hpp"
+#include "caffe/ssn/math.hpp"
 
 // Float comparisons may trap by default, which keeps GCC from turning the
 // selects below (clamps, maxima) into vector code; nothing here reads the FP
 // exception flags.
 #pragma GCC optimize("no-trapping-math")
 
-#include "caffe/util/vector_clones.hpp"
+#include "caffe/ssn/vector_clones.hpp"
 
 namespace caffe {
 namespace ssn {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "caffe/layers/loss_without_softmax_layer.hpp"
-#include "caffe/ssn/normalised_nll.cuh"
+#include "caffe/ssn/normalised_nll.hpp"
 #include "caffe/ssn/ssn_gpu_util.cuh"
 #include "caffe/util/math_functions.hpp"
 
@@ -77,7 +77,7 @@ const int kMaxSumBlocks = 256;
 
 // Blocks of ssn::kSumThreads threads over the positions (grid-stride):
 // block b writes partials[2b] = its sum of -log(max(p_label, FLT_MIN)) with p
-// normalised per position (normalised_nll.cuh) and partials[2b + 1] its
+// normalised per position (caffe/ssn/normalised_nll.hpp) and partials[2b + 1] its
 // number of valid positions.
 template <typename Dtype>
 __global__ void NormalisedLossPartials(const int count, const Dtype* values,

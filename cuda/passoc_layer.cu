@@ -2,8 +2,8 @@
 #include <vector>
 
 #include "caffe/layers/passoc_layer.hpp"
+#include "caffe/ssn/math.hpp"
 #include "caffe/ssn/ssn_gpu_util.cuh"
-#include "caffe/ssn/ssn_math.cuh"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -38,14 +38,9 @@ __global__ void PassocForward(const int count, const Dtype* pixels,
       dist[index] = invalid;
       continue;
     }
-    const Dtype* f = pixels + n * channels * spatial + p;
-    const Dtype* s = spixels + n * channels * num_spixels + j;
-    Dtype sum = 0;
-    for (int k = 0; k < channels; ++k) {
-      const Dtype difference = f[k * spatial] - s[k * num_spixels];
-      sum += difference * difference;
-    }
-    dist[index] = sum * scale;
+    dist[index] = scale * ssn::squared_feature_distance(
+        pixels + n * channels * spatial + p, spatial,
+        spixels + n * channels * num_spixels + j, num_spixels, channels);
   }
 }
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "caffe/layers/slic_iterations_layer.hpp"
+#include "caffe/ssn/math.hpp"
 #include "caffe/ssn/ssn_gpu_util.cuh"
-#include "caffe/ssn/ssn_math.cuh"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -34,25 +34,15 @@ __global__ void SlicAssociate(const int count, const Dtype* pixels,
       ssn::raise_index_flag(bad_index);
       continue;
     }
-    int j[ssn::kNumNeighbours];
-    Dtype q[ssn::kNumNeighbours];
-    for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-      j[c] = ssn::neighbour_index(cell, c, grid_h, grid_w);
-      q[c] = 0;
-    }
     const Dtype* f = pixels + n * channels * spatial + p;
     const Dtype* s = centres + n * channels * num_spixels;
-    for (int k = 0; k < channels; ++k) {
-      const Dtype value = f[k * spatial];
-      for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-        // The cell's own centre stands in for a neighbour outside the grid.
-        const Dtype difference = value - s[k * num_spixels + (j[c] >= 0 ? j[c] : cell)];
-        q[c] += difference * difference;
-      }
-    }
+    Dtype q[ssn::kNumNeighbours];
     Dtype max_value = -FLT_MAX;
     for (int c = 0; c < ssn::kNumNeighbours; ++c) {
-      q[c] = j[c] >= 0 ? q[c] * scale : invalid;
+      const int j = ssn::neighbour_index(cell, c, grid_h, grid_w);
+      q[c] = j < 0 ? invalid
+                   : scale * ssn::squared_feature_distance(f, spatial, s + j, num_spixels,
+                                                           channels);
       max_value = q[c] > max_value ? q[c] : max_value;
     }
     Dtype sum = 0;

@@ -2,8 +2,8 @@
 #include <vector>
 
 #include "caffe/layers/smear_layer.hpp"
+#include "caffe/ssn/math.hpp"
 #include "caffe/ssn/ssn_gpu_util.cuh"
-#include "caffe/ssn/ssn_math.cuh"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {

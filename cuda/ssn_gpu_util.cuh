@@ -2,7 +2,7 @@
 // launch sizes, the out-of-range index flag, one-block sums, a row-run
 // scatter-add, and SpixelFeature2's association-weighted sums (used by
 // SpixelFeature2 and SlicIterations). The per-element math itself lives in
-// ssn_math.cuh, shared with the CPU code.
+// caffe/ssn/math.hpp, shared with the CPU code.
 #ifndef CAFFE_SSN_SSN_GPU_UTIL_CUH_
 #define CAFFE_SSN_SSN_GPU_UTIL_CUH_
 
@@ -10,7 +10,7 @@
 
 #include "caffe/blob.hpp"
 #include "caffe/common.hpp"
-#include "caffe/ssn/ssn_math.cuh"
+#include "caffe/ssn/math.hpp"
 #include "caffe/util/device_alternate.hpp"
 #include "caffe/util/math_functions.hpp"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ssn.atomic import atomic_path
 from ssn_build.install import site_packages
-from ssn_build.make import LIBCAFFE, TEST_BINARY
+from ssn_build.make import LAYER_TEST_BINARIES, LIBCAFFE
 
 log = logging.getLogger("ssn_build")
 
@@ -83,8 +83,8 @@ def pack(tree: Path, venv: Path, target: Path) -> None:
         stdlib = Path(sysconfig.get_paths()["stdlib"])
         interpreter = Path(sys.executable).resolve()
         pylib = root / "lib" / version
-        binaries = {"test_ssn_layers.testbin": tree / "build/test" / TEST_BINARY,
-                    "caffe.bin": tree / "build/tools/caffe.bin", version: interpreter}
+        binaries = {name: tree / "build/test" / name for name in LAYER_TEST_BINARIES}
+        binaries.update({"caffe.bin": tree / "build/tools/caffe.bin", version: interpreter})
         for name, binary in binaries.items():
             (root / "bin").mkdir(parents=True, exist_ok=True)
             shutil.copy2(binary, root / "bin" / name)

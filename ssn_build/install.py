@@ -45,6 +45,8 @@ def install(tree: Path, venv: Path) -> None:
     set_rpath(package / "_caffe.so", f"$ORIGIN/../../..:{python_libdir}")
     binaries = [(f"{tool}.bin", tree / f"build/tools/{tool}.bin") for tool in CAFFE_TOOLS]
     binaries += [(name, tree / "build/test" / name) for name in TEST_BINARIES]
+    for stale in set(path.name for path in libexec.glob("test_*.testbin")) - set(TEST_BINARIES):
+        (libexec / stale).unlink()  # a test file since removed or renamed
     for name, binary in binaries:
         copy_if_changed(binary, libexec / name)
         set_rpath(libexec / name, f"$ORIGIN/../../lib:{python_libdir}")

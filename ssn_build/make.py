@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssn.atomic import write_if_changed
-from ssn_build.source import CAFFE_SHA256, CHECKOUT, PATCH_DIR
+from ssn_build.source import CAFFE_SHA256, CHECKOUT, LAYER_DIR, PATCH_DIR
 from ssn_build.splice import CAFFE_PROTO, splice_destinations
 
 log = logging.getLogger("ssn_build")
 
 LIBCAFFE = "libcaffe.so.1.0.0-rc3"
-TEST_BINARY = "test_ssn_layers.testbin"
-# Our C++ tests: one binary per test_*.cpp, as Caffe's Makefile builds them.
-TEST_BINARIES = (TEST_BINARY, "test_shifted_conv.testbin")
+# Our C++ tests: one binary per test_*.cpp (caffe_layers/test/ one per layer,
+# caffe_layers/util/ the helpers'), as Caffe's Makefile builds them.
+LAYER_TEST_BINARIES = tuple(f"{source.stem}.testbin"
+                            for source in sorted((LAYER_DIR / "test").glob("test_*.cpp")))
+TEST_BINARIES = LAYER_TEST_BINARIES + tuple(
+    f"{source.stem}.testbin" for source in sorted((LAYER_DIR / "util").glob("test_*.cpp")))
 BUILD_STAMP = ".ssn_build_stamp"
 # Caffe's command-line tools installed into <venv>/bin (build/tools/<name>.bin).
 CAFFE_TOOLS = ("caffe", "convert_imageset", "compute_image_mean", "extract_features",

@@ -16,22 +16,25 @@ CAFFE_PROTO = "src/caffe/proto/caffe.proto"
 def splice_destinations() -> dict[str, Path]:
     """Map each destination in the Caffe tree (relative) to our source file.
 
-    ``caffe_layers/*.hpp`` go to ``include/caffe/layers``, ``util/*.hpp`` to
-    ``include/caffe/util``, C++ tests (``test_*.cpp``) to ``src/caffe/test``,
-    the other sources beside Caffe's own, and ``cuda/*.cuh`` to
-    ``include/caffe/ssn``.
+    ``caffe_layers/include/`` mirrors the tree's ``include/``: the SSN helper
+    headers (``caffe/ssn/``, shared by the CPU and CUDA code) and the C++ tests'
+    fixture (``caffe/test/``) keep their path. Layer headers ``caffe_layers/*.hpp``
+    go to ``include/caffe/layers`` beside Caffe's own, C++ tests (``test_*.cpp``)
+    to ``src/caffe/test``, the other sources beside Caffe's own, and the
+    CUDA-only ``cuda/*.cuh`` to ``include/caffe/ssn``.
     """
     places: dict[str, Path] = {}
+    include_dir = LAYER_DIR / "include"
+    for source in sorted(include_dir.rglob("*")):
+        if source.is_file():
+            places[f"include/{source.relative_to(include_dir).as_posix()}"] = source
     for source in sorted(LAYER_DIR.glob("*.hpp")):
         places[f"include/caffe/layers/{source.name}"] = source
-    for source in sorted(LAYER_DIR.glob("*.cpp")):
-        folder = "src/caffe/test" if source.name.startswith("test_") else "src/caffe/layers"
-        places[f"{folder}/{source.name}"] = source
-    for source in sorted((LAYER_DIR / "util").glob("*.hpp")):
-        places[f"include/caffe/util/{source.name}"] = source
-    for source in sorted((LAYER_DIR / "util").glob("*.cpp")):
-        folder = "src/caffe/test" if source.name.startswith("test_") else "src/caffe/util"
-        places[f"{folder}/{source.name}"] = source
+    for folder, home in (("", "src/caffe/layers"), ("util", "src/caffe/util"),
+                         ("test", "src/caffe/test")):
+        for source in sorted((LAYER_DIR / folder).glob("*.cpp")):
+            place = "src/caffe/test" if source.name.startswith("test_") else home
+            places[f"{place}/{source.name}"] = source
     for source in sorted(CUDA_DIR.glob("*.cuh")):
         places[f"include/caffe/ssn/{source.name}"] = source
     for source in sorted(CUDA_DIR.glob("*.cu")):
@@ -64,7 +67,7 @@ HEADER_SUFFIXES = (".h", ".hpp", ".cuh")
 
 def touch_includers(tree: Path, headers: list[str]) -> list[str]:
     """Mark every compiled source that includes one of ``headers`` (tree paths such as
-    ``include/caffe/util/shifted_conv.hpp``), directly or through other headers of the
+    ``include/caffe/ssn/shifted_conv.hpp``), directly or through other headers of the
     tree, as changed; return the sources touched.
 
     Caffe's Makefile passes include directories with -isystem, so its dependency

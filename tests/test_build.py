@@ -338,3 +338,66 @@ def test_an_edited_header_recompiles_every_source_that_includes_it(tmp_path):
     assert (tmp_path / "tools/unrelated.cpp").stat().st_mtime == 1
     assert (tmp_path / "src/caffe/layers/uses_theirs.cpp").stat().st_mtime > 1
     assert touch_includers(tmp_path, []) == []
+
+
+def patch_header_fields(patch: Path) -> dict[str, str]:
+    """The DEP-3 fields of ``patch``'s header (the text before its first ``--- a/``):
+    {field: value}, continuation lines (starting with a space) joined to their field."""
+    header = patch.read_text().split("\n--- a/", 1)[0]
+    fields: dict[str, str] = {}
+    name = None
+    for line in header.splitlines():
+        if line.startswith(" ") and name is not None:
+            fields[name] += "\n" + line.strip()
+        elif ":" in line and not line.startswith(" "):
+            name, value = line.split(":", 1)
+            assert name.replace("-", "").isalpha(), f"{patch.name}: not a field: {line!r}"
+            fields[name] = value.strip()
+        elif line.strip():
+            raise AssertionError(f"{patch.name}: header line outside a field: {line!r}")
+    return fields
+
+
+@pytest.mark.parametrize("patch", patches.read_series(PATCH_DIR), ids=lambda path: path.name)
+def test_each_patch_in_the_series_says_what_and_why(patch):
+    """Debian-style (DEP-3) headers: a Description whose first line is the summary,
+    and a Why, each non-empty."""
+    fields = patch_header_fields(patch)
+    assert fields.get("Description"), f"{patch.name}: no Description field"
+    assert fields.get("Why"), f"{patch.name}: no Why field"
+
+
+def test_a_header_without_why_is_refused(tmp_path):
+    patch = tmp_path / "0001-x.patch"
+    patch.write_text("Description: something.\n more of it.\n\n--- a/x\n+++ b/x\n")
+    assert "Why" not in patch_header_fields(patch)
+    patch.write_text("something, said in prose.\n\n--- a/x\n+++ b/x\n")
+    with pytest.raises(AssertionError, match="outside a field"):
+        patch_header_fields(patch)
+
+
+def test_only_layer_headers_go_beside_caffes_layers():
+    """Helper headers go to include/caffe/ssn/ (or caffe/test/ for the tests'
+    fixture), never to include/caffe/layers/, which holds one header per layer."""
+    places = splice.splice_destinations()
+    layer_headers = [place for place in places if place.startswith("include/caffe/layers/")]
+    assert layer_headers and all(place.endswith("_layer.hpp") for place in layer_headers)
+    assert "include/caffe/ssn/math.hpp" in places
+    assert "include/caffe/test/test_ssn_util.hpp" in places
+    assert not [place for place in places if place.startswith("include/caffe/util/")]
+
+
+def test_every_ssn_include_names_a_spliced_header():
+    """Each ``#include "caffe/ssn/..."`` or ``"caffe/test/test_ssn_..."`` in our C++ and
+    CUDA sources, and in the patches, names a header the splice installs."""
+    places = set(splice.splice_destinations())
+    sources = [path for path in splice.splice_destinations().values()
+               if path.suffix in (".hpp", ".cpp", ".cu", ".cuh")]
+    sources += patches.read_series(PATCH_DIR)
+    for source in sources:
+        text = source.read_text()
+        if source.suffix == ".patch":  # the lines a patch adds
+            text = "\n".join(line[1:] for line in text.splitlines() if line.startswith("+"))
+        for included in splice.INCLUDE.findall(text):
+            if included.startswith(("caffe/ssn/", "caffe/test/test_ssn")):
+                assert f"include/{included}" in places, f"{source.name}: {included}"

@@ -1,5 +1,7 @@
-"""Runs the C++ tests, one pytest case each: the SSN layers (Caffe's GradientChecker,
-hand-worked vectors, CPU/GPU agreement) and ShiftedConv (caffe_layers/util)."""
+"""Runs the C++ tests, one pytest case each: one binary per SSN layer
+(caffe_layers/test/test_<layer>_layer.cpp: hand-worked vectors, Caffe's GradientChecker)
+and the helpers' (caffe_layers/util/test_*.cpp: ShiftedConv, the vectorised exp).
+CPU-vs-GPU agreement is tests/test_gpu.py's job."""
 import os
 import subprocess
 import sys
@@ -7,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ssn_build.make import TEST_BINARIES
+
 TEST_DIR = Path(sys.prefix) / "libexec" / "ssn-caffe"
-TEST_BINARIES = ("test_ssn_layers.testbin", "test_shifted_conv.testbin")
 
 
 def gtest_cases() -> list[tuple[str, str]]:

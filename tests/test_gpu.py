@@ -1,4 +1,6 @@
-"""Each SSN layer's GPU forward and backward against its CPU one, through pycaffe.
+"""Each SSN layer's GPU forward and backward against its CPU one, through pycaffe: the
+project's one CPU-vs-GPU suite (the C++ tests check each device on its own, against
+hand-worked values and finite differences).
 
 Marked ``gpu``: they need Caffe built with ``python -m ssn_build --gpu`` and a CUDA
 device, and skip cleanly otherwise (``pytest -m gpu`` selects them,

@@ -1,11 +1,11 @@
-#include "caffe/util/shifted_conv.hpp"
+#include "caffe/ssn/shifted_conv.hpp"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/ssn/layer_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {

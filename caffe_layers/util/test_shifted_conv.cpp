@@ -18,7 +18,7 @@
 #include "caffe/layers/conv_layer.hpp"
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
-#include "caffe/util/shifted_conv.hpp"
+#include "caffe/ssn/shifted_conv.hpp"
 
 namespace caffe {
 

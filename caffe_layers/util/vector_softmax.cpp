@@ -3,15 +3,15 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "caffe/util/vector_softmax.hpp"
+#include "caffe/ssn/vector_softmax.hpp"
 
 // Float comparisons may trap by default, which keeps GCC from turning the
 // selects below (clamps, maxima) into vector code; nothing here reads the FP
 // exception flags.
 #pragma GCC optimize("no-trapping-math")
 
-#include "caffe/util/vector_clones.hpp"
-#include "caffe/util/vector_exp.hpp"
+#include "caffe/ssn/vector_clones.hpp"
+#include "caffe/ssn/vector_exp.hpp"
 
 namespace caffe {
 namespace ssn {

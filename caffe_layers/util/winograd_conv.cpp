@@ -3,17 +3,17 @@
 // passes them differently from AVX code does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-#include "caffe/util/winograd_conv.hpp"
+#include "caffe/ssn/winograd_conv.hpp"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
-#include "caffe/layers/ssn_layer_util.hpp"
+#include "caffe/ssn/layer_util.hpp"
 #include "caffe/util/mkl_alternate.hpp"
-#include "caffe/util/vector_clones.hpp"
-#include "caffe/util/vector_exp.hpp"
-#include "caffe/util/vector_memory.hpp"
+#include "caffe/ssn/vector_clones.hpp"
+#include "caffe/ssn/vector_exp.hpp"
+#include "caffe/ssn/vector_memory.hpp"
 
 namespace caffe {
 namespace ssn {

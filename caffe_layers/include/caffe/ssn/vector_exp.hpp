@@ -5,13 +5,13 @@
 // sets to 0 anyway), so the fused SLIC iterations (slic_iterations_kernels.cpp)
 // get the same exponentials.
 // Header-only: each user's SSN_VECTOR_CLONES compile it for their ISA.
-#ifndef CAFFE_UTIL_VECTOR_EXP_HPP_
-#define CAFFE_UTIL_VECTOR_EXP_HPP_
+#ifndef CAFFE_SSN_VECTOR_EXP_HPP_
+#define CAFFE_SSN_VECTOR_EXP_HPP_
 
 #include <cmath>
 #include <cstdint>
 
-#include "caffe/util/vector_clones.hpp"
+#include "caffe/ssn/vector_clones.hpp"
 
 namespace caffe {
 namespace ssn {
@@ -85,4 +85,4 @@ SSN_ALWAYS_INLINE Double4 exp_nonpositive(const Double4& x) {
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_UTIL_VECTOR_EXP_HPP_
+#endif  // CAFFE_SSN_VECTOR_EXP_HPP_

@@ -1,8 +1,10 @@
 // Per-element math of the SSN layers, shared by the CPU loops and the CUDA
 // kernels so that the two paths cannot drift apart. Plain C++ on ints and
-// scalars: no Caffe types, usable on host and device.
-#ifndef CAFFE_SSN_SSN_MATH_CUH_
-#define CAFFE_SSN_SSN_MATH_CUH_
+// scalars: no Caffe types. SSN_HOST_DEVICE marks a function __host__
+// __device__ under nvcc and plain inline under the C++ compiler, so the CPU
+// sources include this header as they are.
+#ifndef CAFFE_SSN_MATH_HPP_
+#define CAFFE_SSN_MATH_HPP_
 
 #ifdef __CUDACC__
 #define SSN_HOST_DEVICE __host__ __device__ __forceinline__
@@ -44,6 +46,24 @@ SSN_HOST_DEVICE int neighbour_index_clamped(int cell, int c, int grid_h,
   if (row < 0 || row >= grid_h) row = row0;
   if (col < 0 || col >= grid_w) col = col0;
   return row * grid_w + col;
+}
+
+// Squared Euclidean distance between one pixel's features and one
+// superpixel's: sum over k < channels of (pixel[k * pixel_stride] -
+// spixel[k * spixel_stride])^2, added up in the order k = 0, 1, ... (the
+// features are channel planes, hence the strides). The CUDA kernels of Passoc
+// and SlicIterations call it per pixel; the CPU loops compute the same sum
+// over runs of pixels at once (cpu_kernels.hpp, slic_iterations_kernels.hpp).
+template <typename Dtype>
+SSN_HOST_DEVICE Dtype squared_feature_distance(const Dtype* pixel, int pixel_stride,
+                                               const Dtype* spixel, int spixel_stride,
+                                               int channels) {
+  Dtype sum = 0;
+  for (int k = 0; k < channels; ++k) {
+    const Dtype difference = pixel[k * pixel_stride] - spixel[k * spixel_stride];
+    sum += difference * difference;
+  }
+  return sum;
 }
 
 // Index maps are float blobs; ids are read with C truncation, and a value is
@@ -104,4 +124,4 @@ SSN_HOST_DEVICE int interp_zoomed_size(int size, int zoom) {
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_SSN_SSN_MATH_CUH_
+#endif  // CAFFE_SSN_MATH_HPP_

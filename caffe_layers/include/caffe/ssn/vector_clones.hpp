@@ -2,8 +2,8 @@
 // the library loads: x86-64-v3 (AVX2, FMA) runs vector loops twice as wide as
 // the SSE2 baseline. Bodies marked SSN_ALWAYS_INLINE are inlined into each
 // clone, so they are vectorised for its instruction set too.
-#ifndef CAFFE_UTIL_VECTOR_CLONES_HPP_
-#define CAFFE_UTIL_VECTOR_CLONES_HPP_
+#ifndef CAFFE_SSN_VECTOR_CLONES_HPP_
+#define CAFFE_SSN_VECTOR_CLONES_HPP_
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SSN_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -12,4 +12,4 @@
 #endif
 #define SSN_ALWAYS_INLINE inline __attribute__((always_inline))
 
-#endif  // CAFFE_UTIL_VECTOR_CLONES_HPP_
+#endif  // CAFFE_SSN_VECTOR_CLONES_HPP_

@@ -27,8 +27,8 @@
 // 1e-7 for the direct sum.
 //
 // Plain pointers and ints, no Caffe types.
-#ifndef CAFFE_UTIL_WINOGRAD_CONV_HPP_
-#define CAFFE_UTIL_WINOGRAD_CONV_HPP_
+#ifndef CAFFE_SSN_WINOGRAD_CONV_HPP_
+#define CAFFE_SSN_WINOGRAD_CONV_HPP_
 
 #include <cstddef>
 
@@ -85,4 +85,4 @@ struct WinogradConv {
 
 }  // namespace caffe
 
-#endif  // CAFFE_UTIL_WINOGRAD_CONV_HPP_
+#endif  // CAFFE_SSN_WINOGRAD_CONV_HPP_

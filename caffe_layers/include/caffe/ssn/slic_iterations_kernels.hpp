@@ -22,13 +22,13 @@
 //   d_c = scale * sum_k (F[k] - S[k, j_c])^2     (j_c = neighbours[c] >= 0)
 //   d_c = invalid                               (j_c < 0; already scaled)
 //   q_c = exp(d_c - max_c' d_c') / sum_c'' exp(d_c'' - max_c' d_c')
-// with the vectorised Softmax's exp (util/vector_exp.hpp), in float or double.
-#ifndef CAFFE_SLIC_ITERATIONS_KERNELS_HPP_
-#define CAFFE_SLIC_ITERATIONS_KERNELS_HPP_
+// with the vectorised Softmax's exp (caffe/ssn/vector_exp.hpp), in float or double.
+#ifndef CAFFE_SSN_SLIC_ITERATIONS_KERNELS_HPP_
+#define CAFFE_SSN_SLIC_ITERATIONS_KERNELS_HPP_
 
 #include <cstddef>
 
-#include "caffe/ssn/ssn_math.cuh"
+#include "caffe/ssn/math.hpp"
 
 namespace caffe {
 namespace ssn {
@@ -126,4 +126,4 @@ SSN_DECLARE_SLIC_KERNELS(double)
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_SLIC_ITERATIONS_KERNELS_HPP_
+#endif  // CAFFE_SSN_SLIC_ITERATIONS_KERNELS_HPP_

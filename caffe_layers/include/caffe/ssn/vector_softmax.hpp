@@ -1,7 +1,7 @@
 // A vectorised CPU softmax over channels, which Caffe's SoftmaxLayer calls
 // once patches/caffe/0008-softmax-vectorised-forward.patch is applied.
-#ifndef CAFFE_UTIL_VECTOR_SOFTMAX_HPP_
-#define CAFFE_UTIL_VECTOR_SOFTMAX_HPP_
+#ifndef CAFFE_SSN_VECTOR_SOFTMAX_HPP_
+#define CAFFE_SSN_VECTOR_SOFTMAX_HPP_
 
 namespace caffe {
 namespace ssn {
@@ -16,4 +16,4 @@ void softmax_forward(const double* in, int outer, int channels, int inner, doubl
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_UTIL_VECTOR_SOFTMAX_HPP_
+#endif  // CAFFE_SSN_VECTOR_SOFTMAX_HPP_

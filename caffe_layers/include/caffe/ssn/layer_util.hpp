@@ -13,7 +13,7 @@
 
 #include "caffe/blob.hpp"
 #include "caffe/proto/caffe.pb.h"
-#include "caffe/ssn/ssn_math.cuh"
+#include "caffe/ssn/math.hpp"
 #include "glog/logging.h"
 
 namespace caffe {

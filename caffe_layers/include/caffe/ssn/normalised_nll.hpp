@@ -2,13 +2,13 @@
 // shared by the CPU loops and the CUDA kernels: the probability clamp, and
 // the normalise option's shifted values, class sum, loss and gradient. All in
 // double, whatever the blob type.
-#ifndef CAFFE_SSN_NORMALISED_NLL_CUH_
-#define CAFFE_SSN_NORMALISED_NLL_CUH_
+#ifndef CAFFE_SSN_NORMALISED_NLL_HPP_
+#define CAFFE_SSN_NORMALISED_NLL_HPP_
 
 #include <cfloat>
 #include <cmath>
 
-#include "caffe/ssn/ssn_math.cuh"
+#include "caffe/ssn/math.hpp"
 
 namespace caffe {
 namespace ssn {
@@ -79,4 +79,4 @@ SSN_HOST_DEVICE NormalisedNllGradient normalised_nll_gradient(
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_SSN_NORMALISED_NLL_CUH_
+#endif  // CAFFE_SSN_NORMALISED_NLL_HPP_

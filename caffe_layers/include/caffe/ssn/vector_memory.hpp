@@ -1,12 +1,12 @@
 // Unaligned loads and stores of GCC vectors (Float8, Double4, ...): a memcpy of
 // a vector compiles to one instruction. Shared by the fused SLIC kernels and
 // the Winograd convolution.
-#ifndef CAFFE_UTIL_VECTOR_MEMORY_HPP_
-#define CAFFE_UTIL_VECTOR_MEMORY_HPP_
+#ifndef CAFFE_SSN_VECTOR_MEMORY_HPP_
+#define CAFFE_SSN_VECTOR_MEMORY_HPP_
 
 #include <cstring>
 
-#include "caffe/util/vector_clones.hpp"
+#include "caffe/ssn/vector_clones.hpp"
 
 namespace caffe {
 namespace ssn {
@@ -26,4 +26,4 @@ SSN_ALWAYS_INLINE void Store(void* to, const V& value) {
 }  // namespace ssn
 }  // namespace caffe
 
-#endif  // CAFFE_UTIL_VECTOR_MEMORY_HPP_
+#endif  // CAFFE_SSN_VECTOR_MEMORY_HPP_

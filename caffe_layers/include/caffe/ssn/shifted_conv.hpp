@@ -51,7 +51,7 @@
 
 #include <cstddef>
 
-#include "caffe/util/winograd_conv.hpp"
+#include "caffe/ssn/winograd_conv.hpp"
 
 namespace caffe {
 
