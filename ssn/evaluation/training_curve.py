@@ -201,6 +201,6 @@ def plot_curve(rows: list[dict], path: Path) -> None:
                 axis.axhline(peer[-1], color=f"C{index}", linestyle=":", linewidth=1)
                 axis.axhline(peer[-1] + TARGET_LEAD[metric], color=f"C{index}",
                              linestyle="--", linewidth=1)
-            axis.set_xlabel("training patches seen (dotted: fast-slic at its best "
-                            "compactness; dashed: the target lead)")
+            axis.set_xlabel("training patches seen\n(dotted: fast-slic, best compactness; "
+                            "dashed: target)", fontsize=9)
         panels[0][0].legend(fontsize=8)
