@@ -13,6 +13,7 @@ from ssn.bsds import data_root
 from ssn.cli import options
 from ssn.cli.command import command_parser, run_command
 from ssn.device import use_device
+from ssn.evaluation import training_curve
 from ssn.evaluation.baselines import BaselineMissing, baseline
 from ssn.evaluation.runs import bsds_samples, write_csv
 from ssn.evaluation.snapshots import (
@@ -67,8 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
 def add_to_curve(args: argparse.Namespace, snapshots: list[Path], samples) -> None:
     """Score ``snapshots`` (and --initial as iteration 0) against fast-slic's best
     compactness at the matched counts and merge them into the --curve file."""
-    from ssn.evaluation import training_curve
-
     peer = training_curve.peer_scores(samples, args.matched_counts, args.out / "peer.json")
     scored = [(0, args.initial)] if args.initial else []
     scored += [(snapshot_iteration(path), path) for path in snapshots]
